@@ -1,0 +1,13 @@
+//! nvplan: a declarative NVMe SSD workload engine.
+//!
+//! Layers, bottom up: [`nvme`] (the specification as data), [`transport`] (register,
+//! doorbell and DMA access to a controller), [`sim`] (a simulated controller),
+//! [`driver`] (the host driver, identical on every transport).
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod driver;
+pub mod nvme;
+pub mod sim;
+pub mod transport;
+pub mod util;

@@ -1,0 +1,473 @@
+//! The simulated controller's view of host memory: an IOVA table (what an IOMMU does for
+//! a real device) and the walkers that turn PRPs and SGLs into host memory segments.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use crate::nvme::opcode::DataDirection;
+use crate::nvme::pod::{self, Pod};
+use crate::nvme::prp::{self, Prp2Use};
+use crate::nvme::sgl::{DESCRIPTOR_BYTES, SglDescriptor, SglType};
+use crate::nvme::status::Status;
+use crate::transport::TransportError;
+use crate::transport::dma::{DmaBuffer, DmaOwner, HostMemory};
+
+/// First IOVA handed out. Deliberately far from any host virtual address, so a driver that
+/// passes a pointer instead of an IOVA gets a Data Transfer Error rather than luck.
+const IOVA_BASE: u64 = 0x0000_0010_0000_0000;
+/// Unmapped gap after every region, so an overrun faults instead of reaching a neighbour.
+const IOVA_GUARD: u64 = 1 << 20;
+/// Most SGL descriptors one command may chain through before the walk is refused.
+const MAX_SGL_DESCRIPTORS: usize = 65536;
+
+pub(crate) struct Region {
+    iova: u64,
+    len: usize,
+    mem: HostMemory,
+}
+
+/// The table of DMA mappings, shared by the transport (which allocates) and the
+/// controller's threads (which translate).
+pub(crate) struct DmaSpace {
+    table: RwLock<Arc<Vec<Arc<Region>>>>,
+    generation: AtomicU64,
+    next_iova: Mutex<u64>,
+}
+
+struct Mapping {
+    region: Arc<Region>,
+    space: Weak<DmaSpace>,
+}
+
+impl DmaOwner for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if let Some(space) = self.space.upgrade() {
+            space.remove(self.region.iova);
+        }
+    }
+}
+
+impl DmaSpace {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(DmaSpace { table: RwLock::new(Arc::new(Vec::new())), generation: AtomicU64::new(1), next_iova: Mutex::new(IOVA_BASE) })
+    }
+
+    /// Allocates zeroed memory and maps it at a fresh IOVA.
+    pub(crate) fn alloc(self: &Arc<Self>, len: usize) -> Result<DmaBuffer, TransportError> {
+        let mem = HostMemory::new(len).map_err(|source| TransportError::DmaAlloc { len, source })?;
+        let mapped = mem.len();
+        let iova = {
+            let mut next = self.next_iova.lock().unwrap_or_else(|e| e.into_inner());
+            let iova = *next;
+            *next = iova + (mapped as u64).next_multiple_of(1 << 21) + IOVA_GUARD;
+            iova
+        };
+        let ptr = mem.ptr();
+        let region = Arc::new(Region { iova, len: mapped, mem });
+        {
+            let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
+            let mut v: Vec<Arc<Region>> = t.as_ref().clone();
+            let pos = v.partition_point(|r| r.iova < iova);
+            v.insert(pos, region.clone());
+            *t = Arc::new(v);
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        let owner = Arc::new(Mapping { region, space: Arc::downgrade(self) });
+        // SAFETY: `ptr` points to `len` bytes of a private anonymous mapping owned by
+        // `region`, which `owner` keeps alive; nothing else references it by Rust reference.
+        Ok(unsafe { DmaBuffer::from_raw(ptr, len, iova, owner) })
+    }
+
+    fn remove(&self, iova: u64) {
+        let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Arc<Region>> = t.as_ref().clone();
+        v.retain(|r| r.iova != iova);
+        *t = Arc::new(v);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// A view for one processing thread.
+    pub(crate) fn view(self: &Arc<Self>) -> DmaView {
+        let regions = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+        DmaView { generation: self.generation.load(Ordering::Acquire), regions, space: self.clone() }
+    }
+}
+
+/// A processing thread's snapshot of the mapping table. Regions unmapped by the host stay
+/// alive until the snapshot is refreshed, so a translation in progress never touches freed
+/// memory.
+pub(crate) struct DmaView {
+    generation: u64,
+    regions: Arc<Vec<Arc<Region>>>,
+    space: Arc<DmaSpace>,
+}
+
+/// A host memory segment of a data transfer; `ptr == None` is a bit bucket (read data
+/// discarded).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Seg {
+    pub(crate) ptr: Option<NonNull<u8>>,
+    pub(crate) len: usize,
+}
+
+impl DmaView {
+    /// Picks up mappings added or removed since the last call.
+    #[inline]
+    pub(crate) fn refresh(&mut self) {
+        let g = self.space.generation.load(Ordering::Acquire);
+        if g != self.generation {
+            self.regions = self.space.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+            self.generation = g;
+        }
+    }
+
+    /// Host address of `len` bytes at `iova`, if all of them are mapped.
+    #[inline]
+    pub(crate) fn translate(&self, iova: u64, len: usize) -> Option<NonNull<u8>> {
+        let v = &self.regions;
+        let i = v.partition_point(|r| r.iova <= iova);
+        let r = v.get(i.checked_sub(1)?)?;
+        let off = iova - r.iova;
+        if off.checked_add(len as u64)? > r.len as u64 {
+            return None;
+        }
+        // SAFETY: `off + len <= r.len`, so the pointer stays inside the region's mapping.
+        Some(unsafe { r.mem.ptr().add(off as usize) })
+    }
+
+    /// Copies `dst.len()` bytes from host memory at `iova`.
+    pub(crate) fn read(&self, iova: u64, dst: &mut [u8]) -> Result<(), Status> {
+        let p = self.translate(iova, dst.len()).ok_or(Status::DATA_TRANSFER_ERROR)?;
+        // SAFETY: `translate` checked that `dst.len()` bytes are mapped at `p`; `dst` is
+        // controller-private memory, so the ranges do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    /// Reads a spec structure from host memory.
+    pub(crate) fn read_obj<T: Pod>(&self, iova: u64) -> Result<T, Status> {
+        let mut v = pod::zeroed::<T>();
+        self.read(iova, pod::as_bytes_mut(&mut v))?;
+        Ok(v)
+    }
+
+    fn read_u64(&self, iova: u64) -> Result<u64, Status> {
+        let mut b = [0u8; 8];
+        self.read(iova, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn push(&self, segs: &mut Vec<Seg>, iova: u64, len: usize) -> Result<(), Status> {
+        let p = self.translate(iova, len).ok_or(Status::DATA_TRANSFER_ERROR)?;
+        push_seg(segs, Some(p), len);
+        Ok(())
+    }
+
+    /// Maps a PRP data pointer for a transfer of `len` bytes (§4.3).
+    pub(crate) fn map_prp(&self, prp1: u64, prp2: u64, len: usize, page: usize, segs: &mut Vec<Seg>) -> Result<(), Status> {
+        segs.clear();
+        if len == 0 {
+            return Ok(());
+        }
+        if !prp::is_dword_aligned(prp1) {
+            return Err(Status::INVALID_PRP_OFFSET.with_dnr(true));
+        }
+        let first = prp::first_entry_bytes(prp1, page).min(len);
+        self.push(segs, prp1, first)?;
+        let mut rem = len - first;
+        match prp::prp2_use(prp1, len, page) {
+            Prp2Use::Unused => {}
+            Prp2Use::DataPage => {
+                if prp::page_offset(prp2, page) != 0 {
+                    return Err(Status::INVALID_PRP_OFFSET.with_dnr(true));
+                }
+                self.push(segs, prp2, rem)?;
+            }
+            Prp2Use::List { .. } => {
+                if !prp::is_dword_aligned(prp2) {
+                    return Err(Status::INVALID_PRP_OFFSET.with_dnr(true));
+                }
+                let mut list = prp2;
+                let mut slots = prp::entries_in_list_page(list, page);
+                let mut idx = 0usize;
+                while rem > 0 {
+                    let entry = self.read_u64(list + (idx * prp::ENTRY_BYTES) as u64)?;
+                    if idx == slots - 1 && rem > page {
+                        // Last slot of a list page with more than one page to go: chain.
+                        if prp::page_offset(entry, page) != 0 {
+                            return Err(Status::INVALID_PRP_OFFSET.with_dnr(true));
+                        }
+                        list = entry;
+                        slots = page / prp::ENTRY_BYTES;
+                        idx = 0;
+                        continue;
+                    }
+                    if prp::page_offset(entry, page) != 0 {
+                        return Err(Status::INVALID_PRP_OFFSET.with_dnr(true));
+                    }
+                    let n = rem.min(page);
+                    self.push(segs, entry, n)?;
+                    rem -= n;
+                    idx += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps an SGL data pointer for a transfer of `len` bytes (§4.4).
+    pub(crate) fn map_sgl(&self, sgl1: SglDescriptor, len: usize, dir: DataDirection, caps: SglCaps, segs: &mut Vec<Seg>) -> Result<(), Status> {
+        segs.clear();
+        let invalid_type = Status::SGL_TYPE_INVALID.with_dnr(true);
+        let invalid_segment = Status::INVALID_SGL_SEGMENT.with_dnr(true);
+        let mut total = 0usize;
+        let mut desc = sgl1;
+        // The segment being read: next descriptor address and descriptors left in it.
+        let mut seg_addr = 0u64;
+        let mut seg_left = 0usize;
+        let mut in_last_segment = false;
+        let mut seen = 0usize;
+        loop {
+            seen += 1;
+            if seen > MAX_SGL_DESCRIPTORS {
+                return Err(Status::INVALID_SGL_COUNT.with_dnr(true));
+            }
+            match desc.ty() {
+                SglType::DataBlock | SglType::BitBucket => {
+                    if desc.subtype() != 0 {
+                        return Err(invalid_type);
+                    }
+                    let n = desc.len as usize;
+                    if desc.ty() == SglType::BitBucket {
+                        if !caps.bit_bucket || dir != DataDirection::ControllerToHost {
+                            return Err(invalid_type);
+                        }
+                        push_seg(segs, None, n);
+                    } else if n > 0 {
+                        self.push(segs, desc.addr, n)?;
+                    }
+                    total += n;
+                }
+                SglType::Segment | SglType::LastSegment => {
+                    // A segment descriptor must be the last one of its segment, and a last
+                    // segment may not point onward.
+                    if seg_left != 0 || in_last_segment || desc.subtype() != 0 {
+                        return Err(invalid_segment);
+                    }
+                    if desc.len == 0 || desc.len as usize % DESCRIPTOR_BYTES != 0 {
+                        return Err(invalid_segment);
+                    }
+                    seg_addr = desc.addr;
+                    seg_left = desc.len as usize / DESCRIPTOR_BYTES;
+                    in_last_segment = desc.ty() == SglType::LastSegment;
+                }
+                _ => return Err(invalid_type),
+            }
+            if seg_left == 0 {
+                break;
+            }
+            desc = self.read_obj::<SglDescriptor>(seg_addr)?;
+            seg_addr += DESCRIPTOR_BYTES as u64;
+            seg_left -= 1;
+            if in_last_segment && matches!(desc.ty(), SglType::Segment | SglType::LastSegment) {
+                return Err(invalid_segment);
+            }
+        }
+        if total < len || (total > len && !caps.excess_length) {
+            return Err(Status::DATA_SGL_LENGTH_INVALID.with_dnr(true));
+        }
+        if total > len {
+            truncate_segs(segs, len);
+        }
+        Ok(())
+    }
+}
+
+fn push_seg(segs: &mut Vec<Seg>, ptr: Option<NonNull<u8>>, len: usize) {
+    if let (Some(last), Some(p)) = (segs.last_mut(), ptr)
+        && let Some(lp) = last.ptr
+        && lp.as_ptr().wrapping_add(last.len) == p.as_ptr()
+    {
+        last.len += len;
+        return;
+    }
+    if let (Some(last), None) = (segs.last_mut(), ptr)
+        && last.ptr.is_none()
+    {
+        last.len += len;
+        return;
+    }
+    segs.push(Seg { ptr, len });
+}
+
+fn truncate_segs(segs: &mut Vec<Seg>, mut len: usize) {
+    let mut keep = 0;
+    for s in segs.iter_mut() {
+        if len == 0 {
+            break;
+        }
+        s.len = s.len.min(len);
+        len -= s.len;
+        keep += 1;
+    }
+    segs.truncate(keep);
+}
+
+/// SGL capabilities the controller advertises.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SglCaps {
+    pub(crate) bit_bucket: bool,
+    pub(crate) excess_length: bool,
+}
+
+/// Copies `len` bytes from `src` (controller memory) into the segments; bit buckets skip.
+///
+/// # Safety
+/// `src` must be valid for reads of `len` bytes, and the segments must come from a
+/// `DmaView` mapping that is still alive and describe at least `len` bytes.
+pub(crate) unsafe fn scatter(segs: &[Seg], src: *const u8, len: usize) {
+    let mut off = 0;
+    for s in segs {
+        if off >= len {
+            break;
+        }
+        let n = s.len.min(len - off);
+        if let Some(p) = s.ptr {
+            // SAFETY: `src + off .. + n` is within `src`'s `len` bytes (caller), and `p`
+            // is a translated host segment of at least `n` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(src.add(off), p.as_ptr(), n) };
+        }
+        off += n;
+    }
+}
+
+/// Copies `len` bytes from the segments into `dst` (controller memory).
+///
+/// # Safety
+/// As [`scatter`], with `dst` valid for writes of `len` bytes. Bit buckets must not occur.
+pub(crate) unsafe fn gather(segs: &[Seg], dst: *mut u8, len: usize) {
+    let mut off = 0;
+    for s in segs {
+        if off >= len {
+            break;
+        }
+        let n = s.len.min(len - off);
+        if let Some(p) = s.ptr {
+            // SAFETY: mirror image of `scatter`.
+            unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), dst.add(off), n) };
+        }
+        off += n;
+    }
+}
+
+/// Total bytes the segments describe.
+pub(crate) fn seg_len(segs: &[Seg]) -> usize {
+    segs.iter().map(|s| s.len).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: usize = 4096;
+
+    fn space_with(len: usize) -> (Arc<DmaSpace>, DmaBuffer) {
+        let s = DmaSpace::new();
+        let b = s.alloc(len).unwrap();
+        (s, b)
+    }
+
+    #[test]
+    fn translate_refuses_unmapped_and_overrunning_ranges() {
+        let (s, b) = space_with(8192);
+        let v = s.view();
+        assert!(v.translate(b.iova(), 8192).is_some());
+        assert!(v.translate(b.iova() + 4096, 4097).is_none());
+        assert!(v.translate(b.iova() - 1, 1).is_none());
+        assert!(v.translate(0x1000, 8).is_none());
+    }
+
+    #[test]
+    fn unmapped_buffer_disappears_after_refresh_only() {
+        let (s, b) = space_with(4096);
+        let iova = b.iova();
+        let mut v = s.view();
+        drop(b);
+        assert!(v.translate(iova, 8).is_some(), "snapshot keeps the region alive");
+        v.refresh();
+        assert!(v.translate(iova, 8).is_none());
+    }
+
+    #[test]
+    fn prp_list_with_offset_and_chain_is_walked() {
+        let (s, buf) = space_with(64 * P);
+        let v = s.view();
+        // Data pages: 10..=14 of the buffer; list at page 1 offset 0xFE0 (4 slots), the
+        // last slot chains to page 2.
+        let page = |i: usize| buf.iova() + (i * P) as u64;
+        let list = page(1) + 0xFE0;
+        buf.write_u64(P + 0xFE0, page(11));
+        buf.write_u64(P + 0xFE8, page(12));
+        buf.write_u64(P + 0xFF0, page(13));
+        buf.write_u64(P + 0xFF8, page(2));
+        buf.write_u64(2 * P, page(14));
+        buf.write_u64(2 * P + 8, page(15));
+        let mut segs = Vec::new();
+        v.map_prp(page(10) + 0x200, list, 6 * P - 0x200, P, &mut segs).unwrap();
+        // 10..=15 are contiguous in memory, so the walk merges them into one segment.
+        assert_eq!(segs.len(), 1);
+        assert_eq!(seg_len(&segs), 6 * P - 0x200);
+        assert_eq!(segs[0].ptr.unwrap().as_ptr(), buf.as_ptr().wrapping_add(10 * P + 0x200));
+    }
+
+    #[test]
+    fn prp_offsets_are_checked() {
+        let (s, buf) = space_with(8 * P);
+        let v = s.view();
+        let mut segs = Vec::new();
+        assert_eq!(v.map_prp(buf.iova() + 2, 0, 16, P, &mut segs).unwrap_err().code(), Status::INVALID_PRP_OFFSET.code());
+        let e = v.map_prp(buf.iova(), buf.iova() + P as u64 + 8, 2 * P, P, &mut segs).unwrap_err();
+        assert_eq!(e.code(), Status::INVALID_PRP_OFFSET.code());
+        assert_eq!(v.map_prp(0x42_0000_0000, 0, 512, P, &mut segs).unwrap_err(), Status::DATA_TRANSFER_ERROR);
+    }
+
+    #[test]
+    fn sgl_segments_and_bit_bucket_are_walked() {
+        let (s, buf) = space_with(8 * P);
+        let v = s.view();
+        let caps = SglCaps { bit_bucket: true, excess_length: false };
+        // Segment at page 0 with 2 descriptors: data block + last segment -> page 1 with
+        // a bit bucket and a data block.
+        let d0 = SglDescriptor::data_block(buf.iova() + 4 * P as u64, 512);
+        let d1 = SglDescriptor::last_segment(buf.iova() + P as u64, 2);
+        buf.write_obj(0, &d0);
+        buf.write_obj(16, &d1);
+        buf.write_obj(P, &SglDescriptor::bit_bucket(512));
+        buf.write_obj(P + 16, &SglDescriptor::data_block(buf.iova() + 6 * P as u64, 1024));
+        let mut segs = Vec::new();
+        v.map_sgl(SglDescriptor::segment(buf.iova(), 2), 2048, DataDirection::ControllerToHost, caps, &mut segs).unwrap();
+        assert_eq!(segs.len(), 3);
+        assert!(segs[1].ptr.is_none());
+        assert_eq!(seg_len(&segs), 2048);
+        // Bit buckets are refused for writes, short lists are refused.
+        let e = v.map_sgl(SglDescriptor::segment(buf.iova(), 2), 2048, DataDirection::HostToController, caps, &mut segs).unwrap_err();
+        assert_eq!(e.code(), Status::SGL_TYPE_INVALID.code());
+        let e = v.map_sgl(SglDescriptor::data_block(buf.iova(), 512), 1024, DataDirection::ControllerToHost, caps, &mut segs).unwrap_err();
+        assert_eq!(e.code(), Status::DATA_SGL_LENGTH_INVALID.code());
+    }
+
+    #[test]
+    fn sgl_segment_loop_is_bounded() {
+        let (s, buf) = space_with(P);
+        let v = s.view();
+        // A segment whose only descriptor points back to itself.
+        buf.write_obj(0, &SglDescriptor::segment(buf.iova(), 1));
+        let mut segs = Vec::new();
+        let caps = SglCaps { bit_bucket: false, excess_length: false };
+        let e = v.map_sgl(SglDescriptor::segment(buf.iova(), 1), 512, DataDirection::ControllerToHost, caps, &mut segs).unwrap_err();
+        assert_eq!(e.code(), Status::INVALID_SGL_COUNT.code());
+    }
+}

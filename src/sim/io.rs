@@ -1,0 +1,581 @@
+//! I/O processing threads: arbitration over the submission queues a thread owns, NVM
+//! command execution (NVM Command Set 1.0 / NVMe 1.4 §6), and completion posting with the
+//! latency model.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::{Duration, Instant};
+
+use super::dma::{DmaView, Seg, SglCaps, seg_len};
+use super::fault::{FaultAction, FaultQueue};
+use super::namespace::Namespace;
+use super::queue::{CqState, PostError, SqState};
+use super::{Counters, Shared};
+use crate::nvme::features::Arbitration;
+use crate::nvme::opcode::{DataDirection, NvmOpcode};
+use crate::nvme::sqe::Psdt;
+use crate::nvme::{Cqe, Sqe, Status};
+use crate::util::rng::Rng;
+
+pub(crate) enum IoMsg {
+    AddCq(CqState),
+    AddSq(SqState),
+    DeleteSq { qid: u16, ack: SyncSender<()> },
+    DeleteCq { qid: u16, ack: SyncSender<()> },
+    /// Controller reset or power loss: drop every queue and everything in flight.
+    Reset { ack: SyncSender<()> },
+    /// Stop processing until `resume` yields (Format NVM, Sanitize).
+    Pause { ack: SyncSender<()>, resume: Receiver<()> },
+    Abort { sqid: u16, cid: u16, reply: SyncSender<bool> },
+    Arbitration { ams: u8, arb: Arbitration },
+}
+
+/// A completion waiting for its latency to pass.
+struct Pending {
+    due: u64,
+    seq: u64,
+    sqid: u16,
+    cqid: u16,
+    cqe: Cqe,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.due, self.seq) == (o.due, o.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(o.due, o.seq))
+    }
+}
+
+/// When a command's completion is posted.
+enum Post {
+    Now,
+    At(u64),
+    Never,
+}
+
+/// The result of executing one command.
+struct Outcome {
+    status: Status,
+    dw0: u32,
+    post: Post,
+}
+
+impl Outcome {
+    fn done(status: Status) -> Self {
+        Outcome { status, dw0: 0, post: Post::Now }
+    }
+}
+
+/// Per-thread execution context: everything a command needs except the queues.
+struct Exec {
+    shared: Arc<Shared>,
+    view: DmaView,
+    segs: Vec<Seg>,
+    scratch: Vec<u8>,
+    rng: Rng,
+    counters: Arc<Counters>,
+    sgl_caps: SglCaps,
+    max_transfer: Option<usize>,
+    zero_latency: bool,
+}
+
+pub(crate) struct IoThread {
+    idx: usize,
+    rx: Receiver<IoMsg>,
+    exec: Exec,
+    sqs: Vec<SqState>,
+    cqs: Vec<Option<CqState>>,
+    pending: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
+    rr_next: usize,
+    ams: u8,
+    arb: Arbitration,
+}
+
+impl IoThread {
+    pub(crate) fn new(idx: usize, shared: Arc<Shared>, rx: Receiver<IoMsg>) -> Self {
+        let cfg = &shared.cfg;
+        let exec = Exec {
+            view: shared.dma.view(),
+            segs: Vec::with_capacity(64),
+            scratch: Vec::new(),
+            rng: Rng::stream(cfg.seed, idx as u64),
+            counters: shared.counters[idx].clone(),
+            sgl_caps: SglCaps { bit_bucket: cfg.sgl_bit_bucket, excess_length: false },
+            max_transfer: (cfg.mdts != 0).then(|| 4096usize << cfg.mdts),
+            zero_latency: cfg.latency.io.iter().all(|l| *l == Default::default()),
+            shared: shared.clone(),
+        };
+        IoThread {
+            idx,
+            rx,
+            exec,
+            sqs: Vec::new(),
+            cqs: (0..=cfg.max_io_queues).map(|_| None).collect(),
+            pending: BinaryHeap::new(),
+            seq: 0,
+            rr_next: 0,
+            ams: 0,
+            arb: super::controller::DEFAULT_ARBITRATION,
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.exec.shared
+    }
+
+    pub(crate) fn run(mut self) {
+        self.shared().wakers[self.idx].register_current();
+        let spin = self.shared().cfg.idle_spin;
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            if self.shared().stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut work = self.handle_msgs();
+            if !self.shared().fatal.load(Ordering::Relaxed) {
+                self.exec.view.refresh();
+                work += self.post_due();
+                work += self.process();
+            }
+            if work > 0 {
+                idle_since = None;
+                continue;
+            }
+            let now = Instant::now();
+            let since = *idle_since.get_or_insert(now);
+            if now - since < spin {
+                std::hint::spin_loop();
+                continue;
+            }
+            let timeout = match self.pending.peek() {
+                Some(Reverse(p)) => Duration::from_nanos(p.due.saturating_sub(self.shared().now_ns())).min(Duration::from_millis(10)),
+                None => Duration::from_millis(100),
+            };
+            let shared = self.exec.shared.clone();
+            shared.wakers[self.idx].sleep(timeout, || self.has_work());
+        }
+    }
+
+    /// Whether anything would be done if the loop ran now (checked before sleeping).
+    fn has_work(&self) -> bool {
+        let sh = self.shared();
+        if sh.msg_counts[self.idx].load(Ordering::SeqCst) > 0 || sh.stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        if sh.fatal.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.sqs.iter().any(|s| s.has_work(&sh.regs)) || self.cqs.iter().flatten().any(|c| !c.overflow.is_empty() && !c.is_full(&sh.regs))
+    }
+
+    fn handle_msgs(&mut self) -> usize {
+        let mut n = 0;
+        while let Ok(msg) = self.rx.try_recv() {
+            self.shared().msg_counts[self.idx].fetch_sub(1, Ordering::SeqCst);
+            n += 1;
+            match msg {
+                IoMsg::AddCq(cq) => {
+                    let q = cq.qid as usize;
+                    self.cqs[q] = Some(cq);
+                }
+                IoMsg::AddSq(sq) => {
+                    self.sqs.push(sq);
+                    // Urgent first, then high, medium, low (stable within a class).
+                    let ams = self.ams;
+                    self.sqs.sort_by_key(|s| if ams == 1 { s.prio } else { 0 });
+                }
+                IoMsg::DeleteSq { qid, ack } => {
+                    self.delete_sq(qid);
+                    let _ = ack.send(());
+                }
+                IoMsg::DeleteCq { qid, ack } => {
+                    self.cqs[qid as usize] = None;
+                    let _ = ack.send(());
+                }
+                IoMsg::Reset { ack } => {
+                    self.sqs.clear();
+                    self.cqs.iter_mut().for_each(|c| *c = None);
+                    self.pending.clear();
+                    let _ = ack.send(());
+                }
+                IoMsg::Pause { ack, resume } => {
+                    let _ = ack.send(());
+                    let _ = resume.recv();
+                }
+                IoMsg::Abort { sqid, cid, reply } => {
+                    let found = self.abort(sqid, cid);
+                    let _ = reply.send(found);
+                }
+                IoMsg::Arbitration { ams, arb } => {
+                    self.ams = ams;
+                    self.arb = arb;
+                    self.sqs.sort_by_key(|s| if ams == 1 { s.prio } else { 0 });
+                }
+            }
+        }
+        n
+    }
+
+    /// Delete I/O SQ: commands of the queue that have not completed are completed with
+    /// Command Aborted due to SQ Deletion before the queue goes (§5.6).
+    fn delete_sq(&mut self, qid: u16) {
+        let Some(pos) = self.sqs.iter().position(|s| s.qid == qid) else { return };
+        let sq = self.sqs.remove(pos);
+        let mut keep = BinaryHeap::new();
+        for Reverse(mut p) in std::mem::take(&mut self.pending) {
+            if p.sqid == qid {
+                p.cqe = Cqe::new(0, sq.head as u16, qid, p.cqe.cid(), Status::ABORTED_SQ_DELETION);
+                self.post(p.cqid, p.cqe);
+            } else {
+                keep.push(Reverse(p));
+            }
+        }
+        self.pending = keep;
+    }
+
+    fn abort(&mut self, sqid: u16, cid: u16) -> bool {
+        let mut found = false;
+        let mut keep = BinaryHeap::new();
+        for Reverse(mut p) in std::mem::take(&mut self.pending) {
+            if !found && p.sqid == sqid && p.cqe.cid() == cid {
+                found = true;
+                p.cqe = Cqe::new(0, p.cqe.sqhd(), sqid, cid, Status::ABORT_REQUESTED);
+                self.post(p.cqid, p.cqe);
+            } else {
+                keep.push(Reverse(p));
+            }
+        }
+        self.pending = keep;
+        found
+    }
+
+    fn post(&mut self, cqid: u16, cqe: Cqe) {
+        let sh = self.exec.shared.clone();
+        if let Some(cq) = self.cqs[cqid as usize].as_mut()
+            && cq.post_or_queue(&self.exec.view, &sh.regs, cqe) == Err(PostError::Unmapped)
+        {
+            sh.set_fatal();
+        }
+    }
+
+    fn post_due(&mut self) -> usize {
+        let mut n = 0;
+        let sh = self.exec.shared.clone();
+        for cq in self.cqs.iter_mut().flatten() {
+            if !cq.overflow.is_empty() {
+                match cq.drain_overflow(&self.exec.view, &sh.regs) {
+                    Ok(k) => n += k,
+                    Err(_) => sh.set_fatal(),
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            return n;
+        }
+        let now = sh.now_ns();
+        while let Some(Reverse(p)) = self.pending.peek() {
+            if p.due > now {
+                break;
+            }
+            let Reverse(p) = self.pending.pop().expect("peeked");
+            // SQHD reports the head at the time the completion is posted.
+            let sqhd = self.sqs.iter().find(|s| s.qid == p.sqid).map_or(p.cqe.sqhd(), |s| s.head as u16);
+            let mut cqe = p.cqe;
+            cqe.dw[2] = sqhd as u32 | (p.sqid as u32) << 16;
+            self.post(p.cqid, cqe);
+            n += 1;
+        }
+        n
+    }
+
+    /// Commands a queue of this priority class may start per arbitration round (§4.13).
+    fn budget(&self, prio: u8) -> usize {
+        let burst = if self.arb.burst >= 7 { 64 } else { 1usize << self.arb.burst };
+        if self.ams != 1 {
+            return burst;
+        }
+        match prio {
+            0 => burst,
+            1 => burst * (self.arb.high as usize + 1),
+            2 => burst * (self.arb.medium as usize + 1),
+            _ => burst * (self.arb.low as usize + 1),
+        }
+    }
+
+    /// One arbitration round over the owned submission queues.
+    fn process(&mut self) -> usize {
+        let n = self.sqs.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut done = 0;
+        let sh = self.exec.shared.clone();
+        // Round robin starts one queue later each round; with WRR the queues are sorted
+        // by class, so urgent queues are always served first.
+        let start = if self.ams == 1 { 0 } else { self.rr_next % n };
+        self.rr_next = self.rr_next.wrapping_add(1);
+        for k in 0..n {
+            let i = (start + k) % n;
+            let budget = self.budget(self.sqs[i].prio);
+            let cqid = self.sqs[i].cqid as usize;
+            let mut taken = 0;
+            while taken < budget {
+                let Some(cq) = self.cqs[cqid].as_ref() else { break };
+                if !cq.overflow.is_empty() {
+                    break;
+                }
+                let sq = &mut self.sqs[i];
+                if !sq.has_work(&sh.regs) {
+                    break;
+                }
+                let Some(sqe) = sq.fetch(&self.exec.view) else {
+                    sh.set_fatal();
+                    return done;
+                };
+                let (sqid, sqhd) = (sq.qid, sq.head as u16);
+                Counters::add(&self.exec.counters.commands, 1);
+                let out = self.exec.execute(&sqe, sqid);
+                let cqe = Cqe::new(out.dw0, sqhd, sqid, sqe.cid(), out.status);
+                match out.post {
+                    Post::Now => self.post(cqid as u16, cqe),
+                    Post::At(due) => {
+                        self.seq += 1;
+                        self.pending.push(Reverse(Pending { due, seq: self.seq, sqid, cqid: cqid as u16, cqe }));
+                    }
+                    Post::Never => {}
+                }
+                taken += 1;
+            }
+            done += taken;
+        }
+        done
+    }
+}
+
+impl Exec {
+    fn execute(&mut self, sqe: &Sqe, sqid: u16) -> Outcome {
+        let fault = self.shared.faults.take(FaultQueue::Io, sqe);
+        if let Some(FaultAction::Fail(st)) = fault {
+            return self.finish(sqe, sqid, Outcome::done(st), None);
+        }
+        let out = self.dispatch(sqe, fault);
+        self.finish(sqe, sqid, out, fault)
+    }
+
+    fn finish(&mut self, sqe: &Sqe, sqid: u16, mut out: Outcome, fault: Option<FaultAction>) -> Outcome {
+        let st = out.status;
+        if !st.is_success() && !st.same_code(Status::ABORT_REQUESTED) {
+            self.shared.log_error(sqid, sqe.cid(), st, sqe.slba(), sqe.nsid());
+            if st.same_code(Status::UNRECOVERED_READ_ERROR) {
+                Counters::add(&self.counters.media_errors, 1);
+            }
+        }
+        let extra = match fault {
+            Some(FaultAction::DropCompletion) => {
+                out.post = Post::Never;
+                return out;
+            }
+            Some(FaultAction::Delay(d)) => d.as_nanos() as u64,
+            _ => 0,
+        };
+        if !self.zero_latency || extra > 0 {
+            let l = self.shared.cfg.latency.io[sqe.opcode() as usize];
+            let jitter = l.jitter.as_nanos() as u64;
+            let delay = l.fixed.as_nanos() as u64 + if jitter > 0 { self.rng.below(jitter + 1) } else { 0 } + extra;
+            if delay > 0 {
+                out.post = Post::At(self.shared.now_ns() + delay);
+            }
+        }
+        out
+    }
+
+    fn namespace(&self, nsid: u32) -> Result<Arc<Namespace>, Status> {
+        let i = (nsid as usize).wrapping_sub(1);
+        self.shared.namespaces.get(i).cloned().ok_or(Status::INVALID_NAMESPACE.with_dnr(true))
+    }
+
+    fn dispatch(&mut self, sqe: &Sqe, fault: Option<FaultAction>) -> Outcome {
+        let op = NvmOpcode::from(sqe.opcode());
+        let r = match op {
+            NvmOpcode::Flush => self.flush(sqe),
+            NvmOpcode::Read => self.read(sqe, fault),
+            NvmOpcode::Write => self.write(sqe, fault),
+            NvmOpcode::Compare => self.compare(sqe),
+            NvmOpcode::WriteZeroes => self.write_zeroes(sqe),
+            NvmOpcode::WriteUncorrectable => self.write_uncorrectable(sqe),
+            NvmOpcode::DatasetManagement => self.dsm(sqe),
+            NvmOpcode::Verify => self.verify(sqe),
+            _ => Err(Status::INVALID_OPCODE.with_dnr(true)),
+        };
+        match r {
+            Ok(()) => Outcome::done(Status::SUCCESS),
+            Err(st) => Outcome::done(st),
+        }
+    }
+
+    /// Namespace, starting LBA and block count of an LBA-range command, bounds checked.
+    fn range(&self, sqe: &Sqe) -> Result<(Arc<Namespace>, u64, u64), Status> {
+        let ns = self.namespace(sqe.nsid())?;
+        let (lba, nlb) = (sqe.slba(), sqe.nlb() as u64);
+        if !ns.in_range(lba, nlb) {
+            return Err(Status::LBA_OUT_OF_RANGE.with_dnr(true));
+        }
+        Ok((ns, lba, nlb))
+    }
+
+    /// Checks MDTS (§5.15.2.1, Identify MDTS) for a transfer of `len` bytes.
+    fn check_mdts(&self, len: usize) -> Result<(), Status> {
+        match self.max_transfer {
+            Some(m) if len > m => Err(Status::INVALID_FIELD.with_dnr(true)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Maps the command's data pointer for `len` bytes into `self.segs`.
+    fn map_data(&mut self, sqe: &Sqe, len: usize, dir: DataDirection) -> Result<(), Status> {
+        match sqe.psdt() {
+            Psdt::Prp => {
+                let page = self.shared.page_size.load(Ordering::Relaxed);
+                self.view.map_prp(sqe.prp1(), sqe.prp2(), len, page, &mut self.segs)
+            }
+            Psdt::SglContiguousMeta | Psdt::SglMetaSgl if self.shared.cfg.sgl => self.view.map_sgl(sqe.sgl1(), len, dir, self.sgl_caps, &mut self.segs),
+            // SGLs not supported (Identify SGLS = 0), or the reserved encoding.
+            _ => Err(Status::INVALID_FIELD.with_dnr(true)),
+        }
+    }
+
+    fn flush(&mut self, sqe: &Sqe) -> Result<(), Status> {
+        if sqe.nsid() == u32::MAX {
+            self.shared.namespaces.iter().for_each(|n| n.flush());
+        } else {
+            self.namespace(sqe.nsid())?.flush();
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, sqe: &Sqe, fault: Option<FaultAction>) -> Result<(), Status> {
+        let ns = self.namespace(sqe.nsid())?;
+        let len = (sqe.nlb() as usize) << ns.lba_shift();
+        self.check_mdts(len)?;
+        let (ns, lba, nlb) = self.range(sqe)?;
+        self.map_data(sqe, len, DataDirection::ControllerToHost)?;
+        ns.read(lba, nlb, &self.segs)?;
+        if let Some(FaultAction::CorruptRead { offset }) = fault {
+            corrupt(&self.segs, offset);
+        }
+        Counters::add(&self.counters.host_reads, 1);
+        Counters::add(&self.counters.read_512, (len / 512) as u64);
+        Ok(())
+    }
+
+    fn write(&mut self, sqe: &Sqe, fault: Option<FaultAction>) -> Result<(), Status> {
+        let ns = self.namespace(sqe.nsid())?;
+        let len = (sqe.nlb() as usize) << ns.lba_shift();
+        self.check_mdts(len)?;
+        let (ns, lba, nlb) = self.range(sqe)?;
+        self.map_data(sqe, len, DataDirection::HostToController)?;
+        match fault {
+            Some(FaultAction::LoseWrite) => {}
+            Some(FaultAction::MisdirectWrite { lba_offset }) => {
+                let max = ns.nlba().saturating_sub(nlb);
+                let target = (lba as i64).saturating_add(lba_offset).clamp(0, max as i64) as u64;
+                ns.poke(target, &self.segs, len);
+            }
+            _ => ns.write(lba, nlb, &self.segs, sqe.fua()),
+        }
+        Counters::add(&self.counters.host_writes, 1);
+        Counters::add(&self.counters.written_512, (len / 512) as u64);
+        Ok(())
+    }
+
+    fn compare(&mut self, sqe: &Sqe) -> Result<(), Status> {
+        let ns = self.namespace(sqe.nsid())?;
+        let len = (sqe.nlb() as usize) << ns.lba_shift();
+        self.check_mdts(len)?;
+        let (ns, lba, nlb) = self.range(sqe)?;
+        self.map_data(sqe, len, DataDirection::HostToController)?;
+        Counters::add(&self.counters.host_reads, 1);
+        if ns.compare(lba, nlb, &self.segs, &mut self.scratch)? { Ok(()) } else { Err(Status::COMPARE_FAILURE) }
+    }
+
+    fn write_zeroes(&mut self, sqe: &Sqe) -> Result<(), Status> {
+        let (ns, lba, nlb) = self.range(sqe)?;
+        ns.zero(lba, nlb, sqe.fua());
+        Ok(())
+    }
+
+    fn write_uncorrectable(&mut self, sqe: &Sqe) -> Result<(), Status> {
+        let (ns, lba, nlb) = self.range(sqe)?;
+        ns.mark_uncorrectable(lba, nlb);
+        Ok(())
+    }
+
+    fn verify(&mut self, sqe: &Sqe) -> Result<(), Status> {
+        let (ns, lba, nlb) = self.range(sqe)?;
+        if ns.any_uncorrectable(lba, nlb) { Err(Status::UNRECOVERED_READ_ERROR) } else { Ok(()) }
+    }
+
+    /// Dataset Management (§6.7): ranges of {context attributes, length, starting LBA};
+    /// with the Deallocate attribute they read as zeroes afterwards (DLFEAT).
+    fn dsm(&mut self, sqe: &Sqe) -> Result<(), Status> {
+        let ns = self.namespace(sqe.nsid())?;
+        let nr = (sqe.dw[10] & 0xff) as usize + 1;
+        let deallocate = sqe.dw[11] & (1 << 2) != 0;
+        let len = nr * 16;
+        self.map_data(sqe, len, DataDirection::HostToController)?;
+        self.scratch.clear();
+        self.scratch.resize(len, 0);
+        if seg_len(&self.segs) < len {
+            return Err(Status::DATA_TRANSFER_ERROR);
+        }
+        // SAFETY: the segments map `len` bytes; `scratch` holds `len` bytes.
+        unsafe { super::dma::gather(&self.segs, self.scratch.as_mut_ptr(), len) };
+        let ranges: Vec<(u64, u64)> = self
+            .scratch
+            .chunks_exact(16)
+            .map(|r| (u64::from_le_bytes(r[8..16].try_into().expect("8 bytes")), u32::from_le_bytes(r[4..8].try_into().expect("4 bytes")) as u64))
+            .collect();
+        if ranges.iter().any(|&(lba, nlb)| !ns.in_range(lba, nlb)) {
+            return Err(Status::LBA_OUT_OF_RANGE.with_dnr(true));
+        }
+        if deallocate {
+            for (lba, nlb) in ranges {
+                if nlb > 0 {
+                    ns.zero(lba, nlb, false);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Flips every bit of the byte at `offset` of a transfer (fault injection).
+fn corrupt(segs: &[Seg], mut offset: usize) {
+    for s in segs {
+        if offset < s.len {
+            if let Some(p) = s.ptr {
+                // SAFETY: `offset < s.len`, inside a translated host segment.
+                unsafe {
+                    let b = p.as_ptr().add(offset);
+                    b.write(!b.read());
+                }
+            }
+            return;
+        }
+        offset -= s.len;
+    }
+}

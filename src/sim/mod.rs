@@ -1,0 +1,466 @@
+//! An NVMe controller in software, for running nvplan without a drive.
+//!
+//! It behaves like hardware: it runs on its own threads and sees only what a PCIe
+//! controller sees — register and doorbell writes, and host memory reached by IOVA through
+//! DMA. The admin queue, the controller state machine (CC/CSTS), features, log pages and
+//! asynchronous events run on a controller thread; I/O queues run on one or more I/O
+//! threads, each owning the completion queues assigned to it and every submission queue
+//! that completes into them. Host mistakes get NVMe status codes, an asynchronous event or
+//! CSTS.CFS — never a panic of the host.
+
+pub mod config;
+mod controller;
+pub(crate) mod dma;
+pub mod fault;
+mod io;
+pub(crate) mod namespace;
+pub(crate) mod queue;
+pub(crate) mod regs;
+
+pub use config::{Backing, Latency, LatencyModel, NamespaceConfig, SimConfig};
+pub use fault::{FaultAction, FaultQueue, FaultRule};
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::nvme::log::{ErrorLogEntry, async_event, lid};
+use crate::nvme::regs::{self as nregs, Cap, Vs, offset};
+use crate::nvme::status::Status;
+use crate::transport::{DmaBuffer, TransportError};
+use dma::DmaSpace;
+use fault::Faults;
+use namespace::Namespace;
+use regs::{Registers, Waker};
+
+/// Errors creating a simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The configuration is not one the simulator can model.
+    #[error("invalid simulator configuration: {0}")]
+    Config(String),
+    /// Namespace media could not be created.
+    #[error("namespace {nsid}: cannot create media: {source}")]
+    Media {
+        /// Namespace.
+        nsid: u32,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A processing thread could not be started.
+    #[error("cannot start simulator thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Counters kept by each processing thread (relaxed atomics, summed on demand).
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) commands: AtomicU64,
+    pub(crate) host_reads: AtomicU64,
+    pub(crate) host_writes: AtomicU64,
+    pub(crate) read_512: AtomicU64,
+    pub(crate) written_512: AtomicU64,
+    pub(crate) media_errors: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// Asynchronous events waiting for an Asynchronous Event Request command.
+#[derive(Default)]
+pub(crate) struct Events {
+    pub(crate) pending: VecDeque<u32>,
+}
+
+/// The Error Information log (newest last).
+#[derive(Default)]
+pub(crate) struct ErrorLog {
+    pub(crate) entries: VecDeque<ErrorLogEntry>,
+    pub(crate) count: u64,
+}
+
+/// Entries the Error Information log keeps (Identify ELPE + 1).
+pub(crate) const ERROR_LOG_ENTRIES: usize = 64;
+
+pub(crate) enum CtrlMsg {
+    PowerOff { dirty: bool, ack: SyncSender<()> },
+    PowerOn { ack: SyncSender<()> },
+    FunctionReset { ack: SyncSender<()> },
+}
+
+/// State shared by the MMIO path and every processing thread.
+pub(crate) struct Shared {
+    pub(crate) cfg: SimConfig,
+    pub(crate) regs: Registers,
+    pub(crate) dma: Arc<DmaSpace>,
+    pub(crate) namespaces: Vec<Arc<Namespace>>,
+    pub(crate) faults: Faults,
+    pub(crate) events: Mutex<Events>,
+    pub(crate) errors: Mutex<ErrorLog>,
+    /// Index 0: controller thread; 1..: I/O threads.
+    pub(crate) counters: Vec<Arc<Counters>>,
+    /// A fatal condition (CSTS.CFS): processing stops until a reset.
+    pub(crate) fatal: AtomicBool,
+    pub(crate) stop: AtomicBool,
+    /// Memory page size latched from CC.MPS at enable.
+    pub(crate) page_size: AtomicUsize,
+    /// Index 0: controller thread; 1..: I/O threads.
+    pub(crate) wakers: Vec<Waker>,
+    /// Messages queued for each I/O thread (index 1..).
+    pub(crate) msg_counts: Vec<AtomicUsize>,
+    pub(crate) ctrl_tx: Mutex<Sender<CtrlMsg>>,
+    pub(crate) panics: Mutex<Vec<String>>,
+    pub(crate) epoch: Instant,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Queues an asynchronous event and wakes the controller thread to deliver it.
+    pub(crate) fn raise_event(&self, ty: u8, info: u8, log_page: u8) {
+        let dw0 = async_event::dword0(ty, info, log_page);
+        {
+            let mut e = lock(&self.events);
+            // One outstanding event of each kind is enough; the log page holds details.
+            if !e.pending.contains(&dw0) && e.pending.len() < 64 {
+                e.pending.push_back(dw0);
+            }
+        }
+        self.wakers[0].force_wake();
+    }
+
+    /// Records a failed command in the Error Information log.
+    pub(crate) fn log_error(&self, sqid: u16, cid: u16, status: Status, lba: u64, nsid: u32) {
+        let mut log = lock(&self.errors);
+        log.count += 1;
+        let entry = ErrorLogEntry {
+            error_count: log.count,
+            sqid,
+            cid,
+            status: status.raw() << 1,
+            param_error_location: 0xffff,
+            lba,
+            nsid,
+            ..Default::default()
+        };
+        if log.entries.len() == ERROR_LOG_ENTRIES {
+            log.entries.pop_front();
+        }
+        log.entries.push_back(entry);
+    }
+
+    /// Enters the fatal state (CSTS.CFS = 1).
+    pub(crate) fn set_fatal(&self) {
+        self.fatal.store(true, Ordering::SeqCst);
+        self.regs.update_csts(|c| c.with_cfs(true));
+    }
+
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn ctrl_call(&self, make: impl FnOnce(SyncSender<()>) -> CtrlMsg) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if lock(&self.ctrl_tx).send(make(tx)).is_ok() {
+            self.wakers[0].force_wake();
+            let _ = rx.recv();
+        }
+    }
+}
+
+/// The simulated controller. Dropping it stops its threads.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Totals the simulator keeps for diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Commands fetched from every queue.
+    pub commands: u64,
+    /// Read commands executed.
+    pub host_reads: u64,
+    /// Write commands executed.
+    pub host_writes: u64,
+    /// Register writes that had no effect.
+    pub ignored_writes: u64,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator").field("serial", &self.shared.cfg.serial).field("powered", &self.is_powered()).finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// Builds the controller and starts its threads. It comes up powered and disabled.
+    pub fn new(cfg: SimConfig) -> Result<Arc<Simulator>, SimError> {
+        cfg.validate().map_err(SimError::Config)?;
+        let max_qid = cfg.max_io_queues;
+        let cap = Cap(0)
+            .with_mqes((cfg.max_queue_entries - 1) as u16)
+            .with_cqr(true)
+            .with_ams(1)
+            .with_to(cfg.cap_timeout)
+            .with_dstrd(cfg.doorbell_stride)
+            .with_nssrs(true)
+            .with_css(1)
+            .with_mpsmin(0)
+            .with_mpsmax(4);
+        let vs = Vs(0).with_mjr(1).with_mnr(4);
+        let concurrent = cfg.io_threads > 1;
+        let mut namespaces = Vec::new();
+        for (i, nc) in cfg.namespaces.iter().enumerate() {
+            let nsid = i as u32 + 1;
+            let cache = cfg.write_cache.then_some(cfg.write_cache_capacity);
+            let ns = Namespace::new(nsid, nc, cache, concurrent, &cfg.serial).map_err(|source| SimError::Media { nsid, source })?;
+            namespaces.push(Arc::new(ns));
+        }
+        let threads_n = cfg.io_threads;
+        let (ctrl_tx, ctrl_rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            regs: Registers::new(cap, vs, max_qid),
+            dma: DmaSpace::new(),
+            namespaces,
+            faults: Faults::default(),
+            events: Mutex::new(Events::default()),
+            errors: Mutex::new(ErrorLog::default()),
+            counters: (0..=threads_n).map(|_| Arc::new(Counters::default())).collect(),
+            fatal: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            page_size: AtomicUsize::new(4096),
+            wakers: (0..=threads_n).map(|_| Waker::default()).collect(),
+            msg_counts: (0..=threads_n).map(|_| AtomicUsize::new(0)).collect(),
+            ctrl_tx: Mutex::new(ctrl_tx),
+            panics: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+            cfg,
+        });
+        let mut handles = Vec::new();
+        let mut io_tx = Vec::new();
+        for t in 1..=threads_n {
+            let (tx, rx): (Sender<io::IoMsg>, Receiver<io::IoMsg>) = mpsc::channel();
+            io_tx.push(tx);
+            let sh = shared.clone();
+            handles.push(spawn(format!("nvplan-sim-io{t}"), shared.clone(), move || io::IoThread::new(t, sh, rx).run())?);
+        }
+        let sh = shared.clone();
+        handles.push(spawn("nvplan-sim-ctrl".into(), shared.clone(), move || controller::ControllerThread::new(sh, ctrl_rx, io_tx).run())?);
+        Ok(Arc::new(Simulator { shared, threads: Mutex::new(handles) }))
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.cfg
+    }
+
+    /// Size of BAR0 in bytes.
+    pub fn bar_size(&self) -> usize {
+        self.shared.regs.bar_size
+    }
+
+    /// A 32-bit register read, as the host's load from BAR0.
+    pub fn mmio_read32(&self, off: usize) -> u32 {
+        let r = &self.shared.regs;
+        if !r.powered.load(Ordering::Acquire) {
+            return u32::MAX;
+        }
+        match off {
+            offset::CAP => r.cap.0 as u32,
+            0x04 => (r.cap.0 >> 32) as u32,
+            offset::VS => r.vs.0,
+            offset::INTMS | offset::INTMC => r.intms.load(Ordering::Acquire),
+            offset::CC => r.cc.load(Ordering::Acquire),
+            offset::CSTS => r.csts.load(Ordering::Acquire),
+            offset::AQA => r.aqa.load(Ordering::Acquire),
+            offset::ASQ => r.asq[0].load(Ordering::Acquire),
+            0x2C => r.asq[1].load(Ordering::Acquire),
+            offset::ACQ => r.acq[0].load(Ordering::Acquire),
+            0x34 => r.acq[1].load(Ordering::Acquire),
+            // NSSR reads as zero; doorbells are write-only; the rest is reserved.
+            _ => 0,
+        }
+    }
+
+    /// A 32-bit register write, as the host's store to BAR0. Doorbell writes are checked
+    /// here, the way a controller checks them on arrival: a write to a doorbell of a queue
+    /// that does not exist, or of a value outside the queue, is ignored and raises an
+    /// error asynchronous event (§5.2, Figure 146).
+    pub fn mmio_write32(&self, off: usize, v: u32) {
+        let sh = &self.shared;
+        let r = &sh.regs;
+        if !r.powered.load(Ordering::Acquire) || off & 3 != 0 || off >= r.bar_size {
+            r.ignored_writes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if off >= offset::DOORBELLS {
+            let Some((qid, is_cq)) = nregs::decode_doorbell(off, r.cap.dstrd()) else {
+                r.ignored_writes.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            if qid as usize * 2 + 1 >= r.doorbells.len() {
+                sh.raise_event(async_event::TYPE_ERROR, async_event::ERROR_INVALID_DOORBELL_REGISTER, lid::ERROR_INFORMATION);
+                return;
+            }
+            let d = r.doorbell(qid, is_cq);
+            let size = d.size.load(Ordering::Acquire);
+            if size == 0 {
+                sh.raise_event(async_event::TYPE_ERROR, async_event::ERROR_INVALID_DOORBELL_REGISTER, lid::ERROR_INFORMATION);
+            } else if v >= size {
+                sh.raise_event(async_event::TYPE_ERROR, async_event::ERROR_INVALID_DOORBELL_VALUE, lid::ERROR_INFORMATION);
+            } else {
+                d.value.store(v, Ordering::Release);
+                sh.wakers[d.owner.load(Ordering::Relaxed) as usize].wake();
+            }
+            return;
+        }
+        match off {
+            offset::CC => {
+                r.cc.store(v, Ordering::Release);
+                sh.wakers[0].force_wake();
+            }
+            offset::AQA => r.aqa.store(v & 0x0fff_0fff, Ordering::Release),
+            offset::ASQ => r.asq[0].store(v, Ordering::Release),
+            0x2C => r.asq[1].store(v, Ordering::Release),
+            offset::ACQ => r.acq[0].store(v, Ordering::Release),
+            0x34 => r.acq[1].store(v, Ordering::Release),
+            offset::INTMS => {
+                r.intms.fetch_or(v, Ordering::AcqRel);
+            }
+            offset::INTMC => {
+                r.intms.fetch_and(!v, Ordering::AcqRel);
+            }
+            offset::NSSR => {
+                r.nssr.store(v, Ordering::Release);
+                sh.wakers[0].force_wake();
+            }
+            _ => {
+                r.ignored_writes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Allocates DMA memory mapped into the controller's IOVA space.
+    pub fn dma_alloc(&self, len: usize) -> Result<DmaBuffer, TransportError> {
+        self.shared.dma.alloc(len)
+    }
+
+    /// Removes power. `dirty`: no shutdown, so unflushed writes in the volatile write
+    /// cache are lost. Commands in flight never complete. Returns once the device is off.
+    pub fn power_off(&self, dirty: bool) {
+        self.shared.regs.powered.store(false, Ordering::SeqCst);
+        self.shared.ctrl_call(|ack| CtrlMsg::PowerOff { dirty, ack });
+    }
+
+    /// Restores power: registers at their reset values, controller disabled.
+    pub fn power_on(&self) {
+        self.shared.ctrl_call(|ack| CtrlMsg::PowerOn { ack });
+    }
+
+    /// Whether the device has power.
+    pub fn is_powered(&self) -> bool {
+        self.shared.regs.powered.load(Ordering::Acquire)
+    }
+
+    /// PCIe Function Level Reset: controller reset plus registers back to reset values.
+    pub fn function_reset(&self) {
+        self.shared.ctrl_call(|ack| CtrlMsg::FunctionReset { ack });
+    }
+
+    /// Arms a fault injection rule.
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.faults.inject(rule);
+    }
+
+    /// Disarms every fault injection rule.
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// Rules not yet used up.
+    pub fn pending_faults(&self) -> Vec<FaultRule> {
+        self.shared.faults.pending()
+    }
+
+    /// Raises a fatal controller error now (CSTS.CFS = 1); processing stops until reset.
+    pub fn raise_fatal(&self) {
+        self.shared.set_fatal();
+    }
+
+    /// Forgets Write Uncorrectable marks, as a faulty drive might: the blocks read again.
+    pub fn heal_uncorrectable(&self, nsid: u32, lba: u64, nlb: u64) {
+        if let Some(ns) = self.namespace(nsid) {
+            ns.clear_uncorrectable(lba, nlb);
+        }
+    }
+
+    /// Copies raw media content starting at `lba` (what is stored, bypassing commands).
+    pub fn peek_media(&self, nsid: u32, lba: u64, dst: &mut [u8]) {
+        if let Some(ns) = self.namespace(nsid) {
+            ns.peek(lba, dst);
+        }
+    }
+
+    /// 4 KiB chunks of namespace `nsid` holding writes not yet flushed.
+    pub fn unflushed_chunks(&self, nsid: u32) -> usize {
+        self.namespace(nsid).map_or(0, |n| n.dirty_chunks())
+    }
+
+    fn namespace(&self, nsid: u32) -> Option<&Arc<Namespace>> {
+        self.shared.namespaces.get((nsid as usize).checked_sub(1)?)
+    }
+
+    /// Panics caught in processing threads (a bug in the simulator if not empty).
+    pub fn panics(&self) -> Vec<String> {
+        lock(&self.shared.panics).clone()
+    }
+
+    /// Totals.
+    pub fn stats(&self) -> SimStats {
+        let mut s = SimStats { ignored_writes: self.shared.regs.ignored_writes.load(Ordering::Relaxed), ..Default::default() };
+        for c in &self.shared.counters {
+            s.commands += c.commands.load(Ordering::Relaxed);
+            s.host_reads += c.host_reads.load(Ordering::Relaxed);
+            s.host_writes += c.host_writes.load(Ordering::Relaxed);
+        }
+        s
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for w in &self.shared.wakers {
+            w.force_wake();
+        }
+        for h in lock(&self.threads).drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn spawn(name: String, shared: Arc<Shared>, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, SimError> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+            if let Err(p) = r {
+                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                lock(&shared.panics).push(format!("{name}: {msg}"));
+                // A device whose firmware crashed reports a fatal status.
+                shared.set_fatal();
+            }
+        })
+        .map_err(SimError::Thread)
+}

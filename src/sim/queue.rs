@@ -1,0 +1,141 @@
+//! Submission and completion queues as the controller sees them (NVMe 1.4 §4.1): rings in
+//! host memory addressed by IOVA, with the controller's own head (SQ) or tail and phase
+//! (CQ), and the host's values read from the doorbells.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+use super::dma::DmaView;
+use super::regs::Registers;
+use crate::nvme::{Cqe, Sqe};
+
+/// Bytes per submission queue entry (CC.IOSQES = 6).
+pub(crate) const SQE_BYTES: u64 = 64;
+/// Bytes per completion queue entry (CC.IOCQES = 4).
+pub(crate) const CQE_BYTES: u64 = 16;
+
+/// A submission queue.
+pub(crate) struct SqState {
+    pub(crate) qid: u16,
+    pub(crate) base: u64,
+    pub(crate) size: u32,
+    pub(crate) head: u32,
+    pub(crate) cqid: u16,
+    /// Queue priority class (0 urgent, 1 high, 2 medium, 3 low).
+    pub(crate) prio: u8,
+}
+
+impl SqState {
+    /// The host's tail, from the doorbell.
+    #[inline]
+    pub(crate) fn tail(&self, regs: &Registers) -> u32 {
+        regs.doorbell(self.qid, false).value.load(Ordering::Acquire)
+    }
+
+    /// Whether commands are waiting.
+    #[inline]
+    pub(crate) fn has_work(&self, regs: &Registers) -> bool {
+        self.tail(regs) != self.head
+    }
+
+    /// Fetches the entry at the head and advances it. `None`: the entry is not in mapped
+    /// memory (the controller then reports a fatal status, as a real one would).
+    #[inline]
+    pub(crate) fn fetch(&mut self, view: &DmaView) -> Option<Sqe> {
+        let sqe = view.read_obj::<Sqe>(self.base + self.head as u64 * SQE_BYTES).ok()?;
+        self.head = (self.head + 1) % self.size;
+        Some(sqe)
+    }
+}
+
+/// A completion queue.
+pub(crate) struct CqState {
+    pub(crate) qid: u16,
+    pub(crate) base: u64,
+    pub(crate) size: u32,
+    pub(crate) tail: u32,
+    pub(crate) phase: bool,
+    /// Completions waiting for the host to free CQ entries.
+    pub(crate) overflow: VecDeque<Cqe>,
+}
+
+/// Why a completion could not be written.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PostError {
+    /// The host has not consumed enough entries yet.
+    Full,
+    /// The queue memory is not mapped.
+    Unmapped,
+}
+
+impl CqState {
+    pub(crate) fn new(qid: u16, base: u64, size: u32) -> Self {
+        // The first pass through a zeroed queue uses phase 1 (§4.6).
+        CqState { qid, base, size, tail: 0, phase: true, overflow: VecDeque::new() }
+    }
+
+    /// Whether the next entry would overwrite one the host has not consumed.
+    #[inline]
+    pub(crate) fn is_full(&self, regs: &Registers) -> bool {
+        (self.tail + 1) % self.size == regs.doorbell(self.qid, true).value.load(Ordering::Acquire)
+    }
+
+    /// Writes a completion at the tail: dwords 0-2 first, then dword 3 with the phase tag
+    /// as a release store, so the host never sees the tag before the entry.
+    #[inline]
+    pub(crate) fn post(&mut self, view: &DmaView, regs: &Registers, cqe: &Cqe) -> Result<(), PostError> {
+        if self.is_full(regs) {
+            return Err(PostError::Full);
+        }
+        let addr = self.base + self.tail as u64 * CQE_BYTES;
+        let p = view.translate(addr, CQE_BYTES as usize).ok_or(PostError::Unmapped)?;
+        let dw3 = cqe.with_phase(self.phase).dw[3];
+        let words = p.as_ptr().cast::<u32>();
+        // SAFETY: `p` maps 16 bytes of host memory (checked by `translate`); queue bases
+        // are page aligned, so each dword is aligned. The host reads dword 3 with an
+        // acquire load and the rest only after seeing a new phase tag.
+        unsafe {
+            words.write_volatile(cqe.dw[0]);
+            words.add(1).write_volatile(cqe.dw[1]);
+            words.add(2).write_volatile(cqe.dw[2]);
+            std::sync::atomic::AtomicU32::from_ptr(words.add(3)).store(dw3, Ordering::Release);
+        }
+        self.tail += 1;
+        if self.tail == self.size {
+            self.tail = 0;
+            self.phase = !self.phase;
+        }
+        Ok(())
+    }
+
+    /// Posts queued completions while space allows; returns how many were posted.
+    pub(crate) fn drain_overflow(&mut self, view: &DmaView, regs: &Registers) -> Result<usize, PostError> {
+        let mut n = 0;
+        while let Some(c) = self.overflow.front().copied() {
+            match self.post(view, regs, &c) {
+                Ok(()) => {
+                    self.overflow.pop_front();
+                    n += 1;
+                }
+                Err(PostError::Full) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Posts now, or queues the completion until the host frees an entry.
+    pub(crate) fn post_or_queue(&mut self, view: &DmaView, regs: &Registers, cqe: Cqe) -> Result<(), PostError> {
+        if !self.overflow.is_empty() {
+            self.overflow.push_back(cqe);
+            return Ok(());
+        }
+        match self.post(view, regs, &cqe) {
+            Err(PostError::Full) => {
+                self.overflow.push_back(cqe);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}

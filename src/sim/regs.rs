@@ -1,0 +1,153 @@
+//! The simulated controller's register file and doorbells, shared between the MMIO path
+//! (the host's thread) and the controller's processing threads.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::thread::Thread;
+
+use crate::nvme::regs::{Aqa, Cap, Cc, Csts, Vs};
+
+/// Wakes a processing thread that may be parked.
+#[derive(Default)]
+pub(crate) struct Waker {
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl Waker {
+    /// Registers the calling thread as the one to wake.
+    pub(crate) fn register_current(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+    /// Wakes the thread if it announced that it is going to sleep.
+    #[inline]
+    pub(crate) fn wake(&self) {
+        // SeqCst pairs with the store in `sleep`: either the sleeper sees our earlier
+        // doorbell store when it re-checks for work, or we see its flag and unpark it.
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.force_wake();
+        }
+    }
+    /// Wakes the thread unconditionally.
+    pub(crate) fn force_wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+    /// Announces sleep, re-checks for work with `has_work`, and parks for at most `timeout`
+    /// unless work appeared.
+    pub(crate) fn sleep(&self, timeout: std::time::Duration, has_work: impl FnOnce() -> bool) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if !has_work() {
+            std::thread::park_timeout(timeout);
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+/// One doorbell register and what the controller knows of its queue.
+#[derive(Default)]
+pub(crate) struct Doorbell {
+    /// Last valid value written by the host.
+    pub(crate) value: AtomicU32,
+    /// Entries of the queue behind it; 0 when no such queue exists.
+    pub(crate) size: AtomicU32,
+    /// Index of the processing thread that owns the queue (0: controller thread).
+    pub(crate) owner: AtomicU32,
+}
+
+/// Register file of BAR0.
+pub(crate) struct Registers {
+    pub(crate) cap: Cap,
+    pub(crate) vs: Vs,
+    pub(crate) cc: AtomicU32,
+    pub(crate) csts: AtomicU32,
+    pub(crate) aqa: AtomicU32,
+    pub(crate) asq: [AtomicU32; 2],
+    pub(crate) acq: [AtomicU32; 2],
+    pub(crate) intms: AtomicU32,
+    /// Last value written to NSSR, consumed by the controller thread.
+    pub(crate) nssr: AtomicU32,
+    /// Doorbells: index `2 * qid` is the SQ tail, `2 * qid + 1` the CQ head.
+    pub(crate) doorbells: Box<[Doorbell]>,
+    /// Whether the device has power.
+    pub(crate) powered: AtomicBool,
+    /// Size of BAR0 in bytes.
+    pub(crate) bar_size: usize,
+    /// Host writes that had no effect (read-only registers, unknown offsets).
+    pub(crate) ignored_writes: AtomicU64,
+}
+
+impl Registers {
+    pub(crate) fn new(cap: Cap, vs: Vs, max_qid: u16) -> Self {
+        let stride = 4usize << cap.dstrd();
+        let bar_size = (0x1000 + 2 * (max_qid as usize + 1) * stride).next_multiple_of(0x4000);
+        Registers {
+            cap,
+            vs,
+            cc: AtomicU32::new(0),
+            csts: AtomicU32::new(0),
+            aqa: AtomicU32::new(0),
+            asq: Default::default(),
+            acq: Default::default(),
+            intms: AtomicU32::new(0),
+            nssr: AtomicU32::new(0),
+            doorbells: (0..2 * (max_qid as usize + 1)).map(|_| Doorbell::default()).collect(),
+            powered: AtomicBool::new(true),
+            bar_size,
+            ignored_writes: AtomicU64::new(0),
+        }
+    }
+
+    /// Power-on values: everything the host can write returns to zero.
+    pub(crate) fn reset_to_power_on(&self) {
+        for r in [&self.cc, &self.csts, &self.aqa, &self.intms, &self.nssr] {
+            r.store(0, Ordering::SeqCst);
+        }
+        for r in self.asq.iter().chain(self.acq.iter()) {
+            r.store(0, Ordering::SeqCst);
+        }
+        self.clear_doorbells();
+    }
+
+    /// Removes every queue from the doorbell table.
+    pub(crate) fn clear_doorbells(&self) {
+        for d in self.doorbells.iter() {
+            d.size.store(0, Ordering::SeqCst);
+            d.value.store(0, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn cc(&self) -> Cc {
+        Cc(self.cc.load(Ordering::Acquire))
+    }
+    pub(crate) fn update_csts(&self, f: impl Fn(Csts) -> Csts) {
+        let _ = self.csts.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(f(Csts(v)).0));
+    }
+    pub(crate) fn aqa(&self) -> Aqa {
+        Aqa(self.aqa.load(Ordering::Acquire))
+    }
+    pub(crate) fn asq(&self) -> u64 {
+        self.asq[0].load(Ordering::Acquire) as u64 | (self.asq[1].load(Ordering::Acquire) as u64) << 32
+    }
+    pub(crate) fn acq(&self) -> u64 {
+        self.acq[0].load(Ordering::Acquire) as u64 | (self.acq[1].load(Ordering::Acquire) as u64) << 32
+    }
+    /// Doorbell slot of a queue.
+    pub(crate) fn doorbell(&self, qid: u16, cq: bool) -> &Doorbell {
+        &self.doorbells[2 * qid as usize + cq as usize]
+    }
+    /// Publishes a queue in the doorbell table (value reset to 0).
+    pub(crate) fn open_doorbell(&self, qid: u16, cq: bool, size: u32, owner: u32) {
+        let d = self.doorbell(qid, cq);
+        d.value.store(0, Ordering::SeqCst);
+        d.owner.store(owner, Ordering::SeqCst);
+        d.size.store(size, Ordering::SeqCst);
+    }
+    /// Removes a queue from the doorbell table.
+    pub(crate) fn close_doorbell(&self, qid: u16, cq: bool) {
+        let d = self.doorbell(qid, cq);
+        d.size.store(0, Ordering::SeqCst);
+        d.value.store(0, Ordering::SeqCst);
+    }
+}

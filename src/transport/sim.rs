@@ -1,0 +1,67 @@
+//! The transport to the embedded simulated controller.
+
+use std::sync::Arc;
+
+use super::{DmaBuffer, ResetKind, Transport, TransportError};
+use crate::sim::{SimConfig, SimError, Simulator};
+
+/// Connects the driver to a [`Simulator`]: register accesses become the simulator's MMIO
+/// handler, DMA memory is mapped into its IOVA space.
+#[derive(Debug)]
+pub struct SimTransport {
+    sim: Arc<Simulator>,
+}
+
+impl SimTransport {
+    /// Starts a simulator with `cfg` and connects to it.
+    pub fn new(cfg: SimConfig) -> Result<Self, SimError> {
+        Ok(SimTransport { sim: Simulator::new(cfg)? })
+    }
+
+    /// Connects to an existing simulator.
+    pub fn attach(sim: Arc<Simulator>) -> Self {
+        SimTransport { sim }
+    }
+
+    /// The simulator behind this transport (for fault injection and inspection).
+    pub fn simulator(&self) -> &Arc<Simulator> {
+        &self.sim
+    }
+}
+
+impl Transport for SimTransport {
+    fn describe(&self) -> String {
+        format!("sim ({} namespace(s), serial {})", self.sim.config().namespaces.len(), self.sim.config().serial)
+    }
+
+    #[inline]
+    fn read32(&self, offset: usize) -> u32 {
+        self.sim.mmio_read32(offset)
+    }
+
+    #[inline]
+    fn write32(&self, offset: usize, value: u32) {
+        self.sim.mmio_write32(offset, value)
+    }
+
+    fn dma_alloc(&self, len: usize) -> Result<DmaBuffer, TransportError> {
+        self.sim.dma_alloc(len)
+    }
+
+    fn reset(&self, kind: ResetKind) -> Result<(), TransportError> {
+        match kind {
+            ResetKind::Function => self.sim.function_reset(),
+        }
+        Ok(())
+    }
+
+    fn power_off(&self, dirty: bool) -> Result<(), TransportError> {
+        self.sim.power_off(dirty);
+        Ok(())
+    }
+
+    fn power_on(&self) -> Result<(), TransportError> {
+        self.sim.power_on();
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! Small helpers shared by several layers.
+
+pub mod rng;
+pub mod units;
