@@ -8,6 +8,7 @@
 #[cfg(target_endian = "big")]
 compile_error!("nvplan lays NVMe structures out little-endian in host memory; big-endian hosts are not supported");
 
+pub mod cmd;
 pub mod cqe;
 pub mod features;
 pub mod identify;

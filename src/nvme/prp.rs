@@ -47,11 +47,7 @@ pub const fn prp2_use(prp1: u64, len: usize, page: usize) -> Prp2Use {
         return Prp2Use::Unused;
     }
     let rest = len - first;
-    if rest <= page {
-        Prp2Use::DataPage
-    } else {
-        Prp2Use::List { entries: rest.div_ceil(page) }
-    }
+    if rest <= page { Prp2Use::DataPage } else { Prp2Use::List { entries: rest.div_ceil(page) } }
 }
 
 /// Number of entries that fit in a list page from `list_ptr`'s offset to the page end.

@@ -52,7 +52,7 @@ pub const fn decode_doorbell(off: usize, dstrd: u8) -> Option<(u16, bool)> {
     }
     let stride = 4usize << dstrd;
     let rel = off - offset::DOORBELLS;
-    if rel % stride != 0 || rel / stride > 2 * u16::MAX as usize + 1 {
+    if !rel.is_multiple_of(stride) || rel / stride > 2 * u16::MAX as usize + 1 {
         return None;
     }
     let idx = rel / stride;

@@ -114,12 +114,7 @@ impl SglDescriptor {
     }
     /// From the four dwords of a command's DPTR.
     pub const fn from_dwords(d: [u32; 4]) -> Self {
-        SglDescriptor {
-            addr: d[0] as u64 | (d[1] as u64) << 32,
-            len: d[2],
-            rsvd: [d[3] as u8, (d[3] >> 8) as u8, (d[3] >> 16) as u8],
-            id: (d[3] >> 24) as u8,
-        }
+        SglDescriptor { addr: d[0] as u64 | (d[1] as u64) << 32, len: d[2], rsvd: [d[3] as u8, (d[3] >> 8) as u8, (d[3] >> 16) as u8], id: (d[3] >> 24) as u8 }
     }
 }
 

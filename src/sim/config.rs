@@ -192,7 +192,11 @@ impl SimConfig {
                 "jitter" => latency.jitter = parse_duration(v).map_err(|e| format!("sim option jitter: {e}"))?,
                 "serial" => cfg.serial = v.to_string(),
                 "seed" => cfg.seed = num(v)?,
-                _ => return Err(format!("unknown sim option `{k}` (known: ns, lba, file, mdts, queues, mqes, sgl, bitbucket, vwc, cache, dstrd, threads, ready, latency, jitter, serial, seed)")),
+                _ => {
+                    return Err(format!(
+                        "unknown sim option `{k}` (known: ns, lba, file, mdts, queues, mqes, sgl, bitbucket, vwc, cache, dstrd, threads, ready, latency, jitter, serial, seed)"
+                    ));
+                }
             }
         }
         if cfg.namespaces.is_empty() {

@@ -166,7 +166,6 @@ impl ControllerThread {
             if self.sh.regs.powered.load(Ordering::Acquire) {
                 work += self.check_registers();
                 if self.enabled && self.ready_at.is_none() && !self.sh.fatal.load(Ordering::Acquire) {
-                    self.view.refresh();
                     work += self.post_due();
                     work += self.process_admin();
                     work += self.deliver_events();
@@ -314,8 +313,8 @@ impl ControllerThread {
             && aqa.acqs() >= 1
             && asq != 0
             && acq != 0
-            && asq % page == 0
-            && acq % page == 0;
+            && asq.is_multiple_of(page)
+            && acq.is_multiple_of(page);
         if !ok {
             self.sh.set_fatal();
             return;
@@ -419,6 +418,8 @@ impl ControllerThread {
         let Some(mut sq) = self.asq.take() else { return 0 };
         let mut n = 0;
         while n < 16 && sq.has_work(&self.sh.regs) {
+            // Mappings made before the doorbell write are visible after its acquire load.
+            self.view.refresh();
             let Some(sqe) = sq.fetch(&self.view) else {
                 self.sh.set_fatal();
                 break;
@@ -477,7 +478,7 @@ impl ControllerThread {
         self.sh.page_size.load(Ordering::Relaxed)
     }
 
-    fn to_host(&mut self, sqe: &Sqe, data: &[u8]) -> Result<(), Status> {
+    fn send_data(&mut self, sqe: &Sqe, data: &[u8]) -> Result<(), Status> {
         let page = self.page();
         self.view.map_prp(sqe.prp1(), sqe.prp2(), data.len(), page, &mut self.segs)?;
         // SAFETY: the segments map `data.len()` bytes of host memory.
@@ -485,7 +486,7 @@ impl ControllerThread {
         Ok(())
     }
 
-    fn from_host(&mut self, sqe: &Sqe, len: usize) -> Result<Vec<u8>, Status> {
+    fn receive_data(&mut self, sqe: &Sqe, len: usize) -> Result<Vec<u8>, Status> {
         let page = self.page();
         self.view.map_prp(sqe.prp1(), sqe.prp2(), len, page, &mut self.segs)?;
         let mut v = vec![0u8; len];
@@ -541,7 +542,7 @@ impl ControllerThread {
         if size < 2 || size > self.sh.regs.cap.max_queue_entries() {
             return Err(dnr(Status::INVALID_QUEUE_SIZE));
         }
-        if sqe.prp1() % self.page() as u64 != 0 {
+        if !sqe.prp1().is_multiple_of(self.page() as u64) {
             return Err(dnr(Status::INVALID_PRP_OFFSET));
         }
         if iv >= self.sh.cfg.interrupt_vectors {
@@ -575,7 +576,7 @@ impl ControllerThread {
         if size < 2 || size > self.sh.regs.cap.max_queue_entries() {
             return Err(dnr(Status::INVALID_QUEUE_SIZE));
         }
-        if sqe.prp1() % self.page() as u64 != 0 {
+        if !sqe.prp1().is_multiple_of(self.page() as u64) {
             return Err(dnr(Status::INVALID_PRP_OFFSET));
         }
         if !pc || self.last_cc.iosqes() != 6 {
@@ -667,7 +668,7 @@ impl ControllerThread {
             }
             _ => return Err(Status::INVALID_FIELD.with_dnr(true)),
         }
-        self.to_host(sqe, &page)?;
+        self.send_data(sqe, &page)?;
         Ok(0)
     }
 
@@ -679,7 +680,7 @@ impl ControllerThread {
 
     fn get_log_page(&mut self, sqe: &Sqe) -> Result<u32, Status> {
         let g = GetLogPage::from_cdws(sqe.dw[10], sqe.dw[11], sqe.dw[12], sqe.dw[13]);
-        if g.offset % 4 != 0 {
+        if !g.offset.is_multiple_of(4) {
             return Err(Status::INVALID_FIELD.with_dnr(true));
         }
         let (data, event_type): (Vec<u8>, Option<u8>) = match g.lid {
@@ -717,7 +718,7 @@ impl ControllerThread {
         let avail = &data[g.offset as usize..];
         let n = avail.len().min(len);
         out[..n].copy_from_slice(&avail[..n]);
-        self.to_host(sqe, &out)?;
+        self.send_data(sqe, &out)?;
         if let Some(t) = event_type
             && !g.rae
         {
@@ -726,6 +727,12 @@ impl ControllerThread {
             self.sh.wakers[0].force_wake();
         }
         Ok(0)
+    }
+
+    /// Composite temperature at or beyond a threshold (an under-temperature threshold of 0
+    /// is never reached).
+    fn temperature_alarm(&self) -> bool {
+        TEMPERATURE_K >= self.feat.temp_over || TEMPERATURE_K <= self.feat.temp_under
     }
 
     fn smart_log(&self) -> SmartLog {
@@ -739,7 +746,7 @@ impl ControllerThread {
             media += c.media_errors.load(Ordering::Relaxed) as u128;
         }
         let mut warning = 0u8;
-        if TEMPERATURE_K >= self.feat.temp_over || (self.feat.temp_under > 0 && TEMPERATURE_K <= self.feat.temp_under) {
+        if self.temperature_alarm() {
             warning |= 1 << 1;
         }
         s.set_critical_warning(warning);
@@ -791,8 +798,7 @@ impl ControllerThread {
                 } else {
                     self.feat.temp_under = th;
                 }
-                let crossed = TEMPERATURE_K >= self.feat.temp_over || (self.feat.temp_under > 0 && TEMPERATURE_K <= self.feat.temp_under);
-                if crossed {
+                if self.temperature_alarm() {
                     // SMART / Health status: temperature threshold (Figure 146).
                     self.sh.raise_event(async_event::TYPE_SMART, 0x01, lid::SMART_HEALTH);
                 }
@@ -828,7 +834,7 @@ impl ControllerThread {
             fid::WRITE_ATOMICITY => self.feat.write_atomicity = v & 1,
             fid::ASYNC_EVENT_CONFIG => self.feat.async_event_config = v,
             fid::TIMESTAMP => {
-                let d = self.from_host(sqe, 8)?;
+                let d = self.receive_data(sqe, 8)?;
                 let ms = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], 0, 0]);
                 self.feat.timestamp = Some((ms, Instant::now()));
             }
@@ -882,7 +888,7 @@ impl ControllerThread {
             // Byte 6: Synch = 0, Timestamp Origin = 001b when set by Set Features.
             d[6] = if self.feat.timestamp.is_some() { 1 << 1 } else { 0 };
             d[7] = 0;
-            self.to_host(sqe, &d)?;
+            self.send_data(sqe, &d)?;
         }
         Ok(v)
     }
@@ -1028,4 +1034,3 @@ fn commands_effects() -> Vec<u8> {
     }
     v
 }
-

@@ -257,7 +257,7 @@ impl DmaView {
                     if seg_left != 0 || in_last_segment || desc.subtype() != 0 {
                         return Err(invalid_segment);
                     }
-                    if desc.len == 0 || desc.len as usize % DESCRIPTOR_BYTES != 0 {
+                    if desc.len == 0 || !(desc.len as usize).is_multiple_of(DESCRIPTOR_BYTES) {
                         return Err(invalid_segment);
                     }
                     seg_addr = desc.addr;

@@ -23,14 +23,32 @@ use crate::util::rng::Rng;
 pub(crate) enum IoMsg {
     AddCq(CqState),
     AddSq(SqState),
-    DeleteSq { qid: u16, ack: SyncSender<()> },
-    DeleteCq { qid: u16, ack: SyncSender<()> },
+    DeleteSq {
+        qid: u16,
+        ack: SyncSender<()>,
+    },
+    DeleteCq {
+        qid: u16,
+        ack: SyncSender<()>,
+    },
     /// Controller reset or power loss: drop every queue and everything in flight.
-    Reset { ack: SyncSender<()> },
+    Reset {
+        ack: SyncSender<()>,
+    },
     /// Stop processing until `resume` yields (Format NVM, Sanitize).
-    Pause { ack: SyncSender<()>, resume: Receiver<()> },
-    Abort { sqid: u16, cid: u16, reply: SyncSender<bool> },
-    Arbitration { ams: u8, arb: Arbitration },
+    Pause {
+        ack: SyncSender<()>,
+        resume: Receiver<()>,
+    },
+    Abort {
+        sqid: u16,
+        cid: u16,
+        reply: SyncSender<bool>,
+    },
+    Arbitration {
+        ams: u8,
+        arb: Arbitration,
+    },
 }
 
 /// A completion waiting for its latency to pass.
@@ -147,7 +165,6 @@ impl IoThread {
             }
             let mut work = self.handle_msgs();
             if !self.shared().fatal.load(Ordering::Relaxed) {
-                self.exec.view.refresh();
                 work += self.post_due();
                 work += self.process();
             }
@@ -342,6 +359,9 @@ impl IoThread {
                 if !sq.has_work(&sh.regs) {
                     break;
                 }
+                // After the doorbell's acquire load: mappings the host made before ringing
+                // are visible now, not necessarily at the top of the loop.
+                self.exec.view.refresh();
                 let Some(sqe) = sq.fetch(&self.exec.view) else {
                     sh.set_fatal();
                     return done;

@@ -143,16 +143,8 @@ impl Shared {
     pub(crate) fn log_error(&self, sqid: u16, cid: u16, status: Status, lba: u64, nsid: u32) {
         let mut log = lock(&self.errors);
         log.count += 1;
-        let entry = ErrorLogEntry {
-            error_count: log.count,
-            sqid,
-            cid,
-            status: status.raw() << 1,
-            param_error_location: 0xffff,
-            lba,
-            nsid,
-            ..Default::default()
-        };
+        let entry =
+            ErrorLogEntry { error_count: log.count, sqid, cid, status: status.raw() << 1, param_error_location: 0xffff, lba, nsid, ..Default::default() };
         if log.entries.len() == ERROR_LOG_ENTRIES {
             log.entries.pop_front();
         }

@@ -1,0 +1,559 @@
+//! Controller bring-up, reset, shutdown and admin commands (NVMe 1.4 §7.6).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use super::error::DriverError;
+use super::qpair::{QPair, QpairOptions};
+use super::queue::{CplKind, DataPtr, QueueCore};
+use crate::nvme::features::{Arbitration, NumberOfQueues, Select, fid};
+use crate::nvme::identify::{IdentifyController, IdentifyNamespace, cns};
+use crate::nvme::log::{ErrorLogEntry, SmartLog, lid};
+use crate::nvme::opcode::AdminOpcode;
+use crate::nvme::regs::{Aqa, Cap, Cc, Csts, NSSR_RESET_VALUE, ShutdownStatus, Vs, offset};
+use crate::nvme::{Cqe, Sqe, cmd};
+use crate::transport::{DmaBuffer, ResetKind, SharedTransport};
+
+/// Arbitration mechanism to select in CC.AMS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ArbitrationMechanism {
+    /// Round robin.
+    #[default]
+    RoundRobin,
+    /// Weighted round robin with urgent priority class (CAP.AMS bit 0).
+    WeightedRoundRobin,
+}
+
+/// How the driver brings the controller up.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// Admin queue entries (2 to 4096).
+    pub admin_entries: u32,
+    /// I/O queue pairs to request with Set Features (Number of Queues); 0: as many as
+    /// the controller offers.
+    pub io_queues: u16,
+    /// How long a command may be outstanding before the driver gives up on it.
+    pub command_timeout: Duration,
+    /// Arbitration mechanism.
+    pub arbitration: ArbitrationMechanism,
+    /// Largest transfer per command the driver prepares PRP/SGL list pages for (further
+    /// capped by MDTS).
+    pub max_transfer: usize,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            admin_entries: 64,
+            io_queues: 0,
+            command_timeout: Duration::from_secs(10),
+            arbitration: ArbitrationMechanism::RoundRobin,
+            max_transfer: 2 << 20,
+        }
+    }
+}
+
+/// An active namespace, as identified at bring-up.
+#[derive(Clone, Debug)]
+pub struct Namespace {
+    /// Namespace identifier.
+    pub nsid: u32,
+    /// Identify Namespace data.
+    pub id: IdentifyNamespace,
+}
+
+impl Namespace {
+    /// LBA data size in bytes.
+    pub fn lba_size(&self) -> usize {
+        self.id.lba_size()
+    }
+    /// Size in LBAs (NSZE).
+    pub fn nlba(&self) -> u64 {
+        self.id.nsze
+    }
+}
+
+/// What the driver learned at bring-up.
+#[derive(Clone, Debug)]
+pub struct ControllerInfo {
+    /// Identify Controller data.
+    pub id: IdentifyController,
+    /// Active namespaces.
+    pub namespaces: Vec<Namespace>,
+    /// I/O queues allocated by the controller.
+    pub io_queues: NumberOfQueues,
+    /// Largest data transfer per command, bytes.
+    pub max_transfer: usize,
+}
+
+pub(crate) struct AdminQueue {
+    pub(crate) core: QueueCore,
+    /// CIDs of outstanding Asynchronous Event Requests.
+    aers: Vec<u16>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) transport: SharedTransport,
+    pub(crate) cap: Cap,
+    pub(crate) vs: Vs,
+    pub(crate) page: usize,
+    pub(crate) opts: ControllerOptions,
+    admin: Mutex<AdminQueue>,
+    info: RwLock<ControllerInfo>,
+    qids: Mutex<Vec<bool>>,
+    /// Incremented by every reset and power cycle; queue pairs of an older generation no
+    /// longer exist on the controller.
+    pub(crate) generation: AtomicU64,
+    events: Mutex<VecDeque<u32>>,
+}
+
+/// A controller driven from user space. Cheap to clone; all clones share one admin queue.
+#[derive(Clone)]
+pub struct Controller {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").field("transport", &self.inner.transport.describe()).field("vs", &self.inner.vs.to_string()).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// PRP/SGL list pages to reserve per command for transfers of `max` bytes.
+pub(crate) fn list_pages_for(max: usize, page: usize) -> usize {
+    crate::nvme::prp::list_pages_needed(max / page + 1, 0, page).max(1)
+}
+
+impl Controller {
+    /// Brings a controller up (§7.6.1): disable, program the admin queue, enable, wait
+    /// for CSTS.RDY within CAP.TO, identify the controller and its namespaces, and request
+    /// I/O queues.
+    pub fn new(transport: SharedTransport, opts: ControllerOptions) -> Result<Controller, DriverError> {
+        if !(2..=4096).contains(&opts.admin_entries) {
+            return Err(DriverError::InvalidArgument(format!("admin queue entries {} outside 2..=4096", opts.admin_entries)));
+        }
+        let cap = Cap(transport.read64(offset::CAP));
+        if cap.0 == u64::MAX {
+            return Err(DriverError::DeviceGone);
+        }
+        let vs = Vs(transport.read32(offset::VS));
+        let page = cap.min_page_size().max(4096);
+        let admin_entries = opts.admin_entries.min(cap.max_queue_entries());
+        let core = QueueCore::new(transport.clone(), 0, admin_entries, page, 1, cap.dstrd(), opts.command_timeout)?;
+        let inner = Arc::new(Inner {
+            transport,
+            cap,
+            vs,
+            page,
+            admin: Mutex::new(AdminQueue { core, aers: Vec::new() }),
+            info: RwLock::new(ControllerInfo {
+                id: IdentifyController::zeroed(),
+                namespaces: Vec::new(),
+                io_queues: NumberOfQueues { sq: 0, cq: 0 },
+                max_transfer: 0,
+            }),
+            qids: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
+            events: Mutex::new(VecDeque::new()),
+            opts,
+        });
+        let c = Controller { inner };
+        c.bring_up()?;
+        Ok(c)
+    }
+
+    /// The transport this controller is reached through.
+    pub fn transport(&self) -> &SharedTransport {
+        &self.inner.transport
+    }
+    /// Controller Capabilities.
+    pub fn cap(&self) -> Cap {
+        self.inner.cap
+    }
+    /// Version register.
+    pub fn version(&self) -> Vs {
+        self.inner.vs
+    }
+    /// Memory page size in use (CC.MPS).
+    pub fn page_size(&self) -> usize {
+        self.inner.page
+    }
+    /// Bring-up options.
+    pub fn options(&self) -> &ControllerOptions {
+        &self.inner.opts
+    }
+    /// What bring-up learned (refreshed by every reset).
+    pub fn info(&self) -> ControllerInfo {
+        self.inner.info.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    /// Identify Controller data.
+    pub fn identify(&self) -> IdentifyController {
+        self.inner.info.read().unwrap_or_else(|e| e.into_inner()).id
+    }
+    /// An active namespace.
+    pub fn namespace(&self, nsid: u32) -> Option<Namespace> {
+        self.inner.info.read().unwrap_or_else(|e| e.into_inner()).namespaces.iter().find(|n| n.nsid == nsid).cloned()
+    }
+    /// Reset generation: changes with every reset, NSSR, and power cycle.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+    /// Current CSTS.
+    pub fn csts(&self) -> Csts {
+        Csts(self.inner.transport.read32(offset::CSTS))
+    }
+    /// Current CC.
+    pub fn cc(&self) -> Cc {
+        Cc(self.inner.transport.read32(offset::CC))
+    }
+
+    fn ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.inner.cap.timeout_ms())
+    }
+
+    /// Polls CSTS until `cond` holds, within CAP.TO.
+    fn wait_csts(&self, what: &'static str, cond: impl Fn(Csts) -> bool) -> Result<Csts, DriverError> {
+        let deadline = Instant::now() + self.ready_timeout();
+        let mut spins = 0u32;
+        loop {
+            let c = self.csts();
+            if cond(c) {
+                return Ok(c);
+            }
+            if Instant::now() >= deadline {
+                return Err(if c.is_all_ones() {
+                    DriverError::DeviceGone
+                } else {
+                    DriverError::ReadyTimeout { what, csts: c.0, waited: self.ready_timeout() }
+                });
+            }
+            spins += 1;
+            if spins < 1000 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
+    /// Clears CC.EN and waits for CSTS.RDY = 0 (§7.6.1 steps 1-2).
+    fn disable(&self) -> Result<(), DriverError> {
+        let t = &self.inner.transport;
+        let cc = self.cc();
+        if cc.0 == u32::MAX {
+            return Err(DriverError::DeviceGone);
+        }
+        if cc.en() {
+            // Changing EN while RDY lags behind is undefined (§3.1.5): wait for it first.
+            self.wait_csts("CSTS.RDY = 1 (or CFS) before clearing CC.EN", |c| c.rdy() || c.cfs())?;
+            t.write32(offset::CC, cc.with_en(false).with_shn_raw(0).0);
+        }
+        self.wait_csts("CSTS.RDY = 0 after clearing CC.EN", |c| !c.rdy())?;
+        Ok(())
+    }
+
+    /// Disable, program the admin queue, enable, identify, request queues.
+    fn bring_up(&self) -> Result<(), DriverError> {
+        let inner = &self.inner;
+        let t = &inner.transport;
+        self.disable()?;
+        {
+            let mut admin = lock(&inner.admin);
+            admin.core.reset();
+            admin.aers.clear();
+            let n = admin.core.entries() as u16 - 1;
+            t.write32(offset::AQA, Aqa(0).with_asqs(n).with_acqs(n).0);
+            t.write64(offset::ASQ, admin.core.sq_memory().iova());
+            t.write64(offset::ACQ, admin.core.cq_memory().iova());
+        }
+        let mps = (inner.page.trailing_zeros() - 12) as u8;
+        let ams = match inner.opts.arbitration {
+            ArbitrationMechanism::RoundRobin => 0,
+            ArbitrationMechanism::WeightedRoundRobin if inner.cap.ams() & 1 != 0 => 1,
+            ArbitrationMechanism::WeightedRoundRobin => {
+                return Err(DriverError::InvalidArgument("the controller does not support weighted round robin (CAP.AMS bit 0 is clear)".into()));
+            }
+        };
+        let cc = Cc(0).with_css(0).with_mps(mps).with_ams(ams).with_iosqes(6).with_iocqes(4).with_en(true);
+        t.write32(offset::CC, cc.0);
+        let csts = self.wait_csts("CSTS.RDY = 1 after setting CC.EN", |c| c.rdy() || c.cfs())?;
+        if csts.cfs() {
+            return Err(DriverError::ControllerFatal);
+        }
+        self.refresh_info()?;
+        Ok(())
+    }
+
+    fn refresh_info(&self) -> Result<(), DriverError> {
+        let buf = self.dma(4096)?;
+        self.admin_data(&cmd::identify(cns::CONTROLLER, 0), &buf)?;
+        let id = IdentifyController::from_bytes(&buf.to_vec());
+        let want = match self.inner.opts.io_queues {
+            0 => NumberOfQueues { sq: 0xfffe, cq: 0xfffe },
+            n => NumberOfQueues { sq: n as u32, cq: n as u32 },
+        };
+        let got = self.admin(&cmd::set_features(fid::NUMBER_OF_QUEUES, want.to_dword(), false))?;
+        let io_queues = NumberOfQueues::from_dword(got.cdw0());
+        buf.fill(0, 4096, 0);
+        self.admin_data(&cmd::identify(cns::ACTIVE_NS_LIST, 0), &buf)?;
+        let list = buf.to_vec();
+        let mut namespaces = Vec::new();
+        for chunk in list.chunks_exact(4) {
+            let nsid = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
+            if nsid == 0 {
+                break;
+            }
+            buf.fill(0, 4096, 0);
+            self.admin_data(&cmd::identify(cns::NAMESPACE, nsid), &buf)?;
+            namespaces.push(Namespace { nsid, id: IdentifyNamespace::from_bytes(&buf.to_vec()) });
+        }
+        let mdts = id.max_transfer_bytes(self.inner.cap.min_page_size()).unwrap_or(usize::MAX);
+        let max_transfer = mdts.min(self.inner.opts.max_transfer);
+        let n = io_queues.sq.min(io_queues.cq) as usize;
+        *lock(&self.inner.qids) = vec![false; n + 1];
+        *self.inner.info.write().unwrap_or_else(|e| e.into_inner()) = ControllerInfo { id, namespaces, io_queues, max_transfer };
+        Ok(())
+    }
+
+    /// Allocates DMA memory through the transport.
+    pub fn dma(&self, len: usize) -> Result<DmaBuffer, DriverError> {
+        Ok(self.inner.transport.dma_alloc(len)?)
+    }
+
+    /// Runs an admin command without data and waits for it; a failing status is an error.
+    pub fn admin(&self, sqe: &Sqe) -> Result<Cqe, DriverError> {
+        self.admin_raw(sqe, DataPtr::None, self.inner.opts.command_timeout).and_then(|c| check(admin_name(sqe), c))
+    }
+
+    /// Runs an admin command with a data buffer (PRP) and waits for it.
+    pub fn admin_data(&self, sqe: &Sqe, buf: &DmaBuffer) -> Result<Cqe, DriverError> {
+        self.admin_raw(sqe, DataPtr::Prp(buf), self.inner.opts.command_timeout).and_then(|c| check(admin_name(sqe), c))
+    }
+
+    /// Runs an admin command and returns its completion whatever the status. Completions
+    /// of Asynchronous Event Requests seen meanwhile are kept for [`Controller::take_events`].
+    pub fn admin_raw(&self, sqe: &Sqe, data: DataPtr<'_>, timeout: Duration) -> Result<Cqe, DriverError> {
+        let what = AdminOpcode::from(sqe.opcode()).name();
+        let mut admin = lock(&self.inner.admin);
+        let cid = admin.core.submit(sqe, data, 0).map_err(|e| DriverError::Submit { what, source: e })?;
+        admin.core.ring();
+        let deadline = Instant::now() + timeout;
+        let mut spins = 0u32;
+        loop {
+            let mut mine = None;
+            let AdminQueue { core, aers } = &mut *admin;
+            let mut events = Vec::new();
+            core.poll(usize::MAX, |c| {
+                if c.cid() == cid {
+                    mine = Some(*c);
+                } else if let Some(p) = aers.iter().position(|&a| a == c.cid()) {
+                    aers.swap_remove(p);
+                    if c.kind == CplKind::Device && c.cqe.status().is_success() {
+                        events.push(c.cqe.cdw0());
+                    }
+                }
+            });
+            if !events.is_empty() {
+                lock(&self.inner.events).extend(events);
+            }
+            if let Some(c) = mine {
+                return match c.kind {
+                    CplKind::Device => Ok(c.cqe),
+                    _ => Err(DriverError::CommandTimeout { what, cid, after: timeout }),
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                // Give up: keep the CID reserved in case the controller answers late.
+                core.expire(now + core.timeout(), |_| {});
+                let csts = self.csts();
+                if csts.is_all_ones() {
+                    return Err(DriverError::DeviceGone);
+                }
+                if csts.cfs() {
+                    return Err(DriverError::ControllerFatal);
+                }
+                return Err(DriverError::CommandTimeout { what, cid, after: timeout });
+            }
+            spins += 1;
+            if spins > 2000 {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Submits an Asynchronous Event Request that stays outstanding until an event.
+    pub fn submit_aer(&self) -> Result<u16, DriverError> {
+        let mut admin = lock(&self.inner.admin);
+        let cid = admin
+            .core
+            .submit(&cmd::async_event_request(), DataPtr::None, 0)
+            .map_err(|e| DriverError::Submit { what: "Asynchronous Event Request", source: e })?;
+        admin.aers.push(cid);
+        admin.core.ring();
+        Ok(cid)
+    }
+
+    /// Reaps admin completions without sending anything (delivers pending events).
+    pub fn poll_admin(&self) {
+        let mut admin = lock(&self.inner.admin);
+        let AdminQueue { core, aers } = &mut *admin;
+        let mut events = Vec::new();
+        core.poll(usize::MAX, |c| {
+            if let Some(p) = aers.iter().position(|&a| a == c.cid()) {
+                aers.swap_remove(p);
+                if c.kind == CplKind::Device && c.cqe.status().is_success() {
+                    events.push(c.cqe.cdw0());
+                }
+            }
+        });
+        lock(&self.inner.events).extend(events);
+    }
+
+    /// Asynchronous event completions (dword 0) received so far, oldest first.
+    pub fn take_events(&self) -> Vec<u32> {
+        lock(&self.inner.events).drain(..).collect()
+    }
+
+    /// Outstanding Asynchronous Event Requests.
+    pub fn outstanding_aers(&self) -> usize {
+        lock(&self.inner.admin).aers.len()
+    }
+
+    /// Reads a log page of `len` bytes.
+    pub fn get_log_page(&self, lid: u8, nsid: u32, len: usize, rae: bool) -> Result<Vec<u8>, DriverError> {
+        let buf = self.dma(len.next_multiple_of(4).max(4))?;
+        self.admin_data(&cmd::get_log_page(lid, nsid, len, rae, 0), &buf)?;
+        let mut v = buf.to_vec();
+        v.truncate(len);
+        Ok(v)
+    }
+
+    /// SMART / Health Information (LID 02h), controller-wide.
+    pub fn smart_log(&self) -> Result<SmartLog, DriverError> {
+        Ok(SmartLog::from_bytes(&self.get_log_page(lid::SMART_HEALTH, u32::MAX, 512, false)?))
+    }
+
+    /// Error Information entries (LID 01h), newest first, valid ones only.
+    pub fn error_log(&self, entries: usize) -> Result<Vec<ErrorLogEntry>, DriverError> {
+        let raw = self.get_log_page(lid::ERROR_INFORMATION, 0, entries * 64, false)?;
+        Ok(raw.chunks_exact(64).map(ErrorLogEntry::from_bytes).filter(|e| e.error_count != 0).collect())
+    }
+
+    /// Get Features (current value) of `fid`, with CDW11 `cdw11`.
+    pub fn get_features(&self, fid: u8, cdw11: u32) -> Result<u32, DriverError> {
+        let mut s = cmd::get_features(fid, Select::Current);
+        s.dw[11] = cdw11;
+        Ok(self.admin(&s)?.cdw0())
+    }
+
+    /// Set Features of `fid` to `value` (not saved).
+    pub fn set_features(&self, fid: u8, value: u32) -> Result<u32, DriverError> {
+        Ok(self.admin(&cmd::set_features(fid, value, false))?.cdw0())
+    }
+
+    /// Sets the Arbitration feature (weights for weighted round robin).
+    pub fn set_arbitration(&self, arb: Arbitration) -> Result<(), DriverError> {
+        self.set_features(fid::ARBITRATION, arb.to_dword()).map(|_| ())
+    }
+
+    /// Format NVM of `nsid` (FFFFFFFFh: all) to LBA format `lbaf`, then re-identifies.
+    pub fn format(&self, nsid: u32, lbaf: u8, ses: u8) -> Result<(), DriverError> {
+        let sqe = cmd::format_nvm(nsid, lbaf, ses);
+        self.admin_raw(&sqe, DataPtr::None, self.inner.opts.command_timeout.max(Duration::from_secs(60))).and_then(|c| check(admin_name(&sqe), c))?;
+        self.refresh_namespaces()
+    }
+
+    fn refresh_namespaces(&self) -> Result<(), DriverError> {
+        let buf = self.dma(4096)?;
+        let nsids: Vec<u32> = self.info().namespaces.iter().map(|n| n.nsid).collect();
+        let mut namespaces = Vec::new();
+        for nsid in nsids {
+            self.admin_data(&cmd::identify(cns::NAMESPACE, nsid), &buf)?;
+            namespaces.push(Namespace { nsid, id: IdentifyNamespace::from_bytes(&buf.to_vec()) });
+        }
+        self.inner.info.write().unwrap_or_else(|e| e.into_inner()).namespaces = namespaces;
+        Ok(())
+    }
+
+    /// Controller reset through CC.EN (§7.3.2), then bring-up again. Every queue pair
+    /// created before becomes invalid: its outstanding commands are reported aborted.
+    pub fn reset(&self) -> Result<(), DriverError> {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.bring_up()
+    }
+
+    /// NVM Subsystem Reset through NSSR (§7.3.1), then bring-up again.
+    pub fn subsystem_reset(&self) -> Result<(), DriverError> {
+        if !self.inner.cap.nssrs() {
+            return Err(DriverError::InvalidArgument("the controller does not support NVM Subsystem Reset (CAP.NSSRS = 0)".into()));
+        }
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.transport.write32(offset::NSSR, NSSR_RESET_VALUE);
+        self.wait_csts("CSTS.RDY = 0 after NSSR", |c| !c.rdy())?;
+        self.bring_up()
+    }
+
+    /// PCIe Function Level Reset through the transport, then bring-up again.
+    pub fn function_reset(&self) -> Result<(), DriverError> {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.transport.reset(ResetKind::Function)?;
+        self.bring_up()
+    }
+
+    /// Removes power (`dirty`: without shutdown notification). Queue pairs become invalid.
+    pub fn power_off(&self, dirty: bool) -> Result<(), DriverError> {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.transport.power_off(dirty)?;
+        Ok(())
+    }
+
+    /// Restores power and brings the controller up again.
+    pub fn power_on(&self) -> Result<(), DriverError> {
+        self.inner.transport.power_on()?;
+        self.bring_up()
+    }
+
+    /// Normal shutdown (§7.6.2): CC.SHN = 01b, wait for CSTS.SHST = 10b.
+    pub fn shutdown(&self) -> Result<(), DriverError> {
+        let cc = self.cc();
+        self.inner.transport.write32(offset::CC, cc.with_shn_raw(1).0);
+        self.wait_csts("CSTS.SHST = 10b after CC.SHN", |c| c.shst() == ShutdownStatus::Complete)?;
+        Ok(())
+    }
+
+    /// Creates an I/O queue pair (one CQ and one SQ with the same queue ID).
+    pub fn create_qpair(&self, opts: QpairOptions) -> Result<QPair, DriverError> {
+        QPair::create(self, opts)
+    }
+
+    pub(crate) fn alloc_qid(&self) -> Option<u16> {
+        let mut q = lock(&self.inner.qids);
+        let i = q.iter().skip(1).position(|used| !used)? + 1;
+        q[i] = true;
+        Some(i as u16)
+    }
+
+    pub(crate) fn free_qid(&self, qid: u16) {
+        if let Some(s) = lock(&self.inner.qids).get_mut(qid as usize) {
+            *s = false;
+        }
+    }
+}
+
+fn admin_name(sqe: &Sqe) -> &'static str {
+    AdminOpcode::from(sqe.opcode()).name()
+}
+
+/// Turns a failing completion into an error naming the command.
+pub(crate) fn check(what: &str, cqe: Cqe) -> Result<Cqe, DriverError> {
+    if cqe.status().is_success() { Ok(cqe) } else { Err(DriverError::Command { what: what.to_string(), status: cqe.status(), cqe }) }
+}
