@@ -253,6 +253,14 @@ impl Controller {
             // Changing EN while RDY lags behind is undefined (§3.1.5): wait for it first.
             self.wait_csts("CSTS.RDY = 1 (or CFS) before clearing CC.EN", |c| c.rdy() || c.cfs())?;
             t.write32(offset::CC, cc.with_en(false).with_shn_raw(0).0);
+            // A controller that failed (CFS) may clear CFS with the reset; give it the same
+            // time as RDY so a stale CFS is not mistaken for a new failure after enabling.
+            match self.wait_csts("CSTS.RDY = 0 and CFS = 0 after clearing CC.EN", |c| !c.rdy() && !c.cfs()) {
+                Err(DriverError::ReadyTimeout { csts, .. }) if !Csts(csts).rdy() => {}
+                r => {
+                    r?;
+                }
+            }
         }
         self.wait_csts("CSTS.RDY = 0 after clearing CC.EN", |c| !c.rdy())?;
         Ok(())
@@ -371,7 +379,7 @@ impl Controller {
             let now = Instant::now();
             if now >= deadline {
                 // Give up: keep the CID reserved in case the controller answers late.
-                core.expire(now + core.timeout(), |_| {});
+                core.give_up(cid);
                 let csts = self.csts();
                 if csts.is_all_ones() {
                     return Err(DriverError::DeviceGone);

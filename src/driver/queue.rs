@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::nvme::prp::{self, Prp2Use};
-use crate::nvme::regs;
+use crate::nvme::regs::{self, Csts};
 use crate::nvme::sgl::{DESCRIPTOR_BYTES, SglDescriptor};
 use crate::nvme::sqe::Psdt;
 use crate::nvme::{Cqe, Sqe, Status};
@@ -64,10 +64,11 @@ pub enum DataPtr<'a> {
 pub enum CplKind {
     /// The controller posted a completion entry.
     Device,
-    /// No completion within the command timeout; the entry is synthetic.
-    TimedOut,
-    /// The controller was reset or lost power while the command was outstanding; the
+    /// No completion within the command timeout while the controller kept running; the
     /// entry is synthetic.
+    TimedOut,
+    /// The controller was reset, disabled, failed or lost power while the command was
+    /// outstanding: it will never complete. The entry is synthetic.
     Aborted,
 }
 
@@ -135,6 +136,8 @@ pub enum SubmitError {
 struct Slot {
     busy: bool,
     given_up: bool,
+    /// Subject to the command timeout (not so for Asynchronous Event Requests).
+    timed: bool,
     opcode: u8,
     ctx: u64,
     submitted: Instant,
@@ -212,7 +215,7 @@ impl QueueCore {
             sq_db: regs::sq_tail_doorbell(qid, dstrd),
             cq_db: regs::cq_head_doorbell(qid, dstrd),
             last_cq_db: 0,
-            slots: vec![Slot { busy: false, given_up: false, opcode: 0, ctx: 0, submitted: now }; entries as usize].into_boxed_slice(),
+            slots: vec![Slot { busy: false, given_up: false, timed: true, opcode: 0, ctx: 0, submitted: now }; entries as usize].into_boxed_slice(),
             // CIDs 0..entries-1 (one fewer than entries, so the SQ can never overflow).
             free: (0..entries as u16 - 1).rev().collect(),
             outstanding: 0,
@@ -287,6 +290,17 @@ impl QueueCore {
     /// [`ring`]: QueueCore::ring
     #[inline]
     pub fn submit(&mut self, sqe: &Sqe, data: DataPtr<'_>, ctx: u64) -> Result<u16, SubmitError> {
+        self.submit_with(sqe, data, ctx, true)
+    }
+
+    /// Like [`QueueCore::submit`], for a command that may stay outstanding indefinitely
+    /// (an Asynchronous Event Request): it never times out.
+    pub fn submit_untimed(&mut self, sqe: &Sqe, data: DataPtr<'_>, ctx: u64) -> Result<u16, SubmitError> {
+        self.submit_with(sqe, data, ctx, false)
+    }
+
+    #[inline]
+    fn submit_with(&mut self, sqe: &Sqe, data: DataPtr<'_>, ctx: u64, timed: bool) -> Result<u16, SubmitError> {
         let Some(cid) = self.free.pop() else {
             return Err(SubmitError::Full { qid: self.qid, outstanding: self.outstanding });
         };
@@ -296,7 +310,7 @@ impl QueueCore {
             self.free.push(cid);
             return Err(e);
         }
-        self.slots[cid as usize] = Slot { busy: true, given_up: false, opcode: cmd.opcode(), ctx, submitted: Instant::now() };
+        self.slots[cid as usize] = Slot { busy: true, given_up: false, timed, opcode: cmd.opcode(), ctx, submitted: Instant::now() };
         self.sq.write_obj(self.sq_tail as usize * SQE_BYTES, &cmd);
         self.sq_tail = (self.sq_tail + 1) % self.entries;
         self.outstanding += 1;
@@ -477,20 +491,39 @@ impl QueueCore {
         self.cq_head != self.last_cq_db
     }
 
-    /// Reports commands older than the timeout as [`CplKind::TimedOut`].
+    /// Reports commands older than the timeout: as [`CplKind::Aborted`] when CSTS shows
+    /// the controller is no longer running (disabled, fatal or gone), else as
+    /// [`CplKind::TimedOut`].
     pub fn expire(&mut self, now: Instant, mut f: impl FnMut(&Completion)) -> usize {
         let mut n = 0;
+        let mut kind = None;
         for cid in 0..self.slots.len() {
             let s = &mut self.slots[cid];
-            if s.busy && !s.given_up && now.duration_since(s.submitted) >= self.timeout {
+            if s.busy && !s.given_up && s.timed && now.duration_since(s.submitted) >= self.timeout {
+                let kind = *kind.get_or_insert_with(|| {
+                    let csts = Csts(self.transport.read32(regs::offset::CSTS));
+                    if csts.is_all_ones() || csts.cfs() || !csts.rdy() { CplKind::Aborted } else { CplKind::TimedOut }
+                });
                 s.given_up = true;
                 self.outstanding -= 1;
-                let c = Completion { cqe: synthetic(self.qid, cid as u16), ctx: s.ctx, submitted: s.submitted, opcode: s.opcode, kind: CplKind::TimedOut };
+                let c = Completion { cqe: synthetic(self.qid, cid as u16), ctx: s.ctx, submitted: s.submitted, opcode: s.opcode, kind };
                 f(&c);
                 n += 1;
             }
         }
         n
+    }
+
+    /// Stops waiting for one command: its CID stays reserved until the controller answers
+    /// (if ever), and no completion will be delivered for it.
+    pub fn give_up(&mut self, cid: u16) {
+        if let Some(s) = self.slots.get_mut(cid as usize)
+            && s.busy
+            && !s.given_up
+        {
+            s.given_up = true;
+            self.outstanding -= 1;
+        }
     }
 
     /// Reports every outstanding command as [`CplKind::Aborted`] and frees all CIDs

@@ -194,7 +194,7 @@ impl ControllerThread {
 
     fn has_work(&self) -> bool {
         let r = &self.sh.regs;
-        if r.cc() != self.last_cc || r.nssr.load(Ordering::SeqCst) != 0 || self.sh.stop.load(Ordering::SeqCst) {
+        if r.cc_pending() || r.nssr.load(Ordering::SeqCst) != 0 || self.sh.stop.load(Ordering::SeqCst) {
             return true;
         }
         if let Some(sq) = &self.asq
@@ -264,10 +264,12 @@ impl ControllerThread {
 
     fn check_registers(&mut self) -> usize {
         let mut work = 0;
-        let cc = self.sh.regs.cc();
-        if cc != self.last_cc {
-            let old = std::mem::replace(&mut self.last_cc, cc);
-            self.cc_changed(old, cc);
+        for v in self.sh.regs.take_cc_writes() {
+            let cc = Cc(v);
+            if cc != self.last_cc {
+                let old = std::mem::replace(&mut self.last_cc, cc);
+                self.cc_changed(old, cc);
+            }
             work += 1;
         }
         let nssr = self.sh.regs.nssr.swap(0, Ordering::AcqRel);

@@ -319,7 +319,13 @@ impl Simulator {
         }
         match off {
             offset::CC => {
-                r.cc.store(v, Ordering::Release);
+                {
+                    let mut w = lock(&r.cc_writes);
+                    r.cc.store(v, Ordering::Release);
+                    if w.len() < 256 {
+                        w.push_back(v);
+                    }
+                }
                 sh.wakers[0].force_wake();
             }
             offset::AQA => r.aqa.store(v & 0x0fff_0fff, Ordering::Release),

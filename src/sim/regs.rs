@@ -1,11 +1,12 @@
 //! The simulated controller's register file and doorbells, shared between the MMIO path
 //! (the host's thread) and the controller's processing threads.
 
-use std::sync::OnceLock;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 
-use crate::nvme::regs::{Aqa, Cap, Cc, Csts, Vs};
+use crate::nvme::regs::{Aqa, Cap, Csts, Vs};
 
 /// Wakes a processing thread that may be parked.
 #[derive(Default)]
@@ -61,6 +62,9 @@ pub(crate) struct Registers {
     pub(crate) cap: Cap,
     pub(crate) vs: Vs,
     pub(crate) cc: AtomicU32,
+    /// Every CC write in order, so the controller thread acts on each transition even when
+    /// the host writes EN = 0 and EN = 1 in quick succession.
+    pub(crate) cc_writes: Mutex<VecDeque<u32>>,
     pub(crate) csts: AtomicU32,
     pub(crate) aqa: AtomicU32,
     pub(crate) asq: [AtomicU32; 2],
@@ -86,6 +90,7 @@ impl Registers {
             cap,
             vs,
             cc: AtomicU32::new(0),
+            cc_writes: Mutex::new(VecDeque::new()),
             csts: AtomicU32::new(0),
             aqa: AtomicU32::new(0),
             asq: Default::default(),
@@ -101,6 +106,7 @@ impl Registers {
 
     /// Power-on values: everything the host can write returns to zero.
     pub(crate) fn reset_to_power_on(&self) {
+        self.cc_writes.lock().unwrap_or_else(|e| e.into_inner()).clear();
         for r in [&self.cc, &self.csts, &self.aqa, &self.intms, &self.nssr] {
             r.store(0, Ordering::SeqCst);
         }
@@ -118,8 +124,13 @@ impl Registers {
         }
     }
 
-    pub(crate) fn cc(&self) -> Cc {
-        Cc(self.cc.load(Ordering::Acquire))
+    /// CC writes not yet acted on, oldest first.
+    pub(crate) fn take_cc_writes(&self) -> VecDeque<u32> {
+        std::mem::take(&mut *self.cc_writes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+    /// Whether CC writes are waiting.
+    pub(crate) fn cc_pending(&self) -> bool {
+        !self.cc_writes.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
     pub(crate) fn update_csts(&self, f: impl Fn(Csts) -> Csts) {
         let _ = self.csts.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(f(Csts(v)).0));
