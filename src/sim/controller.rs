@@ -16,7 +16,7 @@ use crate::nvme::features::{Arbitration, NumberOfQueues, Select, fid};
 use crate::nvme::identify::{IdentifyController, IdentifyNamespace, LbaFormat, cns, oacs, oncs, set_ascii_field, sgls};
 use crate::nvme::log::{GetLogPage, SmartLog, async_event, data_units, lid};
 use crate::nvme::opcode::{AdminOpcode, NvmOpcode};
-use crate::nvme::regs::{Cc, Csts, NSSR_RESET_VALUE, ShutdownNotification};
+use crate::nvme::regs::{Cc, Csts, ShutdownNotification, offset};
 use crate::nvme::sqe::Psdt;
 use crate::nvme::{Cqe, Sqe, Status};
 
@@ -194,7 +194,7 @@ impl ControllerThread {
 
     fn has_work(&self) -> bool {
         let r = &self.sh.regs;
-        if r.cc_pending() || r.nssr.load(Ordering::SeqCst) != 0 || self.sh.stop.load(Ordering::SeqCst) {
+        if r.ctrl_writes_pending() || self.sh.stop.load(Ordering::SeqCst) {
             return true;
         }
         if let Some(sq) = &self.asq
@@ -264,18 +264,17 @@ impl ControllerThread {
 
     fn check_registers(&mut self) -> usize {
         let mut work = 0;
-        for v in self.sh.regs.take_cc_writes() {
+        for (off, v) in self.sh.regs.take_ctrl_writes() {
+            work += 1;
+            if off == offset::NSSR {
+                self.subsystem_reset();
+                continue;
+            }
             let cc = Cc(v);
             if cc != self.last_cc {
                 let old = std::mem::replace(&mut self.last_cc, cc);
                 self.cc_changed(old, cc);
             }
-            work += 1;
-        }
-        let nssr = self.sh.regs.nssr.swap(0, Ordering::AcqRel);
-        if nssr == NSSR_RESET_VALUE && self.sh.regs.cap.nssrs() {
-            self.subsystem_reset();
-            work += 1;
         }
         if let Some(t) = self.ready_at
             && Instant::now() >= t
@@ -377,10 +376,10 @@ impl ControllerThread {
     }
 
     /// NVM Subsystem Reset (§7.3.1): like a power cycle for the controller's state, but
-    /// data and the write cache are kept; CSTS.NSSRO reports it.
+    /// data and the write cache are kept; CSTS.NSSRO reports it. The registers were reset
+    /// when NSSR was written; CC writes after it are still queued and apply on top.
     fn subsystem_reset(&mut self) {
         self.controller_reset();
-        self.sh.regs.reset_to_power_on();
         self.sh.regs.update_csts(|_| Csts(0).with_nssro(true));
         self.last_cc = Cc(0);
     }
@@ -716,6 +715,12 @@ impl ControllerThread {
             return Err(Status::INVALID_FIELD.with_dnr(true));
         }
         let len = g.dwords as usize * 4;
+        // MDTS bounds every data transfer, admin ones included (QEMU checks it here too);
+        // without MDTS the simulator still refuses log transfers above 16 MiB.
+        let max = if self.sh.cfg.mdts == 0 { 16 << 20 } else { 4096usize << self.sh.cfg.mdts };
+        if len > max {
+            return Err(Status::INVALID_FIELD.with_dnr(true));
+        }
         let mut out = vec![0u8; len];
         let avail = &data[g.offset as usize..];
         let n = avail.len().min(len);

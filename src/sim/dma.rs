@@ -192,6 +192,10 @@ impl DmaView {
                 }
                 let mut list = prp2;
                 let mut slots = prp::entries_in_list_page(list, page);
+                if slots == 0 {
+                    // Not even one 8-byte entry fits before the page ends.
+                    return Err(Status::INVALID_PRP_OFFSET.with_dnr(true));
+                }
                 let mut idx = 0usize;
                 while rem > 0 {
                     let entry = self.read_u64(list + (idx * prp::ENTRY_BYTES) as u64)?;

@@ -318,14 +318,8 @@ impl Simulator {
             return;
         }
         match off {
-            offset::CC => {
-                {
-                    let mut w = lock(&r.cc_writes);
-                    r.cc.store(v, Ordering::Release);
-                    if w.len() < 256 {
-                        w.push_back(v);
-                    }
-                }
+            offset::CC | offset::NSSR => {
+                r.push_ctrl_write(off, v);
                 sh.wakers[0].force_wake();
             }
             offset::AQA => r.aqa.store(v & 0x0fff_0fff, Ordering::Release),
@@ -338,10 +332,6 @@ impl Simulator {
             }
             offset::INTMC => {
                 r.intms.fetch_and(!v, Ordering::AcqRel);
-            }
-            offset::NSSR => {
-                r.nssr.store(v, Ordering::Release);
-                sh.wakers[0].force_wake();
             }
             _ => {
                 r.ignored_writes.fetch_add(1, Ordering::Relaxed);

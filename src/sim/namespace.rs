@@ -331,9 +331,14 @@ impl Namespace {
         let mut c = lock(&self.cache);
         let first = off / CHUNK as u64;
         let last = (off + len as u64 - 1) / CHUNK as u64;
-        if c.undo.len() + (last - first + 1) as usize > self.cache_chunks {
+        let chunks = (last - first + 1) as usize;
+        if c.undo.len() + chunks > self.cache_chunks {
             // Cache full: the device writes everything back on its own.
             c.undo.clear();
+        }
+        if chunks > self.cache_chunks {
+            // Larger than the whole cache: written through, durable at once.
+            return None;
         }
         for chunk in first..=last {
             c.undo.entry(chunk).or_insert_with(|| {

@@ -62,16 +62,15 @@ pub(crate) struct Registers {
     pub(crate) cap: Cap,
     pub(crate) vs: Vs,
     pub(crate) cc: AtomicU32,
-    /// Every CC write in order, so the controller thread acts on each transition even when
-    /// the host writes EN = 0 and EN = 1 in quick succession.
-    pub(crate) cc_writes: Mutex<VecDeque<u32>>,
+    /// Every CC and NSSR write in arrival order (offset, value), so the controller thread
+    /// acts on each transition even when the host writes EN = 0 and EN = 1 in quick
+    /// succession, and on a reset and a later enable in the order they happened.
+    pub(crate) ctrl_writes: Mutex<VecDeque<(usize, u32)>>,
     pub(crate) csts: AtomicU32,
     pub(crate) aqa: AtomicU32,
     pub(crate) asq: [AtomicU32; 2],
     pub(crate) acq: [AtomicU32; 2],
     pub(crate) intms: AtomicU32,
-    /// Last value written to NSSR, consumed by the controller thread.
-    pub(crate) nssr: AtomicU32,
     /// Doorbells: index `2 * qid` is the SQ tail, `2 * qid + 1` the CQ head.
     pub(crate) doorbells: Box<[Doorbell]>,
     /// Whether the device has power.
@@ -90,13 +89,12 @@ impl Registers {
             cap,
             vs,
             cc: AtomicU32::new(0),
-            cc_writes: Mutex::new(VecDeque::new()),
+            ctrl_writes: Mutex::new(VecDeque::new()),
             csts: AtomicU32::new(0),
             aqa: AtomicU32::new(0),
             asq: Default::default(),
             acq: Default::default(),
             intms: AtomicU32::new(0),
-            nssr: AtomicU32::new(0),
             doorbells: (0..2 * (max_qid as usize + 1)).map(|_| Doorbell::default()).collect(),
             powered: AtomicBool::new(true),
             bar_size,
@@ -106,8 +104,8 @@ impl Registers {
 
     /// Power-on values: everything the host can write returns to zero.
     pub(crate) fn reset_to_power_on(&self) {
-        self.cc_writes.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        for r in [&self.cc, &self.csts, &self.aqa, &self.intms, &self.nssr] {
+        self.ctrl_writes.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        for r in [&self.cc, &self.csts, &self.aqa, &self.intms] {
             r.store(0, Ordering::SeqCst);
         }
         for r in self.asq.iter().chain(self.acq.iter()) {
@@ -124,13 +122,36 @@ impl Registers {
         }
     }
 
-    /// CC writes not yet acted on, oldest first.
-    pub(crate) fn take_cc_writes(&self) -> VecDeque<u32> {
-        std::mem::take(&mut *self.cc_writes.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Records a CC or NSSR write for the controller thread. An NVM Subsystem Reset takes
+    /// the registers to their reset values at once, as the write itself does on hardware;
+    /// the controller thread then tears down what was running.
+    pub(crate) fn push_ctrl_write(&self, off: usize, v: u32) {
+        let mut w = self.ctrl_writes.lock().unwrap_or_else(|e| e.into_inner());
+        if off == crate::nvme::regs::offset::CC {
+            self.cc.store(v, Ordering::Release);
+        } else {
+            if v != crate::nvme::regs::NSSR_RESET_VALUE || !self.cap.nssrs() {
+                return;
+            }
+            for r in [&self.cc, &self.aqa, &self.intms] {
+                r.store(0, Ordering::SeqCst);
+            }
+            for r in self.asq.iter().chain(self.acq.iter()) {
+                r.store(0, Ordering::SeqCst);
+            }
+            self.csts.store(Csts(0).with_nssro(true).0, Ordering::SeqCst);
+        }
+        if w.len() < 256 {
+            w.push_back((off, v));
+        }
     }
-    /// Whether CC writes are waiting.
-    pub(crate) fn cc_pending(&self) -> bool {
-        !self.cc_writes.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    /// CC and NSSR writes not yet acted on, oldest first.
+    pub(crate) fn take_ctrl_writes(&self) -> VecDeque<(usize, u32)> {
+        std::mem::take(&mut *self.ctrl_writes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+    /// Whether CC or NSSR writes are waiting.
+    pub(crate) fn ctrl_writes_pending(&self) -> bool {
+        !self.ctrl_writes.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
     pub(crate) fn update_csts(&self, f: impl Fn(Csts) -> Csts) {
         let _ = self.csts.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(f(Csts(v)).0));
