@@ -9,5 +9,6 @@
 pub mod driver;
 pub mod nvme;
 pub mod sim;
+pub mod smoke;
 pub mod transport;
 pub mod util;
