@@ -104,7 +104,10 @@ pub fn run(ctrl: &Controller, total: u64, seed: u64) -> Result<SmokeReport, Driv
                 let r = if use_sgl && n > 1 {
                     // Split in two descriptors to exercise a segment list.
                     let half = (n as usize / 2) * lba;
-                    let segs = [SglSegment::Data { iova: buf.iova(), len: half as u32 }, SglSegment::Data { iova: buf.iova() + half as u64, len: (len - half) as u32 }];
+                    let segs = [
+                        SglSegment::Data { iova: buf.iova(), len: half as u32 },
+                        SglSegment::Data { iova: buf.iova() + half as u64, len: (len - half) as u32 },
+                    ];
                     q.submit(&sqe, DataPtr::SglList { segs: &segs, per_segment: 256 }, slot as u64)
                 } else if use_sgl {
                     q.submit(&sqe, DataPtr::Sgl(&buf), slot as u64)

@@ -50,12 +50,12 @@ pub const fn decode_doorbell(off: usize, dstrd: u8) -> Option<(u16, bool)> {
     if off < offset::DOORBELLS {
         return None;
     }
-    let stride = 4usize << dstrd;
+    let shift = 2 + dstrd as u32;
     let rel = off - offset::DOORBELLS;
-    if !rel.is_multiple_of(stride) || rel / stride > 2 * u16::MAX as usize + 1 {
+    if rel & ((1 << shift) - 1) != 0 || rel >> shift > 2 * u16::MAX as usize + 1 {
         return None;
     }
-    let idx = rel / stride;
+    let idx = rel >> shift;
     Some(((idx / 2) as u16, idx % 2 == 1))
 }
 

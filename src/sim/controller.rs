@@ -73,6 +73,8 @@ struct Features {
     async_event_config: u32,
     timestamp: Option<(u64, Instant)>,
     queues: NumberOfQueues,
+    /// Number of Queues was set since the last reset: the allocation is fixed (§5.21.1.7).
+    queues_set: bool,
 }
 
 impl Features {
@@ -89,6 +91,7 @@ impl Features {
             async_event_config: 0,
             timestamp: None,
             queues: NumberOfQueues { sq: max_queues as u32, cq: max_queues as u32 },
+            queues_set: false,
         }
     }
 }
@@ -322,7 +325,7 @@ impl ControllerThread {
         }
         self.sh.page_size.store(page as usize, Ordering::SeqCst);
         let (sqs, cqs) = (aqa.asqs() as u32 + 1, aqa.acqs() as u32 + 1);
-        self.asq = Some(SqState { qid: 0, base: asq, size: sqs, head: 0, cqid: 0, prio: 0 });
+        self.asq = Some(SqState::new(0, asq, sqs, 0, 0));
         self.acq = Some(CqState::new(0, acq, cqs));
         r.open_doorbell(0, false, sqs, 0);
         r.open_doorbell(0, true, cqs, 0);
@@ -434,7 +437,8 @@ impl ControllerThread {
             };
             let Some((status, dw0)) = result else { continue };
             if !status.is_success() {
-                self.sh.log_error(0, sqe.cid(), status, 0, sqe.nsid());
+                let phase = self.acq.as_ref().is_none_or(|c| c.phase);
+                self.sh.log_error(0, sqe.cid(), status, phase, 0, sqe.nsid());
             }
             let cqe = Cqe::new(dw0, sq.head as u16, 0, sqe.cid(), status);
             let latency = self.sh.cfg.latency.admin;
@@ -587,7 +591,7 @@ impl ControllerThread {
         entry.1 += 1;
         let owner = entry.0;
         self.sh.regs.open_doorbell(qid, false, size, owner as u32);
-        self.send_io(owner, IoMsg::AddSq(SqState { qid, base: sqe.prp1(), size, head: 0, cqid, prio }));
+        self.send_io(owner, IoMsg::AddSq(SqState::new(qid, sqe.prp1(), size, cqid, prio)));
         self.sqs.insert(qid, (owner, cqid));
         Ok(0)
     }
@@ -705,7 +709,10 @@ impl ControllerThread {
             lid::SANITIZE_STATUS => {
                 let mut v = vec![0u8; 512];
                 v[0..2].copy_from_slice(&0xFFFFu16.to_le_bytes());
-                v[2..4].copy_from_slice(&self.sanitize_status.to_le_bytes());
+                // SSTAT: status in bits 2:0; Global Data Erased (bit 8) while no user data
+                // was written since manufacture or the last sanitize.
+                let gde = (!self.sh.written.load(Ordering::Relaxed) as u16) << 8;
+                v[2..4].copy_from_slice(&(self.sanitize_status | gde).to_le_bytes());
                 v[4..8].copy_from_slice(&self.sanitize_cdw10.to_le_bytes());
                 (v, None)
             }
@@ -805,7 +812,9 @@ impl ControllerThread {
                 } else {
                     self.feat.temp_under = th;
                 }
-                if self.temperature_alarm() {
+                // Reported only when Asynchronous Event Configuration enables temperature
+                // warnings (bit 1, Figure 291).
+                if self.temperature_alarm() && self.feat.async_event_config & (1 << 1) != 0 {
                     // SMART / Health status: temperature threshold (Figure 146).
                     self.sh.raise_event(async_event::TYPE_SMART, 0x01, lid::SMART_HEALTH);
                 }
@@ -826,9 +835,14 @@ impl ControllerThread {
                 if v & 0xffff == 0xffff || v >> 16 == 0xffff {
                     return Err(invalid);
                 }
-                let req = NumberOfQueues::from_dword(v);
-                let max = self.sh.cfg.max_io_queues as u32;
-                self.feat.queues = NumberOfQueues { sq: req.sq.min(max), cq: req.cq.min(max) };
+                // "The value allocated shall not change between resets": the first request
+                // after a reset decides, later ones report the same allocation.
+                if !self.feat.queues_set {
+                    let req = NumberOfQueues::from_dword(v);
+                    let max = self.sh.cfg.max_io_queues as u32;
+                    self.feat.queues = NumberOfQueues { sq: req.sq.min(max), cq: req.cq.min(max) };
+                    self.feat.queues_set = true;
+                }
                 return Ok(self.feat.queues.to_dword());
             }
             fid::INTERRUPT_COALESCING => self.feat.irq_coalescing = v & 0xffff,
@@ -948,6 +962,7 @@ impl ControllerThread {
                 }
                 drop(resume);
                 self.sanitize_status = 1;
+                self.sh.written.store(false, Ordering::Relaxed);
                 self.sanitize_cdw10 = sqe.dw[10];
                 Ok(0)
             }
@@ -971,7 +986,8 @@ fn identify_controller(sh: &Shared) -> IdentifyController {
     id.acl = 3;
     id.aerl = AERL;
     id.frmw = 0x03;
-    id.lpa = 1 << 1;
+    // Commands Supported and Effects log; extended Get Log Page (offsets, 32-bit NUMD).
+    id.lpa = 1 << 1 | 1 << 2;
     id.elpe = (super::ERROR_LOG_ENTRIES - 1) as u8;
     id.npss = NPSS;
     id.wctemp = WCTEMP;
@@ -981,7 +997,8 @@ fn identify_controller(sh: &Shared) -> IdentifyController {
     id.cqes = 0x44;
     id.maxcmd = 0;
     id.nn = sh.namespaces.len() as u32;
-    id.oncs = oncs::COMPARE | oncs::WRITE_UNCORRECTABLE | oncs::DSM | oncs::WRITE_ZEROES | oncs::TIMESTAMP | oncs::VERIFY;
+    // Save/Select (bit 4): Get Features select values; no feature is saveable.
+    id.oncs = oncs::COMPARE | oncs::WRITE_UNCORRECTABLE | oncs::DSM | oncs::WRITE_ZEROES | oncs::FEATURES_SAVE_SELECT | oncs::TIMESTAMP | oncs::VERIFY;
     id.vwc = if cfg.write_cache { 0b111 } else { 0 };
     if cfg.sgl {
         id.sgls = sgls::SUPPORTED_NO_ALIGN | if cfg.sgl_bit_bucket { sgls::BIT_BUCKET } else { 0 };

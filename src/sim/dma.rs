@@ -92,7 +92,7 @@ impl DmaSpace {
     /// A view for one processing thread.
     pub(crate) fn view(self: &Arc<Self>) -> DmaView {
         let regions = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
-        DmaView { generation: self.generation.load(Ordering::Acquire), regions, space: self.clone() }
+        DmaView { generation: self.generation.load(Ordering::Acquire), regions, space: self.clone(), last: std::cell::Cell::new(0) }
     }
 }
 
@@ -103,6 +103,8 @@ pub(crate) struct DmaView {
     generation: u64,
     regions: Arc<Vec<Arc<Region>>>,
     space: Arc<DmaSpace>,
+    /// Index of the region the last translation hit (data buffers come in runs).
+    last: std::cell::Cell<usize>,
 }
 
 /// A host memory segment of a data transfer; `ptr == None` is a bit bucket (read data
@@ -114,6 +116,13 @@ pub(crate) struct Seg {
 }
 
 impl DmaView {
+    /// Generation of the mapping table this view holds; pointers translated through the
+    /// view stay valid while it is unchanged.
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Picks up mappings added or removed since the last call.
     #[inline]
     pub(crate) fn refresh(&mut self) {
@@ -121,6 +130,7 @@ impl DmaView {
         if g != self.generation {
             self.regions = self.space.table.read().unwrap_or_else(|e| e.into_inner()).clone();
             self.generation = g;
+            self.last.set(0);
         }
     }
 
@@ -128,8 +138,14 @@ impl DmaView {
     #[inline]
     pub(crate) fn translate(&self, iova: u64, len: usize) -> Option<NonNull<u8>> {
         let v = &self.regions;
-        let i = v.partition_point(|r| r.iova <= iova);
-        let r = v.get(i.checked_sub(1)?)?;
+        let r = match v.get(self.last.get()) {
+            Some(r) if r.iova <= iova && iova - r.iova < r.len as u64 => r,
+            _ => {
+                let i = v.partition_point(|r| r.iova <= iova).checked_sub(1)?;
+                self.last.set(i);
+                v.get(i)?
+            }
+        };
         let off = iova - r.iova;
         if off.checked_add(len as u64)? > r.len as u64 {
             return None;

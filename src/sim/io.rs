@@ -368,7 +368,10 @@ impl IoThread {
                 };
                 let (sqid, sqhd) = (sq.qid, sq.head as u16);
                 Counters::add(&self.exec.counters.commands, 1);
-                let out = self.exec.execute(&sqe, sqid);
+                // The phase tag of the slot the completion goes to (exact when it is posted
+                // at once; with latency or a full queue it may land one pass later).
+                let phase = self.cqs[cqid].as_ref().is_none_or(|c| c.phase);
+                let out = self.exec.execute(&sqe, sqid, phase);
                 let cqe = Cqe::new(out.dw0, sqhd, sqid, sqe.cid(), out.status);
                 match out.post {
                     Post::Now => self.post(cqid as u16, cqe),
@@ -387,19 +390,19 @@ impl IoThread {
 }
 
 impl Exec {
-    fn execute(&mut self, sqe: &Sqe, sqid: u16) -> Outcome {
+    fn execute(&mut self, sqe: &Sqe, sqid: u16, phase: bool) -> Outcome {
         let fault = self.shared.faults.take(FaultQueue::Io, sqe);
         if let Some(FaultAction::Fail(st)) = fault {
-            return self.finish(sqe, sqid, Outcome::done(st), None);
+            return self.finish(sqe, sqid, phase, Outcome::done(st), None);
         }
         let out = self.dispatch(sqe, fault);
-        self.finish(sqe, sqid, out, fault)
+        self.finish(sqe, sqid, phase, out, fault)
     }
 
-    fn finish(&mut self, sqe: &Sqe, sqid: u16, mut out: Outcome, fault: Option<FaultAction>) -> Outcome {
+    fn finish(&mut self, sqe: &Sqe, sqid: u16, phase: bool, mut out: Outcome, fault: Option<FaultAction>) -> Outcome {
         let st = out.status;
         if !st.is_success() && !st.same_code(Status::ABORT_REQUESTED) {
-            self.shared.log_error(sqid, sqe.cid(), st, sqe.slba(), sqe.nsid());
+            self.shared.log_error(sqid, sqe.cid(), st, phase, sqe.slba(), sqe.nsid());
             if st.same_code(Status::UNRECOVERED_READ_ERROR) {
                 Counters::add(&self.counters.media_errors, 1);
             }
@@ -423,9 +426,9 @@ impl Exec {
         out
     }
 
-    fn namespace(&self, nsid: u32) -> Result<Arc<Namespace>, Status> {
+    fn ns_index(&self, nsid: u32) -> Result<usize, Status> {
         let i = (nsid as usize).wrapping_sub(1);
-        self.shared.namespaces.get(i).cloned().ok_or(Status::INVALID_NAMESPACE.with_dnr(true))
+        if i < self.shared.namespaces.len() { Ok(i) } else { Err(Status::INVALID_NAMESPACE.with_dnr(true)) }
     }
 
     fn dispatch(&mut self, sqe: &Sqe, fault: Option<FaultAction>) -> Outcome {
@@ -448,8 +451,8 @@ impl Exec {
     }
 
     /// Namespace, starting LBA and block count of an LBA-range command, bounds checked.
-    fn range(&self, sqe: &Sqe) -> Result<(Arc<Namespace>, u64, u64), Status> {
-        let ns = self.namespace(sqe.nsid())?;
+    fn range(&self, sqe: &Sqe) -> Result<(&Namespace, u64, u64), Status> {
+        let ns = &self.shared.namespaces[self.ns_index(sqe.nsid())?];
         let (lba, nlb) = (sqe.slba(), sqe.nlb() as u64);
         if !ns.in_range(lba, nlb) {
             return Err(Status::LBA_OUT_OF_RANGE.with_dnr(true));
@@ -457,12 +460,22 @@ impl Exec {
         Ok((ns, lba, nlb))
     }
 
-    /// Checks MDTS (§5.15.2.1, Identify MDTS) for a transfer of `len` bytes.
-    fn check_mdts(&self, len: usize) -> Result<(), Status> {
-        match self.max_transfer {
-            Some(m) if len > m => Err(Status::INVALID_FIELD.with_dnr(true)),
-            _ => Ok(()),
+    /// Checks MDTS (§5.15.2.1, Identify MDTS), then the LBA range, then maps the data
+    /// pointer of a data-transfer command. Returns the namespace index, LBA, count and
+    /// transfer length.
+    fn prepare_transfer(&mut self, sqe: &Sqe, dir: DataDirection) -> Result<(usize, u64, u64, usize), Status> {
+        let i = self.ns_index(sqe.nsid())?;
+        let ns = &self.shared.namespaces[i];
+        let len = (sqe.nlb() as usize) << ns.lba_shift();
+        if self.max_transfer.is_some_and(|m| len > m) {
+            return Err(Status::INVALID_FIELD.with_dnr(true));
         }
+        let (lba, nlb) = (sqe.slba(), sqe.nlb() as u64);
+        if !ns.in_range(lba, nlb) {
+            return Err(Status::LBA_OUT_OF_RANGE.with_dnr(true));
+        }
+        self.map_data(sqe, len, dir)?;
+        Ok((i, lba, nlb, len))
     }
 
     /// Maps the command's data pointer for `len` bytes into `self.segs`.
@@ -482,18 +495,14 @@ impl Exec {
         if sqe.nsid() == u32::MAX {
             self.shared.namespaces.iter().for_each(|n| n.flush());
         } else {
-            self.namespace(sqe.nsid())?.flush();
+            self.shared.namespaces[self.ns_index(sqe.nsid())?].flush();
         }
         Ok(())
     }
 
     fn read(&mut self, sqe: &Sqe, fault: Option<FaultAction>) -> Result<(), Status> {
-        let ns = self.namespace(sqe.nsid())?;
-        let len = (sqe.nlb() as usize) << ns.lba_shift();
-        self.check_mdts(len)?;
-        let (ns, lba, nlb) = self.range(sqe)?;
-        self.map_data(sqe, len, DataDirection::ControllerToHost)?;
-        ns.read(lba, nlb, &self.segs)?;
+        let (i, lba, nlb, len) = self.prepare_transfer(sqe, DataDirection::ControllerToHost)?;
+        self.shared.namespaces[i].read(lba, nlb, &self.segs)?;
         if let Some(FaultAction::CorruptRead { offset }) = fault {
             corrupt(&self.segs, offset);
         }
@@ -503,11 +512,8 @@ impl Exec {
     }
 
     fn write(&mut self, sqe: &Sqe, fault: Option<FaultAction>) -> Result<(), Status> {
-        let ns = self.namespace(sqe.nsid())?;
-        let len = (sqe.nlb() as usize) << ns.lba_shift();
-        self.check_mdts(len)?;
-        let (ns, lba, nlb) = self.range(sqe)?;
-        self.map_data(sqe, len, DataDirection::HostToController)?;
+        let (i, lba, nlb, len) = self.prepare_transfer(sqe, DataDirection::HostToController)?;
+        let ns = &self.shared.namespaces[i];
         match fault {
             Some(FaultAction::LoseWrite) => {}
             Some(FaultAction::MisdirectWrite { lba_offset }) => {
@@ -519,28 +525,29 @@ impl Exec {
         }
         Counters::add(&self.counters.host_writes, 1);
         Counters::add(&self.counters.written_512, (len / 512) as u64);
+        self.shared.note_write();
         Ok(())
     }
 
     fn compare(&mut self, sqe: &Sqe) -> Result<(), Status> {
-        let ns = self.namespace(sqe.nsid())?;
-        let len = (sqe.nlb() as usize) << ns.lba_shift();
-        self.check_mdts(len)?;
-        let (ns, lba, nlb) = self.range(sqe)?;
-        self.map_data(sqe, len, DataDirection::HostToController)?;
+        let (i, lba, nlb, len) = self.prepare_transfer(sqe, DataDirection::HostToController)?;
+        // SMART counts blocks read by Compare as read data (Figure 196, Data Units Read).
         Counters::add(&self.counters.host_reads, 1);
-        if ns.compare(lba, nlb, &self.segs, &mut self.scratch)? { Ok(()) } else { Err(Status::COMPARE_FAILURE) }
+        Counters::add(&self.counters.read_512, (len / 512) as u64);
+        if self.shared.namespaces[i].compare(lba, nlb, &self.segs, &mut self.scratch)? { Ok(()) } else { Err(Status::COMPARE_FAILURE) }
     }
 
     fn write_zeroes(&mut self, sqe: &Sqe) -> Result<(), Status> {
         let (ns, lba, nlb) = self.range(sqe)?;
         ns.zero(lba, nlb, sqe.fua());
+        self.shared.note_write();
         Ok(())
     }
 
     fn write_uncorrectable(&mut self, sqe: &Sqe) -> Result<(), Status> {
         let (ns, lba, nlb) = self.range(sqe)?;
         ns.mark_uncorrectable(lba, nlb);
+        self.shared.note_write();
         Ok(())
     }
 
@@ -552,7 +559,7 @@ impl Exec {
     /// Dataset Management (§6.7): ranges of {context attributes, length, starting LBA};
     /// with the Deallocate attribute they read as zeroes afterwards (DLFEAT).
     fn dsm(&mut self, sqe: &Sqe) -> Result<(), Status> {
-        let ns = self.namespace(sqe.nsid())?;
+        let i = self.ns_index(sqe.nsid())?;
         let nr = (sqe.dw[10] & 0xff) as usize + 1;
         let deallocate = sqe.dw[11] & (1 << 2) != 0;
         let len = nr * 16;
@@ -569,10 +576,12 @@ impl Exec {
             .chunks_exact(16)
             .map(|r| (u64::from_le_bytes(r[8..16].try_into().expect("8 bytes")), u32::from_le_bytes(r[4..8].try_into().expect("4 bytes")) as u64))
             .collect();
+        let ns = &self.shared.namespaces[i];
         if ranges.iter().any(|&(lba, nlb)| !ns.in_range(lba, nlb)) {
             return Err(Status::LBA_OUT_OF_RANGE.with_dnr(true));
         }
         if deallocate {
+            self.shared.note_write();
             for (lba, nlb) in ranges {
                 if nlb > 0 {
                     ns.zero(lba, nlb, false);

@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     /// A fatal condition (CSTS.CFS): processing stops until a reset.
     pub(crate) fatal: AtomicBool,
     pub(crate) stop: AtomicBool,
+    /// User data was written since the last sanitize (clears Sanitize Status GDE).
+    pub(crate) written: AtomicBool,
     /// Memory page size latched from CC.MPS at enable.
     pub(crate) page_size: AtomicUsize,
     /// Index 0: controller thread; 1..: I/O threads.
@@ -139,16 +141,33 @@ impl Shared {
         self.wakers[0].force_wake();
     }
 
-    /// Records a failed command in the Error Information log.
-    pub(crate) fn log_error(&self, sqid: u16, cid: u16, status: Status, lba: u64, nsid: u32) {
+    /// Records a failed command in the Error Information log;
+    /// `phase` is the phase tag of the completion queue slot the completion goes to.
+    pub(crate) fn log_error(&self, sqid: u16, cid: u16, status: Status, phase: bool, lba: u64, nsid: u32) {
         let mut log = lock(&self.errors);
         log.count += 1;
-        let entry =
-            ErrorLogEntry { error_count: log.count, sqid, cid, status: status.raw() << 1, param_error_location: 0xffff, lba, nsid, ..Default::default() };
+        let entry = ErrorLogEntry {
+            error_count: log.count,
+            sqid,
+            cid,
+            status: status.raw() << 1 | phase as u16,
+            param_error_location: 0xffff,
+            lba,
+            nsid,
+            ..Default::default()
+        };
         if log.entries.len() == ERROR_LOG_ENTRIES {
             log.entries.pop_front();
         }
         log.entries.push_back(entry);
+    }
+
+    /// Notes that user data changed (the first time only touches the shared flag).
+    #[inline]
+    pub(crate) fn note_write(&self) {
+        if !self.written.load(Ordering::Relaxed) {
+            self.written.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Enters the fatal state (CSTS.CFS = 1).
@@ -231,6 +250,7 @@ impl Simulator {
             counters: (0..=threads_n).map(|_| Arc::new(Counters::default())).collect(),
             fatal: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            written: AtomicBool::new(false),
             page_size: AtomicUsize::new(4096),
             wakers: (0..=threads_n).map(|_| Waker::default()).collect(),
             msg_counts: (0..=threads_n).map(|_| AtomicUsize::new(0)).collect(),
@@ -312,7 +332,9 @@ impl Simulator {
             } else if v >= size {
                 sh.raise_event(async_event::TYPE_ERROR, async_event::ERROR_INVALID_DOORBELL_VALUE, lid::ERROR_INFORMATION);
             } else {
-                d.value.store(v, Ordering::Release);
+                // SeqCst, not Release: the store must not pass the load of the owner's
+                // sleeping flag in `wake`, or a thread going to sleep could miss it.
+                d.value.store(v, Ordering::SeqCst);
                 sh.wakers[d.owner.load(Ordering::Relaxed) as usize].wake();
             }
             return;

@@ -3,6 +3,7 @@
 //! (CQ), and the host's values read from the doorbells.
 
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
 use super::dma::DmaView;
@@ -23,6 +24,33 @@ pub(crate) struct SqState {
     pub(crate) cqid: u16,
     /// Queue priority class (0 urgent, 1 high, 2 medium, 3 low).
     pub(crate) prio: u8,
+    host: RingCache,
+}
+
+/// The host address of a whole ring, translated once per DMA view generation (kept as an
+/// address so queue state can move between threads; it is only used with the view it came
+/// from, which keeps the mapping alive).
+#[derive(Default)]
+pub(crate) struct RingCache(Option<(u64, usize)>);
+
+impl RingCache {
+    #[inline]
+    fn get(&mut self, view: &DmaView, base: u64, bytes: usize) -> Option<NonNull<u8>> {
+        match self.0 {
+            Some((g, p)) if g == view.generation() => NonNull::new(p as *mut u8),
+            _ => {
+                let p = view.translate(base, bytes)?;
+                self.0 = Some((view.generation(), p.as_ptr() as usize));
+                Some(p)
+            }
+        }
+    }
+}
+
+impl SqState {
+    pub(crate) fn new(qid: u16, base: u64, size: u32, cqid: u16, prio: u8) -> Self {
+        SqState { qid, base, size, head: 0, cqid, prio, host: RingCache::default() }
+    }
 }
 
 impl SqState {
@@ -42,7 +70,13 @@ impl SqState {
     /// memory (the controller then reports a fatal status, as a real one would).
     #[inline]
     pub(crate) fn fetch(&mut self, view: &DmaView) -> Option<Sqe> {
-        let sqe = view.read_obj::<Sqe>(self.base + self.head as u64 * SQE_BYTES).ok()?;
+        let ring = self.host.get(view, self.base, self.size as usize * SQE_BYTES as usize)?;
+        let mut sqe = Sqe::default();
+        // SAFETY: the whole ring is mapped (translated above, for this view generation) and
+        // `head < size`; the host wrote the entry before the tail doorbell we acquired.
+        unsafe {
+            std::ptr::copy_nonoverlapping(ring.as_ptr().add(self.head as usize * SQE_BYTES as usize), (&mut sqe as *mut Sqe).cast::<u8>(), SQE_BYTES as usize)
+        };
         self.head = (self.head + 1) % self.size;
         Some(sqe)
     }
@@ -57,6 +91,7 @@ pub(crate) struct CqState {
     pub(crate) phase: bool,
     /// Completions waiting for the host to free CQ entries.
     pub(crate) overflow: VecDeque<Cqe>,
+    host: RingCache,
 }
 
 /// Why a completion could not be written.
@@ -71,7 +106,7 @@ pub(crate) enum PostError {
 impl CqState {
     pub(crate) fn new(qid: u16, base: u64, size: u32) -> Self {
         // The first pass through a zeroed queue uses phase 1 (§4.6).
-        CqState { qid, base, size, tail: 0, phase: true, overflow: VecDeque::new() }
+        CqState { qid, base, size, tail: 0, phase: true, overflow: VecDeque::new(), host: RingCache::default() }
     }
 
     /// Whether the next entry would overwrite one the host has not consumed.
@@ -87,12 +122,13 @@ impl CqState {
         if self.is_full(regs) {
             return Err(PostError::Full);
         }
-        let addr = self.base + self.tail as u64 * CQE_BYTES;
-        let p = view.translate(addr, CQE_BYTES as usize).ok_or(PostError::Unmapped)?;
+        let ring = self.host.get(view, self.base, self.size as usize * CQE_BYTES as usize).ok_or(PostError::Unmapped)?;
+        // SAFETY: `tail < size`, inside the translated ring.
+        let p = unsafe { ring.add(self.tail as usize * CQE_BYTES as usize) };
         let dw3 = cqe.with_phase(self.phase).dw[3];
         let words = p.as_ptr().cast::<u32>();
-        // SAFETY: `p` maps 16 bytes of host memory (checked by `translate`); queue bases
-        // are page aligned, so each dword is aligned. The host reads dword 3 with an
+        // SAFETY: `p` is an entry of the mapped ring; queue bases are page aligned, so each
+        // dword is aligned. The host reads dword 3 with an
         // acquire load and the rest only after seeing a new phase tag.
         unsafe {
             words.write_volatile(cqe.dw[0]);
