@@ -9,6 +9,9 @@ use crate::driver::{Controller, DataPtr, DriverError, QpairOptions, SglSegment};
 use crate::nvme::cmd;
 use crate::util::rng::Rng;
 
+/// A command builder for one LBA range.
+type Builder = fn(u32, u64, u32) -> crate::nvme::Sqe;
+
 /// What the smoke workload measured.
 #[derive(Debug, Serialize)]
 pub struct SmokeReport {
@@ -81,7 +84,7 @@ pub fn run(ctrl: &Controller, total: u64, seed: u64) -> Result<SmokeReport, Driv
     let mut data = vec![0u8; region as usize * lba];
     rng.fill(&mut data);
     let start = Instant::now();
-    let passes: [(bool, fn(u32, u64, u32) -> crate::nvme::Sqe); 2] = [(true, cmd::write), (false, cmd::read)];
+    let passes: [(bool, Builder); 2] = [(true, cmd::write), (false, cmd::read)];
     for (writing, pass) in passes {
         let mut next = 0usize;
         let mut free: Vec<usize> = (0..32).collect();
