@@ -377,19 +377,28 @@ impl Controller {
                 };
             }
             let now = Instant::now();
-            if now >= deadline {
-                // Give up: keep the CID reserved in case the controller answers late.
-                core.give_up(cid);
-                let csts = self.csts();
-                if csts.is_all_ones() {
-                    return Err(DriverError::DeviceGone);
-                }
-                if csts.cfs() {
-                    return Err(DriverError::ControllerFatal);
-                }
-                return Err(DriverError::CommandTimeout { what, cid, after: timeout });
-            }
             spins += 1;
+            // Now and then, and at the deadline, ask the controller whether it still works:
+            // a failed, disabled or vanished controller will not answer, so stop waiting.
+            if now >= deadline || spins % 1024 == 0 {
+                let csts = self.csts();
+                let err = if csts.is_all_ones() {
+                    Some(DriverError::DeviceGone)
+                } else if csts.cfs() {
+                    Some(DriverError::ControllerFatal)
+                } else if !csts.rdy() {
+                    Some(DriverError::NotReady { csts: csts.0 })
+                } else if now >= deadline {
+                    Some(DriverError::CommandTimeout { what, cid, after: timeout })
+                } else {
+                    None
+                };
+                if let Some(e) = err {
+                    // Keep the CID reserved in case the controller answers late.
+                    core.give_up(cid);
+                    return Err(e);
+                }
+            }
             if spins > 2000 {
                 std::thread::sleep(Duration::from_micros(50));
             } else {

@@ -18,6 +18,12 @@ pub enum DriverError {
     /// CSTS.CFS is set.
     #[error("the controller reports a fatal error (CSTS.CFS = 1); reset it to continue")]
     ControllerFatal,
+    /// CSTS.RDY is clear while the driver expected a running controller.
+    #[error("the controller is not ready (CSTS = {csts:#010x}): it was disabled or reset behind the driver; reset it to continue")]
+    NotReady {
+        /// CSTS as read.
+        csts: u32,
+    },
     /// CSTS did not reach the expected state within CAP.TO.
     #[error("timed out after {} ms (CAP.TO) waiting for {what}; CSTS = {csts:#010x}", waited.as_millis())]
     ReadyTimeout {

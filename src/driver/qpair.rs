@@ -162,7 +162,8 @@ impl QPair {
 
 impl Drop for QPair {
     fn drop(&mut self) {
-        if self.is_valid() {
+        let csts = self.ctrl.csts();
+        if self.is_valid() && csts.rdy() && !csts.cfs() && !csts.is_all_ones() {
             // Delete SQ before CQ (§5.5); failures only mean the controller is gone.
             let _ = self.ctrl.admin(&cmd::delete_io_sq(self.qid()));
             let _ = self.ctrl.admin(&cmd::delete_io_cq(self.qid()));

@@ -238,7 +238,7 @@ impl Namespace {
     pub(crate) fn write(&self, lba: u64, nlb: u64, segs: &[Seg], fua: bool) {
         let (off, len) = self.byte_range(lba, nlb);
         let _g = self.range_lock(off, len);
-        let mut cache = self.cache_begin(off, len);
+        let mut cache = self.cache_begin(off, len, fua);
         // SAFETY: range inside the mapping (caller checked), segments map `len` bytes.
         unsafe { dma::gather(segs, self.media(off), len) };
         self.cache_end(&mut cache, off, len, fua);
@@ -250,7 +250,7 @@ impl Namespace {
     pub(crate) fn zero(&self, lba: u64, nlb: u64, fua: bool) {
         let (off, len) = self.byte_range(lba, nlb);
         let _g = self.range_lock(off, len);
-        let mut cache = self.cache_begin(off, len);
+        let mut cache = self.cache_begin(off, len, fua);
         self.zero_media(off, len);
         self.cache_end(&mut cache, off, len, fua);
         drop(cache);
@@ -324,11 +324,17 @@ impl Namespace {
         unsafe { dma::gather(segs, self.media(off), n) };
     }
 
-    fn cache_begin(&self, off: u64, len: usize) -> Option<MutexGuard<'_, WriteCache>> {
+    /// Saves the durable content of the chunks a write is about to change. A FUA write is
+    /// durable itself, so it saves nothing new; it only updates images already saved (in
+    /// `cache_end`).
+    fn cache_begin(&self, off: u64, len: usize, fua: bool) -> Option<MutexGuard<'_, WriteCache>> {
         if !self.cache_enabled.load(Ordering::Relaxed) {
             return None;
         }
         let mut c = lock(&self.cache);
+        if fua {
+            return Some(c);
+        }
         let first = off / CHUNK as u64;
         let last = (off + len as u64 - 1) / CHUNK as u64;
         let chunks = (last - first + 1) as usize;
@@ -340,6 +346,7 @@ impl Namespace {
             // Larger than the whole cache: written through, durable at once.
             return None;
         }
+
         for chunk in first..=last {
             c.undo.entry(chunk).or_insert_with(|| {
                 let mut img = vec![0u8; CHUNK].into_boxed_slice();
