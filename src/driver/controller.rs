@@ -380,7 +380,7 @@ impl Controller {
             spins += 1;
             // Now and then, and at the deadline, ask the controller whether it still works:
             // a failed, disabled or vanished controller will not answer, so stop waiting.
-            if now >= deadline || spins % 1024 == 0 {
+            if now >= deadline || spins.is_multiple_of(1024) {
                 let csts = self.csts();
                 let err = if csts.is_all_ones() {
                     Some(DriverError::DeviceGone)

@@ -359,6 +359,11 @@ impl IoThread {
                 if !sq.has_work(&sh.regs) {
                     break;
                 }
+                // A fatal error raised before the host rang is visible after the doorbell's
+                // acquire load: from then on nothing more is executed.
+                if sh.fatal.load(Ordering::Acquire) {
+                    return done;
+                }
                 // After the doorbell's acquire load: mappings the host made before ringing
                 // are visible now, not necessarily at the top of the loop.
                 self.exec.view.refresh();
