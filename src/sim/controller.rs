@@ -11,6 +11,7 @@ use super::dma::{self, DmaView, Seg};
 use super::fault::{FaultAction, FaultQueue};
 use super::io::IoMsg;
 use super::queue::{CqState, PostError, SqState};
+use super::regs::Idle;
 use super::{CtrlMsg, Shared, lock};
 use crate::nvme::features::{Arbitration, NumberOfQueues, Select, fid};
 use crate::nvme::identify::{IdentifyController, IdentifyNamespace, LbaFormat, cns, oacs, oncs, set_ascii_field, sgls};
@@ -159,8 +160,7 @@ impl ControllerThread {
 
     pub(crate) fn run(mut self) {
         self.sh.wakers[0].register_current();
-        let spin = self.sh.cfg.idle_spin;
-        let mut idle_since: Option<Instant> = None;
+        let mut idle = Idle::new(self.sh.cfg.idle_spin);
         loop {
             if self.sh.stop.load(Ordering::Relaxed) {
                 return;
@@ -174,15 +174,10 @@ impl ControllerThread {
                     work += self.deliver_events();
                 }
             }
-            if work > 0 {
-                idle_since = None;
+            if !idle.should_sleep(work) {
                 continue;
             }
             let now = Instant::now();
-            if now - *idle_since.get_or_insert(now) < spin {
-                std::hint::spin_loop();
-                continue;
-            }
             let mut timeout = Duration::from_millis(50);
             if let Some(t) = self.ready_at {
                 timeout = timeout.min(t.saturating_duration_since(now));

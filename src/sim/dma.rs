@@ -349,19 +349,8 @@ pub(crate) struct SglCaps {
 /// `src` must be valid for reads of `len` bytes, and the segments must come from a
 /// `DmaView` mapping that is still alive and describe at least `len` bytes.
 pub(crate) unsafe fn scatter(segs: &[Seg], src: *const u8, len: usize) {
-    let mut off = 0;
-    for s in segs {
-        if off >= len {
-            break;
-        }
-        let n = s.len.min(len - off);
-        if let Some(p) = s.ptr {
-            // SAFETY: `src + off .. + n` is within `src`'s `len` bytes (caller), and `p`
-            // is a translated host segment of at least `n` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(src.add(off), p.as_ptr(), n) };
-        }
-        off += n;
-    }
+    // SAFETY: forwarded contract; `src` is only read in this direction.
+    unsafe { copy_segs(segs, src.cast_mut(), len, true) }
 }
 
 /// Copies `len` bytes from the segments into `dst` (controller memory).
@@ -369,6 +358,13 @@ pub(crate) unsafe fn scatter(segs: &[Seg], src: *const u8, len: usize) {
 /// # Safety
 /// As [`scatter`], with `dst` valid for writes of `len` bytes. Bit buckets must not occur.
 pub(crate) unsafe fn gather(segs: &[Seg], dst: *mut u8, len: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { copy_segs(segs, dst, len, false) }
+}
+
+/// # Safety
+/// See [`scatter`] and [`gather`].
+unsafe fn copy_segs(segs: &[Seg], mem: *mut u8, len: usize, to_host: bool) {
     let mut off = 0;
     for s in segs {
         if off >= len {
@@ -376,8 +372,11 @@ pub(crate) unsafe fn gather(segs: &[Seg], dst: *mut u8, len: usize) {
         }
         let n = s.len.min(len - off);
         if let Some(p) = s.ptr {
-            // SAFETY: mirror image of `scatter`.
-            unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), dst.add(off), n) };
+            // SAFETY: `mem + off .. + n` is within `mem`'s `len` bytes (caller), and `p`
+            // is a translated host segment of at least `n` bytes; the two never overlap.
+            unsafe {
+                if to_host { std::ptr::copy_nonoverlapping(mem.add(off), p.as_ptr(), n) } else { std::ptr::copy_nonoverlapping(p.as_ptr(), mem.add(off), n) }
+            }
         }
         off += n;
     }

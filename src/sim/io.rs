@@ -7,12 +7,13 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::dma::{DmaView, Seg, SglCaps, seg_len};
 use super::fault::{FaultAction, FaultQueue};
 use super::namespace::Namespace;
 use super::queue::{CqState, PostError, SqState};
+use super::regs::Idle;
 use super::{Counters, Shared};
 use crate::nvme::features::Arbitration;
 use crate::nvme::opcode::{DataDirection, NvmOpcode};
@@ -157,8 +158,7 @@ impl IoThread {
 
     pub(crate) fn run(mut self) {
         self.shared().wakers[self.idx].register_current();
-        let spin = self.shared().cfg.idle_spin;
-        let mut idle_since: Option<Instant> = None;
+        let mut idle = Idle::new(self.shared().cfg.idle_spin);
         loop {
             if self.shared().stop.load(Ordering::Relaxed) {
                 return;
@@ -168,14 +168,7 @@ impl IoThread {
                 work += self.post_due();
                 work += self.process();
             }
-            if work > 0 {
-                idle_since = None;
-                continue;
-            }
-            let now = Instant::now();
-            let since = *idle_since.get_or_insert(now);
-            if now - since < spin {
-                std::hint::spin_loop();
+            if !idle.should_sleep(work) {
                 continue;
             }
             let timeout = match self.pending.peek() {

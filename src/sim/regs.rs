@@ -46,6 +46,33 @@ impl Waker {
     }
 }
 
+/// When a processing thread with nothing to do stops polling and sleeps.
+pub(crate) struct Idle {
+    since: Option<std::time::Instant>,
+    spin: std::time::Duration,
+}
+
+impl Idle {
+    pub(crate) fn new(spin: std::time::Duration) -> Self {
+        Idle { since: None, spin }
+    }
+    /// Records one pass of the loop that did `work` things; true once the thread has been
+    /// idle longer than the spin time and should sleep.
+    #[inline]
+    pub(crate) fn should_sleep(&mut self, work: usize) -> bool {
+        if work > 0 {
+            self.since = None;
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if now - *self.since.get_or_insert(now) < self.spin {
+            std::hint::spin_loop();
+            return false;
+        }
+        true
+    }
+}
+
 /// One doorbell register and what the controller knows of its queue.
 #[derive(Default)]
 pub(crate) struct Doorbell {
