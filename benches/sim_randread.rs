@@ -61,7 +61,8 @@ fn run(q: &mut QPair, bufs: &[DmaBuffer], secs: Duration) -> f64 {
 fn main() {
     let secs = common::duration();
     let runtime = format!("--runtime={}", secs.as_secs_f64().ceil() as u64);
-    let fio = common::fio_iops(&["--name=null", "--ioengine=null", "--rw=randread", "--bs=4k", "--iodepth=64", "--size=1g", "--time_based", "--numjobs=1", &runtime]);
+    let fio =
+        common::fio_iops(&["--name=null", "--ioengine=null", "--rw=randread", "--bs=4k", "--iodepth=64", "--size=1g", "--time_based", "--numjobs=1", &runtime]);
 
     let cfg = SimConfig { namespaces: vec![NamespaceConfig::memory(REGION, 512)], write_cache: false, ..Default::default() };
     let sim = Simulator::new(cfg).expect("simulator");
