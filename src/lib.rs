@@ -7,6 +7,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod driver;
+pub mod ioworker;
 pub mod nvme;
 pub mod sim;
 pub mod smoke;

@@ -1,6 +1,7 @@
 //! Controller bring-up, reset, shutdown and admin commands (NVMe 1.4 §7.6).
 
-use std::collections::VecDeque;
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -55,13 +56,41 @@ impl Default for ControllerOptions {
     }
 }
 
-/// An active namespace, as identified at bring-up.
+/// An active namespace as identified at bring-up (data only).
 #[derive(Clone, Debug)]
+pub struct NamespaceInfo {
+    /// Namespace identifier.
+    pub nsid: u32,
+    /// Identify Namespace data.
+    pub id: IdentifyNamespace,
+}
+
+impl NamespaceInfo {
+    /// LBA data size in bytes.
+    pub fn lba_size(&self) -> usize {
+        self.id.lba_size()
+    }
+    /// Size in LBAs (NSZE).
+    pub fn nlba(&self) -> u64 {
+        self.id.nsze
+    }
+}
+
+/// A namespace of a controller: its identify data as of the last bring-up or format, and
+/// the controller to run I/O workers against.
+#[derive(Clone)]
 pub struct Namespace {
     /// Namespace identifier.
     pub nsid: u32,
     /// Identify Namespace data.
     pub id: IdentifyNamespace,
+    pub(crate) ctrl: Controller,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace").field("nsid", &self.nsid).field("id", &self.id).finish_non_exhaustive()
+    }
 }
 
 impl Namespace {
@@ -73,6 +102,10 @@ impl Namespace {
     pub fn nlba(&self) -> u64 {
         self.id.nsze
     }
+    /// The controller the namespace belongs to.
+    pub fn controller(&self) -> &Controller {
+        &self.ctrl
+    }
 }
 
 /// What the driver learned at bring-up.
@@ -81,7 +114,7 @@ pub struct ControllerInfo {
     /// Identify Controller data.
     pub id: IdentifyController,
     /// Active namespaces.
-    pub namespaces: Vec<Namespace>,
+    pub namespaces: Vec<NamespaceInfo>,
     /// I/O queues allocated by the controller.
     pub io_queues: NumberOfQueues,
     /// Largest data transfer per command, bytes.
@@ -106,7 +139,11 @@ pub(crate) struct Inner {
     /// Incremented by every reset and power cycle; queue pairs of an older generation no
     /// longer exist on the controller.
     pub(crate) generation: AtomicU64,
+    /// Incremented whenever the driver erases user data (Format NVM, Sanitize).
+    data_epoch: AtomicU64,
     events: Mutex<VecDeque<u32>>,
+    /// State that upper layers keep per controller (e.g. verification tables).
+    attachments: Mutex<HashMap<(TypeId, u64), Arc<dyn Any + Send + Sync>>>,
 }
 
 /// A controller driven from user space. Cheap to clone; all clones share one admin queue.
@@ -160,7 +197,9 @@ impl Controller {
             }),
             qids: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
+            data_epoch: AtomicU64::new(0),
             events: Mutex::new(VecDeque::new()),
+            attachments: Mutex::new(HashMap::new()),
             opts,
         });
         let c = Controller { inner };
@@ -196,9 +235,10 @@ impl Controller {
     pub fn identify(&self) -> IdentifyController {
         self.inner.info.read().unwrap_or_else(|e| e.into_inner()).id
     }
-    /// An active namespace.
+    /// An active namespace: a handle for I/O workers and identify data.
     pub fn namespace(&self, nsid: u32) -> Option<Namespace> {
-        self.inner.info.read().unwrap_or_else(|e| e.into_inner()).namespaces.iter().find(|n| n.nsid == nsid).cloned()
+        let info = self.inner.info.read().unwrap_or_else(|e| e.into_inner()).namespaces.iter().find(|n| n.nsid == nsid).cloned()?;
+        Some(Namespace { nsid, id: info.id, ctrl: self.clone() })
     }
     /// Reset generation: changes with every reset, NSSR, and power cycle.
     pub fn generation(&self) -> u64 {
@@ -319,7 +359,7 @@ impl Controller {
             }
             buf.fill(0, 4096, 0);
             self.admin_data(&cmd::identify(cns::NAMESPACE, nsid), &buf)?;
-            namespaces.push(Namespace { nsid, id: IdentifyNamespace::from_bytes(&buf.to_vec()) });
+            namespaces.push(NamespaceInfo { nsid, id: IdentifyNamespace::from_bytes(&buf.to_vec()) });
         }
         let mdts = id.max_transfer_bytes(self.inner.cap.min_page_size()).unwrap_or(usize::MAX);
         let max_transfer = mdts.min(self.inner.opts.max_transfer);
@@ -485,8 +525,44 @@ impl Controller {
     /// Format NVM of `nsid` (FFFFFFFFh: all) to LBA format `lbaf`, then re-identifies.
     pub fn format(&self, nsid: u32, lbaf: u8, ses: u8) -> Result<(), DriverError> {
         let sqe = cmd::format_nvm(nsid, lbaf, ses);
-        self.admin_raw(&sqe, DataPtr::None, self.inner.opts.command_timeout.max(Duration::from_secs(60))).and_then(|c| check(admin_name(&sqe), c))?;
+        let r = self.admin_raw(&sqe, DataPtr::None, self.inner.opts.command_timeout.max(Duration::from_secs(60))).and_then(|c| check(admin_name(&sqe), c));
+        self.data_erased();
+        r?;
         self.refresh_namespaces()
+    }
+
+    /// Sanitize (`action` 2: block erase), waiting for the command to complete.
+    pub fn sanitize(&self, action: u8) -> Result<(), DriverError> {
+        let sqe = cmd::sanitize(action);
+        let r = self.admin_raw(&sqe, DataPtr::None, self.inner.opts.command_timeout.max(Duration::from_secs(60))).and_then(|c| check(admin_name(&sqe), c));
+        self.data_erased();
+        r.map(|_| ())
+    }
+
+    /// Records that user data may have been erased behind the driver's back (a raw Format
+    /// NVM or Sanitize): state kept about namespace contents is stale from now on.
+    pub fn data_erased(&self) {
+        self.inner.data_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Changes whenever user data was erased through this driver (see [`Controller::data_erased`]).
+    pub fn data_epoch(&self) -> u64 {
+        self.inner.data_epoch.load(Ordering::Acquire)
+    }
+
+    /// Per-controller state of an upper layer, keyed by its type and `key`, created by
+    /// `init` on first use.
+    pub fn attachment<T: Any + Send + Sync, E>(&self, key: u64, init: impl FnOnce() -> Result<T, E>) -> Result<Arc<T>, E> {
+        let mut a = lock(&self.inner.attachments);
+        let k = (TypeId::of::<T>(), key);
+        if let Some(v) = a.get(&k)
+            && let Ok(t) = v.clone().downcast::<T>()
+        {
+            return Ok(t);
+        }
+        let t = Arc::new(init()?);
+        a.insert(k, t.clone());
+        Ok(t)
     }
 
     fn refresh_namespaces(&self) -> Result<(), DriverError> {
@@ -495,7 +571,7 @@ impl Controller {
         let mut namespaces = Vec::new();
         for nsid in nsids {
             self.admin_data(&cmd::identify(cns::NAMESPACE, nsid), &buf)?;
-            namespaces.push(Namespace { nsid, id: IdentifyNamespace::from_bytes(&buf.to_vec()) });
+            namespaces.push(NamespaceInfo { nsid, id: IdentifyNamespace::from_bytes(&buf.to_vec()) });
         }
         self.inner.info.write().unwrap_or_else(|e| e.into_inner()).namespaces = namespaces;
         Ok(())

@@ -8,7 +8,7 @@ mod error;
 mod qpair;
 mod queue;
 
-pub use controller::{ArbitrationMechanism, Controller, ControllerInfo, ControllerOptions, Namespace};
+pub use controller::{ArbitrationMechanism, Controller, ControllerInfo, ControllerOptions, Namespace, NamespaceInfo};
 pub use error::DriverError;
 pub use qpair::{QPair, QpairOptions};
 pub use queue::{Completion, CplKind, DataPtr, QueueCore, SglSegment, SubmitError};

@@ -1,0 +1,196 @@
+//! Per-worker statistics: a nanosecond latency histogram, PyNVMe's 1 µs latency
+//! distribution, completions per second, and the command log.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latencies recorded up to one hour, three significant digits (0.1 % error).
+const MAX_NS: u64 = 3_600_000_000_000;
+/// Buckets of `latency_distribution`: 1 µs each, the last one collecting ≥ 1 s.
+pub const DISTRIBUTION_BUCKETS: usize = 1_000_000;
+
+/// One command of the command log, in PyNVMe3's tuple order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct CmdlogEntry {
+    /// Starting LBA.
+    pub slba: u64,
+    /// Number of LBAs.
+    pub nlb: u32,
+    /// Opcode.
+    pub opcode: u8,
+    /// Submission time, µs after the worker started.
+    pub time_sent_us: u64,
+    /// Completion time, µs after the worker started.
+    pub time_cplt_us: u64,
+    /// Status field: SCT << 8 | SC (0 = success; 0x7fff = no completion).
+    pub status: u16,
+}
+
+/// The statistics a worker accumulates.
+pub(crate) struct Stats {
+    pub hist: Histogram<u64>,
+    pub distribution: Option<Vec<u32>>,
+    pub per_second: Option<Vec<u64>>,
+    pub cmdlog: Option<Ring>,
+    pub cmdlog_errors_only: bool,
+    pub only_opcode: Option<u8>,
+    pub latency_max_ns: u64,
+    pub latency_sum_ns: u128,
+    pub latency_n: u64,
+}
+
+/// A ring of the last N command log entries.
+pub(crate) struct Ring {
+    buf: Vec<CmdlogEntry>,
+    next: usize,
+    full: bool,
+}
+
+impl Ring {
+    fn new(n: usize) -> Self {
+        Ring { buf: Vec::with_capacity(n), next: 0, full: false }
+    }
+    fn push(&mut self, e: CmdlogEntry) {
+        let cap = self.buf.capacity();
+        if cap == 0 {
+            return;
+        }
+        if self.buf.len() < cap {
+            self.buf.push(e);
+        } else {
+            self.buf[self.next] = e;
+            self.full = true;
+        }
+        self.next = (self.next + 1) % cap;
+    }
+    /// Oldest first.
+    pub fn to_vec(&self) -> Vec<CmdlogEntry> {
+        if !self.full {
+            return self.buf.clone();
+        }
+        let mut v = self.buf[self.next..].to_vec();
+        v.extend_from_slice(&self.buf[..self.next]);
+        v
+    }
+}
+
+impl Stats {
+    pub fn new(distribution: bool, per_second: Option<Duration>, cmdlog: usize, errors_only: bool, only_opcode: Option<u8>) -> Self {
+        Stats {
+            hist: Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds"),
+            distribution: distribution.then(|| vec![0u32; DISTRIBUTION_BUCKETS]),
+            per_second: per_second.map(|t| Vec::with_capacity(t.as_secs() as usize + 2)),
+            cmdlog: (cmdlog > 0).then(|| Ring::new(cmdlog)),
+            cmdlog_errors_only: errors_only,
+            only_opcode,
+            latency_max_ns: 0,
+            latency_sum_ns: 0,
+            latency_n: 0,
+        }
+    }
+
+    /// Records one completion: its latency (if the opcode is tracked) and its second.
+    #[inline]
+    pub fn record(&mut self, opcode: u8, latency_ns: u64, second: u64) {
+        if let Some(ps) = &mut self.per_second {
+            let s = second as usize;
+            if ps.len() <= s {
+                ps.resize(s + 1, 0);
+            }
+            ps[s] += 1;
+        }
+        if self.only_opcode.is_some_and(|o| o != opcode) {
+            return;
+        }
+        let ns = latency_ns.clamp(1, MAX_NS);
+        self.hist.record(ns).expect("clamped into the histogram's range");
+        self.latency_max_ns = self.latency_max_ns.max(latency_ns);
+        self.latency_sum_ns += latency_ns as u128;
+        self.latency_n += 1;
+        if let Some(d) = &mut self.distribution {
+            d[((latency_ns / 1000) as usize).min(DISTRIBUTION_BUCKETS - 1)] += 1;
+        }
+    }
+
+    /// Adds a command to the log (unless only errors are logged and it succeeded).
+    #[inline]
+    pub fn log(&mut self, e: CmdlogEntry) {
+        if let Some(r) = &mut self.cmdlog
+            && (!self.cmdlog_errors_only || e.status != 0)
+        {
+            r.push(e);
+        }
+    }
+
+    /// Latency at percentile `p` (0 < p < 100), µs.
+    pub fn percentile_us(&self, p: f64) -> u64 {
+        if self.hist.is_empty() {
+            return 0;
+        }
+        // The histogram answers with the top of the bucket; report its middle, rounded.
+        let v = self.hist.value_at_quantile(p / 100.0);
+        (self.hist.median_equivalent(v) + 500) / 1000
+    }
+}
+
+/// PyNVMe's `iops_consistency`: the per-second count at `slowest_percentage` (counts sorted
+/// from fastest to slowest) divided by the mean count.
+pub fn iops_consistency(per_second: &[u64], slowest_percentage: f64) -> Option<f64> {
+    if per_second.is_empty() {
+        return None;
+    }
+    let mut v = per_second.to_vec();
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
+    if mean == 0.0 {
+        return None;
+    }
+    let i = ((v.len() as f64 * slowest_percentage / 100.0) as usize).min(v.len() - 1);
+    Some(v[i] as f64 / mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdlog_ring_keeps_the_last_n_oldest_first() {
+        let mut r = Ring::new(3);
+        let e = |n: u64| CmdlogEntry { slba: n, nlb: 1, opcode: 2, time_sent_us: 0, time_cplt_us: 0, status: 0 };
+        for n in 0..5 {
+            r.push(e(n));
+        }
+        assert_eq!(r.to_vec().iter().map(|x| x.slba).collect::<Vec<_>>(), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn percentiles_and_distribution_follow_the_recorded_latencies() {
+        let mut s = Stats::new(true, Some(Duration::from_secs(2)), 0, false, None);
+        for i in 1..=1000u64 {
+            s.record(2, i * 1000, i / 600);
+        }
+        assert_eq!(s.percentile_us(50.0), 500);
+        assert!((989..=991).contains(&s.percentile_us(99.0)));
+        let d = s.distribution.as_ref().unwrap();
+        assert_eq!(d[10], 1);
+        assert_eq!(d.iter().map(|&x| x as u64).sum::<u64>(), 1000);
+        assert_eq!(s.per_second.as_ref().unwrap(), &vec![599, 401]);
+        assert_eq!(s.latency_max_ns, 1_000_000);
+    }
+
+    #[test]
+    fn opcode_filter_keeps_other_opcodes_out_of_latency_stats() {
+        let mut s = Stats::new(false, None, 0, false, Some(9));
+        s.record(2, 5000, 0);
+        s.record(9, 7000, 0);
+        assert_eq!((s.latency_n, s.latency_max_ns), (1, 7000));
+    }
+
+    #[test]
+    fn consistency_is_slowest_over_mean() {
+        assert_eq!(iops_consistency(&[100, 100, 100, 50], 99.9), Some(50.0 / 87.5));
+        assert_eq!(iops_consistency(&[], 99.9), None);
+    }
+}

@@ -1,0 +1,510 @@
+//! Data verification of every LBA.
+//!
+//! **Per-LBA state: one byte.** An 8 TB namespace of 512-byte LBAs has 15.6 G LBAs; at
+//! PyNVMe's 4 bytes per LBA that is 62 GB of host memory (the failure of pynvme issue
+//! #81), at one byte it is 15.6 GB, which an ordinary server has. The byte holds a lock
+//! bit (bit 7) and a value: 0 unknown (never written by a verifying worker, or written
+//! without verification: anything is accepted), 1 zeroes (after Write Zeroes, or a
+//! deallocation when DLFEAT says deallocated blocks read zeroes), 2 uncorrectable
+//! (after Write Uncorrectable: a read must fail), 127 reserved, and 3..=126 the
+//! *generation* of the last write, which advances by one with every write of the LBA.
+//! The table is sparse memory: pages exist only where LBAs were touched.
+//!
+//! **Each written LBA carries its own proof.** The last 32 bytes of every LBA are a
+//! trailer: the LBA number, the writer's serial number of the write, where in the
+//! pattern pool the rest of the block came from, the pattern, the generation, a magic
+//! byte, and a CRC-32 of the whole block. A read checks the CRC (catches corruption), the
+//! LBA (catches misdirected writes) and the generation against the table (catches lost
+//! writes and stale data); since the block body is a known slice of a pattern pool, a
+//! miscompare names the first byte that differs.
+//!
+//! **LBA locks.** A worker locks every LBA of an I/O at submission (an atomic OR of bit
+//! 7) and unlocks at completion, so reads and writes of the same LBAs never overlap, in
+//! one worker or across workers sharing the namespace: they verify correctly together.
+//! An I/O whose LBAs are locked waits and is retried.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use memmap2::{MmapRaw, UncheckedAdvice};
+use serde::Serialize;
+
+use crate::util::rng::Rng;
+
+/// Bytes at the end of each LBA holding the verification trailer.
+pub const TRAILER: usize = 32;
+/// Lock bit of a state byte.
+const LOCK: u8 = 0x80;
+/// State: nothing known.
+pub const UNKNOWN: u8 = 0;
+/// State: reads return zeroes.
+pub const ZEROES: u8 = 1;
+/// State: reads fail with Unrecovered Read Error.
+pub const UNCORRECTABLE: u8 = 2;
+/// First write generation.
+pub const GEN_FIRST: u8 = 3;
+/// Last write generation (the next one is [`GEN_FIRST`] again).
+pub const GEN_LAST: u8 = 126;
+/// Marker byte of a trailer.
+const MAGIC: u8 = 0xA5;
+/// Bytes of each pattern pool.
+const POOL_BYTES: usize = 4 << 20;
+
+/// The generation after `v` (a write over a non-generation state starts at GEN_FIRST).
+#[inline]
+pub fn next_gen(v: u8) -> u8 {
+    if (GEN_FIRST..GEN_LAST).contains(&v) { v + 1 } else { GEN_FIRST }
+}
+
+/// A data pattern, generated once and shared by every worker that uses it.
+#[derive(Debug)]
+pub struct PatternPool {
+    /// Index in the table's registry (written into trailers).
+    pub id: u16,
+    /// Pattern type.
+    pub ptype: u32,
+    /// Pattern value.
+    pub pvalue: u32,
+    lba_size: usize,
+    data: Vec<u8>,
+    /// CRC-32 of the body (all but the trailer) of each LBA-sized slice of the pool.
+    body_crc: Vec<u32>,
+}
+
+impl PatternPool {
+    fn new(id: u16, ptype: u32, pvalue: u32, lba_size: usize) -> Self {
+        let mut data = vec![0u8; POOL_BYTES.max(lba_size)];
+        fill_pattern(ptype, pvalue, lba_size, &mut data);
+        let body_crc = data.chunks_exact(lba_size).map(|c| crc32fast::hash(&c[..lba_size - TRAILER])).collect();
+        PatternPool { id, ptype, pvalue, lba_size, data, body_crc }
+    }
+    /// LBA-sized slices in the pool.
+    pub fn slots(&self) -> usize {
+        self.body_crc.len()
+    }
+    /// The LBA-sized slice `k` (pattern only, no trailer).
+    pub fn slice(&self, k: usize) -> &[u8] {
+        &self.data[k * self.lba_size..(k + 1) * self.lba_size]
+    }
+}
+
+/// Fills `buf` with a PyNVMe pattern: `ptype` 0 (zeroes, or all ones if `pvalue` is not
+/// 0), 32 (`pvalue` repeated as a little-endian dword), 0xBEEF (the first `pvalue` % of
+/// every LBA random, the rest zero: `pvalue` sets the compressibility; the random bytes
+/// are the same on every run), 0x1234 / 0x4321 (16-bit counter counting up / down from
+/// `pvalue`).
+pub fn fill_pattern(ptype: u32, pvalue: u32, lba_size: usize, buf: &mut [u8]) {
+    match ptype {
+        0 => buf.fill(if pvalue == 0 { 0 } else { 0xff }),
+        32 => {
+            let b = pvalue.to_le_bytes();
+            for (i, x) in buf.iter_mut().enumerate() {
+                *x = b[i % 4];
+            }
+        }
+        0x1234 | 0x4321 => {
+            let mut v = pvalue as u16;
+            for c in buf.chunks_mut(2) {
+                let b = v.to_le_bytes();
+                c.copy_from_slice(&b[..c.len()]);
+                v = if ptype == 0x1234 { v.wrapping_add(1) } else { v.wrapping_sub(1) };
+            }
+        }
+        _ => {
+            // Seeded by the pattern value so the pool is the same on every run.
+            let mut rng = Rng::new(0xBEEF_0000 + pvalue as u64);
+            let random = lba_size * pvalue.min(100) as usize / 100;
+            for lba in buf.chunks_mut(lba_size) {
+                let n = random.min(lba.len());
+                rng.fill(&mut lba[..n]);
+                lba[n..].fill(0);
+            }
+        }
+    }
+}
+
+/// Why a block read back does not match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MiscompareKind {
+    /// The block's CRC does not match: bytes were corrupted.
+    Corrupted,
+    /// A valid block of another LBA: a misdirected write (or read).
+    WrongLba,
+    /// A valid block of this LBA from another write: a lost or stale write.
+    Stale,
+    /// Zeroes were expected (after Write Zeroes or deallocation).
+    NotZero,
+    /// The LBA was made uncorrectable, but the read succeeded.
+    UncorrectableReadable,
+    /// No recognisable block where one was expected (e.g. zeroes or foreign data).
+    Unrecognized,
+}
+
+/// A miscompare, with what was expected and what was found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Miscompare {
+    /// The LBA.
+    pub lba: u64,
+    /// What kind.
+    pub kind: MiscompareKind,
+    /// The state the table expected (generation, or 0/1/2 for unknown/zeroes/uncorrectable).
+    pub expected: u8,
+    /// Generation found in the block's trailer.
+    pub found_gen: Option<u8>,
+    /// LBA found in the block's trailer.
+    pub found_lba: Option<u64>,
+    /// Serial number of the write that produced the block found (worker << 48 | count).
+    pub found_serial: Option<u64>,
+    /// First byte of the block that differs from what was expected.
+    pub first_diff: Option<usize>,
+}
+
+/// The per-namespace verification state, shared by every worker on the namespace.
+pub struct VerifyTable {
+    nlba: u64,
+    lba_size: usize,
+    map: MmapRaw,
+    /// Deallocated blocks read as zeroes (Identify Namespace DLFEAT).
+    pub dealloc_zeroes: bool,
+    patterns: Mutex<Vec<Arc<PatternPool>>>,
+    /// Workers verifying / writing without verification, now.
+    verifiers: AtomicUsize,
+    blind_writers: AtomicUsize,
+    /// Writes verification can no longer vouch for (see `HashMap` use in power events).
+    pub(crate) side: Mutex<HashMap<u64, (u8, u8)>>,
+    /// The controller's data epoch the contents are valid for.
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for VerifyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyTable").field("nlba", &self.nlba).field("lba_size", &self.lba_size).finish_non_exhaustive()
+    }
+}
+
+/// Why a worker may not use the table now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableBusy {
+    /// A worker with `verify_disable` writes to the namespace.
+    #[error(
+        "a worker with verify_disable is writing to this namespace, so its data cannot be verified; run verifying workers after it, or disable verification for all"
+    )]
+    BlindWriter,
+    /// A verifying worker runs on the namespace.
+    #[error(
+        "a verifying worker runs on this namespace; a worker with verify_disable that writes would make its data unverifiable: run it afterwards or disable verification for all"
+    )]
+    Verifier,
+}
+
+impl VerifyTable {
+    /// A table for `nlba` LBAs of `lba_size` bytes, all unknown.
+    pub fn new(nlba: u64, lba_size: usize, dealloc_zeroes: bool) -> std::io::Result<Self> {
+        let map = MmapRaw::from(memmap2::MmapOptions::new().len(nlba.max(1) as usize).no_reserve_swap().map_anon()?);
+        Ok(VerifyTable {
+            nlba,
+            lba_size,
+            map,
+            dealloc_zeroes,
+            patterns: Mutex::new(Vec::new()),
+            verifiers: AtomicUsize::new(0),
+            blind_writers: AtomicUsize::new(0),
+            side: Mutex::new(HashMap::new()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// LBAs covered.
+    pub fn nlba(&self) -> u64 {
+        self.nlba
+    }
+    /// LBA size the table was made for.
+    pub fn lba_size(&self) -> usize {
+        self.lba_size
+    }
+
+    #[inline]
+    fn cell(&self, lba: u64) -> &AtomicU8 {
+        assert!(lba < self.nlba, "LBA {lba:#x} beyond the table");
+        // SAFETY: `lba < nlba` = mapping length; the mapping lives as long as `self`; the
+        // byte is only ever accessed atomically.
+        unsafe { AtomicU8::from_ptr(self.map.as_mut_ptr().add(lba as usize)) }
+    }
+
+    /// The state of an LBA (value bits only).
+    #[inline]
+    pub fn state(&self, lba: u64) -> u8 {
+        self.cell(lba).load(Ordering::Acquire) & !LOCK
+    }
+
+    /// Locks `lba..lba+n`; on a conflict releases what it took and returns false.
+    #[inline]
+    pub fn try_lock(&self, lba: u64, n: u64) -> bool {
+        for i in 0..n {
+            if self.cell(lba + i).fetch_or(LOCK, Ordering::Acquire) & LOCK != 0 {
+                for j in 0..i {
+                    self.cell(lba + j).fetch_and(!LOCK, Ordering::Release);
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Unlocks one LBA, setting its state to `value` (or keeping it with `None`).
+    #[inline]
+    pub fn unlock(&self, lba: u64, value: Option<u8>) {
+        let c = self.cell(lba);
+        match value {
+            Some(v) => c.store(v & !LOCK, Ordering::Release),
+            None => {
+                c.fetch_and(!LOCK, Ordering::Release);
+            }
+        }
+    }
+
+    /// Forgets everything: every LBA becomes unknown (after Format, Sanitize, or writes
+    /// without verification).
+    pub fn invalidate(&self) {
+        // SAFETY: the whole mapping; DONTNEED on a private anonymous mapping makes it read
+        // as zero (= unknown, unlocked). Callers only invalidate when no worker holds locks.
+        let _ = unsafe { self.map.unchecked_advise(UncheckedAdvice::DontNeed) };
+        self.side.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Forgets everything if the controller erased data since the table was last used.
+    pub fn sync_epoch(&self, epoch: u64) {
+        if self.epoch.swap(epoch, Ordering::AcqRel) != epoch {
+            self.invalidate();
+        }
+    }
+
+    /// The pool for a pattern, created on first use.
+    pub fn pattern(&self, ptype: u32, pvalue: u32) -> Arc<PatternPool> {
+        let mut p = self.patterns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(x) = p.iter().find(|x| x.ptype == ptype && x.pvalue == pvalue) {
+            return x.clone();
+        }
+        let pool = Arc::new(PatternPool::new(p.len() as u16, ptype, pvalue, self.lba_size));
+        p.push(pool.clone());
+        pool
+    }
+
+    fn pattern_by_id(&self, id: u16) -> Option<Arc<PatternPool>> {
+        self.patterns.lock().unwrap_or_else(|e| e.into_inner()).get(id as usize).cloned()
+    }
+
+    /// Registers a worker; `blind_writer`: writes without verification.
+    pub fn join(&self, verifying: bool, blind_writer: bool) -> Result<(), TableBusy> {
+        if verifying {
+            if self.blind_writers.load(Ordering::Acquire) > 0 {
+                return Err(TableBusy::BlindWriter);
+            }
+            self.verifiers.fetch_add(1, Ordering::AcqRel);
+        } else if blind_writer {
+            if self.verifiers.load(Ordering::Acquire) > 0 {
+                return Err(TableBusy::Verifier);
+            }
+            self.blind_writers.fetch_add(1, Ordering::AcqRel);
+            // Whatever it writes is unknown from now on.
+            self.invalidate();
+        }
+        Ok(())
+    }
+
+    /// Unregisters a worker registered with the same arguments.
+    pub fn leave(&self, verifying: bool, blind_writer: bool) {
+        if verifying {
+            self.verifiers.fetch_sub(1, Ordering::AcqRel);
+        } else if blind_writer {
+            self.blind_writers.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Writes the trailer of one LBA in a write buffer whose body is pool slice `k`.
+///
+/// # Safety
+/// `block` must point to `pool.lba_size` writable bytes of a buffer no command is using.
+#[inline]
+pub unsafe fn stamp(block: *mut u8, lba: u64, serial: u64, pool: &PatternPool, k: usize, gen_: u8) {
+    let l = pool.lba_size;
+    let mut t = [0u8; TRAILER];
+    t[0..8].copy_from_slice(&lba.to_le_bytes());
+    t[8..16].copy_from_slice(&serial.to_le_bytes());
+    t[16..20].copy_from_slice(&(k as u32).to_le_bytes());
+    t[20..22].copy_from_slice(&pool.id.to_le_bytes());
+    t[22] = gen_;
+    t[23] = MAGIC;
+    let mut h = crc32fast::Hasher::new_with_initial_len(pool.body_crc[k], (l - TRAILER) as u64);
+    h.update(&t[..TRAILER - 4]);
+    let crc = h.finalize();
+    t[TRAILER - 4..].copy_from_slice(&crc.to_le_bytes());
+    // SAFETY: caller guarantees `l` writable bytes at `block`.
+    unsafe { std::ptr::copy_nonoverlapping(t.as_ptr(), block.add(l - TRAILER), TRAILER) };
+}
+
+struct Trailer {
+    lba: u64,
+    serial: u64,
+    k: u32,
+    pattern: u16,
+    gen_: u8,
+    magic: u8,
+    crc: u32,
+}
+
+fn trailer(block: &[u8]) -> Trailer {
+    let t = &block[block.len() - TRAILER..];
+    let u64_at = |o: usize| u64::from_le_bytes(t[o..o + 8].try_into().expect("8 bytes"));
+    Trailer {
+        lba: u64_at(0),
+        serial: u64_at(8),
+        k: u32::from_le_bytes(t[16..20].try_into().expect("4 bytes")),
+        pattern: u16::from_le_bytes([t[20], t[21]]),
+        gen_: t[22],
+        magic: t[23],
+        crc: u32::from_le_bytes(t[TRAILER - 4..].try_into().expect("4 bytes")),
+    }
+}
+
+/// Checks one block read back from `lba` against the state `expected`.
+pub fn check(table: &VerifyTable, block: &[u8], lba: u64, expected: u8) -> Result<(), Miscompare> {
+    let mis = |kind, t: Option<&Trailer>, first_diff| Miscompare {
+        lba,
+        kind,
+        expected,
+        found_gen: t.map(|t| t.gen_),
+        found_lba: t.map(|t| t.lba),
+        found_serial: t.map(|t| t.serial),
+        first_diff,
+    };
+    match expected {
+        UNKNOWN => Ok(()),
+        ZEROES => match block.iter().position(|&b| b != 0) {
+            None => Ok(()),
+            Some(i) => Err(mis(MiscompareKind::NotZero, None, Some(i))),
+        },
+        UNCORRECTABLE => Err(mis(MiscompareKind::UncorrectableReadable, None, None)),
+        GEN_FIRST..=GEN_LAST => {
+            let t = trailer(block);
+            let crc_ok = crc32fast::hash(&block[..block.len() - 4]) == t.crc;
+            if !crc_ok {
+                if t.magic != MAGIC {
+                    let first = expected_block(table, lba, expected, None).and_then(|e| first_diff(&e, block));
+                    return Err(mis(MiscompareKind::Unrecognized, None, first));
+                }
+                let first = expected_block(table, lba, expected, Some(&t)).and_then(|e| first_diff(&e, block));
+                return Err(mis(MiscompareKind::Corrupted, Some(&t), first));
+            }
+            if t.lba != lba {
+                return Err(mis(MiscompareKind::WrongLba, Some(&t), Some(block.len() - TRAILER)));
+            }
+            if t.gen_ != expected {
+                return Err(mis(MiscompareKind::Stale, Some(&t), Some(block.len() - TRAILER + 22)));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The block a write of generation `gen_` to `lba` produced, rebuilt from the pattern
+/// pool the found trailer names (when it is plausible); without a trailer, unknown.
+fn expected_block(table: &VerifyTable, lba: u64, gen_: u8, found: Option<&Trailer>) -> Option<Vec<u8>> {
+    let t = found?;
+    let pool = table.pattern_by_id(t.pattern)?;
+    let k = t.k as usize;
+    if k >= pool.slots() {
+        return None;
+    }
+    let mut b = pool.slice(k).to_vec();
+    // SAFETY: `b` is a private buffer of `lba_size` bytes.
+    unsafe { stamp(b.as_mut_ptr(), lba, t.serial, &pool, k, gen_) };
+    Some(b)
+}
+
+fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter().zip(b).position(|(x, y)| x != y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(table: &VerifyTable, lba: u64, gen_: u8) -> Vec<u8> {
+        let pool = table.pattern(0xBEEF, 100);
+        let mut b = pool.slice(3).to_vec();
+        // SAFETY: `b` is a private buffer of one LBA.
+        unsafe { stamp(b.as_mut_ptr(), lba, 77, &pool, 3, gen_) };
+        b
+    }
+
+    #[test]
+    fn a_stamped_block_verifies_and_every_fault_is_named() {
+        let t = VerifyTable::new(1000, 512, true).unwrap();
+        let b = written(&t, 10, 5);
+        assert_eq!(check(&t, &b, 10, 5), Ok(()));
+        let mut c = b.clone();
+        c[100] ^= 1;
+        let e = check(&t, &c, 10, 5).unwrap_err();
+        assert_eq!((e.kind, e.first_diff), (MiscompareKind::Corrupted, Some(100)));
+        assert_eq!(check(&t, &written(&t, 11, 5), 10, 5).unwrap_err().kind, MiscompareKind::WrongLba);
+        let e = check(&t, &written(&t, 10, 4), 10, 5).unwrap_err();
+        assert_eq!((e.kind, e.found_gen), (MiscompareKind::Stale, Some(4)));
+        assert_eq!(check(&t, &[0u8; 512], 10, 5).unwrap_err().kind, MiscompareKind::Unrecognized);
+        assert_eq!(check(&t, &b, 10, ZEROES).unwrap_err().kind, MiscompareKind::NotZero);
+        assert_eq!(check(&t, &[0u8; 512], 10, ZEROES), Ok(()));
+        assert_eq!(check(&t, &b, 10, UNCORRECTABLE).unwrap_err().kind, MiscompareKind::UncorrectableReadable);
+        assert_eq!(check(&t, &c, 10, UNKNOWN), Ok(()));
+    }
+
+    #[test]
+    fn locks_conflict_and_release() {
+        let t = VerifyTable::new(100, 512, true).unwrap();
+        assert!(t.try_lock(10, 8));
+        assert!(!t.try_lock(17, 2), "overlaps LBA 17");
+        assert!(t.try_lock(18, 2), "the failed attempt released LBA 18");
+        for l in 10..18 {
+            t.unlock(l, Some(next_gen(t.state(l))));
+        }
+        assert_eq!(t.state(12), GEN_FIRST);
+        assert!(t.try_lock(10, 8));
+    }
+
+    #[test]
+    fn generations_cycle_through_their_range() {
+        assert_eq!(next_gen(UNKNOWN), GEN_FIRST);
+        assert_eq!(next_gen(ZEROES), GEN_FIRST);
+        assert_eq!(next_gen(GEN_FIRST), GEN_FIRST + 1);
+        assert_eq!(next_gen(GEN_LAST), GEN_FIRST);
+    }
+
+    #[test]
+    fn patterns_fill_as_pynvme_describes() {
+        let mut b = [0u8; 8];
+        fill_pattern(32, 0x5a5a_1234, 512, &mut b);
+        assert_eq!(b, [0x34, 0x12, 0x5a, 0x5a, 0x34, 0x12, 0x5a, 0x5a]);
+        fill_pattern(0, 1, 512, &mut b);
+        assert_eq!(b, [0xff; 8]);
+        let mut b = vec![0u8; 1024];
+        fill_pattern(0xBEEF, 50, 512, &mut b);
+        assert!(b[256..512].iter().all(|&x| x == 0) && b[..256].iter().any(|&x| x != 0));
+        let mut c = [0u8; 6];
+        fill_pattern(0x1234, 7, 512, &mut c);
+        assert_eq!(c, [7, 0, 8, 0, 9, 0]);
+    }
+
+    #[test]
+    fn blind_writers_and_verifiers_exclude_each_other() {
+        let t = VerifyTable::new(100, 512, true).unwrap();
+        t.join(true, false).unwrap();
+        assert_eq!(t.join(false, true), Err(TableBusy::Verifier));
+        t.join(false, false).unwrap();
+        t.leave(true, false);
+        t.join(false, true).unwrap();
+        assert_eq!(t.join(true, false), Err(TableBusy::BlindWriter));
+    }
+}

@@ -1,0 +1,715 @@
+//! The worker thread: queue pair, buffers, the submit/complete loop, pacing, stop rules,
+//! verification and statistics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::config::{IoWorkerConfig, Resolved};
+use super::generator::{Generator, Io};
+use super::result::{IoWorkerResult, code};
+use super::stats::{CmdlogEntry, Stats, iops_consistency};
+use super::verify::{self, Miscompare, PatternPool, VerifyTable, next_gen};
+use crate::driver::{Completion, CplKind, DataPtr, Namespace, QPair, QpairOptions};
+use crate::nvme::identify::DeallocatedRead;
+use crate::nvme::{Sqe, Status};
+use crate::transport::DmaBuffer;
+use crate::util::rng::Rng;
+
+/// How long a stopped worker waits for its outstanding commands before it gives up on
+/// them and returns.
+const STOP_GRACE: Duration = Duration::from_millis(250);
+/// How far past `time` a worker may run before it gives up draining (PyNVMe: 30 s).
+const OVERRUN: Duration = Duration::from_secs(30);
+/// Empty polls before the worker counts itself idle (for `cpu_usage`).
+const IDLE_AFTER: u32 = 64;
+
+static WORKER_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A configured worker, not yet started.
+#[derive(Debug)]
+pub struct IoWorker {
+    ns: Namespace,
+    cfg: IoWorkerConfig,
+    resolved: Resolved,
+}
+
+/// Counters a running worker publishes for progress displays.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Commands completed.
+    pub ios: AtomicU64,
+    /// Commands failed.
+    pub errors: AtomicU64,
+}
+
+/// A started worker.
+#[derive(Debug)]
+pub struct RunningWorker {
+    result: Receiver<IoWorkerResult>,
+    stop: Arc<AtomicBool>,
+    live: Arc<Live>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Namespace {
+    /// Prepares an I/O worker on this namespace, checking every parameter.
+    pub fn ioworker(&self, cfg: IoWorkerConfig) -> Result<IoWorker, super::ConfigError> {
+        let max_entries = self.controller().cap().max_queue_entries();
+        let resolved = cfg.resolve(self.nlba(), max_entries)?;
+        Ok(IoWorker { ns: self.clone(), cfg, resolved })
+    }
+}
+
+impl IoWorker {
+    /// Starts the worker thread and returns once its queue pair and buffers exist (or
+    /// failed: the error is then in the result).
+    pub fn start(self) -> RunningWorker {
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (res_tx, res_rx) = mpsc::sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(Live::default());
+        let (s, l) = (stop.clone(), live.clone());
+        let thread = std::thread::Builder::new().name(format!("nvplan-ioworker-ns{}", self.ns.nsid)).spawn(move || run(self, s, l, ready_tx, res_tx));
+        match thread {
+            Ok(t) => {
+                let _ = ready_rx.recv();
+                RunningWorker { result: res_rx, stop, live, thread: Some(t) }
+            }
+            Err(e) => {
+                let (tx, rx) = mpsc::sync_channel(1);
+                let r = IoWorkerResult { error: code::INIT_FAIL, error_message: Some(format!("cannot start the worker thread: {e}")), ..Default::default() };
+                let _ = tx.send(r);
+                RunningWorker { result: rx, stop, live, thread: None }
+            }
+        }
+    }
+
+    /// Starts the worker and waits for its result.
+    pub fn run(self) -> IoWorkerResult {
+        self.start().close()
+    }
+}
+
+impl RunningWorker {
+    /// Waits for the worker to finish and returns its result.
+    pub fn close(mut self) -> IoWorkerResult {
+        let r = self.result.recv().unwrap_or_else(|_| IoWorkerResult {
+            error: code::INIT_FAIL,
+            error_message: Some("the worker thread ended without a result".into()),
+            ..Default::default()
+        });
+        // The thread deletes its queue pair after sending the result; do not wait for it
+        // (a dead device could make that slow).
+        drop(self.thread.take());
+        r
+    }
+
+    /// Asks the worker to stop now: no new I/O; it waits briefly for outstanding commands
+    /// and returns its partial result (error -7).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Live counters.
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+}
+
+/// Opcodes whose LBA range the worker locks and tracks.
+fn has_lba_range(op: u8) -> bool {
+    matches!(op, 0x01 | 0x02 | 0x04 | 0x05 | 0x08 | 0x09 | 0x0c)
+}
+
+/// Opcodes that change the contents of their LBAs.
+fn changes_data(op: u8) -> bool {
+    matches!(op, 0x01 | 0x04 | 0x08 | 0x09)
+}
+
+/// Pins the calling thread to one CPU.
+fn pin(cpu: usize) -> Result<(), String> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(format!("cpu_id {cpu} is beyond the {} CPUs this host can address", libc::CPU_SETSIZE));
+    }
+    // SAFETY: `cpu_set_t` is plain data; CPU_ZERO/CPU_SET only write inside it, and
+    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it for thread 0 (the caller).
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if r != 0 {
+        return Err(format!("cpu_id {cpu}: cannot pin the worker there ({}); this host has {} CPUs", std::io::Error::last_os_error(), available_cpus()));
+    }
+    Ok(())
+}
+
+/// CPUs this process may run on.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+struct Slot {
+    io: Io,
+    locked: bool,
+}
+
+struct Worker {
+    cfg: IoWorkerConfig,
+    r: Resolved,
+    nsid: u32,
+    lba: usize,
+    q: QPair,
+    gen_: Generator,
+    rng: Rng,
+    table: Option<Arc<VerifyTable>>,
+    pool: Option<Arc<PatternPool>>,
+    /// Per slot: write buffer, read buffer, DSM range.
+    wbuf: Vec<DmaBuffer>,
+    rbuf: Vec<DmaBuffer>,
+    dsm: Vec<DmaBuffer>,
+    max_lbas: usize,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    deferred: Option<Io>,
+    stats: Stats,
+    res: IoWorkerResult,
+    serial: u64,
+    op_counts: [u64; 256],
+    sent: u64,
+    lbas_sent: u64,
+    finishing: bool,
+    start: Instant,
+    live: Arc<Live>,
+}
+
+fn fail(res_tx: &SyncSender<IoWorkerResult>, ready: &SyncSender<()>, code: i32, msg: String) {
+    let _ = ready.send(());
+    let _ = res_tx.send(IoWorkerResult { error: code, error_message: Some(msg), ..Default::default() });
+}
+
+fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()>, res_tx: SyncSender<IoWorkerResult>) {
+    let IoWorker { ns, cfg, resolved } = w;
+    let ctrl = ns.controller().clone();
+    if let Some(cpu) = cfg.cpu_id
+        && let Err(e) = pin(cpu)
+    {
+        return fail(&res_tx, &ready, code::INIT_FAIL, e);
+    }
+    let lba = ns.lba_size();
+    if !lba.is_power_of_two() || lba < 512 || ns.id.current_format().ms != 0 {
+        let msg = format!(
+            "namespace {} uses {lba}-byte LBAs with {} bytes of metadata; the worker needs 512 bytes or more and no metadata",
+            ns.nsid,
+            ns.id.current_format().ms
+        );
+        return fail(&res_tx, &ready, code::ILLEGAL_SECTOR_SIZE, msg);
+    }
+    let max_lbas = resolved.sizes.iter().map(|s| s.0).chain(cfg.io_sequence.iter().flatten().map(|s| s.nlb)).max().unwrap_or(1) as usize;
+    let max_transfer = ctrl.info().max_transfer;
+    if max_lbas * lba > max_transfer {
+        let msg = format!("io_size {max_lbas} LBAs ({} bytes) is above the controller's MDTS limit of {max_transfer} bytes", max_lbas * lba);
+        return fail(&res_tx, &ready, code::IO_SIZE_ABOVE_MDTS, msg);
+    }
+    let verifying = !cfg.verify_disable;
+    let writes = resolved.ops.iter().any(|o| changes_data(o.0)) || cfg.io_sequence.iter().flatten().any(|s| changes_data(s.opcode));
+    let blind_writer = !verifying && writes;
+    let table = match ctrl.attachment::<VerifyTable, std::io::Error>(ns.nsid as u64 | (lba as u64) << 32, || {
+        VerifyTable::new(ns.nlba(), lba, ns.id.deallocated_read_value() == DeallocatedRead::Zeroes)
+    }) {
+        Ok(t) => t,
+        Err(e) => return fail(&res_tx, &ready, code::INIT_FAIL, format!("cannot allocate the verification table for {} LBAs: {e}", ns.nlba())),
+    };
+    table.sync_epoch(ctrl.data_epoch());
+    if let Err(e) = table.join(verifying, blind_writer) {
+        return fail(&res_tx, &ready, code::INIT_FAIL, e.to_string());
+    }
+    let leave = |t: &VerifyTable| t.leave(verifying, blind_writer);
+    let qdepth = resolved.qdepth as usize;
+    let q = match ctrl.create_qpair(QpairOptions { entries: qdepth as u32 + 1, prio: cfg.qprio }) {
+        Ok(q) => q,
+        Err(e) => {
+            leave(&table);
+            return fail(&res_tx, &ready, code::CREATE_QPAIR, format!("cannot create the worker's queue pair: {e}"));
+        }
+    };
+    let io_bytes = max_lbas * lba;
+    let pool_mem = match ctrl.dma(qdepth * (2 * io_bytes + 16)) {
+        Ok(b) => b,
+        Err(e) => {
+            leave(&table);
+            return fail(&res_tx, &ready, code::BUFFER_ALLOC, format!("cannot allocate {} bytes of DMA buffers: {e}", qdepth * (2 * io_bytes + 16)));
+        }
+    };
+    let pool = table.pattern(cfg.ptype, cfg.pvalue);
+    let wbuf: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice(s * io_bytes, io_bytes)).collect();
+    let rbuf: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice((qdepth + s) * io_bytes, io_bytes)).collect();
+    let dsm: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice(2 * qdepth * io_bytes + s * 16, 16)).collect();
+    for (s, b) in wbuf.iter().enumerate() {
+        for i in 0..max_lbas {
+            b.write(i * lba, pool.slice((s * max_lbas + i) % pool.slots()));
+        }
+    }
+    let gen_ = Generator::new(&cfg, &resolved, ns.nlba());
+    let stats = Stats::new(
+        !cfg.output_percentile_latency.is_empty(),
+        cfg.output_io_per_second.then(|| cfg.time.unwrap_or(Duration::from_secs(60))),
+        cfg.output_cmdlog_list,
+        cfg.cmdlog_error_only,
+        cfg.output_percentile_latency_opcode,
+    );
+    let mut w = Worker {
+        nsid: ns.nsid,
+        lba,
+        q,
+        gen_,
+        rng: Rng::stream(cfg.seed, 0x5617),
+        table: verifying.then(|| table.clone()),
+        pool: Some(pool),
+        wbuf,
+        rbuf,
+        dsm,
+        max_lbas,
+        slots: (0..qdepth).map(|_| Slot { io: Io { slba: 0, nlb: 0, opcode: 0, at_us: None }, locked: false }).collect(),
+        free: (0..qdepth as u32).rev().collect(),
+        deferred: None,
+        stats,
+        res: IoWorkerResult::default(),
+        serial: WORKER_IDS.fetch_add(1, Ordering::Relaxed) << 48,
+        op_counts: [0; 256],
+        sent: 0,
+        lbas_sent: 0,
+        finishing: false,
+        start: Instant::now(),
+        live,
+        r: resolved,
+        cfg,
+    };
+    let _ = ready.send(());
+    if let Some(t) = w.cfg.start_time {
+        while Instant::now() < t && !stop.load(Ordering::Acquire) {
+            std::thread::sleep((t - Instant::now()).min(Duration::from_millis(10)));
+        }
+    }
+    w.main_loop(&stop);
+    let result = w.finish();
+    let _ = res_tx.send(result);
+    // The queue pair is deleted when `w` drops, after the result went out.
+    drop(w);
+    leave(&table);
+}
+
+impl Worker {
+    fn build(&self, io: &Io) -> Sqe {
+        let mut s = Sqe::new(io.opcode, self.nsid);
+        if io.opcode == 0x09 {
+            // Dataset Management: one range, Deallocate (§6.7).
+            s.dw[10] = 0;
+            s.dw[11] = 1 << 2;
+        } else if has_lba_range(io.opcode) {
+            s.set_slba(io.slba);
+            s.set_nlb(io.nlb);
+            s.set_io_flags(self.cfg.io_flags);
+        }
+        s
+    }
+
+    fn main_loop(&mut self, stop: &AtomicBool) {
+        let time_limit = self.cfg.time.map(|t| self.start + t);
+        let hard_limit = self.start + self.cfg.time.unwrap_or(super::config::MAX_TIME) + OVERRUN;
+        let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        self.res.test_start_sec = wall.as_secs();
+        self.res.test_start_nsec = wall.subsec_nanos();
+        let mut now = self.start;
+        let mut batch: Vec<Completion> = Vec::with_capacity(self.slots.len());
+        let mut empty: u32 = 0;
+        let mut idle_since: Option<Instant> = None;
+        let mut idle = Duration::ZERO;
+        let mut stop_deadline: Option<Instant> = None;
+        loop {
+            if stop_deadline.is_none() && stop.load(Ordering::Relaxed) {
+                self.finishing = true;
+                self.set_error(code::TERMINATED, "stopped from outside".into());
+                stop_deadline = Some(Instant::now() + STOP_GRACE);
+            }
+            let mut pace_wait = None;
+            if !self.finishing {
+                pace_wait = self.submit_some(&mut now);
+            }
+            self.q.ring();
+            batch.clear();
+            self.q.poll(self.slots.len(), |c| batch.push(*c));
+            if !batch.is_empty() {
+                now = Instant::now();
+                if let Some(s) = idle_since.take() {
+                    idle += now - s;
+                }
+                empty = 0;
+                for c in &batch {
+                    self.complete(c, now);
+                }
+                self.live.ios.store(self.res.io_count_read + self.res.io_count_nonread, Ordering::Relaxed);
+                self.live.errors.store(self.res.error_count, Ordering::Relaxed);
+            } else {
+                empty += 1;
+                if empty.is_multiple_of(IDLE_AFTER) {
+                    now = Instant::now();
+                    if idle_since.is_none() {
+                        idle_since = Some(now);
+                    }
+                }
+            }
+            if time_limit.is_some_and(|t| now >= t) {
+                self.finishing = true;
+            }
+            if self.finishing && self.free.len() == self.slots.len() {
+                break;
+            }
+            if stop_deadline.is_some_and(|d| now >= d) || now >= hard_limit {
+                if now >= hard_limit {
+                    self.set_error(
+                        code::WORKER_TIMEOUT,
+                        format!("still {} commands outstanding {} s after the run time", self.slots.len() - self.free.len(), OVERRUN.as_secs()),
+                    );
+                }
+                self.abandon_outstanding();
+                break;
+            }
+            if let Some(wait) = pace_wait
+                && self.free.len() == self.slots.len()
+                && wait > Duration::from_micros(100)
+            {
+                // Nothing outstanding and the next I/O is not due yet: sleep, not spin.
+                let s = Instant::now();
+                std::thread::sleep(wait - Duration::from_micros(50));
+                idle += s.elapsed();
+                now = Instant::now();
+            }
+        }
+        if let Some(s) = idle_since {
+            idle += Instant::now() - s;
+        }
+        let elapsed = self.start.elapsed();
+        self.res.mseconds = elapsed.as_millis() as u64;
+        self.res.cpu_usage = if elapsed.is_zero() { 0.0 } else { (1.0 - idle.as_secs_f64() / elapsed.as_secs_f64()).clamp(0.0, 1.0) };
+    }
+
+    /// Submits while slots are free and I/O is due. Returns how long until the next I/O is
+    /// due when pacing holds it back.
+    fn submit_some(&mut self, now: &mut Instant) -> Option<Duration> {
+        while let Some(&slot) = self.free.last() {
+            let io = match self.deferred.take() {
+                Some(io) => io,
+                None => {
+                    if self.r.io_count > 0 && self.sent >= self.r.io_count {
+                        self.finishing = true;
+                        return None;
+                    }
+                    if self.r.lba_count > 0 && self.lbas_sent >= self.r.lba_count {
+                        self.finishing = true;
+                        return None;
+                    }
+                    let table = self.table.clone();
+                    let Some(mut io) = self.gen_.next(|l| table.as_ref().is_some_and(|t| t.state(l) == verify::UNCORRECTABLE)) else {
+                        self.finishing = true;
+                        return None;
+                    };
+                    if self.r.lba_count > 0 && has_lba_range(io.opcode) {
+                        io.nlb = io.nlb.min((self.r.lba_count - self.lbas_sent) as u32);
+                    }
+                    io
+                }
+            };
+            // Pacing: the k-th I/O goes out at start + k / iops (or at its io_sequence
+            // time); late I/Os go out at once, so a stall is caught up, never skipped.
+            let due = if let Some(us) = io.at_us {
+                Some(self.start + Duration::from_micros(us))
+            } else if self.cfg.iops > 0 {
+                Some(self.start + Duration::from_nanos((self.sent as u128 * 1_000_000_000 / self.cfg.iops as u128) as u64))
+            } else {
+                None
+            };
+            if let Some(d) = due {
+                if *now < d {
+                    *now = Instant::now();
+                }
+                if *now < d {
+                    self.deferred = Some(io);
+                    return Some(d - *now);
+                }
+            }
+            let locked = match &self.table {
+                Some(t) if has_lba_range(io.opcode) => {
+                    if !t.try_lock(io.slba, io.nlb as u64) {
+                        // Another I/O holds some of these LBAs: retry after completions.
+                        self.deferred = Some(io);
+                        return None;
+                    }
+                    true
+                }
+                _ => false,
+            };
+            self.free.pop();
+            let sgl = self.cfg.sgl_percentage > 0 && self.rng.below(100) < self.cfg.sgl_percentage as u64;
+            self.prepare(slot as usize, &io, locked);
+            let sqe = self.build(&io);
+            let s = slot as usize;
+            let len = io.nlb as usize * self.lba;
+            let buf = match io.opcode & 3 {
+                _ if io.opcode == 0x09 => Some(&self.dsm[s]),
+                1 => Some(&self.wbuf[s]),
+                2 | 3 => Some(&self.rbuf[s]),
+                _ => None,
+            };
+            let view;
+            let data = match buf {
+                None => DataPtr::None,
+                Some(b) => {
+                    view = if io.opcode == 0x09 { b.clone() } else { b.slice(0, len.min(b.len())) };
+                    if sgl { DataPtr::Sgl(&view) } else { DataPtr::Prp(&view) }
+                }
+            };
+            self.slots[s] = Slot { io, locked };
+            if let Err(e) = self.q.submit(&sqe, data, s as u64) {
+                // Cannot happen with a free slot; treat as an error of this I/O.
+                self.release(s, None);
+                self.free.push(slot);
+                self.set_error(code::IO_CMD_ERROR, format!("cannot submit: {e}"));
+                self.finishing = true;
+                return None;
+            }
+            self.sent += 1;
+            if has_lba_range(io.opcode) {
+                self.lbas_sent += io.nlb as u64;
+            }
+        }
+        None
+    }
+
+    /// Fills what the command needs before it goes out: write trailers, the DSM range.
+    fn prepare(&mut self, s: usize, io: &Io, locked: bool) {
+        if io.opcode == 0x09 {
+            self.dsm[s].write(0, &crate::nvme::cmd::dsm_range(io.slba, io.nlb));
+            return;
+        }
+        if io.opcode != 0x01 || !locked {
+            return;
+        }
+        let (Some(t), Some(pool)) = (&self.table, &self.pool) else { return };
+        let base = self.wbuf[s].as_ptr();
+        for i in 0..io.nlb as usize {
+            let l = io.slba + i as u64;
+            let k = (s * self.max_lbas + i) % pool.slots();
+            self.serial += 1;
+            // SAFETY: the slot's write buffer is free (no command uses it) and holds
+            // `max_lbas` LBAs; `i < nlb <= max_lbas`.
+            unsafe { verify::stamp(base.add(i * self.lba), l, self.serial, pool, k, next_gen(t.state(l))) };
+        }
+    }
+
+    /// Unlocks the slot's LBAs, setting their state from the command's outcome.
+    fn release(&mut self, s: usize, outcome: Option<(CplKind, Status)>) {
+        let slot = &self.slots[s];
+        if !slot.locked {
+            return;
+        }
+        let Some(t) = &self.table else { return };
+        let io = slot.io;
+        for i in 0..io.nlb as u64 {
+            let l = io.slba + i;
+            let value = match outcome {
+                // Never completed: a data-changing command may or may not have happened.
+                None | Some((CplKind::TimedOut | CplKind::Aborted, _)) => changes_data(io.opcode).then_some(verify::UNKNOWN),
+                Some((CplKind::Device, st)) => match io.opcode {
+                    0x01 if st.is_success() => Some(next_gen(t.state(l))),
+                    0x04 => Some(if st.is_success() { verify::UNCORRECTABLE } else { verify::UNKNOWN }),
+                    0x08 => Some(if st.is_success() { verify::ZEROES } else { verify::UNKNOWN }),
+                    0x09 => Some(if st.is_success() && t.dealloc_zeroes { verify::ZEROES } else { verify::UNKNOWN }),
+                    _ => None,
+                },
+            };
+            t.unlock(l, value);
+        }
+        self.slots[s].locked = false;
+    }
+
+    fn set_error(&mut self, c: i32, msg: String) {
+        // The first error wins, except that a slow I/O gives way to a real failure.
+        if self.res.error == 0 || (self.res.error == code::SLOW_IO && c != code::SLOW_IO) {
+            self.res.error = c;
+            self.res.error_message = Some(format!("{}: {msg}", code::name(c)));
+        }
+    }
+
+    /// Verifies a completed read; returns the first miscompare.
+    fn verify_read(&mut self, s: usize) -> Option<Miscompare> {
+        let t = self.table.as_ref()?;
+        let io = self.slots[s].io;
+        let mut first = None;
+        for i in 0..io.nlb as usize {
+            let l = io.slba + i as u64;
+            let expected = t.state(l);
+            if expected == verify::UNKNOWN {
+                continue;
+            }
+            // SAFETY: the read completed, so the controller is done with this slot's read
+            // buffer and no other command references it until the slot is reused; the
+            // slice covers LBA `i` of at most `max_lbas`.
+            let block = unsafe { std::slice::from_raw_parts(self.rbuf[s].as_ptr().add(i * self.lba), self.lba) };
+            if let Err(m) = verify::check(t, block, l, expected) {
+                self.res.miscompare_count += 1;
+                if self.res.miscompares.len() < 16 {
+                    self.res.miscompares.push(m.clone());
+                }
+                first.get_or_insert(m);
+            }
+        }
+        first
+    }
+
+    fn complete(&mut self, c: &Completion, now: Instant) {
+        let s = c.ctx as usize;
+        let io = self.slots[s].io;
+        let mut status = c.status();
+        let mut expected = false;
+        let mut miscompare = None;
+        if c.kind == CplKind::Device && self.slots[s].locked {
+            if io.opcode == 0x02 && status.is_success() {
+                miscompare = self.verify_read(s);
+            }
+            // A read or verify of an LBA made uncorrectable is meant to fail.
+            if matches!(io.opcode, 0x02 | 0x05 | 0x0c) && status.same_code(Status::UNRECOVERED_READ_ERROR) {
+                let t = self.table.as_ref().expect("locked implies a table");
+                expected = (io.slba..io.slba + io.nlb as u64).any(|l| t.state(l) == verify::UNCORRECTABLE);
+            }
+        }
+        if miscompare.is_some() {
+            // As PyNVMe: a miscompare completes the I/O with 07/81.
+            status = Status::HOST_MISCOMPARE;
+        }
+        self.release(s, Some((c.kind, status)));
+        self.free.push(s as u32);
+        // Statistics.
+        let lat = now.saturating_duration_since(c.submitted);
+        let lat_ns = lat.as_nanos() as u64;
+        if c.kind == CplKind::Device {
+            self.stats.record(io.opcode, lat_ns, (now - self.start).as_secs());
+        }
+        self.op_counts[io.opcode as usize] += 1;
+        let nlb = if has_lba_range(io.opcode) { io.nlb as u64 } else { 0 };
+        if io.opcode == 0x02 {
+            self.res.io_count_read += 1;
+            self.res.lba_count_read += nlb;
+        } else {
+            self.res.io_count_nonread += 1;
+            self.res.lba_count_nonread += nlb;
+        }
+        if io.opcode == 0x01 {
+            self.res.io_count_write += 1;
+            self.res.lba_count_write += nlb;
+        }
+        let failed = c.kind != CplKind::Device || (!status.is_success() && !expected);
+        let us = |t: Instant| t.saturating_duration_since(self.start).as_micros() as u64;
+        let logged_status = if c.kind == CplKind::Device { status.code() } else { 0x7fff };
+        self.stats.log(CmdlogEntry {
+            slba: io.slba,
+            nlb: io.nlb,
+            opcode: io.opcode,
+            time_sent_us: us(c.submitted),
+            time_cplt_us: us(now),
+            status: if failed || expected { logged_status } else { 0 },
+        });
+        if expected {
+            self.res.expected_errors += 1;
+        }
+        if lat > self.cfg.slow_latency && c.kind == CplKind::Device {
+            self.res.slow_io_count += 1;
+            self.set_error(
+                code::SLOW_IO,
+                format!("LBA {:#x}+{} took {} µs (slow_latency {} µs)", io.slba, io.nlb, lat.as_micros(), self.cfg.slow_latency.as_micros()),
+            );
+        }
+        if failed {
+            self.res.error_count += 1;
+            let first = self.res.error == 0 || self.res.error == code::SLOW_IO;
+            let (code_, msg) = match (c.kind, &miscompare) {
+                (CplKind::TimedOut, _) => (code::IO_TIMEOUT, format!("{} LBA {:#x}+{} did not complete in time", opname(io.opcode), io.slba, io.nlb)),
+                (CplKind::Aborted, _) => {
+                    (code::TERMINATED, format!("{} LBA {:#x}+{} was aborted by a reset or power loss", opname(io.opcode), io.slba, io.nlb))
+                }
+                (_, Some(m)) => (code::IO_CMD_ERROR, describe(m)),
+                _ => (code::IO_CMD_ERROR, format!("{} LBA {:#x}+{} failed: {status}", opname(io.opcode), io.slba, io.nlb)),
+            };
+            self.set_error(code_, msg);
+            if first {
+                let mut sqe = self.build(&io);
+                sqe.set_cid(c.cid());
+                self.res.error_cmd = sqe.dw;
+                let mut cqe = c.cqe;
+                if c.kind == CplKind::Device {
+                    cqe.dw[3] = (cqe.dw[3] & 0x1_ffff) | (status.raw() as u32) << 17;
+                }
+                self.res.error_cpl = cqe.dw;
+            }
+            if self.cfg.exit_on_error || c.kind == CplKind::Aborted {
+                self.finishing = true;
+            }
+        }
+    }
+
+    /// Gives up on commands that never completed: their LBAs are unlocked as unknown.
+    fn abandon_outstanding(&mut self) {
+        let busy: Vec<usize> = (0..self.slots.len()).filter(|s| !self.free.contains(&(*s as u32))).collect();
+        for s in busy {
+            self.release(s, None);
+            self.free.push(s as u32);
+        }
+        self.deferred = None;
+    }
+
+    fn finish(&mut self) -> IoWorkerResult {
+        let st = &self.stats;
+        let mut r = std::mem::take(&mut self.res);
+        r.latency_max_us = st.latency_max_ns.div_ceil(1000);
+        r.latency_average_us = if st.latency_n == 0 { 0 } else { (st.latency_sum_ns / st.latency_n as u128 / 1000) as u64 };
+        if !self.cfg.output_percentile_latency.is_empty() {
+            r.percentile_latency = Some(self.cfg.output_percentile_latency.iter().map(|&p| (p, st.percentile_us(p))).collect());
+            r.latency_distribution = st.distribution.clone();
+        }
+        if let Some(ps) = &st.per_second {
+            let full = (r.mseconds / 1000) as usize;
+            let v: Vec<u64> = (0..full).map(|i| ps.get(i).copied().unwrap_or(0)).collect();
+            r.iops_consistency = iops_consistency(&v, 99.9);
+            r.io_per_second = Some(v);
+        }
+        r.cmdlog = st.cmdlog.as_ref().map(|c| c.to_vec());
+        r.op_counts = self.op_counts.iter().enumerate().filter(|(_, n)| **n > 0).map(|(o, n)| (o as u8, *n)).collect();
+        r.histogram = Some(st.hist.clone());
+        r
+    }
+}
+
+fn opname(op: u8) -> &'static str {
+    crate::nvme::NvmOpcode::from(op).name()
+}
+
+fn describe(m: &Miscompare) -> String {
+    let mut s = format!("data miscompare at LBA {:#x} ({:?}): expected state {}", m.lba, m.kind, m.expected);
+    if let Some(g) = m.found_gen {
+        s += &format!(", found generation {g}");
+    }
+    if let Some(l) = m.found_lba {
+        s += &format!(" of LBA {l:#x}");
+    }
+    if let Some(w) = m.found_serial {
+        s += &format!(" written by write {:#x} of worker {}", w & 0xffff_ffff_ffff, w >> 48);
+    }
+    if let Some(b) = m.first_diff {
+        s += &format!("; first differing byte at offset {b}");
+    }
+    s
+}
