@@ -106,6 +106,12 @@ impl QPair {
         self.core.submit(sqe, data, ctx)
     }
 
+    /// Like [`QPair::submit`], with the submission time given by the caller.
+    #[inline]
+    pub fn submit_at(&mut self, sqe: &Sqe, data: DataPtr<'_>, ctx: u64, now: std::time::Instant) -> Result<u16, SubmitError> {
+        self.core.submit_at(sqe, data, ctx, now)
+    }
+
     /// Writes the SQ tail doorbell once for everything submitted since the last ring.
     #[inline]
     pub fn ring(&mut self) {

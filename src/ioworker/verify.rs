@@ -24,7 +24,7 @@
 //! An I/O whose LBAs are locked waits and is retried.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use memmap2::{MmapRaw, UncheckedAdvice};
@@ -202,7 +202,7 @@ pub enum TableBusy {
 impl VerifyTable {
     /// A table for `nlba` LBAs of `lba_size` bytes, all unknown.
     pub fn new(nlba: u64, lba_size: usize, dealloc_zeroes: bool) -> std::io::Result<Self> {
-        let map = MmapRaw::from(memmap2::MmapOptions::new().len(nlba.max(1) as usize).no_reserve_swap().map_anon()?);
+        let map = MmapRaw::from(memmap2::MmapOptions::new().len(nlba.max(1).next_multiple_of(8) as usize).no_reserve_swap().map_anon()?);
         Ok(VerifyTable {
             nlba,
             lba_size,
@@ -225,44 +225,98 @@ impl VerifyTable {
         self.lba_size
     }
 
+    /// The 64-bit word holding the states of LBAs `8k..8k+8` (all accesses to the table
+    /// are 64-bit atomics, so they never mix sizes).
     #[inline]
-    fn cell(&self, lba: u64) -> &AtomicU8 {
+    fn word(&self, lba: u64) -> &AtomicU64 {
         assert!(lba < self.nlba, "LBA {lba:#x} beyond the table");
-        // SAFETY: `lba < nlba` = mapping length; the mapping lives as long as `self`; the
-        // byte is only ever accessed atomically.
-        unsafe { AtomicU8::from_ptr(self.map.as_mut_ptr().add(lba as usize)) }
+        // SAFETY: the mapping is page aligned and rounded up to whole words, so the word
+        // of any LBA below `nlba` is inside it and 8-byte aligned; it lives as long as
+        // `self` and is only ever accessed atomically.
+        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add((lba & !7) as usize).cast::<u64>()) }
     }
 
     /// The state of an LBA (value bits only).
     #[inline]
     pub fn state(&self, lba: u64) -> u8 {
-        self.cell(lba).load(Ordering::Acquire) & !LOCK
+        (self.word(lba).load(Ordering::Acquire) >> ((lba & 7) * 8)) as u8 & !LOCK
+    }
+
+    /// Calls `f(first_lba, byte_mask)` for each word `lba..lba+n` touches.
+    #[inline]
+    fn for_words(lba: u64, n: u64, mut f: impl FnMut(u64, u64) -> bool) -> bool {
+        let end = lba + n;
+        let mut l = lba;
+        while l < end {
+            let first = l & 7;
+            let count = (8 - first).min(end - l);
+            let mask = if count == 8 { u64::MAX } else { ((1u64 << (count * 8)) - 1) << (first * 8) };
+            if !f(l & !7, mask) {
+                return false;
+            }
+            l += count;
+        }
+        true
     }
 
     /// Locks `lba..lba+n`; on a conflict releases what it took and returns false.
     #[inline]
     pub fn try_lock(&self, lba: u64, n: u64) -> bool {
-        for i in 0..n {
-            if self.cell(lba + i).fetch_or(LOCK, Ordering::Acquire) & LOCK != 0 {
-                for j in 0..i {
-                    self.cell(lba + j).fetch_and(!LOCK, Ordering::Release);
-                }
+        const LOCKS: u64 = 0x8080_8080_8080_8080;
+        let mut taken: u64 = 0;
+        let ok = Self::for_words(lba, n, |w, mask| {
+            let bits = LOCKS & mask;
+            let old = self.word(w).fetch_or(bits, Ordering::Acquire);
+            if old & bits != 0 {
+                // Give back the bits this call set in this word.
+                self.word(w).fetch_and(!(bits & !old), Ordering::Release);
                 return false;
             }
+            taken = w + 8;
+            true
+        });
+        if !ok && taken > lba {
+            Self::for_words(lba, taken.min(lba + n) - lba, |w, mask| {
+                self.word(w).fetch_and(!(LOCKS & mask), Ordering::Release);
+                true
+            });
         }
-        true
+        ok
+    }
+
+    /// Unlocks `lba..lba+n`, setting each LBA's state to `value(lba, old)` (`None` keeps
+    /// it).
+    #[inline]
+    pub fn unlock_range(&self, lba: u64, n: u64, value: impl Fn(u64, u8) -> Option<u8>) {
+        Self::for_words(lba, n, |w, mask| {
+            let new_word = |cur: u64| {
+                let mut v = cur;
+                for i in 0..8u64 {
+                    let sh = i * 8;
+                    if mask >> sh & 0xff == 0 {
+                        continue;
+                    }
+                    let old = (cur >> sh) as u8 & !LOCK;
+                    let b = value(w + i, old).unwrap_or(old) & !LOCK;
+                    v = (v & !(0xff << sh)) | (b as u64) << sh;
+                }
+                v
+            };
+            let word = self.word(w);
+            if mask == u64::MAX {
+                // Every byte is ours (locked): nobody else changes them.
+                word.store(new_word(word.load(Ordering::Acquire)), Ordering::Release);
+            } else {
+                let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| Some(new_word(cur)));
+            }
+            true
+        });
     }
 
     /// Unlocks one LBA, setting its state to `value` (or keeping it with `None`).
     #[inline]
     pub fn unlock(&self, lba: u64, value: Option<u8>) {
-        let c = self.cell(lba);
-        match value {
-            Some(v) => c.store(v & !LOCK, Ordering::Release),
-            None => {
-                c.fetch_and(!LOCK, Ordering::Release);
-            }
-        }
+        self.unlock_range(lba, 1, |_, _| value);
     }
 
     /// Forgets everything: every LBA becomes unknown (after Format, Sanitize, or writes
@@ -472,6 +526,23 @@ mod tests {
         }
         assert_eq!(t.state(12), GEN_FIRST);
         assert!(t.try_lock(10, 8));
+    }
+
+    #[test]
+    fn word_locks_span_partial_words_and_release_on_conflict() {
+        let t = VerifyTable::new(64, 512, true).unwrap();
+        assert!(t.try_lock(5, 1));
+        // 2..20 spans a partial word, a full word and a partial word; LBA 5 conflicts,
+        // so nothing of it stays locked.
+        assert!(!t.try_lock(2, 18));
+        assert!(t.try_lock(2, 3) && t.try_lock(6, 14), "the failed attempt released everything it took");
+        // A conflict in a later word releases the earlier, fully locked word too.
+        assert!(t.try_lock(40, 1));
+        assert!(!t.try_lock(24, 20));
+        assert!(t.try_lock(24, 16));
+        t.unlock_range(24, 16, |l, old| Some(if l % 2 == 0 { next_gen(old) } else { old }));
+        assert_eq!((t.state(24), t.state(25), t.state(39)), (GEN_FIRST, UNKNOWN, UNKNOWN));
+        assert!(t.try_lock(24, 16), "unlocked");
     }
 
     #[test]

@@ -274,29 +274,29 @@ impl IoThread {
     }
 
     fn post(&mut self, cqid: u16, cqe: Cqe) {
-        let sh = self.exec.shared.clone();
+        let Exec { shared, view, .. } = &self.exec;
         if let Some(cq) = self.cqs[cqid as usize].as_mut()
-            && cq.post_or_queue(&self.exec.view, &sh.regs, cqe) == Err(PostError::Unmapped)
+            && cq.post_or_queue(view, &shared.regs, cqe) == Err(PostError::Unmapped)
         {
-            sh.set_fatal();
+            shared.set_fatal();
         }
     }
 
     fn post_due(&mut self) -> usize {
         let mut n = 0;
-        let sh = self.exec.shared.clone();
+        let Exec { shared, view, .. } = &self.exec;
         for cq in self.cqs.iter_mut().flatten() {
             if !cq.overflow.is_empty() {
-                match cq.drain_overflow(&self.exec.view, &sh.regs) {
+                match cq.drain_overflow(view, &shared.regs) {
                     Ok(k) => n += k,
-                    Err(_) => sh.set_fatal(),
+                    Err(_) => shared.set_fatal(),
                 }
             }
         }
         if self.pending.is_empty() {
             return n;
         }
-        let now = sh.now_ns();
+        let now = shared.now_ns();
         while let Some(Reverse(p)) = self.pending.peek() {
             if p.due > now {
                 break;
@@ -329,7 +329,7 @@ impl IoThread {
     /// One arbitration round over the owned submission queues.
     fn process(&mut self) -> usize {
         let n = self.sqs.len();
-        if n == 0 {
+        if n == 0 || !self.sqs.iter().any(|s| s.has_work(&self.exec.shared.regs)) {
             return 0;
         }
         let mut done = 0;
