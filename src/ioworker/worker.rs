@@ -23,6 +23,9 @@ use crate::util::rng::Rng;
 const STOP_GRACE: Duration = Duration::from_millis(250);
 /// How far past `time` a worker may run before it gives up draining (PyNVMe: 30 s).
 const OVERRUN: Duration = Duration::from_secs(30);
+/// I/Os that may wait for LBA locks at once (a stalled command can hold LBAs for seconds
+/// while random I/O keeps running into them).
+const MAX_DEFERRED: usize = 1 << 16;
 /// Empty polls before the worker counts itself idle (for `cpu_usage`).
 const IDLE_AFTER: u32 = 64;
 
@@ -175,13 +178,19 @@ struct Worker {
     max_lbas: usize,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    deferred: Option<Io>,
+    /// I/Os waiting for LBA locks, oldest first.
+    deferred: std::collections::VecDeque<Io>,
+    /// The next I/O, held back because it is not due yet (pacing).
+    held: Option<Io>,
+    /// LBA locks were released since the deferred I/Os were last tried.
+    unlocked: bool,
     stats: Stats,
     res: IoWorkerResult,
     serial: u64,
     op_counts: [u64; 256],
     sent: u64,
-    lbas_sent: u64,
+    generated: u64,
+    lbas_generated: u64,
     finishing: bool,
     start: Instant,
     live: Arc<Live>,
@@ -276,13 +285,16 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         max_lbas,
         slots: (0..qdepth).map(|_| Slot { io: Io { slba: 0, nlb: 0, opcode: 0, at_us: None }, locked: false }).collect(),
         free: (0..qdepth as u32).rev().collect(),
-        deferred: None,
+        deferred: std::collections::VecDeque::new(),
+        held: None,
+        unlocked: false,
         stats,
         res: IoWorkerResult::default(),
         serial: WORKER_IDS.fetch_add(1, Ordering::Relaxed) << 48,
         op_counts: [0; 256],
         sent: 0,
-        lbas_sent: 0,
+        generated: 0,
+        lbas_generated: 0,
         finishing: false,
         start: Instant::now(),
         live,
@@ -337,8 +349,9 @@ impl Worker {
                 stop_deadline = Some(Instant::now() + STOP_GRACE);
             }
             let mut pace_wait = None;
-            if !self.finishing {
-                pace_wait = self.submit_some(&mut now);
+            if stop_deadline.is_none() {
+                let mut stamp = None;
+                pace_wait = self.submit_some(&mut stamp, &mut now);
             }
             self.q.ring();
             batch.clear();
@@ -366,7 +379,12 @@ impl Worker {
             if time_limit.is_some_and(|t| now >= t) {
                 self.finishing = true;
             }
-            if self.finishing && self.free.len() == self.slots.len() {
+            if time_limit.is_some_and(|t| now >= t) || stop_deadline.is_some() {
+                // Out of time (or stopped): what was generated but not sent is dropped.
+                self.held = None;
+                self.deferred.clear();
+            }
+            if self.finishing && self.free.len() == self.slots.len() && self.nothing_pending() {
                 break;
             }
             if stop_deadline.is_some_and(|d| now >= d) || now >= hard_limit {
@@ -381,6 +399,7 @@ impl Worker {
             }
             if let Some(wait) = pace_wait
                 && self.free.len() == self.slots.len()
+                && self.deferred.is_empty()
                 && wait > Duration::from_micros(100)
             {
                 // Nothing outstanding and the next I/O is not due yet: sleep, not spin.
@@ -398,34 +417,59 @@ impl Worker {
         self.res.cpu_usage = if elapsed.is_zero() { 0.0 } else { (1.0 - idle.as_secs_f64() / elapsed.as_secs_f64()).clamp(0.0, 1.0) };
     }
 
-    /// Submits while slots are free and I/O is due. Returns how long until the next I/O is
-    /// due when pacing holds it back.
-    fn submit_some(&mut self, now: &mut Instant) -> Option<Duration> {
-        // One clock read stamps the whole batch (latency is measured from here).
-        let mut stamp: Option<Instant> = None;
-        while let Some(&slot) = self.free.last() {
-            let io = match self.deferred.take() {
-                Some(io) => io,
-                None => {
-                    if self.r.io_count > 0 && self.sent >= self.r.io_count {
-                        self.finishing = true;
-                        return None;
-                    }
-                    if self.r.lba_count > 0 && self.lbas_sent >= self.r.lba_count {
-                        self.finishing = true;
-                        return None;
-                    }
-                    let table = self.table.clone();
-                    let Some(mut io) = self.gen_.next(|l| table.as_ref().is_some_and(|t| t.state(l) == verify::UNCORRECTABLE)) else {
-                        self.finishing = true;
-                        return None;
-                    };
-                    if self.r.lba_count > 0 && has_lba_range(io.opcode) {
-                        io.nlb = io.nlb.min((self.r.lba_count - self.lbas_sent) as u32);
-                    }
-                    io
-                }
-            };
+    /// The next I/O to send: one held back by pacing, else a new one from the generator
+    /// (`None` once a stop rule says no more I/O is to be generated).
+    fn next_io(&mut self) -> Option<Io> {
+        if let Some(io) = self.held.take() {
+            return Some(io);
+        }
+        if self.finishing {
+            return None;
+        }
+        if (self.r.io_count > 0 && self.generated >= self.r.io_count) || (self.r.lba_count > 0 && self.lbas_generated >= self.r.lba_count) {
+            self.finishing = true;
+            return None;
+        }
+        let table = self.table.clone();
+        let Some(mut io) = self.gen_.next(|l| table.as_ref().is_some_and(|t| t.state(l) == verify::UNCORRECTABLE)) else {
+            self.finishing = true;
+            return None;
+        };
+        if self.r.lba_count > 0 && has_lba_range(io.opcode) {
+            io.nlb = io.nlb.min((self.r.lba_count - self.lbas_generated) as u32);
+        }
+        self.generated += 1;
+        if has_lba_range(io.opcode) {
+            self.lbas_generated += io.nlb as u64;
+        }
+        Some(io)
+    }
+
+    /// Whether everything generated has been sent.
+    fn nothing_pending(&self) -> bool {
+        self.held.is_none() && self.deferred.is_empty()
+    }
+
+    /// Submits while slots are free and I/O is due: first I/Os that waited for LBA locks
+    /// (when locks were released since the last try), then new ones. An I/O whose LBAs
+    /// another I/O holds waits in a queue while later ones go ahead, as PyNVMe's queued
+    /// requests do. Returns how long until the next I/O is due when pacing holds it back.
+    fn submit_some(&mut self, stamp: &mut Option<Instant>, now: &mut Instant) -> Option<Duration> {
+        let mut i = 0;
+        if !std::mem::take(&mut self.unlocked) {
+            i = self.deferred.len();
+        }
+        while i < self.deferred.len() && !self.free.is_empty() {
+            let io = self.deferred[i];
+            if self.lock(&io) {
+                self.deferred.remove(i);
+                self.send(io, true, stamp);
+            } else {
+                i += 1;
+            }
+        }
+        while !self.free.is_empty() {
+            let Some(io) = self.next_io() else { return None };
             // Pacing: the k-th I/O goes out at start + k / iops (or at its io_sequence
             // time); late I/Os go out at once, so a stall is caught up, never skipped.
             let due = if let Some(us) = io.at_us {
@@ -440,57 +484,63 @@ impl Worker {
                     *now = Instant::now();
                 }
                 if *now < d {
-                    self.deferred = Some(io);
+                    self.held = Some(io);
                     return Some(d - *now);
                 }
             }
-            let locked = match &self.table {
-                Some(t) if has_lba_range(io.opcode) => {
-                    if !t.try_lock(io.slba, io.nlb as u64) {
-                        // Another I/O holds some of these LBAs: retry after completions.
-                        self.deferred = Some(io);
-                        return None;
-                    }
-                    true
+            if self.table.is_some() && has_lba_range(io.opcode) && !self.lock(&io) {
+                if self.deferred.len() < MAX_DEFERRED {
+                    self.deferred.push_back(io);
+                    continue;
                 }
-                _ => false,
-            };
-            self.free.pop();
-            let sgl = self.cfg.sgl_percentage > 0 && self.rng.below(100) < self.cfg.sgl_percentage as u64;
-            self.prepare(slot as usize, &io, locked);
-            let sqe = self.build(&io);
-            let s = slot as usize;
-            let len = io.nlb as usize * self.lba;
-            // Data direction from the opcode's low bits (NVMe 1.4 Figure 139).
-            let buf = match io.opcode & 3 {
-                _ if io.opcode == 0x09 => Some((&self.dsm[s], 16)),
-                1 => Some((&self.wbuf[s], len)),
-                2 | 3 => Some((&self.rbuf[s], len)),
-                _ => None,
-            };
-            let data = match buf {
-                None => DataPtr::None,
-                Some((b, n)) => {
-                    let (iova, len) = (b.iova(), n.min(b.len()));
-                    if sgl { DataPtr::SglAt { iova, len } } else { DataPtr::PrpAt { iova, len } }
-                }
-            };
-            self.slots[s] = Slot { io, locked };
-            let at = *stamp.get_or_insert_with(Instant::now);
-            if let Err(e) = self.q.submit_at(&sqe, data, s as u64, at) {
-                // Cannot happen with a free slot; treat as an error of this I/O.
-                self.release(s, None);
-                self.free.push(slot);
-                self.set_error(code::IO_CMD_ERROR, format!("cannot submit: {e}"));
-                self.finishing = true;
+                // Too many waiting: hold this one until locks free up.
+                self.held = Some(io);
                 return None;
             }
-            self.sent += 1;
-            if has_lba_range(io.opcode) {
-                self.lbas_sent += io.nlb as u64;
-            }
+            let locked = self.table.is_some() && has_lba_range(io.opcode);
+            self.send(io, locked, stamp);
         }
         None
+    }
+
+    fn lock(&self, io: &Io) -> bool {
+        self.table.as_ref().is_none_or(|t| t.try_lock(io.slba, io.nlb as u64))
+    }
+
+    /// Puts one I/O (with its LBAs locked, if `locked`) into a free slot and the SQ.
+    fn send(&mut self, io: Io, locked: bool, stamp: &mut Option<Instant>) {
+        let slot = self.free.pop().expect("caller checked for a free slot");
+        let sgl = self.cfg.sgl_percentage > 0 && self.rng.below(100) < self.cfg.sgl_percentage as u64;
+        self.prepare(slot as usize, &io, locked);
+        let sqe = self.build(&io);
+        let s = slot as usize;
+        let len = io.nlb as usize * self.lba;
+        // Data direction from the opcode's low bits (NVMe 1.4 Figure 139).
+        let buf = match io.opcode & 3 {
+            _ if io.opcode == 0x09 => Some((&self.dsm[s], 16)),
+            1 => Some((&self.wbuf[s], len)),
+            2 | 3 => Some((&self.rbuf[s], len)),
+            _ => None,
+        };
+        let data = match buf {
+            None => DataPtr::None,
+            Some((b, n)) => {
+                let (iova, len) = (b.iova(), n.min(b.len()));
+                if sgl { DataPtr::SglAt { iova, len } } else { DataPtr::PrpAt { iova, len } }
+            }
+        };
+        self.slots[s] = Slot { io, locked };
+        // One clock read stamps the whole batch (latency is measured from here).
+        let at = *stamp.get_or_insert_with(Instant::now);
+        if let Err(e) = self.q.submit_at(&sqe, data, s as u64, at) {
+            // Cannot happen with a free slot; treat as an error of this I/O.
+            self.release(s, None);
+            self.free.push(slot);
+            self.set_error(code::IO_CMD_ERROR, format!("cannot submit: {e}"));
+            self.finishing = true;
+            return;
+        }
+        self.sent += 1;
     }
 
     /// Fills what the command needs before it goes out: write trailers, the DSM range.
@@ -534,6 +584,7 @@ impl Worker {
             },
         };
         t.unlock_range(io.slba, io.nlb as u64, value);
+        self.unlocked = true;
         self.slots[s].locked = false;
     }
 
@@ -668,7 +719,8 @@ impl Worker {
             self.release(s, None);
             self.free.push(s as u32);
         }
-        self.deferred = None;
+        self.deferred.clear();
+        self.held = None;
     }
 
     fn finish(&mut self) -> IoWorkerResult {
