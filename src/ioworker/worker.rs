@@ -469,7 +469,7 @@ impl Worker {
             }
         }
         while !self.free.is_empty() {
-            let Some(io) = self.next_io() else { return None };
+            let io = self.next_io()?;
             // Pacing: the k-th I/O goes out at start + k / iops (or at its io_sequence
             // time); late I/Os go out at once, so a stall is caught up, never skipped.
             let due = if let Some(us) = io.at_us {
