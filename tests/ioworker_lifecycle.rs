@@ -95,3 +95,29 @@ fn configuration_errors_name_the_parameter_and_the_fix() {
     let e = ns.ioworker(IoWorkerConfig { qdepth: 4096, io_count: 10_000, ..Default::default() }).unwrap_err();
     assert!(e.to_string().contains("CAP.MQES"), "{e}");
 }
+
+#[test]
+fn on_reset_resume_keeps_running_through_a_controller_reset() {
+    let r = common::rig(cfg());
+    let ns = r.ctrl.namespace(1).unwrap();
+    let c = IoWorkerConfig {
+        time: Some(Duration::from_secs(2)),
+        read_percentage: 50,
+        region_end: vec![4096],
+        on_reset: nvplan::ioworker::OnReset::Resume,
+        ..Default::default()
+    };
+    let w = ns.ioworker(c.clone()).unwrap().start();
+    std::thread::sleep(Duration::from_millis(700));
+    r.ctrl.reset().unwrap();
+    let res = w.close();
+    assert_eq!((res.error, res.miscompare_count, res.resumes), (0, 0, 1), "{:?}", res.error_message);
+    assert!(res.mseconds >= 1900, "ran to its own stop condition: {}", res.mseconds);
+    // The default stops at the reset, as PyNVMe does.
+    let w = ns.ioworker(IoWorkerConfig { on_reset: nvplan::ioworker::OnReset::Stop, ..c }).unwrap().start();
+    std::thread::sleep(Duration::from_millis(300));
+    r.ctrl.reset().unwrap();
+    let res = w.close();
+    assert_eq!(res.error, code::TERMINATED, "{:?}", res.error_message);
+    assert!(res.mseconds < 1500);
+}

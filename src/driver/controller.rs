@@ -139,6 +139,8 @@ pub(crate) struct Inner {
     /// Incremented by every reset and power cycle; queue pairs of an older generation no
     /// longer exist on the controller.
     pub(crate) generation: AtomicU64,
+    /// The controller was brought up and no reset or power loss has begun since.
+    ready: std::sync::atomic::AtomicBool,
     /// Incremented whenever the driver erases user data (Format NVM, Sanitize).
     data_epoch: AtomicU64,
     events: Mutex<VecDeque<u32>>,
@@ -197,6 +199,7 @@ impl Controller {
             }),
             qids: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
+            ready: std::sync::atomic::AtomicBool::new(false),
             data_epoch: AtomicU64::new(0),
             events: Mutex::new(VecDeque::new()),
             attachments: Mutex::new(HashMap::new()),
@@ -308,6 +311,25 @@ impl Controller {
 
     /// Disable, program the admin queue, enable, identify, request queues.
     fn bring_up(&self) -> Result<(), DriverError> {
+        self.inner.ready.store(false, Ordering::Release);
+        self.bring_up_inner()?;
+        self.inner.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether the controller is up: brought up, and no reset or power loss since.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the start of a reset or power loss: queue pairs of the current generation are
+    /// gone from now on.
+    fn begin_reset(&self) {
+        self.inner.ready.store(false, Ordering::Release);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn bring_up_inner(&self) -> Result<(), DriverError> {
         let inner = &self.inner;
         let t = &inner.transport;
         self.disable()?;
@@ -580,7 +602,7 @@ impl Controller {
     /// Controller reset through CC.EN (§7.3.2), then bring-up again. Every queue pair
     /// created before becomes invalid: its outstanding commands are reported aborted.
     pub fn reset(&self) -> Result<(), DriverError> {
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.begin_reset();
         self.bring_up()
     }
 
@@ -589,7 +611,7 @@ impl Controller {
         if !self.inner.cap.nssrs() {
             return Err(DriverError::InvalidArgument("the controller does not support NVM Subsystem Reset (CAP.NSSRS = 0)".into()));
         }
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.begin_reset();
         self.inner.transport.write32(offset::NSSR, NSSR_RESET_VALUE);
         self.wait_csts("CSTS.RDY = 0 after NSSR", |c| !c.rdy())?;
         self.bring_up()
@@ -597,14 +619,14 @@ impl Controller {
 
     /// PCIe Function Level Reset through the transport, then bring-up again.
     pub fn function_reset(&self) -> Result<(), DriverError> {
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.begin_reset();
         self.inner.transport.reset(ResetKind::Function)?;
         self.bring_up()
     }
 
     /// Removes power (`dirty`: without shutdown notification). Queue pairs become invalid.
     pub fn power_off(&self, dirty: bool) -> Result<(), DriverError> {
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.begin_reset();
         self.inner.transport.power_off(dirty)?;
         Ok(())
     }

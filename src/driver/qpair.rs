@@ -91,6 +91,10 @@ impl QPair {
     pub fn set_timeout(&mut self, t: Duration) {
         self.core.set_timeout(t);
     }
+    /// The controller generation the pair was created in.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
     /// Whether the controller still has this pair (no reset or power cycle since).
     pub fn is_valid(&self) -> bool {
         self.ctrl.inner.generation.load(Ordering::Acquire) == self.generation

@@ -46,6 +46,18 @@ pub struct SeqIo {
     pub time_sent_us: u64,
 }
 
+/// What a worker does when a reset or power loss takes its queue pair away.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnReset {
+    /// Stop with error -7, as PyNVMe's ioworker does.
+    #[default]
+    Stop,
+    /// Wait for the controller to come back, create a new queue pair and go on to the
+    /// worker's own stop condition.
+    Resume,
+}
+
 /// Everything that shapes an I/O worker. Field names, meanings and defaults are PyNVMe3's.
 #[derive(Clone, Debug)]
 pub struct IoWorkerConfig {
@@ -116,6 +128,8 @@ pub struct IoWorkerConfig {
     pub cmdlog_error_only: bool,
     /// Seed of address, size and opcode generation.
     pub seed: u64,
+    /// Behaviour when a reset or power loss takes the queue pair away.
+    pub on_reset: OnReset,
 }
 
 impl Default for IoWorkerConfig {
@@ -153,6 +167,7 @@ impl Default for IoWorkerConfig {
             output_cmdlog_list: 0,
             cmdlog_error_only: false,
             seed: 1,
+            on_reset: OnReset::Stop,
         }
     }
 }

@@ -8,7 +8,7 @@ pub mod stats;
 pub mod verify;
 mod worker;
 
-pub use config::{ConfigError, IoSize, IoWorkerConfig, SeqIo};
+pub use config::{ConfigError, IoSize, IoWorkerConfig, OnReset, SeqIo};
 pub use generator::Io;
 pub use result::{IoWorkerResult, code};
 pub use worker::{IoWorker, Live, RunningWorker, available_cpus};

@@ -108,6 +108,10 @@ pub struct IoWorkerResult {
     pub expected_errors: u64,
     /// Commands slower than `slow_latency`.
     pub slow_io_count: u64,
+    /// Times the worker came back after a reset or power loss (`on_reset: resume`).
+    pub resumes: u64,
+    /// Commands a reset or power loss aborted while the worker went on (`on_reset: resume`).
+    pub aborted_by_reset: u64,
     /// Blocks that failed verification.
     pub miscompare_count: u64,
     /// The first miscompares (at most 16), with what was expected and found.

@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::config::{IoWorkerConfig, Resolved};
+use super::config::{IoWorkerConfig, OnReset, Resolved};
 use super::generator::{Generator, Io};
 use super::result::{IoWorkerResult, code};
 use super::stats::{CmdlogEntry, Stats, iops_consistency};
@@ -23,6 +23,8 @@ use crate::util::rng::Rng;
 const STOP_GRACE: Duration = Duration::from_millis(250);
 /// How far past `time` a worker may run before it gives up draining (PyNVMe: 30 s).
 const OVERRUN: Duration = Duration::from_secs(30);
+/// How long a worker with `on_reset: resume` waits for the controller to come back.
+const RESUME_WAIT: Duration = Duration::from_secs(120);
 /// I/Os that may wait for LBA locks at once (a stalled command can hold LBAs for seconds
 /// while random I/O keeps running into them).
 const MAX_DEFERRED: usize = 1 << 16;
@@ -379,6 +381,12 @@ impl Worker {
             if time_limit.is_some_and(|t| now >= t) {
                 self.finishing = true;
             }
+            if !self.q.is_valid() && !self.finishing && stop_deadline.is_none() && self.cfg.on_reset == OnReset::Resume {
+                if !self.resume(stop, time_limit) {
+                    self.finishing = true;
+                }
+                now = Instant::now();
+            }
             if time_limit.is_some_and(|t| now >= t) || stop_deadline.is_some() {
                 // Out of time (or stopped): what was generated but not sent is dropped.
                 self.held = None;
@@ -663,7 +671,11 @@ impl Worker {
             self.res.io_count_write += 1;
             self.res.lba_count_write += nlb;
         }
-        let failed = c.kind != CplKind::Device || (!status.is_success() && !expected);
+        let resumed = c.kind == CplKind::Aborted && self.cfg.on_reset == OnReset::Resume;
+        if resumed {
+            self.res.aborted_by_reset += 1;
+        }
+        let failed = (c.kind != CplKind::Device && !resumed) || (c.kind == CplKind::Device && !status.is_success() && !expected);
         let us = |t: Instant| t.saturating_duration_since(self.start).as_micros() as u64;
         let logged_status = if c.kind == CplKind::Device { status.code() } else { 0x7fff };
         self.stats.log(CmdlogEntry {
@@ -708,6 +720,48 @@ impl Worker {
             }
             if self.cfg.exit_on_error || c.kind == CplKind::Aborted {
                 self.finishing = true;
+            }
+        }
+    }
+
+    /// Waits for the controller to come back from a reset or power loss and creates a new
+    /// queue pair. False when the run ends first (stop, time) or the pair cannot be made.
+    fn resume(&mut self, stop: &AtomicBool, time_limit: Option<Instant>) -> bool {
+        // Commands still on the old pair are reported aborted by this poll; account for
+        // them before the pair goes (the reset may have come after this loop's last poll).
+        let mut batch = Vec::new();
+        self.q.poll(usize::MAX, |c| batch.push(*c));
+        let now = Instant::now();
+        for c in &batch {
+            self.complete(c, now);
+        }
+        let ctrl = self.q.controller().clone();
+        let old = self.q.generation();
+        let give_up = Instant::now() + RESUME_WAIT;
+        loop {
+            let t = Instant::now();
+            if stop.load(Ordering::Acquire) || time_limit.is_some_and(|l| t >= l) {
+                return false;
+            }
+            if t >= give_up {
+                self.set_error(code::TERMINATED, format!("the controller did not come back within {} s of the reset", RESUME_WAIT.as_secs()));
+                return false;
+            }
+            if ctrl.is_ready() && ctrl.generation() != old {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        match ctrl.create_qpair(QpairOptions { entries: self.slots.len() as u32 + 1, prio: self.cfg.qprio }) {
+            Ok(q) => {
+                // The old pair no longer exists on the controller; dropping it sends nothing.
+                self.q = q;
+                self.res.resumes += 1;
+                true
+            }
+            Err(e) => {
+                self.set_error(code::CREATE_QPAIR, format!("cannot create a queue pair after the reset: {e}"));
+                false
             }
         }
     }
