@@ -116,6 +116,12 @@ impl QPair {
         self.core.submit_at(sqe, data, ctx, now)
     }
 
+    /// Dword 0 and dwords 6..9 (PSDT, data pointer) of the command last sent with `cid`.
+    #[inline]
+    pub fn sent_dptr(&self, cid: u16) -> [u32; 5] {
+        self.core.sent_dptr(cid)
+    }
+
     /// Writes the SQ tail doorbell once for everything submitted since the last ring.
     #[inline]
     pub fn ring(&mut self) {

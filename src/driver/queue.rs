@@ -156,6 +156,9 @@ struct Slot {
     opcode: u8,
     ctx: u64,
     submitted: Instant,
+    /// Dword 0 and dwords 6..9 as placed in the ring (PSDT and data pointer), so a
+    /// failing command can be reported exactly as it was sent.
+    dptr: [u32; 5],
 }
 
 /// A queue pair's memory and host-side state.
@@ -230,7 +233,8 @@ impl QueueCore {
             sq_db: regs::sq_tail_doorbell(qid, dstrd),
             cq_db: regs::cq_head_doorbell(qid, dstrd),
             last_cq_db: 0,
-            slots: vec![Slot { busy: false, given_up: false, timed: true, opcode: 0, ctx: 0, submitted: now }; entries as usize].into_boxed_slice(),
+            slots: vec![Slot { busy: false, given_up: false, timed: true, opcode: 0, ctx: 0, submitted: now, dptr: [0; 5] }; entries as usize]
+                .into_boxed_slice(),
             // CIDs 0..entries-1 (one fewer than entries, so the SQ can never overflow).
             free: (0..entries as u16 - 1).rev().collect(),
             outstanding: 0,
@@ -332,11 +336,18 @@ impl QueueCore {
             self.free.push(cid);
             return Err(e);
         }
-        self.slots[cid as usize] = Slot { busy: true, given_up: false, timed, opcode: cmd.opcode(), ctx, submitted: now };
+        let dptr = [cmd.dw[0], cmd.dw[6], cmd.dw[7], cmd.dw[8], cmd.dw[9]];
+        self.slots[cid as usize] = Slot { busy: true, given_up: false, timed, opcode: cmd.opcode(), ctx, submitted: now, dptr };
         self.sq.write_obj(self.sq_tail as usize * SQE_BYTES, &cmd);
         self.sq_tail = (self.sq_tail + 1) % self.entries;
         self.outstanding += 1;
         Ok(cid)
+    }
+
+    /// Dword 0 and dwords 6..9 (PSDT and data pointer) of the command last submitted
+    /// with `cid`, as it was placed in the submission queue.
+    pub fn sent_dptr(&self, cid: u16) -> [u32; 5] {
+        self.slots.get(cid as usize).map_or([0; 5], |s| s.dptr)
     }
 
     /// Writes the SQ tail doorbell if commands were placed since the last write.

@@ -161,6 +161,8 @@ pub fn available_cpus() -> usize {
 struct Slot {
     io: Io,
     locked: bool,
+    /// PSDT and data pointer as sent (dword 0, dwords 6..9), for `error_cmd`.
+    dptr: [u32; 5],
 }
 
 struct Worker {
@@ -285,7 +287,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         rbuf,
         dsm,
         max_lbas,
-        slots: (0..qdepth).map(|_| Slot { io: Io { slba: 0, nlb: 0, opcode: 0, at_us: None }, locked: false }).collect(),
+        slots: (0..qdepth).map(|_| Slot { io: Io { slba: 0, nlb: 0, opcode: 0, at_us: None }, locked: false, dptr: [0; 5] }).collect(),
         free: (0..qdepth as u32).rev().collect(),
         deferred: std::collections::VecDeque::new(),
         held: None,
@@ -309,6 +311,8 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
             std::thread::sleep((t - Instant::now()).min(Duration::from_millis(10)));
         }
     }
+    // The run (time, pacing, io_sequence, cmdlog times) starts when I/O starts.
+    w.start = Instant::now();
     w.main_loop(&stop);
     let result = w.finish();
     let _ = res_tx.send(result);
@@ -537,16 +541,19 @@ impl Worker {
                 if sgl { DataPtr::SglAt { iova, len } } else { DataPtr::PrpAt { iova, len } }
             }
         };
-        self.slots[s] = Slot { io, locked };
+        self.slots[s] = Slot { io, locked, dptr: [0; 5] };
         // One clock read stamps the whole batch (latency is measured from here).
         let at = *stamp.get_or_insert_with(Instant::now);
-        if let Err(e) = self.q.submit_at(&sqe, data, s as u64, at) {
-            // Cannot happen with a free slot; treat as an error of this I/O.
-            self.release(s, None);
-            self.free.push(slot);
-            self.set_error(code::IO_CMD_ERROR, format!("cannot submit: {e}"));
-            self.finishing = true;
-            return;
+        match self.q.submit_at(&sqe, data, s as u64, at) {
+            Ok(cid) => self.slots[s].dptr = self.q.sent_dptr(cid),
+            Err(e) => {
+                // Cannot happen with a free slot; treat as an error of this I/O.
+                self.release(s, None);
+                self.free.push(slot);
+                self.set_error(code::IO_CMD_ERROR, format!("cannot submit: {e}"));
+                self.finishing = true;
+                return;
+            }
         }
         self.sent += 1;
     }
@@ -711,6 +718,9 @@ impl Worker {
             if first {
                 let mut sqe = self.build(&io);
                 sqe.set_cid(c.cid());
+                let [dw0, dw6, dw7, dw8, dw9] = self.slots[s].dptr;
+                sqe.dw[0] = dw0;
+                sqe.dw[6..10].copy_from_slice(&[dw6, dw7, dw8, dw9]);
                 self.res.error_cmd = sqe.dw;
                 let mut cqe = c.cqe;
                 if c.kind == CplKind::Device {

@@ -206,7 +206,9 @@ impl Registers {
     /// Removes a queue from the doorbell table.
     pub(crate) fn close_doorbell(&self, qid: u16, cq: bool) {
         let d = self.doorbell(qid, cq);
+        // The value stays: the I/O thread may still look at this queue until the
+        // deletion reaches it, and a tail of 0 would make it replay stale entries.
+        // `open_doorbell` zeroes it for the next queue with this ID.
         d.size.store(0, Ordering::SeqCst);
-        d.value.store(0, Ordering::SeqCst);
     }
 }
