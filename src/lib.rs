@@ -9,6 +9,7 @@
 pub mod driver;
 pub mod ioworker;
 pub mod nvme;
+pub mod plan;
 pub mod sim;
 pub mod smoke;
 pub mod transport;
