@@ -161,8 +161,6 @@ pub fn available_cpus() -> usize {
 struct Slot {
     io: Io,
     locked: bool,
-    /// PSDT and data pointer as sent (dword 0, dwords 6..9), for `error_cmd`.
-    dptr: [u32; 5],
 }
 
 struct Worker {
@@ -287,7 +285,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         rbuf,
         dsm,
         max_lbas,
-        slots: (0..qdepth).map(|_| Slot { io: Io { slba: 0, nlb: 0, opcode: 0, at_us: None }, locked: false, dptr: [0; 5] }).collect(),
+        slots: (0..qdepth).map(|_| Slot { io: Io { slba: 0, nlb: 0, opcode: 0, at_us: None }, locked: false }).collect(),
         free: (0..qdepth as u32).rev().collect(),
         deferred: std::collections::VecDeque::new(),
         held: None,
@@ -541,19 +539,16 @@ impl Worker {
                 if sgl { DataPtr::SglAt { iova, len } } else { DataPtr::PrpAt { iova, len } }
             }
         };
-        self.slots[s] = Slot { io, locked, dptr: [0; 5] };
+        self.slots[s] = Slot { io, locked };
         // One clock read stamps the whole batch (latency is measured from here).
         let at = *stamp.get_or_insert_with(Instant::now);
-        match self.q.submit_at(&sqe, data, s as u64, at) {
-            Ok(cid) => self.slots[s].dptr = self.q.sent_dptr(cid),
-            Err(e) => {
-                // Cannot happen with a free slot; treat as an error of this I/O.
-                self.release(s, None);
-                self.free.push(slot);
-                self.set_error(code::IO_CMD_ERROR, format!("cannot submit: {e}"));
-                self.finishing = true;
-                return;
-            }
+        if let Err(e) = self.q.submit_at(&sqe, data, s as u64, at) {
+            // Cannot happen with a free slot; treat as an error of this I/O.
+            self.release(s, None);
+            self.free.push(slot);
+            self.set_error(code::IO_CMD_ERROR, format!("cannot submit: {e}"));
+            self.finishing = true;
+            return;
         }
         self.sent += 1;
     }
@@ -718,7 +713,9 @@ impl Worker {
             if first {
                 let mut sqe = self.build(&io);
                 sqe.set_cid(c.cid());
-                let [dw0, dw6, dw7, dw8, dw9] = self.slots[s].dptr;
+                // Nothing is submitted while a batch of completions is handled, so
+                // the CID still holds what this command was sent with.
+                let [dw0, dw6, dw7, dw8, dw9] = self.q.sent_dptr(c.cid());
                 sqe.dw[0] = dw0;
                 sqe.dw[6..10].copy_from_slice(&[dw6, dw7, dw8, dw9]);
                 self.res.error_cmd = sqe.dw;
