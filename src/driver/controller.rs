@@ -143,6 +143,8 @@ pub(crate) struct Inner {
     ready: std::sync::atomic::AtomicBool,
     /// Incremented whenever the driver erases user data (Format NVM, Sanitize).
     data_epoch: AtomicU64,
+    /// Incremented when power is removed without shutdown, before it goes.
+    power_losses: AtomicU64,
     events: Mutex<VecDeque<u32>>,
     /// State that upper layers keep per controller (e.g. verification tables).
     attachments: Mutex<HashMap<(TypeId, u64), Arc<dyn Any + Send + Sync>>>,
@@ -201,6 +203,7 @@ impl Controller {
             generation: AtomicU64::new(0),
             ready: std::sync::atomic::AtomicBool::new(false),
             data_epoch: AtomicU64::new(0),
+            power_losses: AtomicU64::new(0),
             events: Mutex::new(VecDeque::new()),
             attachments: Mutex::new(HashMap::new()),
             opts,
@@ -572,6 +575,12 @@ impl Controller {
         self.inner.data_epoch.load(Ordering::Acquire)
     }
 
+    /// Power losses without shutdown notification so far (data in a volatile write cache
+    /// may have been lost at each).
+    pub fn power_losses(&self) -> u64 {
+        self.inner.power_losses.load(Ordering::SeqCst)
+    }
+
     /// Per-controller state of an upper layer, keyed by its type and `key`, created by
     /// `init` on first use.
     pub fn attachment<T: Any + Send + Sync, E>(&self, key: u64, init: impl FnOnce() -> Result<T, E>) -> Result<Arc<T>, E> {
@@ -585,6 +594,12 @@ impl Controller {
         let t = Arc::new(init()?);
         a.insert(k, t.clone());
         Ok(t)
+    }
+
+    /// Every attachment of type `T`, with its key.
+    pub fn attachments<T: Any + Send + Sync>(&self) -> Vec<(u64, Arc<T>)> {
+        let a = lock(&self.inner.attachments);
+        a.iter().filter(|(k, _)| k.0 == TypeId::of::<T>()).filter_map(|(k, v)| v.clone().downcast::<T>().ok().map(|t| (k.1, t))).collect()
     }
 
     fn refresh_namespaces(&self) -> Result<(), DriverError> {
@@ -626,6 +641,11 @@ impl Controller {
 
     /// Removes power (`dirty`: without shutdown notification). Queue pairs become invalid.
     pub fn power_off(&self, dirty: bool) -> Result<(), DriverError> {
+        if dirty {
+            // Counted before power goes, so that anyone who saw a completion before the
+            // loss and checks the count after recording it cannot miss the loss.
+            self.inner.power_losses.fetch_add(1, Ordering::SeqCst);
+        }
         self.begin_reset();
         self.inner.transport.power_off(dirty)?;
         Ok(())

@@ -12,3 +12,20 @@ pub use config::{ConfigError, IoSize, IoWorkerConfig, OnReset, SeqIo};
 pub use generator::Io;
 pub use result::{IoWorkerResult, code};
 pub use worker::{IoWorker, Live, RunningWorker, available_cpus};
+
+/// Runs `f`, something that makes written data durable (a Flush of namespace `nsid`, all
+/// namespaces for `None` or 0xFFFFFFFF, or a shutdown), and records its effect in the
+/// verification state of those namespaces when it succeeds. What it covers is fixed
+/// before it starts (NVMe 2.0 §5.15: writes completed before the Flush was submitted).
+pub fn with_flush<R, E>(ctrl: &crate::driver::Controller, nsid: Option<u32>, f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
+    let all = nsid.is_none_or(|n| n == u32::MAX);
+    let tables: Vec<_> = ctrl.attachments::<verify::VerifyTable>().into_iter().filter(|(k, _)| all || Some(*k as u32) == nsid).map(|(_, t)| t).collect();
+    let tickets: Vec<_> = tables.iter().map(|t| t.flush_begin()).collect();
+    let r = f();
+    if r.is_ok() {
+        for (t, ticket) in tables.iter().zip(tickets) {
+            t.flush_done(ticket);
+        }
+    }
+    r
+}

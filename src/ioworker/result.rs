@@ -112,6 +112,9 @@ pub struct IoWorkerResult {
     pub resumes: u64,
     /// Commands a reset or power loss aborted while the worker went on (`on_reset: resume`).
     pub aborted_by_reset: u64,
+    /// LBAs read back after a power loss or an interrupted write that showed an older
+    /// state than the newest write: data the drive was allowed to lose, and lost.
+    pub lbas_reverted: u64,
     /// Blocks that failed verification.
     pub miscompare_count: u64,
     /// The first miscompares (at most 16), with what was expected and found.

@@ -22,9 +22,21 @@
 //! 7) and unlocks at completion, so reads and writes of the same LBAs never overlap, in
 //! one worker or across workers sharing the namespace: they verify correctly together.
 //! An I/O whose LBAs are locked waits and is retried.
+//!
+//! **Durability.** With a volatile write cache (Identify VWC, Set Features 06h) a
+//! completed write is only durable after a Flush that was submitted after it completed
+//! (NVMe 2.0 §5.15 Flush; FUA writes are durable at completion). A power loss without
+//! shutdown may take every write since back to what was durable. So each LBA written
+//! since its last flush has a second byte, its *durable lower bound*: the oldest state
+//! the LBA may show after a power loss. After such a loss (and for writes that were in
+//! flight at a reset or power loss: they may or may not have happened) the LBA is
+//! *ambiguous*: a read may find any state from the lower bound to the expected one, in
+//! write order; it settles the LBA to what it found. Anything else is a miscompare, so
+//! data lost although it was flushed is caught. The second byte lives in sparse memory
+//! that is touched only where LBAs are written while a write cache is on or a command is
+//! interrupted; a bitmap with one bit per 512 LBAs finds them again.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use memmap2::{MmapRaw, UncheckedAdvice};
@@ -50,6 +62,81 @@ pub const GEN_LAST: u8 = 126;
 const MAGIC: u8 = 0xA5;
 /// Bytes of each pattern pool.
 const POOL_BYTES: usize = 4 << 20;
+/// LBAs per bit of the map of LBAs with a durable lower bound.
+const CHUNK: u64 = 512;
+/// Most chunks remembered in a list; beyond it, the map is scanned instead.
+const LOG_CAP: usize = 1 << 20;
+/// Lower-bound byte: none recorded (the expected state is durable).
+const LO_NONE: u8 = 0;
+/// Lower-bound flag: the LBA may hold any state from the bound to the expected one.
+const LO_AMBIG: u8 = 0x80;
+
+#[inline]
+fn lo_enc(state: u8) -> u8 {
+    state + 1
+}
+#[inline]
+fn lo_state(b: u8) -> u8 {
+    (b & !LO_AMBIG).wrapping_sub(1)
+}
+#[inline]
+fn is_gen(v: u8) -> bool {
+    (GEN_FIRST..=GEN_LAST).contains(&v)
+}
+
+/// Whether an LBA whose durable lower bound is `lo` and whose expected state is `cur` may
+/// show `x`: the states written between them are generations in write order (anything
+/// else made the bound unknown, see [`next_lo`]).
+pub fn possible(lo: u8, cur: u8, x: u8) -> bool {
+    if lo == UNKNOWN || cur == UNKNOWN || x == lo || x == cur {
+        return true;
+    }
+    if !is_gen(cur) || !is_gen(x) {
+        return false;
+    }
+    let start = if is_gen(lo) { next_gen(lo) } else { GEN_FIRST };
+    if start <= cur { (start..=cur).contains(&x) } else { x >= start || x <= cur }
+}
+
+/// How a data-changing command ended, for durability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Landing {
+    /// Completed and durable (FUA, or no volatile write cache).
+    Durable,
+    /// Completed into a volatile write cache: durable after the next flush.
+    Volatile,
+    /// Never completed (reset, power loss, timeout): it may or may not have happened.
+    Maybe,
+}
+
+/// The durable lower-bound byte after a command moved an LBA from `old` to `new`.
+fn next_lo(lo: u8, old: u8, new: u8, landing: Landing) -> u8 {
+    if new == UNKNOWN || landing == Landing::Durable {
+        return LO_NONE;
+    }
+    let base = if lo == LO_NONE {
+        lo_enc(old)
+    } else if !is_gen(old) || !is_gen(new) {
+        // A non-generation state between the bound and the newest: the order is lost.
+        lo_enc(UNKNOWN)
+    } else {
+        lo & !LO_AMBIG
+    };
+    if landing == Landing::Maybe { base | LO_AMBIG } else { base }
+}
+
+/// What a flush covers: LBAs with a lower bound when it was submitted, and their state.
+#[derive(Debug, Default)]
+pub struct FlushTicket {
+    entries: Vec<(u64, u8)>,
+    chunks: Vec<u64>,
+}
+
+#[derive(Default)]
+struct DirtyLog {
+    chunks: Vec<u64>,
+    overflow: bool,
+}
 
 /// The generation after `v` (a write over a non-generation state starts at GEN_FIRST).
 #[inline]
@@ -172,8 +259,16 @@ pub struct VerifyTable {
     /// Workers verifying / writing without verification, now.
     verifiers: AtomicUsize,
     blind_writers: AtomicUsize,
-    /// Writes verification can no longer vouch for (see `HashMap` use in power events).
-    pub(crate) side: Mutex<HashMap<u64, (u8, u8)>>,
+    /// Durable lower bound per LBA (see the module docs), and the chunks that have any.
+    lo: MmapRaw,
+    dirty: MmapRaw,
+    log: Mutex<DirtyLog>,
+    /// Writes land in a volatile write cache.
+    volatile: AtomicBool,
+    /// Some LBA has a lower bound.
+    lo_active: AtomicBool,
+    /// Power losses already applied.
+    power_seen: Mutex<u64>,
     /// The controller's data epoch the contents are valid for.
     epoch: std::sync::atomic::AtomicU64,
 }
@@ -202,7 +297,11 @@ pub enum TableBusy {
 impl VerifyTable {
     /// A table for `nlba` LBAs of `lba_size` bytes, all unknown.
     pub fn new(nlba: u64, lba_size: usize, dealloc_zeroes: bool) -> std::io::Result<Self> {
-        let map = MmapRaw::from(memmap2::MmapOptions::new().len(nlba.max(1).next_multiple_of(8) as usize).no_reserve_swap().map_anon()?);
+        let sparse = |len: usize| -> std::io::Result<MmapRaw> { Ok(MmapRaw::from(memmap2::MmapOptions::new().len(len).no_reserve_swap().map_anon()?)) };
+        let bytes = nlba.max(1).next_multiple_of(8) as usize;
+        let map = sparse(bytes)?;
+        let lo = sparse(bytes)?;
+        let dirty = sparse((nlba.div_ceil(CHUNK).div_ceil(64) * 8).max(8) as usize)?;
         Ok(VerifyTable {
             nlba,
             lba_size,
@@ -211,7 +310,12 @@ impl VerifyTable {
             patterns: Mutex::new(Vec::new()),
             verifiers: AtomicUsize::new(0),
             blind_writers: AtomicUsize::new(0),
-            side: Mutex::new(HashMap::new()),
+            lo,
+            dirty,
+            log: Mutex::new(DirtyLog::default()),
+            volatile: AtomicBool::new(false),
+            lo_active: AtomicBool::new(false),
+            power_seen: Mutex::new(0),
             epoch: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -319,13 +423,258 @@ impl VerifyTable {
         self.unlock_range(lba, 1, |_, _| value);
     }
 
+    /// The 64-bit word of lower-bound bytes of LBAs `8k..8k+8`.
+    #[inline]
+    fn lo_word(&self, lba: u64) -> &AtomicU64 {
+        assert!(lba < self.nlba, "LBA {lba:#x} beyond the table");
+        // SAFETY: same layout as the state map (see `word`); only accessed atomically.
+        unsafe { AtomicU64::from_ptr(self.lo.as_mut_ptr().add((lba & !7) as usize).cast::<u64>()) }
+    }
+
+    /// The word of the chunk map holding the bit of `chunk`.
+    #[inline]
+    fn dirty_word(&self, chunk: u64) -> &AtomicU64 {
+        let i = (chunk / 64) as usize;
+        assert!(i * 8 < self.dirty.len(), "chunk {chunk} beyond the map");
+        // SAFETY: the map holds one bit per chunk rounded up to whole, aligned words; only
+        // accessed atomically.
+        unsafe { AtomicU64::from_ptr(self.dirty.as_mut_ptr().add(i * 8).cast::<u64>()) }
+    }
+
+    #[inline]
+    fn chunk_dirty(&self, chunk: u64) -> bool {
+        self.dirty_word(chunk).load(Ordering::SeqCst) & 1 << (chunk % 64) != 0
+    }
+
+    /// Records that chunks of `lba..lba+n` hold lower bounds.
+    fn mark_dirty(&self, lba: u64, n: u64) {
+        for c in lba / CHUNK..=(lba + n - 1) / CHUNK {
+            if self.chunk_dirty(c) {
+                continue;
+            }
+            if self.dirty_word(c).fetch_or(1 << (c % 64), Ordering::SeqCst) & 1 << (c % 64) == 0 {
+                let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+                if log.chunks.len() < LOG_CAP {
+                    log.chunks.push(c);
+                } else {
+                    log.overflow = true;
+                }
+            }
+        }
+    }
+
+    /// Chunks that hold lower bounds now.
+    fn dirty_chunks(&self) -> Vec<u64> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if !log.overflow {
+            let mut v: Vec<u64> = log.chunks.iter().copied().filter(|&c| self.chunk_dirty(c)).collect();
+            v.sort_unstable();
+            v.dedup();
+            return v;
+        }
+        drop(log);
+        let chunks = self.nlba.div_ceil(CHUNK);
+        let mut v = Vec::new();
+        for w in 0..chunks.div_ceil(64) {
+            let mut bits = self.dirty_word(w * 64).load(Ordering::SeqCst);
+            while bits != 0 {
+                v.push(w * 64 + bits.trailing_zeros() as u64);
+                bits &= bits - 1;
+            }
+        }
+        v
+    }
+
+    /// Calls `f(lba, lo byte)` for every LBA of `chunk` with a lower bound.
+    fn each_lo(&self, chunk: u64, mut f: impl FnMut(u64, u8)) {
+        let end = ((chunk + 1) * CHUNK).min(self.nlba);
+        let mut w = chunk * CHUNK;
+        while w < end {
+            let v = self.lo_word(w).load(Ordering::SeqCst);
+            if v != 0 {
+                for i in 0..8u64 {
+                    let b = (v >> (i * 8)) as u8;
+                    if b != LO_NONE && w + i < end {
+                        f(w + i, b);
+                    }
+                }
+            }
+            w += 8;
+        }
+    }
+
+    /// Sets the lower-bound bytes of `lba..lba+n` to `f(lba, byte)`.
+    fn update_lo(&self, lba: u64, n: u64, mut f: impl FnMut(u64, u8) -> u8) {
+        Self::for_words(lba, n, |w, mask| {
+            let _ = self.lo_word(w).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+                let mut v = cur;
+                for i in 0..8u64 {
+                    let sh = i * 8;
+                    if mask >> sh & 0xff != 0 {
+                        v = (v & !(0xff << sh)) | (f(w + i, (cur >> sh) as u8) as u64) << sh;
+                    }
+                }
+                Some(v)
+            });
+            true
+        });
+    }
+
+    /// The lower-bound byte of one LBA.
+    #[inline]
+    fn lo_byte(&self, lba: u64) -> u8 {
+        (self.lo_word(lba).load(Ordering::SeqCst) >> ((lba & 7) * 8)) as u8
+    }
+
+    /// Whether writes land in a volatile write cache (set by workers from the controller's
+    /// Volatile Write Cache feature).
+    pub fn set_volatile(&self, v: bool) {
+        self.volatile.store(v, Ordering::SeqCst);
+    }
+    /// See [`VerifyTable::set_volatile`].
+    pub fn volatile(&self) -> bool {
+        self.volatile.load(Ordering::Relaxed)
+    }
+
+    /// Unlocks `lba..lba+n` after a data-changing command: each LBA's state becomes
+    /// `value(lba, old)` and its durable lower bound follows `landing`. `lost()` says
+    /// whether power was lost without shutdown since the completion was seen; it is asked
+    /// after the bounds are recorded and before the LBAs are unlocked, so a loss is either
+    /// seen here or applied by [`VerifyTable::power_lost`] to the recorded bounds.
+    pub fn unlock_write(&self, lba: u64, n: u64, value: impl Fn(u64, u8) -> u8, landing: Landing, lost: impl Fn() -> bool) {
+        // Callers pass Volatile only when the cache is volatile.
+        if landing == Landing::Durable && !self.lo_active.load(Ordering::Relaxed) {
+            return self.unlock_range(lba, n, |l, old| Some(value(l, old)));
+        }
+        let mut any = false;
+        self.update_lo(lba, n, |l, lo| {
+            let b = next_lo(lo, self.state(l), value(l, self.state(l)), landing);
+            any |= b != LO_NONE;
+            b
+        });
+        if any {
+            self.lo_active.store(true, Ordering::SeqCst);
+            self.mark_dirty(lba, n);
+            if lost() {
+                self.update_lo(lba, n, |_, b| if b == LO_NONE { b } else { b | LO_AMBIG });
+            }
+        }
+        self.unlock_range(lba, n, |l, old| Some(value(l, old)));
+    }
+
+    /// For a locked LBA that may hold one of several states: whether the block's state
+    /// `found` is one of them (then [`VerifyTable::settle`] it).
+    #[inline]
+    pub fn ambiguous(&self, lba: u64) -> bool {
+        self.lo_active.load(Ordering::Relaxed) && self.chunk_dirty(lba / CHUNK) && self.lo_byte(lba) & LO_AMBIG != 0
+    }
+
+    /// Whether a read of the ambiguous LBA `lba` (expected state `cur`) may show `found`.
+    pub fn may_show(&self, lba: u64, cur: u8, found: u8) -> bool {
+        self.ambiguous(lba) && possible(lo_state(self.lo_byte(lba)), cur, found)
+    }
+
+    /// A read of the locked, ambiguous LBA found state `found`: the LBA is no longer
+    /// ambiguous. Its bound stays (what was read may still be in a write cache). The
+    /// caller sets the state to `found` when it unlocks.
+    pub fn settle(&self, lba: u64, found: u8) {
+        self.update_lo(lba, 1, |_, b| {
+            if b & LO_AMBIG == 0 {
+                return b;
+            }
+            if lo_state(b) == found { LO_NONE } else { b & !LO_AMBIG }
+        });
+    }
+
+    /// Call before a Flush is submitted: what it will make durable.
+    pub fn flush_begin(&self) -> FlushTicket {
+        if !self.lo_active.load(Ordering::SeqCst) {
+            return FlushTicket::default();
+        }
+        let chunks = self.dirty_chunks();
+        let mut entries = Vec::new();
+        for &c in &chunks {
+            self.each_lo(c, |l, b| {
+                if b & LO_AMBIG == 0 {
+                    entries.push((l, self.state(l)));
+                }
+            });
+        }
+        FlushTicket { entries, chunks }
+    }
+
+    /// Call when that Flush completed successfully: LBAs not written since it was
+    /// submitted are durable.
+    pub fn flush_done(&self, t: FlushTicket) {
+        for (l, v) in t.entries {
+            // An LBA in use by a command keeps its bound; a later flush settles it.
+            if self.try_lock(l, 1) {
+                if self.state(l) == v {
+                    self.update_lo(l, 1, |_, b| if b & LO_AMBIG == 0 { LO_NONE } else { b });
+                }
+                self.unlock(l, None);
+            }
+        }
+        for &c in &t.chunks {
+            // Clear first, then look: a bound recorded meanwhile sets the bit again.
+            self.dirty_word(c).fetch_and(!(1 << (c % 64)), Ordering::SeqCst);
+            let mut left = false;
+            self.each_lo(c, |_, _| left = true);
+            if left {
+                self.dirty_word(c).fetch_or(1 << (c % 64), Ordering::SeqCst);
+            }
+        }
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if !log.overflow {
+            let mut v: Vec<u64> = log.chunks.iter().copied().filter(|&c| self.chunk_dirty(c)).collect();
+            v.sort_unstable();
+            v.dedup();
+            log.chunks = v;
+        }
+    }
+
+    /// Power was lost without shutdown (`count`: the controller's count of such losses):
+    /// every LBA with a lower bound becomes ambiguous. Idempotent per count.
+    pub fn power_lost(&self, count: u64) {
+        let mut seen = self.power_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if *seen >= count {
+            return;
+        }
+        *seen = count;
+        for c in self.dirty_chunks() {
+            let mut lbas = Vec::new();
+            self.each_lo(c, |l, b| {
+                if b & LO_AMBIG == 0 {
+                    lbas.push(l);
+                }
+            });
+            for l in lbas {
+                self.update_lo(l, 1, |_, b| if b == LO_NONE { b } else { b | LO_AMBIG });
+            }
+        }
+    }
+
+    /// LBAs that have a durable lower bound (for tests and reports).
+    pub fn undurable_lbas(&self) -> u64 {
+        let mut n = 0;
+        for c in self.dirty_chunks() {
+            self.each_lo(c, |_, _| n += 1);
+        }
+        n
+    }
+
     /// Forgets everything: every LBA becomes unknown (after Format, Sanitize, or writes
     /// without verification).
     pub fn invalidate(&self) {
         // SAFETY: the whole mapping; DONTNEED on a private anonymous mapping makes it read
         // as zero (= unknown, unlocked). Callers only invalidate when no worker holds locks.
         let _ = unsafe { self.map.unchecked_advise(UncheckedAdvice::DontNeed) };
-        self.side.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        // SAFETY: as above, for the lower bounds (none) and the chunk map (empty).
+        let _ = unsafe { self.lo.unchecked_advise(UncheckedAdvice::DontNeed) };
+        // SAFETY: as above.
+        let _ = unsafe { self.dirty.unchecked_advise(UncheckedAdvice::DontNeed) };
+        *self.log.lock().unwrap_or_else(|e| e.into_inner()) = DirtyLog::default();
+        self.lo_active.store(false, Ordering::SeqCst);
     }
 
     /// Forgets everything if the controller erased data since the table was last used.
@@ -465,6 +814,17 @@ pub fn check(table: &VerifyTable, block: &[u8], lba: u64, expected: u8) -> Resul
     }
 }
 
+/// The state a block read from `lba` shows: zeroes, or a valid block of this LBA with its
+/// generation; `None` for anything else.
+pub fn observed(block: &[u8], lba: u64) -> Option<u8> {
+    if block.iter().all(|&b| b == 0) {
+        return Some(ZEROES);
+    }
+    let t = trailer(block);
+    let valid = t.magic == MAGIC && t.lba == lba && is_gen(t.gen_) && crc32fast::hash(&block[..block.len() - 4]) == t.crc;
+    valid.then_some(t.gen_)
+}
+
 /// The block a write of generation `gen_` to `lba` produced, rebuilt from the pattern
 /// pool the found trailer names (when it is plausible); without a trailer, unknown.
 fn expected_block(table: &VerifyTable, lba: u64, gen_: u8, found: Option<&Trailer>) -> Option<Vec<u8>> {
@@ -513,6 +873,114 @@ mod tests {
         assert_eq!(check(&t, &[0u8; 512], 10, ZEROES), Ok(()));
         assert_eq!(check(&t, &b, 10, UNCORRECTABLE).unwrap_err().kind, MiscompareKind::UncorrectableReadable);
         assert_eq!(check(&t, &c, 10, UNKNOWN), Ok(()));
+    }
+
+    /// Completes a write of `lba` the way a worker does.
+    fn write(t: &VerifyTable, lba: u64, landing: Landing) -> u8 {
+        assert!(t.try_lock(lba, 1));
+        let g = next_gen(t.state(lba));
+        t.unlock_write(lba, 1, |_, old| next_gen(old), landing, || false);
+        g
+    }
+
+    /// A read of `lba` that found `found`: accepted (and settled) or not.
+    fn read(t: &VerifyTable, lba: u64, found: u8) -> bool {
+        let cur = t.state(lba);
+        if found == cur && !t.ambiguous(lba) {
+            return true;
+        }
+        if !t.may_show(lba, cur, found) {
+            return false;
+        }
+        assert!(t.try_lock(lba, 1));
+        t.settle(lba, found);
+        t.unlock(lba, Some(found));
+        true
+    }
+
+    #[test]
+    fn possible_states_run_from_the_bound_to_the_newest_in_write_order() {
+        assert!(possible(5, 8, 5) && possible(5, 8, 6) && possible(5, 8, 8));
+        assert!(!possible(5, 8, 4) && !possible(5, 8, 9));
+        // Generations wrap from GEN_LAST to GEN_FIRST.
+        assert!(possible(GEN_LAST - 1, GEN_FIRST + 1, GEN_LAST) && possible(GEN_LAST - 1, GEN_FIRST + 1, GEN_FIRST));
+        assert!(!possible(GEN_LAST - 1, GEN_FIRST + 1, 50));
+        // From zeroes, the first write made GEN_FIRST.
+        assert!(possible(ZEROES, GEN_FIRST + 2, ZEROES) && possible(ZEROES, GEN_FIRST + 2, GEN_FIRST) && !possible(ZEROES, GEN_FIRST + 2, 90));
+        // A generation then zeroes: only those two.
+        assert!(possible(7, ZEROES, 7) && possible(7, ZEROES, ZEROES) && !possible(7, ZEROES, 6));
+        assert!(possible(UNKNOWN, 9, 77) && possible(9, UNKNOWN, 77));
+    }
+
+    #[test]
+    fn unflushed_writes_may_revert_after_a_power_loss_flushed_ones_may_not() {
+        let t = VerifyTable::new(4096, 512, true).unwrap();
+        t.set_volatile(true);
+        let g1 = write(&t, 10, Landing::Volatile);
+        let ticket = t.flush_begin();
+        t.flush_done(ticket);
+        assert_eq!(t.undurable_lbas(), 0, "the flush made LBA 10 durable");
+        let g2 = write(&t, 10, Landing::Volatile);
+        let g3 = write(&t, 10, Landing::Volatile);
+        let _ = write(&t, 11, Landing::Volatile);
+        // Before a power loss, only the newest is right.
+        assert!(!read(&t, 10, g2) && !read(&t, 10, g1));
+        t.power_lost(1);
+        assert!(t.ambiguous(10) && t.ambiguous(11));
+        assert!(!read(&t, 10, next_gen(g1).wrapping_sub(2)), "older than the flushed generation");
+        assert!(read(&t, 10, g2), "an unflushed write may be lost");
+        assert_eq!((t.state(10), t.ambiguous(10)), (g2, false), "settled to what was found");
+        assert!(!read(&t, 10, g3), "settled: the newer write is gone");
+        assert!(read(&t, 11, 77), "LBA 11 held unverified data before its only write: anything goes");
+    }
+
+    #[test]
+    fn fua_and_non_volatile_writes_are_durable_at_completion() {
+        let t = VerifyTable::new(4096, 512, true).unwrap();
+        t.set_volatile(true);
+        let g = write(&t, 3, Landing::Volatile);
+        let g2 = write(&t, 3, Landing::Durable);
+        t.power_lost(1);
+        assert!(!t.ambiguous(3));
+        assert!(!read(&t, 3, g) && read(&t, 3, g2));
+    }
+
+    #[test]
+    fn an_interrupted_write_may_or_may_not_have_happened() {
+        let t = VerifyTable::new(4096, 512, true).unwrap();
+        let g1 = write(&t, 7, Landing::Durable);
+        let g2 = write(&t, 7, Landing::Maybe);
+        assert!(t.ambiguous(7), "no power loss needed: a reset aborted it");
+        assert!(read(&t, 7, g1));
+        // The settled state is the base of the next generation.
+        let g3 = write(&t, 7, Landing::Durable);
+        assert_eq!(g3, g2);
+        assert!(!t.ambiguous(7) && read(&t, 7, g3) && !read(&t, 7, g1));
+    }
+
+    #[test]
+    fn writes_completed_after_a_flush_was_submitted_stay_undurable() {
+        let t = VerifyTable::new(4096, 512, true).unwrap();
+        t.set_volatile(true);
+        let g1 = write(&t, 600, Landing::Volatile);
+        let ticket = t.flush_begin();
+        let _g2 = write(&t, 600, Landing::Volatile);
+        t.flush_done(ticket);
+        assert_eq!(t.undurable_lbas(), 1);
+        t.power_lost(1);
+        assert!(read(&t, 600, g1), "the flush did not cover the second write");
+    }
+
+    #[test]
+    fn a_loss_seen_while_completing_makes_the_write_ambiguous() {
+        let t = VerifyTable::new(4096, 512, true).unwrap();
+        t.set_volatile(true);
+        assert!(t.try_lock(5, 1));
+        t.unlock_write(5, 1, |_, old| next_gen(old), Landing::Volatile, || true);
+        assert!(t.ambiguous(5), "power went after the completion was polled");
+        t.power_lost(1);
+        t.power_lost(1);
+        assert!(t.ambiguous(5));
     }
 
     #[test]

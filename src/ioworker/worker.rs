@@ -11,8 +11,9 @@ use super::config::{IoWorkerConfig, OnReset, Resolved};
 use super::generator::{Generator, Io};
 use super::result::{IoWorkerResult, code};
 use super::stats::{CmdlogEntry, Stats, iops_consistency};
-use super::verify::{self, Miscompare, PatternPool, VerifyTable, next_gen};
-use crate::driver::{Completion, CplKind, DataPtr, Namespace, QPair, QpairOptions};
+use super::verify::{self, FlushTicket, Landing, Miscompare, PatternPool, VerifyTable, next_gen};
+use crate::driver::{Completion, Controller, CplKind, DataPtr, Namespace, QPair, QpairOptions};
+use crate::nvme::features::fid;
 use crate::nvme::identify::DeallocatedRead;
 use crate::nvme::{Sqe, Status};
 use crate::transport::DmaBuffer;
@@ -196,6 +197,17 @@ struct Worker {
     finishing: bool,
     start: Instant,
     live: Arc<Live>,
+    /// The controller's count of power losses when completions were last polled.
+    power_losses: u64,
+    /// Ambiguous LBAs the read being completed settled, and what they showed.
+    settles: Vec<(u64, u8)>,
+    /// Per slot: what an outstanding Flush makes durable.
+    tickets: Vec<Option<FlushTicket>>,
+}
+
+/// Whether writes land in a volatile write cache (Identify VWC and Set Features 06h).
+fn write_cache_on(ctrl: &Controller) -> bool {
+    ctrl.identify().vwc_present() && ctrl.get_features(fid::VOLATILE_WRITE_CACHE, 0).map_or(true, |v| v & 1 != 0)
 }
 
 fn fail(res_tx: &SyncSender<IoWorkerResult>, ready: &SyncSender<()>, code: i32, msg: String) {
@@ -236,6 +248,8 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         Err(e) => return fail(&res_tx, &ready, code::INIT_FAIL, format!("cannot allocate the verification table for {} LBAs: {e}", ns.nlba())),
     };
     table.sync_epoch(ctrl.data_epoch());
+    table.set_volatile(write_cache_on(&ctrl));
+    table.power_lost(ctrl.power_losses());
     if let Err(e) = table.join(verifying, blind_writer) {
         return fail(&res_tx, &ready, code::INIT_FAIL, e.to_string());
     }
@@ -300,6 +314,9 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         finishing: false,
         start: Instant::now(),
         live,
+        power_losses: ctrl.power_losses(),
+        settles: Vec::new(),
+        tickets: (0..qdepth).map(|_| None).collect(),
         r: resolved,
         cfg,
     };
@@ -359,6 +376,7 @@ impl Worker {
             }
             self.q.ring();
             batch.clear();
+            self.power_losses = self.q.controller().power_losses();
             self.q.poll(self.slots.len(), |c| batch.push(*c));
             if !batch.is_empty() {
                 now = Instant::now();
@@ -555,6 +573,11 @@ impl Worker {
 
     /// Fills what the command needs before it goes out: write trailers, the DSM range.
     fn prepare(&mut self, s: usize, io: &Io, locked: bool) {
+        if io.opcode == 0x00 {
+            // What this Flush covers is fixed when it is submitted (NVMe 2.0 §5.15).
+            self.tickets[s] = self.table.as_ref().map(|t| t.flush_begin());
+            return;
+        }
         if io.opcode == 0x09 {
             self.dsm[s].write(0, &crate::nvme::cmd::dsm_range(io.slba, io.nlb));
             return;
@@ -582,18 +605,37 @@ impl Worker {
         }
         let Some(t) = &self.table else { return };
         let io = slot.io;
-        let value = |_: u64, old: u8| match outcome {
-            // Never completed: a data-changing command may or may not have happened.
-            None | Some((CplKind::TimedOut | CplKind::Aborted, _)) => changes_data(io.opcode).then_some(verify::UNKNOWN),
-            Some((CplKind::Device, st)) => match io.opcode {
-                0x01 if st.is_success() => Some(next_gen(old)),
-                0x04 => Some(if st.is_success() { verify::UNCORRECTABLE } else { verify::UNKNOWN }),
-                0x08 => Some(if st.is_success() { verify::ZEROES } else { verify::UNKNOWN }),
-                0x09 => Some(if st.is_success() && t.dealloc_zeroes { verify::ZEROES } else { verify::UNKNOWN }),
-                _ => None,
-            },
+        // The state a data-changing command leaves when it takes effect.
+        let applied = |old: u8| match io.opcode {
+            0x01 => next_gen(old),
+            0x04 => verify::UNCORRECTABLE,
+            0x08 => verify::ZEROES,
+            _ if t.dealloc_zeroes => verify::ZEROES,
+            _ => verify::UNKNOWN,
         };
-        t.unlock_range(io.slba, io.nlb as u64, value);
+        let (lba, n) = (io.slba, io.nlb as u64);
+        match outcome {
+            _ if !changes_data(io.opcode) => {
+                let settles = &self.settles;
+                for &(l, found) in settles {
+                    t.settle(l, found);
+                }
+                t.unlock_range(lba, n, |l, _| settles.iter().find(|s| s.0 == l).map(|s| s.1));
+                self.settles.clear();
+            }
+            // Never completed: it may or may not have happened.
+            None | Some((CplKind::TimedOut | CplKind::Aborted, _)) => t.unlock_write(lba, n, |_, old| applied(old), Landing::Maybe, || false),
+            Some((CplKind::Device, st)) if st.is_success() => {
+                // FUA (CDW12 bit 30) makes Write and Write Zeroes durable at completion.
+                let fua = matches!(io.opcode, 0x01 | 0x08) && self.cfg.io_flags & 0x4000 != 0;
+                let landing = if fua || !t.volatile() { Landing::Durable } else { Landing::Volatile };
+                let (ctrl, seen) = (self.q.controller(), self.power_losses);
+                t.unlock_write(lba, n, |_, old| applied(old), landing, || ctrl.power_losses() != seen);
+            }
+            // Failed: a write keeps the old data; the others leave it unknown.
+            Some(_) if io.opcode == 0x01 => t.unlock_range(lba, n, |_, _| None),
+            Some(_) => t.unlock_range(lba, n, |_, _| Some(verify::UNKNOWN)),
+        }
         self.unlocked = true;
         self.slots[s].locked = false;
     }
@@ -621,7 +663,17 @@ impl Worker {
             // buffer and no other command references it until the slot is reused; the
             // slice covers LBA `i` of at most `max_lbas`.
             let block = unsafe { std::slice::from_raw_parts(self.rbuf[s].as_ptr().add(i * self.lba), self.lba) };
-            if let Err(m) = verify::check(t, block, l, expected) {
+            let r = verify::check(t, block, l, expected);
+            if t.ambiguous(l) {
+                // After a power loss or an interrupted write: one of several states.
+                let found = if r.is_ok() { Some(expected) } else { verify::observed(block, l) };
+                if let Some(f) = found.filter(|&f| t.may_show(l, expected, f)) {
+                    self.res.lbas_reverted += (f != expected) as u64;
+                    self.settles.push((l, f));
+                    continue;
+                }
+            }
+            if let Err(m) = r {
                 self.res.miscompare_count += 1;
                 if self.res.miscompares.len() < 16 {
                     self.res.miscompares.push(m.clone());
@@ -645,7 +697,7 @@ impl Worker {
             // A read or verify of an LBA made uncorrectable is meant to fail.
             if matches!(io.opcode, 0x02 | 0x05 | 0x0c) && status.same_code(Status::UNRECOVERED_READ_ERROR) {
                 let t = self.table.as_ref().expect("locked implies a table");
-                expected = (io.slba..io.slba + io.nlb as u64).any(|l| t.state(l) == verify::UNCORRECTABLE);
+                expected = (io.slba..io.slba + io.nlb as u64).any(|l| t.state(l) == verify::UNCORRECTABLE || t.may_show(l, t.state(l), verify::UNCORRECTABLE));
             }
         }
         if miscompare.is_some() {
@@ -653,6 +705,14 @@ impl Worker {
             status = Status::HOST_MISCOMPARE;
         }
         self.release(s, Some((c.kind, status)));
+        if let Some(ticket) = self.tickets[s].take()
+            && io.opcode == 0x00
+            && c.kind == CplKind::Device
+            && status.is_success()
+            && let Some(t) = &self.table
+        {
+            t.flush_done(ticket);
+        }
         self.free.push(s as u32);
         // Statistics.
         let lat = now.saturating_duration_since(c.submitted);
@@ -759,6 +819,10 @@ impl Worker {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        if let Some(t) = &self.table {
+            t.set_volatile(write_cache_on(&ctrl));
+            t.power_lost(ctrl.power_losses());
+        }
         match ctrl.create_qpair(QpairOptions { entries: self.slots.len() as u32 + 1, prio: self.cfg.qprio }) {
             Ok(q) => {
                 // The old pair no longer exists on the controller; dropping it sends nothing.
@@ -778,6 +842,7 @@ impl Worker {
         let busy: Vec<usize> = (0..self.slots.len()).filter(|s| !self.free.contains(&(*s as u32))).collect();
         for s in busy {
             self.release(s, None);
+            self.tickets[s] = None;
             self.free.push(s as u32);
         }
         self.deferred.clear();

@@ -38,6 +38,9 @@ pub enum FaultAction {
         /// Signed LBA distance.
         lba_offset: i64,
     },
+    /// Flush: report success without writing the cache back (a drive that lies about
+    /// durability; a later power loss takes the "flushed" data).
+    IgnoreFlush,
     /// Complete normally, this much later than the latency model says.
     Delay(Duration),
 }

@@ -432,7 +432,7 @@ impl Exec {
     fn dispatch(&mut self, sqe: &Sqe, fault: Option<FaultAction>) -> Outcome {
         let op = NvmOpcode::from(sqe.opcode());
         let r = match op {
-            NvmOpcode::Flush => self.flush(sqe),
+            NvmOpcode::Flush => self.flush(sqe, fault),
             NvmOpcode::Read => self.read(sqe, fault),
             NvmOpcode::Write => self.write(sqe, fault),
             NvmOpcode::Compare => self.compare(sqe),
@@ -489,7 +489,10 @@ impl Exec {
         }
     }
 
-    fn flush(&mut self, sqe: &Sqe) -> Result<(), Status> {
+    fn flush(&mut self, sqe: &Sqe, fault: Option<FaultAction>) -> Result<(), Status> {
+        if fault == Some(FaultAction::IgnoreFlush) {
+            return Ok(());
+        }
         if sqe.nsid() == u32::MAX {
             self.shared.namespaces.iter().for_each(|n| n.flush());
         } else {
