@@ -53,7 +53,7 @@ fn main() {
         &runtime,
     ];
     let fio_read = common::fio_iops(&[&base[..], &["--rw=randread"]].concat());
-    let fio_write_verify = common::fio_iops(&[&base[..], &["--rw=randwrite", "--verify=crc32c", "--do_verify=0"]].concat());
+    let fio_write_verify = common::fio_iops(&[&base[..], &["--rw=randwrite", "--verify=crc32c", "--do_verify=0", "--verify_state_save=0"]].concat());
 
     let cfg = SimConfig { namespaces: vec![NamespaceConfig::memory(REGION_LBAS * 512, 512)], write_cache: false, ..Default::default() };
     let sim = Simulator::new(cfg).expect("simulator");
