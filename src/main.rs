@@ -37,6 +37,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Prints the JSON Schema of plans (for editors and CI).
+    Schema,
 }
 
 fn open(target: &str) -> Result<SharedTransport, String> {
@@ -81,6 +83,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
+        Cmd::Schema => {
+            println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));
+            Ok(true)
+        }
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
