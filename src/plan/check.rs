@@ -588,10 +588,15 @@ impl Checker<'_> {
     fn regions(&mut self, w: &WorkerSpec, at: &Where) {
         let starts = w.region_start.as_ref().map(OneOrMany::to_vec);
         let ends = w.region_end.as_ref().map(OneOrMany::to_vec);
+        let mut empty = false;
         for (f, v) in [("region_start", &starts), ("region_end", &ends)] {
             if v.as_ref().is_some_and(Vec::is_empty) {
                 self.err(&at.path(f, &[]), f, "no values; leave it out for the default");
+                empty = true;
             }
+        }
+        if empty {
+            return;
         }
         let (ns, ne) = (starts.as_ref().map_or(1, Vec::len), ends.as_ref().map_or(1, Vec::len));
         if ns != ne {
