@@ -630,3 +630,52 @@ pub(crate) fn lba_random(r: Option<&RandomSpec>) -> Option<u8> {
         RandomSpec::Percent(p) => *p,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::load_str;
+
+    fn errors(doc: &str) -> Vec<String> {
+        load_str("p.yaml", doc).map(|_| Vec::new()).unwrap_or_else(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn events_are_checked_against_each_sweep_combinations_duration() {
+        let doc = "name: t\nphases:\n  - name: a\n    sweep: {time: [5, 20]}\n    ioworkers: [{io_size: 8}]\n    events: [{at: 10, reset: controller}]\n";
+        assert_eq!(
+            errors(doc),
+            [
+                "p.yaml:6:19: at: 10s is not before the phase ends at 5s in this sweep combination (the longest start_time + time of its workers); use less than 5s"
+            ]
+        );
+        let unknown = "name: t\nphases:\n  - name: a\n    ioworkers: [{io_size: 8, time: 5}, {io_count: 10}]\n    events: [{at: 10, reset: controller}]\n";
+        assert_eq!(errors(unknown), Vec::<String>::new(), "a worker without time leaves the end open");
+    }
+
+    #[test]
+    fn static_errors_in_swept_values_point_at_the_value_and_the_written_one_is_replaced() {
+        let doc = "name: t\nphases:\n  - name: a\n    sweep: {read_percentage: [0, 101]}\n    ioworkers: [{io_size: 8, time: 1, read_percentage: 120}]\n";
+        assert_eq!(errors(doc), ["p.yaml:4:34: read_percentage: 101 is above 100 (a percentage)"]);
+    }
+
+    #[test]
+    fn admin_commands_need_their_fields_and_take_no_others() {
+        let doc = "name: t\nphases:\n  - name: a\n    events:\n      - {at: 0, admin: {command: raw, cdw10: 1}}\n      - {at: 0, admin: {command: flush, fid: 2}}\n      - {at: 0, admin: {command: sanitize, action: 9}}\n";
+        assert_eq!(
+            errors(doc),
+            [
+                "p.yaml:5:24: opcode: raw needs `opcode`",
+                "p.yaml:6:41: fid: `fid` does not apply to flush, which takes nothing but nsid",
+                "p.yaml:7:52: action: 9 is not a sanitize action; use 1 (exit failure mode), 2 (block erase), 3 (overwrite) or 4 (crypto erase)",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_of_every_worker_is_reported() {
+        let doc = "name: t\nphases:\n  - name: a\n    ioworkers:\n      - {time: 1, qprio: 5, qdepth: 0}\n      - {time: 1, ptype: 7}\n  - name: b\n    repeat: 0\n    ioworkers: [{io_size: 0}]\n";
+        let e = errors(doc);
+        let fields: Vec<&str> = e.iter().map(|e| e.split(": ").next().unwrap_or_default()).collect();
+        assert_eq!(fields, ["p.yaml:5:26", "p.yaml:5:37", "p.yaml:6:26", "p.yaml:8:13", "p.yaml:9:17", "p.yaml:9:27"], "{e:?}");
+    }
+}

@@ -141,10 +141,9 @@ fn expand_phase(
             "ioworkers",
             "ioworkers",
             format!(
-                "{} workers need {} I/O queue pairs; the controller grants {}: run at most {} workers in a phase",
+                "{} workers need {} I/O queue pairs; the controller grants {}: run at most that many workers in a phase",
                 ph.ioworkers.len(),
                 ph.ioworkers.len(),
-                limits.io_queues,
                 limits.io_queues
             ),
         ));
@@ -439,4 +438,81 @@ fn worker(lp: &LoadedPlan, limits: &Limits, w: &WorkerSpec, at: &Where, time_sca
         return Err(vec![lp.error(&at.path(e.field, &[]), e.field, e.message)]);
     }
     Ok((nsid, config, start_delay))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::load_str;
+    use crate::sim::SimConfig;
+
+    fn limits(opts: &str) -> Limits {
+        Limits::from_sim(&SimConfig::parse_options(opts).unwrap())
+    }
+
+    fn errors(doc: &str, opts: &str) -> Vec<String> {
+        let p = load_str("p.yaml", doc).unwrap();
+        expand(&p, &limits(opts), None, 1.0).unwrap_err().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn seeds_mix_every_input_and_repeat() {
+        let s = derive_seed(1, 0, 0, 0);
+        assert_eq!(s, derive_seed(1, 0, 0, 0));
+        let others = [derive_seed(2, 0, 0, 0), derive_seed(1, 1, 0, 0), derive_seed(1, 0, 1, 0), derive_seed(1, 0, 0, 1), derive_seed(1, 1, 1, 0)];
+        for o in others {
+            assert_ne!(s, o);
+        }
+        assert_ne!(derive_seed(1, 1, 0, 0), derive_seed(1, 0, 1, 0), "the position of a number matters");
+    }
+
+    #[test]
+    fn device_errors_of_a_sweep_combination_point_at_the_sweep_value() {
+        let doc = "name: t\nphases:\n  - name: a\n    sweep:\n      qdepth: [16, 2000]\n      io_size: [4KiB, 6KiB]\n    ioworkers: [{time: 1}]\n";
+        assert_eq!(
+            errors(doc, "ns=1GiB,lba=4096"),
+            [
+                "p.yaml:5:20: qdepth: 2000 needs a queue of 2001 entries; the controller allows 1024 (CAP.MQES+1): use at most 1023",
+                "p.yaml:6:23: io_size: 6 KiB is not a whole number of 4096-byte LBAs; use 4 KiB (1 LBA) or 8 KiB (2 LBAs)",
+            ]
+        );
+    }
+
+    #[test]
+    fn units_convert_with_each_namespaces_lba_size() {
+        let doc = "name: t\nphases:\n  - name: a\n    ioworkers:\n      - {nsid: 1, io_size: 4KiB, lba_count: 1MiB, time: 1}\n      - {nsid: 2, io_size: 4KiB, region_end: 1MiB, time: 1}\n";
+        let p = load_str("p.yaml", doc).unwrap();
+        let runs = expand(&p, &limits("ns=1GiB,lba=4096,ns=1GiB,lba=512"), None, 1.0).unwrap();
+        let (a, b) = (&runs[0].workers[0].config, &runs[0].workers[1].config);
+        assert_eq!((a.io_size.clone(), a.lba_count), (IoSize::Fixed(1), 256));
+        assert_eq!((b.io_size.clone(), b.region_end.clone()), (IoSize::Fixed(8), vec![2048]));
+        assert_eq!(runs[0].label, "a", "one run keeps the phase name");
+    }
+
+    #[test]
+    fn the_workers_own_validation_points_at_the_parameter_it_names() {
+        let doc = "name: t\nphases:\n  - name: a\n    ioworkers:\n      - {lba_random: false, io_size: 8, region_end: 100, lba_step: 16}\n";
+        let e = errors(doc, "");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("p.yaml:5:68: lba_step: a single pass over the region needs lba_step equal to io_size"), "{e:?}");
+    }
+
+    #[test]
+    fn queue_count_cpu_sgl_and_namespace_limits_are_checked() {
+        let doc = "name: t\nphases:\n  - name: a\n    ioworkers:\n      - {time: 1, sgl_percentage: 10, cpu_id: 1000000}\n      - {time: 1, nsid: 3}\n";
+        let e = errors(doc, "queues=1,sgl=off");
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[0].starts_with("p.yaml:4:5: ioworkers: 2 workers need 2 I/O queue pairs; the controller grants 1"), "{e:?}");
+        assert!(e[1].starts_with("p.yaml:5:35: sgl_percentage: the controller does not support SGLs"), "{e:?}");
+        assert!(e[2].starts_with("p.yaml:5:47: cpu_id: CPU 1000000 is beyond this host's"), "{e:?}");
+        assert!(e[3].starts_with("p.yaml:6:25: nsid: namespace 3 does not exist; the controller has namespace(s) 1"), "{e:?}");
+    }
+
+    #[test]
+    fn a_time_scale_that_is_not_positive_is_refused() {
+        let p = load_str("p.yaml", "name: t\nphases: [{name: a, ioworkers: [{time: 1}]}]\n").unwrap();
+        assert!(expand(&p, &limits(""), None, 0.0).is_err());
+        assert!(expand(&p, &limits(""), None, f64::NAN).is_err());
+        assert_eq!(expand(&p, &limits(""), None, 2.0).unwrap()[0].duration, Some(Duration::from_secs(2)));
+    }
 }
