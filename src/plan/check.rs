@@ -174,13 +174,19 @@ impl Checker<'_> {
             if values.is_empty() {
                 self.err(&kpath, k, "no values; give at least one, e.g. [8, 256]");
             }
-            let mut seen: Vec<&Value> = Vec::new();
+            // Values that label alike (8 and "8") would give two runs of one name.
+            let mut seen: Vec<String> = Vec::new();
             for (j, v) in values.iter().enumerate() {
                 let vpath = join(&kpath, &[Seg::Index(j)]);
-                if seen.contains(&v) {
+                if v.is_null() {
+                    self.err(&vpath, k, "an empty sweep value; give the value to run with");
+                    continue;
+                }
+                let label = sweep::label_value(v);
+                if seen.contains(&label) {
                     self.err(&vpath, k, format!("{} is in the sweep twice; each value gives one run", super::load::render(v)));
                 }
-                seen.push(v);
+                seen.push(label);
                 let one = serde_json::json!({ k.clone(): v });
                 for d in diagnose_worker_value(&one) {
                     // `d.path` starts with the parameter; the value sits at `vpath`.
@@ -656,6 +662,19 @@ mod tests {
     fn static_errors_in_swept_values_point_at_the_value_and_the_written_one_is_replaced() {
         let doc = "name: t\nphases:\n  - name: a\n    sweep: {read_percentage: [0, 101]}\n    ioworkers: [{io_size: 8, time: 1, read_percentage: 120}]\n";
         assert_eq!(errors(doc), ["p.yaml:4:34: read_percentage: 101 is above 100 (a percentage)"]);
+    }
+
+    #[test]
+    fn sweep_values_that_would_give_the_same_run_twice_or_nothing_are_refused() {
+        let doc = "name: t\nphases:\n  - name: a\n    sweep: {io_size: [8, \"8\", ~], qdpeth: [1]}\n    ioworkers: [{time: 1}]\n";
+        assert_eq!(
+            errors(doc),
+            [
+                "p.yaml:4:26: io_size: \"8\" is in the sweep twice; each value gives one run",
+                "p.yaml:4:31: io_size: an empty sweep value; give the value to run with",
+                "p.yaml:4:35: qdpeth: unknown sweep parameter `qdpeth`; did you mean `qdepth`?",
+            ]
+        );
     }
 
     #[test]

@@ -148,6 +148,11 @@ fn expand_phase(
             ),
         ));
     }
+    let runs = sweep::count(ph.sweep.as_ref()).saturating_mul(ph.repeat.unwrap_or(1) as u64);
+    if runs > sweep::MAX_RUNS {
+        errors.push(lp.error(path, "repeat", format!("{runs} runs of this phase; at most {}: split the phase", sweep::MAX_RUNS)));
+        return Err(errors);
+    }
     let events = events(ph, path, time_scale);
     let combos = sweep::combinations(ph.sweep.as_ref(), path);
     // Workers of each combination; repeats only change seeds.
