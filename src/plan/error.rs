@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use super::yaml::Seg;
-
 /// One problem in a plan. Displays as `{file}:{line}:{col}: {field}: {message}` on one line;
 /// the message says what is wrong and how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,17 +32,6 @@ impl std::error::Error for PlanError {}
 pub(crate) fn tidy(errors: &mut Vec<PlanError>) {
     errors.sort();
     errors.dedup();
-}
-
-/// The last mapping key on a path, or `plan` for the document itself.
-pub(crate) fn last_key(path: &[Seg]) -> String {
-    path.iter()
-        .rev()
-        .find_map(|s| match s {
-            Seg::Key(k) => Some(k.clone()),
-            Seg::Index(_) => None,
-        })
-        .unwrap_or_else(|| "plan".into())
 }
 
 /// The closest of `candidates` to `word` by edit distance, if it is close enough to be the

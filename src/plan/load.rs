@@ -10,7 +10,7 @@ use jsonschema::paths::LocationSegment;
 use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
-use super::error::{PlanError, last_key, suggest, tidy};
+use super::error::{PlanError, suggest, tidy};
 use super::model::{self, Plan};
 use super::yaml::{self, Node, Seg};
 
@@ -130,7 +130,7 @@ pub(crate) fn field_of(path: &[Seg]) -> String {
             Seg::Key(k) if PROPERTY_NAMES.contains(k) => Some(k.clone()),
             _ => None,
         })
-        .unwrap_or_else(|| last_key(&[]))
+        .unwrap_or_else(|| "plan".into())
 }
 
 /// A schema error turned into words, before it is given a position.
