@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use nvplan::driver::{Controller, ControllerOptions};
+use nvplan::plan;
 use nvplan::sim::SimConfig;
 use nvplan::transport::SharedTransport;
 use nvplan::transport::sim::SimTransport;
@@ -37,6 +38,20 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Checks plans against the target without running them: prints every error of every
+    /// plan, and `PLAN: ok (...)` for each valid one. Exit code 0 when all are valid, 2
+    /// otherwise.
+    Validate {
+        /// Plan files.
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        /// Controller to check against (overrides the plans' `target:`): `sim` or
+        /// `sim:<options>`.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Prints the JSON Schema of plans (for editors and CI).
+    Schema,
 }
 
 fn open(target: &str) -> Result<SharedTransport, String> {
@@ -77,10 +92,47 @@ fn smoke(target: &str, out: &std::path::Path, size: &str, seed: u64) -> Result<b
     Ok(report.outcome == "pass")
 }
 
+/// Every error of every plan goes to stderr, one per line; 0 when all plans are valid, 2
+/// otherwise.
+fn validate(plans: &[PathBuf], target: Option<&str>) -> ExitCode {
+    if let Some(t) = target
+        && let Err(e) = plan::parse_target(t)
+    {
+        eprintln!("nvplan: --target {t}: {e}");
+        return ExitCode::from(2);
+    }
+    let mut all_ok = true;
+    for path in plans {
+        let checked = plan::load(path).and_then(|p| {
+            let cfg = plan::sim_config(&p, target).map_err(|e| vec![e])?;
+            let runs = plan::expand(&p, &plan::Limits::from_sim(&cfg), None, 1.0)?;
+            Ok(runs)
+        });
+        match checked {
+            Ok(runs) => {
+                let workers: usize = runs.iter().map(|r| r.workers.len()).sum();
+                println!("{}: ok ({} phase runs, {workers} workers)", path.display(), runs.len());
+            }
+            Err(errors) => {
+                all_ok = false;
+                for e in errors {
+                    eprintln!("{e}");
+                }
+            }
+        }
+    }
+    if all_ok { ExitCode::SUCCESS } else { ExitCode::from(2) }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
+        Cmd::Validate { plans, target } => return validate(&plans, target.as_deref()),
+        Cmd::Schema => {
+            println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));
+            Ok(true)
+        }
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,

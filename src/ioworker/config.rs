@@ -386,8 +386,8 @@ impl IoWorkerConfig {
         if qdepth == 0 {
             return err("qdepth", "0 I/Os outstanding; give at least 1");
         }
-        if qdepth + 1 > max_entries {
-            return err("qdepth", format!("{qdepth} needs a queue of {} entries; the controller allows {max_entries} (CAP.MQES + 1)", qdepth + 1));
+        if qdepth >= max_entries {
+            return err("qdepth", format!("{qdepth} needs a queue of {} entries; the controller allows {max_entries} (CAP.MQES + 1)", qdepth as u64 + 1));
         }
         if io_count > 0 && io_count < qdepth as u64 {
             qdepth = io_count as u32;
@@ -447,6 +447,8 @@ mod tests {
     fn qdepth_is_bounded_by_the_queue_and_io_count() {
         let c = IoWorkerConfig { qdepth: 1024, ..cfg() };
         assert!(c.resolve(1000, 1024).unwrap_err().message.contains("1025 entries"));
+        let c = IoWorkerConfig { qdepth: u32::MAX, ..cfg() };
+        assert_eq!(c.resolve(1000, 1024).unwrap_err().field, "qdepth", "no overflow at u32::MAX");
         let c = IoWorkerConfig { qdepth: 63, io_count: 10, ..Default::default() };
         assert_eq!(c.resolve(1000, 1024).unwrap().qdepth, 10);
     }

@@ -1,6 +1,20 @@
-//! YAML plans: model, loading with exact error locations, validation.
+//! YAML plans: model, loading with exact error locations, static checks, and expansion
+//! against a controller's limits into runs.
 
+mod check;
+pub mod error;
+pub mod expand;
+pub mod limits;
+pub mod load;
 pub mod model;
+mod sweep;
+pub mod units;
 pub mod yaml;
 
+pub use error::PlanError;
+pub use expand::{EventAction, EventRun, PhaseRun, WorkerRun, derive_seed, expand};
+pub use limits::{Limits, parse_target, sim_config};
+pub use load::{LoadedPlan, load, load_str};
 pub use model::{Plan, schema};
+pub use sweep::MAX_RUNS;
+pub use units::parse_status;

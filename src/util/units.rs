@@ -48,7 +48,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}` is not a valid duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is too long"))
 }
 
 #[cfg(test)]
@@ -77,5 +77,6 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err(), "too long for a Duration: an error, not a panic");
     }
 }
