@@ -7,9 +7,11 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod driver;
+pub mod exec;
 pub mod ioworker;
 pub mod nvme;
 pub mod plan;
+pub mod report;
 pub mod sim;
 pub mod smoke;
 pub mod transport;

@@ -1,17 +1,18 @@
 //! The `nvplan` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
 use nvplan::driver::{Controller, ControllerOptions};
-use nvplan::plan;
 use nvplan::sim::SimConfig;
 use nvplan::transport::SharedTransport;
 use nvplan::transport::sim::SimTransport;
 use nvplan::util::units::parse_size;
+use nvplan::{exec, plan, report};
 
 #[derive(Parser)]
 #[command(name = "nvplan", version, about = "Declarative NVMe SSD workload engine")]
@@ -49,6 +50,28 @@ enum Cmd {
         /// `sim:<options>`.
         #[arg(long)]
         target: Option<String>,
+    },
+    /// Runs plans: phases of ioworkers with timed events, checked against their
+    /// expectations; leaves OUT/summary.json (OUT/<plan name>/summary.json for several
+    /// plans). Exit code 0 when every expectation is met, 1 when a run failed, an
+    /// expectation was not met or the run was interrupted, 2 for an invalid plan.
+    Run {
+        /// Plan files.
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        /// Controller to run on (overrides the plans' `target:`): `sim` or `sim:<options>`.
+        #[arg(long)]
+        target: Option<String>,
+        /// Output directory (default: reports/<plan name>, or reports/ for several plans).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed of every I/O stream (overrides the plans' `seed:`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Multiplies every duration of the plans (time, start_time, event times, power
+        /// off time): 0.01 turns a 10-minute plan into a 6-second smoke test.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
     },
     /// Prints the JSON Schema of plans (for editors and CI).
     Schema,
@@ -124,11 +147,116 @@ fn validate(plans: &[PathBuf], target: Option<&str>) -> ExitCode {
     if all_ok { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
 
+/// Ctrl-C / SIGTERM: the first asks the run to stop and still write its report; a second
+/// one ends the process at once.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option<u64>, time_scale: f64) -> ExitCode {
+    // Every plan is checked before anything runs.
+    let mut loaded = Vec::new();
+    let mut invalid = false;
+    for path in plans {
+        let checked = plan::load(path).and_then(|p| {
+            let cfg = plan::sim_config(&p, target).map_err(|e| vec![e])?;
+            plan::expand(&p, &plan::Limits::from_sim(&cfg), seed, time_scale)?;
+            Ok((p, cfg))
+        });
+        match checked {
+            Ok(p) => loaded.push(p),
+            Err(errors) => {
+                invalid = true;
+                errors.iter().for_each(|e| eprintln!("{e}"));
+            }
+        }
+    }
+    if invalid {
+        return ExitCode::from(2);
+    }
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("nvplan: interrupted again; exiting without waiting");
+            std::process::exit(130);
+        }
+        eprintln!("nvplan: interrupted; stopping the workers and writing the report (Ctrl-C again to quit at once)");
+    });
+    let several = loaded.len() > 1;
+    let mut all_pass = true;
+    for (p, cfg) in &loaded {
+        let dir = match (out, several) {
+            (Some(o), false) => o.to_path_buf(),
+            (Some(o), true) => o.join(&p.plan.name),
+            (None, _) => Path::new("reports").join(&p.plan.name),
+        };
+        let summary = run_one(p, cfg, seed, time_scale, &dir);
+        all_pass &= summary.outcome == exec::Outcome::Pass;
+        match report::write_summary(&dir, &summary) {
+            Ok(path) => println!("{}: {:?} in {:.1} s -> {}", p.plan.name, summary.outcome, summary.seconds, path.display()),
+            Err(e) => {
+                eprintln!("nvplan: cannot write the report to {}: {e}", dir.display());
+                all_pass = false;
+            }
+        }
+        if STOP.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    if all_pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// Runs one plan on a fresh controller; a controller that cannot start still gives a
+/// summary (outcome fail, with the error).
+fn run_one(p: &plan::LoadedPlan, cfg: &SimConfig, seed: Option<u64>, time_scale: f64, dir: &Path) -> exec::Summary {
+    let seed_used = seed.or(p.plan.seed).unwrap_or(1);
+    let failed = |e: String| exec::Summary {
+        plan: p.plan.name.clone(),
+        file: p.file.clone(),
+        description: p.plan.description.clone(),
+        seed: seed_used,
+        time_scale,
+        target: "sim".into(),
+        started_unix: 0,
+        seconds: 0.0,
+        outcome: exec::Outcome::Fail,
+        error: Some(e),
+        phases: Vec::new(),
+    };
+    let transport: SharedTransport = match SimTransport::new(cfg.clone()) {
+        Ok(t) => Arc::new(t),
+        Err(e) => return failed(format!("the simulator does not start: {e}")),
+    };
+    let ctrl = match Controller::new(transport, ControllerOptions::default()) {
+        Ok(c) => c,
+        Err(e) => return failed(format!("the controller does not come up: {e}")),
+    };
+    // The controller's own limits are the final word.
+    let runs = match plan::expand(p, &plan::Limits::from_controller(&ctrl), seed, time_scale) {
+        Ok(r) => r,
+        Err(errors) => return failed(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
+    };
+    let opts = exec::RunOptions { seed: seed_used, time_scale, stop: &STOP };
+    exec::run(p, &runs, &ctrl, &opts, |s| {
+        if let Some(ph) = s.phases.last() {
+            let ios: u64 = ph.workers.iter().map(|w| w.result.io_count()).sum();
+            let errors: u64 = ph.workers.iter().map(|w| w.result.error_count).sum();
+            println!("  {}: {:?} ({:.1} s, {ios} I/Os, {errors} errors)", ph.label, ph.outcome, ph.seconds);
+            for c in ph.checks.iter().chain(ph.workers.iter().flat_map(|w| &w.checks)).filter(|c| !c.pass) {
+                println!("    expected {} {}, got {}", c.what, c.expected, c.actual);
+            }
+            for e in ph.events.iter().filter(|e| e.outcome == exec::Outcome::Fail) {
+                println!("    event {} failed: {}", e.name, e.error.as_deref().unwrap_or("?"));
+            }
+        }
+        // Keep what was measured on disk as the run goes.
+        let _ = report::write_summary(dir, s);
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
         Cmd::Validate { plans, target } => return validate(&plans, target.as_deref()),
+        Cmd::Run { plans, target, out, seed, time_scale } => return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale),
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));
             Ok(true)

@@ -102,7 +102,8 @@ pub struct IoWorkerResult {
     /// Completions per opcode, as `(opcode, count)` (PyNVMe writes these back into
     /// `op_percentage`).
     pub op_counts: Vec<(u8, u64)>,
-    /// Commands that failed (errors after the first included).
+    /// Commands that failed, errors after the first and miscompares included (not those a
+    /// reset or power loss aborted: see `aborted_by_reset`).
     pub error_count: u64,
     /// Failures the verification state predicted (a read of an LBA made uncorrectable).
     pub expected_errors: u64,
@@ -110,7 +111,8 @@ pub struct IoWorkerResult {
     pub slow_io_count: u64,
     /// Times the worker came back after a reset or power loss (`on_reset: resume`).
     pub resumes: u64,
-    /// Commands a reset or power loss aborted while the worker went on (`on_reset: resume`).
+    /// Commands a reset or power loss aborted (the worker stopped there, or went on with
+    /// `on_reset: resume`).
     pub aborted_by_reset: u64,
     /// LBAs read back after a power loss or an interrupted write that showed an older
     /// state than the newest write: data the drive was allowed to lose, and lost.

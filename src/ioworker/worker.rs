@@ -40,6 +40,37 @@ pub struct IoWorker {
     ns: Namespace,
     cfg: IoWorkerConfig,
     resolved: Resolved,
+    gate: Option<(Arc<StartGate>, Duration)>,
+}
+
+/// Starts several workers together (the workers of a phase): each gets ready, then waits
+/// for the gate to name a start instant and begins its own delay after it.
+#[derive(Debug, Default)]
+pub struct StartGate {
+    at: std::sync::Mutex<Option<Instant>>,
+    cv: std::sync::Condvar,
+}
+
+impl StartGate {
+    /// Names the start instant and wakes every waiting worker.
+    pub fn open(&self, at: Instant) {
+        *self.at.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+        self.cv.notify_all();
+    }
+
+    /// Waits for the gate to open (`None` when asked to stop first).
+    fn wait(&self, stop: &AtomicBool) -> Option<Instant> {
+        let mut at = self.at.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(t) = *at {
+                return Some(t);
+            }
+            if stop.load(Ordering::Acquire) {
+                return None;
+            }
+            at = self.cv.wait_timeout(at, Duration::from_millis(10)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
 }
 
 /// Counters a running worker publishes for progress displays.
@@ -65,11 +96,17 @@ impl Namespace {
     pub fn ioworker(&self, cfg: IoWorkerConfig) -> Result<IoWorker, super::ConfigError> {
         let max_entries = self.controller().cap().max_queue_entries();
         let resolved = cfg.resolve(self.nlba(), max_entries)?;
-        Ok(IoWorker { ns: self.clone(), cfg, resolved })
+        Ok(IoWorker { ns: self.clone(), cfg, resolved, gate: None })
     }
 }
 
 impl IoWorker {
+    /// Begins I/O `delay` after the instant `gate` opens with (instead of `start_time`).
+    pub fn gated(mut self, gate: Arc<StartGate>, delay: Duration) -> Self {
+        self.gate = Some((gate, delay));
+        self
+    }
+
     /// Starts the worker thread and returns once its queue pair and buffers exist (or
     /// failed: the error is then in the result).
     pub fn start(self) -> RunningWorker {
@@ -117,6 +154,20 @@ impl RunningWorker {
     /// and returns its partial result (error -7).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
+    }
+
+    /// Waits up to `timeout` for the result.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<IoWorkerResult> {
+        match self.result.recv_timeout(timeout) {
+            Ok(r) => {
+                drop(self.thread.take());
+                Some(r)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Some(IoWorkerResult { error: code::INIT_FAIL, error_message: Some("the worker thread ended without a result".into()), ..Default::default() })
+            }
+        }
     }
 
     /// Live counters.
@@ -216,7 +267,7 @@ fn fail(res_tx: &SyncSender<IoWorkerResult>, ready: &SyncSender<()>, code: i32, 
 }
 
 fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()>, res_tx: SyncSender<IoWorkerResult>) {
-    let IoWorker { ns, cfg, resolved } = w;
+    let IoWorker { ns, cfg, resolved, gate } = w;
     let ctrl = ns.controller().clone();
     if let Some(cpu) = cfg.cpu_id
         && let Err(e) = pin(cpu)
@@ -321,6 +372,11 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         cfg,
     };
     let _ = ready.send(());
+    if let Some((gate, delay)) = gate
+        && let Some(t0) = gate.wait(&stop)
+    {
+        w.cfg.start_time = Some(t0 + delay);
+    }
     if let Some(t) = w.cfg.start_time {
         while Instant::now() < t && !stop.load(Ordering::Acquire) {
             std::thread::sleep((t - Instant::now()).min(Duration::from_millis(10)));
@@ -734,7 +790,7 @@ impl Worker {
             self.res.lba_count_write += nlb;
         }
         let resumed = c.kind == CplKind::Aborted && self.cfg.on_reset == OnReset::Resume;
-        if resumed {
+        if c.kind == CplKind::Aborted {
             self.res.aborted_by_reset += 1;
         }
         let failed = (c.kind != CplKind::Device && !resumed) || (c.kind == CplKind::Device && !status.is_success() && !expected);
@@ -759,7 +815,8 @@ impl Worker {
             );
         }
         if failed {
-            self.res.error_count += 1;
+            // Commands a reset took away are counted apart (`aborted_by_reset`).
+            self.res.error_count += (c.kind != CplKind::Aborted) as u64;
             let first = self.res.error == 0 || self.res.error == code::SLOW_IO;
             let (code_, msg) = match (c.kind, &miscompare) {
                 (CplKind::TimedOut, _) => (code::IO_TIMEOUT, format!("{} LBA {:#x}+{} did not complete in time", opname(io.opcode), io.slba, io.nlb)),

@@ -1,0 +1,275 @@
+//! The executor: runs the phase runs of a plan on a controller. Workers of a phase start
+//! together (each on its own thread, pinned, with its own queue pair), events fire on a
+//! timeline measured from the phase start, expectations decide the outcome. An interrupt
+//! drains the workers and still returns everything measured.
+
+pub mod events;
+pub mod expect;
+pub mod summary;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::driver::Controller;
+use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, available_cpus, code};
+use crate::plan::{EventRun, LoadedPlan, PhaseRun};
+
+pub use summary::{Check, EventSummary, Outcome, PhaseSummary, Summary, WorkerSummary};
+
+/// How often waiting loops look at the interrupt flag.
+const TICK: Duration = Duration::from_millis(10);
+/// Time between opening the start gate and the phase start, for the workers to wake up.
+const GATE_LEAD: Duration = Duration::from_millis(5);
+
+/// What a run needs besides the plan.
+#[derive(Debug)]
+pub struct RunOptions<'a> {
+    /// Seed the I/O streams were derived from (reported).
+    pub seed: u64,
+    /// Factor applied to every duration (reported).
+    pub time_scale: f64,
+    /// Set to stop the run (Ctrl-C, SIGTERM): workers are stopped, pending events
+    /// skipped, and the summary is marked interrupted.
+    pub stop: &'a AtomicBool,
+}
+
+/// Runs every phase run in order on `ctrl`; `progress` is called with the summary so far
+/// after each phase run (to keep a report on disk even if the process dies later).
+pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOptions<'_>, mut progress: impl FnMut(&Summary)) -> Summary {
+    let started = Instant::now();
+    let id = ctrl.identify();
+    let mut s = Summary {
+        plan: plan.plan.name.clone(),
+        file: plan.file.clone(),
+        description: plan.plan.description.clone(),
+        seed: opts.seed,
+        time_scale: opts.time_scale,
+        target: format!("{}, model {}, firmware {}", ctrl.transport().describe(), id.model(), id.firmware()),
+        started_unix: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        seconds: 0.0,
+        outcome: Outcome::Pass,
+        error: None,
+        phases: Vec::new(),
+    };
+    for pr in runs {
+        if opts.stop.load(Ordering::Acquire) {
+            s.phases.push(skipped(pr, started.elapsed().as_secs_f64()));
+            continue;
+        }
+        let p = run_phase(ctrl, pr, started, opts.stop);
+        if p.outcome != Outcome::Pass && s.outcome == Outcome::Pass {
+            s.outcome = if p.outcome == Outcome::Interrupted { Outcome::Interrupted } else { Outcome::Fail };
+        }
+        s.phases.push(p);
+        s.seconds = started.elapsed().as_secs_f64();
+        progress(&s);
+    }
+    if opts.stop.load(Ordering::Acquire) {
+        s.outcome = Outcome::Interrupted;
+    }
+    s.seconds = started.elapsed().as_secs_f64();
+    s
+}
+
+fn skipped(pr: &PhaseRun, start_s: f64) -> PhaseSummary {
+    PhaseSummary {
+        name: pr.name.clone(),
+        label: pr.label.clone(),
+        repeat: pr.repeat_index,
+        sweep: pr.sweep.clone(),
+        outcome: Outcome::Skipped,
+        start_s,
+        seconds: 0.0,
+        checks: Vec::new(),
+        events: Vec::new(),
+        workers: Vec::new(),
+    }
+}
+
+/// A worker of the phase: running, or a result already (it could not start).
+enum Slot {
+    Running(RunningWorker),
+    Done(Box<IoWorkerResult>),
+}
+
+fn failed_start(msg: String) -> IoWorkerResult {
+    IoWorkerResult { error: code::INIT_FAIL, error_message: Some(msg), ..Default::default() }
+}
+
+fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &AtomicBool) -> PhaseSummary {
+    let start_s = plan_start.elapsed().as_secs_f64();
+    let gate = Arc::new(StartGate::default());
+    let cpus = available_cpus().max(1);
+    let mut slots = Vec::new();
+    let mut cpu_ids = Vec::new();
+    for (i, w) in pr.workers.iter().enumerate() {
+        let mut cfg = w.config.clone();
+        // Every worker thread is pinned: to its cpu_id, or one core each in turn.
+        cfg.cpu_id = Some(cfg.cpu_id.unwrap_or(i % cpus));
+        cpu_ids.push(cfg.cpu_id);
+        let slot = match ctrl.namespace(w.nsid) {
+            None => Slot::Done(Box::new(failed_start(format!("the controller has no namespace {}", w.nsid)))),
+            Some(ns) => match ns.ioworker(cfg) {
+                Ok(iow) => Slot::Running(iow.gated(gate.clone(), w.start_delay).start()),
+                Err(e) => Slot::Done(Box::new(failed_start(e.to_string()))),
+            },
+        };
+        slots.push(slot);
+    }
+    // Every worker is ready (queue pair, buffers): start the clock.
+    let t0 = Instant::now() + GATE_LEAD;
+    gate.open(t0);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let fired: Vec<EventSummary> = std::thread::scope(|sc| {
+        let events = sc.spawn(|| timeline(ctrl, &pr.events, t0, &cancel, stop));
+        wait_workers(&mut slots, stop);
+        // Events after the last worker still run (unless interrupted).
+        loop {
+            if events.is_finished() {
+                break;
+            }
+            if stop.load(Ordering::Acquire) {
+                cancel.store(true, Ordering::Release);
+            }
+            std::thread::sleep(TICK);
+        }
+        events.join().unwrap_or_default()
+    });
+    let seconds = t0.elapsed().as_secs_f64();
+    let results: Vec<IoWorkerResult> = slots
+        .into_iter()
+        .map(|s| match s {
+            Slot::Done(r) => *r,
+            Slot::Running(w) => w.close(),
+        })
+        .collect();
+    // A worker stopped by a planned reset or power loss (on_reset: stop) did what the
+    // plan asked.
+    let stopping = fired.iter().find(|e| (e.kind == "reset" || e.kind == "power_cycle") && e.outcome != Outcome::Skipped).map(|e| e.name.clone());
+    let mut workers = Vec::new();
+    for ((w, r), cpu) in pr.workers.iter().zip(results).zip(cpu_ids) {
+        let lba_size = ctrl.namespace(w.nsid).map_or(512, |n| n.lba_size());
+        let m = expect::Measured { result: &r, lba_size };
+        let stopped_by = stopping.as_deref().filter(|_| w.config.on_reset == OnReset::Stop);
+        let checks = expect::worker(&m, w.expect.as_ref(), stopped_by);
+        let (iops, mbps) = (r.iops(), m.mbps());
+        workers.push(WorkerSummary {
+            name: w.name.clone(),
+            nsid: w.nsid,
+            cpu_id: cpu,
+            outcome: Outcome::of(checks.iter().all(|c| c.pass)),
+            checks,
+            iops,
+            mbps,
+            result: r,
+        });
+    }
+    let checks = match &pr.expect {
+        Some(e) => {
+            let ms: Vec<expect::Measured<'_>> = workers
+                .iter()
+                .zip(&pr.workers)
+                .map(|(ws, w)| expect::Measured { result: &ws.result, lba_size: ctrl.namespace(w.nsid).map_or(512, |n| n.lba_size()) })
+                .collect();
+            expect::phase(&ms, e)
+        }
+        None => Vec::new(),
+    };
+    let ok = checks.iter().all(|c| c.pass)
+        && workers.iter().all(|w| w.outcome == Outcome::Pass)
+        && fired.iter().all(|e| e.outcome != Outcome::Fail || e.allow_failure);
+    let outcome = if stop.load(Ordering::Acquire) { Outcome::Interrupted } else { Outcome::of(ok) };
+    PhaseSummary {
+        name: pr.name.clone(),
+        label: pr.label.clone(),
+        repeat: pr.repeat_index,
+        sweep: pr.sweep.clone(),
+        outcome,
+        start_s,
+        seconds,
+        checks,
+        events: fired,
+        workers,
+    }
+}
+
+/// Waits for every worker, stopping them all when asked to.
+fn wait_workers(slots: &mut [Slot], stop: &AtomicBool) {
+    let mut stopped = false;
+    loop {
+        let mut running = false;
+        for s in slots.iter_mut() {
+            if let Slot::Running(w) = s {
+                match w.wait_timeout(Duration::ZERO) {
+                    Some(r) => *s = Slot::Done(Box::new(r)),
+                    None => running = true,
+                }
+            }
+        }
+        if !running {
+            return;
+        }
+        if !stopped && stop.load(Ordering::Acquire) {
+            stopped = true;
+            for s in slots.iter() {
+                if let Slot::Running(w) = s {
+                    w.stop();
+                }
+            }
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+/// Fires the events at their times from `t0` (sleeping, then spinning the last
+/// millisecond so the firing time is accurate), and records when each really fired.
+fn timeline(ctrl: &Controller, evs: &[EventRun], t0: Instant, cancel: &AtomicBool, stop: &AtomicBool) -> Vec<EventSummary> {
+    let mut out = Vec::new();
+    for e in evs {
+        let (kind, detail) = events::describe(e);
+        let due = t0 + e.at;
+        let mut summary = EventSummary {
+            name: e.name.clone(),
+            kind: kind.into(),
+            detail,
+            planned_s: e.at.as_secs_f64(),
+            actual_s: 0.0,
+            late_ms: 0.0,
+            duration_ms: 0.0,
+            status: None,
+            cdw0: None,
+            error: None,
+            allow_failure: e.allow_failure,
+            outcome: Outcome::Skipped,
+        };
+        let halted = || cancel.load(Ordering::Acquire) || stop.load(Ordering::Acquire);
+        loop {
+            let now = Instant::now();
+            if halted() || now >= due {
+                break;
+            }
+            let left = due - now;
+            if left > Duration::from_millis(2) {
+                std::thread::sleep((left - Duration::from_millis(1)).min(TICK));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        if halted() {
+            out.push(summary);
+            continue;
+        }
+        let fired = Instant::now();
+        let done = events::perform(ctrl, e);
+        summary.actual_s = (fired - t0).as_secs_f64();
+        summary.late_ms = (summary.actual_s - summary.planned_s) * 1000.0;
+        summary.duration_ms = done.took.as_secs_f64() * 1000.0;
+        summary.status = done.status;
+        summary.cdw0 = done.cdw0;
+        summary.error = done.error;
+        summary.outcome = Outcome::of(done.ok);
+        out.push(summary);
+    }
+    out
+}
