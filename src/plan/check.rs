@@ -449,8 +449,9 @@ impl Checker<'_> {
                 "start_time" => &w.start_time,
                 _ => &w.slow_latency,
             };
+            let parse = if f == "slow_latency" { super::units::slow_latency } else { duration };
             if let Some(v) = v
-                && let Err(m) = duration(v)
+                && let Err(m) = parse(v)
             {
                 e(self, f, &[], m);
             }

@@ -423,7 +423,7 @@ fn worker(lp: &LoadedPlan, limits: &Limits, w: &WorkerSpec, at: &Where, time_sca
         ptype: w.ptype.unwrap_or(d.ptype),
         pvalue: w.pvalue.unwrap_or(d.pvalue),
         io_sequence,
-        slow_latency: dur(&w.slow_latency).unwrap_or(d.slow_latency),
+        slow_latency: w.slow_latency.as_ref().and_then(|v| super::units::slow_latency(v).ok()).unwrap_or(d.slow_latency),
         exit_on_error: w.exit_on_error.unwrap_or(d.exit_on_error),
         verify_disable: w.verify_disable.unwrap_or(false),
         cpu_id: w.cpu_id,

@@ -214,7 +214,8 @@ pub struct WorkerSpec {
     /// Exact I/Os: `[slba, nlb, opcode, time_sent_us]` each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_sequence: Option<Vec<(u64, u32, u8, u64)>>,
-    /// Latency above which an I/O is slow (default 1 s).
+    /// Latency above which an I/O is slow: microseconds as in the seed (`2000000`), or a
+    /// number with a unit (`2s`) (default 1 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_latency: Option<DurationValue>,
     /// Stop at the first failure (default true).

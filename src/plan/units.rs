@@ -118,6 +118,15 @@ pub fn duration(v: &DurationValue) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `slow_latency`: a plain number is microseconds, as in the seed
+/// (`slow_latency=2_000_000` is 2 s); with a unit, any duration.
+pub fn slow_latency(v: &DurationValue) -> Result<Duration, String> {
+    match v {
+        DurationValue::Seconds(us) => duration(&DurationValue::Seconds(us / 1e6)),
+        DurationValue::Text(_) => duration(v),
+    }
+}
+
 /// `d` times `scale`, for `--time-scale`.
 pub fn scale(d: Duration, scale: f64) -> Duration {
     Duration::try_from_secs_f64(d.as_secs_f64() * scale).unwrap_or(MAX_DURATION)
@@ -155,6 +164,13 @@ pub fn parse_status(text: &str) -> Result<(u8, u8), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_latency_plain_numbers_are_microseconds_as_in_the_seed() {
+        assert_eq!(slow_latency(&DurationValue::Seconds(2_000_000.0)), Ok(Duration::from_secs(2)));
+        assert_eq!(slow_latency(&DurationValue::Text("2s".into())), Ok(Duration::from_secs(2)));
+        assert_eq!(slow_latency(&DurationValue::Text("500us".into())), Ok(Duration::from_micros(500)));
+    }
 
     #[test]
     fn lba_values_convert_with_the_lba_size() {
