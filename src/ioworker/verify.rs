@@ -119,16 +119,28 @@ fn next_lo(lo: u8, old: u8, new: u8, landing: Landing) -> u8 {
     } else if !is_gen(old) || !is_gen(new) {
         // A non-generation state between the bound and the newest: the order is lost.
         lo_enc(UNKNOWN)
+    } else if new == wrap_point(lo_state(lo)) {
+        // The generations written since the bound went all the way round: any of them
+        // may be the durable one, and the ring can no longer say which came first.
+        lo_enc(UNKNOWN)
     } else {
         lo & !LO_AMBIG
     };
     if landing == Landing::Maybe { base | LO_AMBIG } else { base }
 }
 
-/// What a flush covers: LBAs with a lower bound when it was submitted, and their state.
+/// The generation whose write makes the states since a bound `lo` cover the whole ring
+/// (the bound itself for a generation, else the last generation: the first write after a
+/// non-generation state is [`GEN_FIRST`]).
+fn wrap_point(lo: u8) -> u8 {
+    if is_gen(lo) { lo } else { GEN_LAST }
+}
+
+/// What a flush covers: LBAs with a lower bound when it was submitted, their state and
+/// their bound byte then.
 #[derive(Debug, Default)]
 pub struct FlushTicket {
-    entries: Vec<(u64, u8)>,
+    entries: Vec<(u64, u8, u8)>,
     chunks: Vec<u64>,
 }
 
@@ -596,22 +608,36 @@ impl VerifyTable {
         for &c in &chunks {
             self.each_lo(c, |l, b| {
                 if b & LO_AMBIG == 0 {
-                    entries.push((l, self.state(l)));
+                    entries.push((l, self.state(l), b));
                 }
             });
         }
         FlushTicket { entries, chunks }
     }
 
-    /// Call when that Flush completed successfully: LBAs not written since it was
-    /// submitted are durable.
+    /// Call when that Flush completed successfully: the state each LBA had when it was
+    /// submitted is durable (it came from a command completed before). An LBA not written
+    /// since has no bound any more; one written since (or in use now) gets that state as
+    /// its bound, so that bounds of LBAs that are always being written keep moving up.
+    /// A bound that changed meanwhile (a durable write, a lost order) is left as it is.
     pub fn flush_done(&self, t: FlushTicket) {
-        for (l, v) in t.entries {
-            // An LBA in use by a command keeps its bound; a later flush settles it.
-            if self.try_lock(l, 1) {
-                if self.state(l) == v {
-                    self.update_lo(l, 1, |_, b| if b & LO_AMBIG == 0 { LO_NONE } else { b });
+        for (l, v, b0) in t.entries {
+            let unused = self.try_lock(l, 1);
+            let same = unused && self.state(l) == v;
+            self.update_lo(l, 1, |_, b| {
+                if b & !LO_AMBIG != b0 {
+                    b
+                } else if same && b == b0 {
+                    LO_NONE
+                } else if lo_state(b0) == UNKNOWN {
+                    // Writes that lose the order leave this bound as it was: no telling
+                    // whether one ran since the flush was submitted.
+                    b
+                } else {
+                    lo_enc(v) | (b & LO_AMBIG)
                 }
+            });
+            if unused {
                 self.unlock(l, None);
             }
         }
@@ -969,6 +995,79 @@ mod tests {
         assert_eq!(t.undurable_lbas(), 1);
         t.power_lost(1);
         assert!(read(&t, 600, g1), "the flush did not cover the second write");
+    }
+
+    #[test]
+    fn a_flush_moves_the_bound_of_an_lba_written_during_it_to_its_state_at_submission() {
+        let t = VerifyTable::new(4096, 512, true).unwrap();
+        t.set_volatile(true);
+        let _ = write(&t, 600, Landing::Durable);
+        let g0 = write(&t, 600, Landing::Volatile);
+        let g1 = write(&t, 600, Landing::Volatile);
+        let ticket = t.flush_begin();
+        let g2 = write(&t, 600, Landing::Volatile);
+        t.flush_done(ticket);
+        t.power_lost(1);
+        assert!(!read(&t, 600, g0), "g1 was flushed: the older g0 may not come back");
+        assert!(read(&t, 600, g1) || read(&t, 600, g2));
+    }
+
+    #[test]
+    fn a_flush_leaves_a_bound_that_changed_while_it_ran() {
+        let t = VerifyTable::new(4096, 512, true).unwrap();
+        t.set_volatile(true);
+        for first in [Landing::Durable, Landing::Volatile] {
+            // A bound that is a generation (after a durable write) or unknown (the first
+            // write of an LBA never written with verification).
+            let t = VerifyTable::new(4096, 512, true).unwrap();
+            t.set_volatile(true);
+            let _ = write(&t, 9, first);
+            let _ = write(&t, 9, Landing::Volatile);
+            let ticket = t.flush_begin();
+            // Zeroes, then a generation: the order since the bound is lost.
+            assert!(t.try_lock(9, 1));
+            t.unlock_write(9, 1, |_, _| ZEROES, Landing::Volatile, || false);
+            let _ = write(&t, 9, Landing::Volatile);
+            t.flush_done(ticket);
+            t.power_lost(1);
+            assert!(read(&t, 9, ZEROES), "{first:?}: zeroes written during the flush may be what survived");
+        }
+    }
+
+    #[test]
+    fn generations_wrapping_past_the_bound_accept_any_generation() {
+        let t = VerifyTable::new(4096, 512, true).unwrap();
+        t.set_volatile(true);
+        let g0 = write(&t, 3, Landing::Durable);
+        let gens: Vec<u8> = (0..200).map(|_| write(&t, 3, Landing::Volatile)).collect();
+        t.power_lost(1);
+        // More writes than generations since the durable one: which generation number was
+        // written last before the durable state is unknowable.
+        assert!(read(&t, 3, gens[150].wrapping_sub(5).max(GEN_FIRST)));
+        assert!(t.try_lock(4, 1));
+        t.unlock(4, None);
+        let _ = g0;
+        // Fewer than a ring's worth: the order still holds.
+        let u0 = write(&t, 4, Landing::Durable);
+        let _us: Vec<u8> = (0..100).map(|_| write(&t, 4, Landing::Volatile)).collect();
+        t.power_lost(2);
+        assert!(read(&t, 4, u0) && t.state(4) == u0);
+    }
+
+    #[test]
+    fn a_write_that_brings_the_ring_back_to_the_bound_loses_the_order() {
+        // Bound g, then GEN_LAST - GEN_FIRST writes: the next generation is g again.
+        let lo = lo_enc(10);
+        let mut b = lo;
+        let mut cur = 10;
+        for _ in 0..(GEN_LAST - GEN_FIRST + 1) {
+            let new = next_gen(cur);
+            b = next_lo(b, cur, new, Landing::Volatile);
+            cur = new;
+        }
+        assert_eq!(cur, 10);
+        assert_eq!(b, lo_enc(UNKNOWN));
+        assert_eq!(next_lo(lo, 10, 11, Landing::Volatile), lo, "one write keeps the bound");
     }
 
     #[test]

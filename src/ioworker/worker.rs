@@ -250,6 +250,9 @@ struct Worker {
     live: Arc<Live>,
     /// The controller's count of power losses when completions were last polled.
     power_losses: u64,
+    /// That count when the queue pair was created: while it is unchanged, every command on
+    /// the pair ran after every power loss so far.
+    pair_losses: u64,
     /// Ambiguous LBAs the read being completed settled, and what they showed.
     settles: Vec<(u64, u8)>,
     /// Per slot: what an outstanding Flush makes durable.
@@ -300,7 +303,8 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
     };
     table.sync_epoch(ctrl.data_epoch());
     table.set_volatile(write_cache_on(&ctrl));
-    table.power_lost(ctrl.power_losses());
+    let losses = ctrl.power_losses();
+    table.power_lost(losses);
     if let Err(e) = table.join(verifying, blind_writer) {
         return fail(&res_tx, &ready, code::INIT_FAIL, e.to_string());
     }
@@ -366,6 +370,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         start: Instant::now(),
         live,
         power_losses: ctrl.power_losses(),
+        pair_losses: losses,
         settles: Vec::new(),
         tickets: (0..qdepth).map(|_| None).collect(),
         r: resolved,
@@ -724,8 +729,12 @@ impl Worker {
                 // After a power loss or an interrupted write: one of several states.
                 let found = if r.is_ok() { Some(expected) } else { verify::observed(block, l) };
                 if let Some(f) = found.filter(|&f| t.may_show(l, expected, f)) {
-                    self.res.lbas_reverted += (f != expected) as u64;
-                    self.settles.push((l, f));
+                    // A read that may have run before the latest power loss shows a state
+                    // that loss may have undone: accepted, but it settles nothing.
+                    if self.q.controller().power_losses() == self.pair_losses {
+                        self.res.lbas_reverted += (f != expected) as u64;
+                        self.settles.push((l, f));
+                    }
                     continue;
                 }
             }
@@ -876,12 +885,14 @@ impl Worker {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        let losses = ctrl.power_losses();
         if let Some(t) = &self.table {
             t.set_volatile(write_cache_on(&ctrl));
-            t.power_lost(ctrl.power_losses());
+            t.power_lost(losses);
         }
         match ctrl.create_qpair(QpairOptions { entries: self.slots.len() as u32 + 1, prio: self.cfg.qprio }) {
             Ok(q) => {
+                self.pair_losses = losses;
                 // The old pair no longer exists on the controller; dropping it sends nothing.
                 self.q = q;
                 self.res.resumes += 1;
