@@ -189,6 +189,9 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
         };
         let summary = run_one(p, cfg, seed, time_scale, &dir);
         all_pass &= summary.outcome == exec::Outcome::Pass;
+        if let Some(e) = &summary.error {
+            eprintln!("nvplan: {}: {e}", p.file);
+        }
         match report::write_summary(&dir, &summary) {
             Ok(path) => println!("{}: {:?} in {:.1} s -> {}", p.plan.name, summary.outcome, summary.seconds, path.display()),
             Err(e) => {
@@ -206,35 +209,8 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
 /// Runs one plan on a fresh controller; a controller that cannot start still gives a
 /// summary (outcome fail, with the error).
 fn run_one(p: &plan::LoadedPlan, cfg: &SimConfig, seed: Option<u64>, time_scale: f64, dir: &Path) -> exec::Summary {
-    let seed_used = seed.or(p.plan.seed).unwrap_or(1);
-    let failed = |e: String| exec::Summary {
-        plan: p.plan.name.clone(),
-        file: p.file.clone(),
-        description: p.plan.description.clone(),
-        seed: seed_used,
-        time_scale,
-        target: "sim".into(),
-        started_unix: 0,
-        seconds: 0.0,
-        outcome: exec::Outcome::Fail,
-        error: Some(e),
-        phases: Vec::new(),
-    };
-    let transport: SharedTransport = match SimTransport::new(cfg.clone()) {
-        Ok(t) => Arc::new(t),
-        Err(e) => return failed(format!("the simulator does not start: {e}")),
-    };
-    let ctrl = match Controller::new(transport, ControllerOptions::default()) {
-        Ok(c) => c,
-        Err(e) => return failed(format!("the controller does not come up: {e}")),
-    };
-    // The controller's own limits are the final word.
-    let runs = match plan::expand(p, &plan::Limits::from_controller(&ctrl), seed, time_scale) {
-        Ok(r) => r,
-        Err(errors) => return failed(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
-    };
-    let opts = exec::RunOptions { seed: seed_used, time_scale, stop: &STOP };
-    exec::run(p, &runs, &ctrl, &opts, |s| {
+    let transport = SimTransport::new(cfg.clone()).map(|t| Arc::new(t) as SharedTransport).map_err(|e| e.to_string());
+    exec::run_plan(p, transport, seed, time_scale, &STOP, |s| {
         if let Some(ph) = s.phases.last() {
             let ios: u64 = ph.workers.iter().map(|w| w.result.io_count()).sum();
             let errors: u64 = ph.workers.iter().map(|w| w.result.error_count).sum();

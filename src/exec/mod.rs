@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::driver::Controller;
+use crate::driver::{Controller, ControllerOptions};
 use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, available_cpus, code};
 use crate::plan::{EventRun, LoadedPlan, PhaseRun};
+use crate::transport::SharedTransport;
 
 pub use summary::{Check, EventSummary, Outcome, PhaseSummary, Summary, WorkerSummary};
 
@@ -32,6 +33,48 @@ pub struct RunOptions<'a> {
     /// Set to stop the run (Ctrl-C, SIGTERM): workers are stopped, pending events
     /// skipped, and the summary is marked interrupted.
     pub stop: &'a AtomicBool,
+}
+
+/// Runs a loaded plan from the start on the controller behind `transport`: brings it up,
+/// expands the plan against the controller's own limits (with `seed` overriding the
+/// plan's), and runs every phase. A target that is not there or does not come up gives a
+/// failed summary that says why, never no summary.
+pub fn run_plan(
+    plan: &LoadedPlan,
+    transport: Result<SharedTransport, String>,
+    seed: Option<u64>,
+    time_scale: f64,
+    stop: &AtomicBool,
+    progress: impl FnMut(&Summary),
+) -> Summary {
+    let seed_used = seed.or(plan.plan.seed).unwrap_or(1);
+    let failed = |e: String| Summary {
+        plan: plan.plan.name.clone(),
+        file: plan.file.clone(),
+        description: plan.plan.description.clone(),
+        seed: seed_used,
+        time_scale,
+        target: "not connected".into(),
+        started_unix: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        seconds: 0.0,
+        outcome: Outcome::Fail,
+        error: Some(e),
+        phases: Vec::new(),
+    };
+    let transport = match transport {
+        Ok(t) => t,
+        Err(e) => return failed(format!("the target does not start: {e}")),
+    };
+    let ctrl = match Controller::new(transport, ControllerOptions::default()) {
+        Ok(c) => c,
+        Err(e) => return failed(format!("the controller does not come up: {e}")),
+    };
+    // The controller's own limits are the final word.
+    let runs = match crate::plan::expand(plan, &crate::plan::Limits::from_controller(&ctrl), seed, time_scale) {
+        Ok(r) => r,
+        Err(errors) => return failed(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
+    };
+    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop }, progress)
 }
 
 /// Runs every phase run in order on `ctrl`; `progress` is called with the summary so far

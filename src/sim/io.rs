@@ -483,7 +483,10 @@ impl Exec {
                 let page = self.shared.page_size.load(Ordering::Relaxed);
                 self.view.map_prp(sqe.prp1(), sqe.prp2(), len, page, &mut self.segs)
             }
-            Psdt::SglContiguousMeta | Psdt::SglMetaSgl if self.shared.cfg.sgl => self.view.map_sgl(sqe.sgl1(), len, dir, self.sgl_caps, &mut self.segs),
+            Psdt::SglContiguousMeta | Psdt::SglMetaSgl if self.shared.cfg.sgl => {
+                Counters::add(&self.counters.sgl_commands, 1);
+                self.view.map_sgl(sqe.sgl1(), len, dir, self.sgl_caps, &mut self.segs)
+            }
             // SGLs not supported (Identify SGLS = 0), or the reserved encoding.
             _ => Err(Status::INVALID_FIELD.with_dnr(true)),
         }

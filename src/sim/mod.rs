@@ -62,6 +62,7 @@ pub(crate) struct Counters {
     pub(crate) commands: AtomicU64,
     pub(crate) host_reads: AtomicU64,
     pub(crate) host_writes: AtomicU64,
+    pub(crate) sgl_commands: AtomicU64,
     pub(crate) read_512: AtomicU64,
     pub(crate) written_512: AtomicU64,
     pub(crate) media_errors: AtomicU64,
@@ -204,6 +205,8 @@ pub struct SimStats {
     pub host_reads: u64,
     /// Write commands executed.
     pub host_writes: u64,
+    /// I/O commands whose data pointer was an SGL (PSDT 01b or 10b) the controller mapped.
+    pub sgl_commands: u64,
     /// Register writes that had no effect.
     pub ignored_writes: u64,
 }
@@ -443,6 +446,7 @@ impl Simulator {
             s.commands += c.commands.load(Ordering::Relaxed);
             s.host_reads += c.host_reads.load(Ordering::Relaxed);
             s.host_writes += c.host_writes.load(Ordering::Relaxed);
+            s.sgl_commands += c.sgl_commands.load(Ordering::Relaxed);
         }
         s
     }
