@@ -1,0 +1,264 @@
+//! Plans run end to end through the `nvplan run` command line: every reference plan under
+//! `plans/` (shortened with `--time-scale`), exit codes, `summary.json`, interrupts, and
+//! the same commands for the same seed. The seed's examples under `plans/seed/` run in
+//! `tests/seed_plans.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use nvplan::exec::{self, Outcome, Summary};
+use nvplan::ioworker::stats::CmdlogEntry;
+use nvplan::plan;
+use nvplan::sim::{FaultAction, FaultRule, Simulator};
+use nvplan::transport::SharedTransport;
+use nvplan::transport::sim::SimTransport;
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plans").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Plans run one at a time: each keeps its own threads busy, and timing expectations
+/// (latency percentiles, event times) are about the plan, not about its neighbours.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn nvplan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nvplan")).args(args).output().expect("nvplan runs")
+}
+
+fn summary(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json was written");
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+/// The reference plans and the time scale that makes each a test of a few seconds.
+const REFERENCE: &[(&str, f64)] = &[
+    ("quickstart.yaml", 0.1),
+    ("jedec-enterprise-endurance.yaml", 0.0001),
+    ("snia-iops-matrix.yaml", 0.005),
+    ("power-cycle-dirty.yaml", 0.05),
+    ("reset-during-io.yaml", 0.05),
+];
+
+/// Runs `plans/NAME` shortened and checks that it passes, exits 0 and leaves a summary in
+/// which every phase passed and every event fired on time.
+fn run_reference(name: &str) -> Value {
+    let _one = serial();
+    let &(_, scale) = REFERENCE.iter().find(|r| r.0 == name).expect("listed in REFERENCE");
+    let out = out_dir(name);
+    let plan = root().join("plans").join(name);
+    let scale = scale.to_string();
+    let o = nvplan(&["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--time-scale", &scale]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{name}: {stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    let s = summary(&out);
+    assert_eq!(s["outcome"], "pass");
+    assert_eq!(s["time_scale"].as_f64(), Some(scale.parse().unwrap()));
+    let mut late = Vec::new();
+    for p in s["phases"].as_array().unwrap() {
+        assert_eq!(p["outcome"], "pass", "{}", p["label"]);
+        for e in p["events"].as_array().unwrap() {
+            assert_eq!(e["outcome"], "pass", "{}: {}", p["label"], e["name"]);
+            late.push(e["late_ms"].as_f64().unwrap().abs());
+        }
+    }
+    // Events fire on time (±10 ms); a loaded two-core host may deschedule the timeline
+    // thread now and then, so one in twenty may be later, none by 100 ms.
+    let on_time = late.iter().filter(|&&l| l <= 10.0).count();
+    assert!(on_time * 20 >= late.len() * 19, "{name}: {on_time} of {} events within 10 ms: {late:?}", late.len());
+    assert!(late.iter().all(|&l| l < 100.0), "{name}: {late:?}");
+    s
+}
+
+#[test]
+fn every_reference_plan_is_run_here() {
+    for e in std::fs::read_dir(root().join("plans")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(REFERENCE.iter().any(|r| r.0 == name), "plans/{name} is not run by tests/plans.rs");
+        }
+    }
+    let src = std::fs::read_to_string(file!()).unwrap();
+    for (name, _) in REFERENCE {
+        assert!(src.contains(&format!("run_reference(\"{name}\")")), "{name} has no test");
+    }
+}
+
+#[test]
+fn quickstart_passes_and_verifies_everything_it_read() {
+    let s = run_reference("quickstart.yaml");
+    let mixed = &s["phases"][1];
+    assert_eq!(mixed["events"][0]["kind"], "reset");
+    for w in mixed["workers"].as_array().unwrap() {
+        assert!(w["resumes"].as_u64().unwrap() >= 1, "{}: on_reset resume came back", w["name"]);
+        assert_eq!(w["miscompare_count"], 0);
+    }
+    assert!(mixed["workers"][0]["io_per_second"].is_array());
+    assert_eq!(mixed["workers"][0]["percentile_latency"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn jedec_endurance_passes() {
+    let s = run_reference("jedec-enterprise-endurance.yaml");
+    let w = &s["phases"][1]["workers"][0];
+    assert!(w["io_count_write"].as_u64().unwrap() > 1000);
+}
+
+#[test]
+fn snia_matrix_runs_every_cell() {
+    let s = run_reference("snia-iops-matrix.yaml");
+    let cells: Vec<&Value> = s["phases"].as_array().unwrap().iter().filter(|p| p["name"] == "iops").collect();
+    assert_eq!(cells.len(), 56, "8 block sizes × 7 mixes");
+    assert_eq!(cells[0]["sweep"]["io_size"], "512B");
+}
+
+#[test]
+fn power_cycle_dirty_50_times_loses_nothing_flushed() {
+    let s = run_reference("power-cycle-dirty.yaml");
+    let losses: Vec<&Value> = s["phases"].as_array().unwrap().iter().filter(|p| p["name"] == "power-loss").collect();
+    assert_eq!(losses.len(), 50);
+    let mut reverted = 0;
+    for p in &losses {
+        for w in p["workers"].as_array().unwrap() {
+            assert_eq!(w["miscompare_count"], 0, "{}", p["label"]);
+            assert!(w["resumes"].as_u64().unwrap() >= 1, "{}: {} resumed after the power cycle", p["label"], w["name"]);
+            reverted += w["lbas_reverted"].as_u64().unwrap();
+        }
+    }
+    assert!(reverted > 0, "unflushed writes were lost and read back as older data, as allowed");
+}
+
+#[test]
+fn reset_during_io_passes_every_sweep_point() {
+    let s = run_reference("reset-during-io.yaml");
+    assert_eq!(s["phases"].as_array().unwrap().len(), 7, "fill, then 3 repeats × 2 sizes");
+}
+
+/// A plan of `plans/` with `repeat: 50` cut to `repeats`, on the simulator `sim`.
+fn power_cycle_plan(repeats: u32) -> plan::LoadedPlan {
+    let text = std::fs::read_to_string(root().join("plans/power-cycle-dirty.yaml")).unwrap();
+    plan::load_str("power-cycle-dirty.yaml", &text.replace("repeat: 50", &format!("repeat: {repeats}"))).unwrap()
+}
+
+fn run_on(p: &plan::LoadedPlan, sim: &Arc<Simulator>, seed: Option<u64>, scale: f64) -> Summary {
+    let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
+    let stop = AtomicBool::new(false);
+    exec::run_plan(p, Ok(t), seed, scale, &stop, |_| {})
+}
+
+#[test]
+fn a_drive_that_acknowledges_flushes_without_doing_them_fails_the_power_cycle_plan() {
+    let _one = serial();
+    let p = power_cycle_plan(2);
+    let sim = Simulator::new(plan::sim_config(&p, None).unwrap()).unwrap();
+    sim.inject(FaultRule::io(0x00, u32::MAX, FaultAction::IgnoreFlush));
+    let s = run_on(&p, &sim, None, 0.1);
+    assert_eq!(s.outcome, Outcome::Fail);
+    let mis: Vec<_> = s.phases.iter().flat_map(|p| &p.workers).flat_map(|w| &w.result.miscompares).collect();
+    assert!(!mis.is_empty(), "data the drive said was flushed came back older");
+}
+
+fn cmdlog<'a>(s: &'a Summary, worker: &str) -> &'a [CmdlogEntry] {
+    let w = s.phases[0].workers.iter().find(|w| w.name == worker).expect("the worker");
+    w.result.cmdlog.as_deref().expect("the plan asks for a command log")
+}
+
+/// The commands of a log: in order for a worker at queue depth 1, as a sorted list for
+/// one whose commands complete in whatever order the device finishes them.
+fn commands(log: &[CmdlogEntry], ordered: bool) -> Vec<(u64, u32, u8, u16)> {
+    let mut v: Vec<_> = log.iter().map(|e| (e.slba, e.nlb, e.opcode, e.status)).collect();
+    if !ordered {
+        v.sort_unstable();
+    }
+    v
+}
+
+#[test]
+fn same_plan_and_seed_give_the_same_cmdlog_twice() {
+    let _one = serial();
+    let p = plan::load(&root().join("tests/plans/run/same-seed.yaml")).unwrap();
+    let run = |seed| {
+        let sim = Simulator::new(plan::sim_config(&p, None).unwrap()).unwrap();
+        let s = run_on(&p, &sim, seed, 1.0);
+        assert_eq!(s.outcome, Outcome::Pass);
+        s
+    };
+    let (a, b, other) = (run(None), run(None), run(Some(43)));
+    for (w, ordered) in [("random", false), ("walk", true)] {
+        let (la, lb) = (cmdlog(&a, w), cmdlog(&b, w));
+        assert_eq!(la.len(), if w == "random" { 20_000 } else { 5_000 });
+        assert!(commands(la, ordered) == commands(lb, ordered), "{w}: the same seed sent other commands");
+        assert!(commands(la, ordered) != commands(cmdlog(&other, w), ordered), "{w}: another seed sent the same commands");
+    }
+}
+
+#[test]
+fn an_unmet_expectation_exits_1_and_the_summary_says_what_was_expected_and_measured() {
+    let _one = serial();
+    let out = out_dir("unmet");
+    let plan = root().join("tests/plans/run/unmet-expectation.yaml");
+    let o = nvplan(&["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("expected iops_min 1000000000, got"), "{stdout}");
+    let s = summary(&out);
+    assert_eq!(s["outcome"], "fail");
+    let check = &s["phases"][0]["checks"][0];
+    assert_eq!((check["what"].as_str(), check["expected"].as_str(), check["pass"].as_bool()), (Some("iops_min"), Some("1000000000"), Some(false)));
+    assert!(check["actual"].as_str().unwrap().parse::<f64>().unwrap() > 1000.0);
+    assert_eq!(s["phases"][1]["outcome"], "pass", "later phases still run");
+}
+
+#[test]
+fn invalid_plans_exit_2_before_anything_runs() {
+    let out = out_dir("invalid");
+    let bad = root().join("tests/plans/invalid/qdepth-too-large.yaml");
+    let good = root().join("tests/plans/run/unmet-expectation.yaml");
+    let o = nvplan(&["run", good.to_str().unwrap(), bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("qdepth-too-large.yaml:"));
+    assert!(!out.exists(), "nothing ran");
+}
+
+#[test]
+fn sigterm_drains_the_workers_and_leaves_an_interrupted_summary() {
+    let _one = serial();
+    let out = out_dir("sigterm");
+    let plan = root().join("tests/plans/run/long.yaml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nvplan"))
+        .args(["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: sends a signal to the child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "drained in {:?}", t.elapsed());
+    assert_eq!(status.code(), Some(1));
+    let s = summary(&out);
+    assert_eq!(s["outcome"], "interrupted");
+    let p = &s["phases"][0];
+    assert_eq!(p["outcome"], "interrupted");
+    let w = &p["workers"][0];
+    assert!(w["io_count_read"].as_u64().unwrap() > 1000, "what was measured is kept");
+    assert!(w["io_per_second"].as_array().unwrap().len() >= 2);
+    assert_eq!(p["events"][0]["outcome"], "skipped", "the reset at 30 s never came");
+    assert_eq!(s["phases"][1]["outcome"], "skipped");
+}
