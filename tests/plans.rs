@@ -262,3 +262,30 @@ fn sigterm_drains_the_workers_and_leaves_an_interrupted_summary() {
     assert_eq!(p["events"][0]["outcome"], "skipped", "the reset at 30 s never came");
     assert_eq!(s["phases"][1]["outcome"], "skipped");
 }
+
+#[test]
+fn every_kind_of_event_fires_under_io_and_the_data_still_verifies() {
+    let _one = serial();
+    let out = out_dir("events");
+    let plan = root().join("tests/plans/run/events.yaml");
+    let o = nvplan(&["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let s = summary(&out);
+    let p = &s["phases"][1];
+    let ev = |name: &str| p["events"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("event {name}")).clone();
+    for e in p["events"].as_array().unwrap() {
+        assert_eq!(e["outcome"], "pass", "{e}");
+    }
+    assert_eq!(ev("get_log_page")["status"], "00/00");
+    assert_ne!(ev("queues")["cdw0"], 0, "Number of Queues reports what was allocated");
+    assert_eq!(ev("cache-state")["cdw0"], 0, "the write cache was turned off");
+    assert_eq!(ev("bad-feature")["status"], "00/02", "Invalid Field, as expected");
+    assert_eq!((p["events"][10]["name"].as_str(), p["events"][10]["detail"].as_str()), (Some("reset"), Some("subsystem")));
+    assert_eq!(p["events"][11]["detail"], "pcie");
+    assert_eq!(ev("dirty-cycle")["detail"], "dirty, off 100 ms");
+    let w = &p["workers"][0];
+    assert_eq!(w["resumes"], 4, "subsystem reset, PCIe reset and two power cycles");
+    assert_eq!(w["miscompare_count"], 0);
+    assert_eq!(s["phases"][2]["events"].as_array().unwrap().len(), 2);
+    assert_eq!(s["phases"][3]["outcome"], "pass", "the read-back after Format and Sanitize");
+}
