@@ -39,6 +39,13 @@ fn nvplan(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nvplan")).args(args).output().expect("nvplan runs")
 }
 
+/// `nvplan run tests/plans/run/NAME.yaml --out DIR`: the output and the output directory.
+fn run_test_plan(name: &str) -> (Output, PathBuf) {
+    let out = out_dir(name);
+    let plan = root().join("tests/plans/run").join(format!("{name}.yaml"));
+    (nvplan(&["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap()]), out)
+}
+
 fn summary(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json was written");
     serde_json::from_str(&text).expect("summary.json is JSON")
@@ -214,9 +221,7 @@ fn same_plan_and_seed_give_the_same_cmdlog_twice() {
 #[test]
 fn an_unmet_expectation_exits_1_and_the_summary_says_what_was_expected_and_measured() {
     let _one = serial();
-    let out = out_dir("unmet");
-    let plan = root().join("tests/plans/run/unmet-expectation.yaml");
-    let o = nvplan(&["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (o, out) = run_test_plan("unmet-expectation");
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("expected iops_min 1000000000, got"), "{stdout}");
@@ -271,9 +276,7 @@ fn sigterm_drains_the_workers_and_leaves_an_interrupted_summary() {
 #[test]
 fn every_kind_of_event_fires_under_io_and_the_data_still_verifies() {
     let _one = serial();
-    let out = out_dir("events");
-    let plan = root().join("tests/plans/run/events.yaml");
-    let o = nvplan(&["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (o, out) = run_test_plan("events");
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
     let s = summary(&out);
     let p = &s["phases"][1];

@@ -9,7 +9,7 @@ pub mod summary;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::driver::{Controller, ControllerOptions};
 use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, available_cpus, code};
@@ -48,19 +48,7 @@ pub fn run_plan(
     progress: impl FnMut(&Summary),
 ) -> Summary {
     let seed_used = seed.or(plan.plan.seed).unwrap_or(1);
-    let failed = |e: String| Summary {
-        plan: plan.plan.name.clone(),
-        file: plan.file.clone(),
-        description: plan.plan.description.clone(),
-        seed: seed_used,
-        time_scale,
-        target: "not connected".into(),
-        started_unix: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        seconds: 0.0,
-        outcome: Outcome::Fail,
-        error: Some(e),
-        phases: Vec::new(),
-    };
+    let failed = |e: String| Summary { outcome: Outcome::Fail, error: Some(e), ..Summary::start(plan, seed_used, time_scale, "not connected".into()) };
     let transport = match transport {
         Ok(t) => t,
         Err(e) => return failed(format!("the target does not start: {e}")),
@@ -82,19 +70,8 @@ pub fn run_plan(
 pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOptions<'_>, mut progress: impl FnMut(&Summary)) -> Summary {
     let started = Instant::now();
     let id = ctrl.identify();
-    let mut s = Summary {
-        plan: plan.plan.name.clone(),
-        file: plan.file.clone(),
-        description: plan.plan.description.clone(),
-        seed: opts.seed,
-        time_scale: opts.time_scale,
-        target: format!("{}, model {}, firmware {}", ctrl.transport().describe(), id.model(), id.firmware()),
-        started_unix: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        seconds: 0.0,
-        outcome: Outcome::Pass,
-        error: None,
-        phases: Vec::new(),
-    };
+    let target = format!("{}, model {}, firmware {}", ctrl.transport().describe(), id.model(), id.firmware());
+    let mut s = Summary::start(plan, opts.seed, opts.time_scale, target);
     for pr in runs {
         if opts.stop.load(Ordering::Acquire) {
             s.phases.push(skipped(pr, started.elapsed().as_secs_f64()));

@@ -146,3 +146,22 @@ pub struct Summary {
     /// Phase runs, in order.
     pub phases: Vec<PhaseSummary>,
 }
+
+impl Summary {
+    /// The summary of `plan` as it starts now on `target`: passing, no phase run yet.
+    pub fn start(plan: &crate::plan::LoadedPlan, seed: u64, time_scale: f64, target: String) -> Summary {
+        Summary {
+            plan: plan.plan.name.clone(),
+            file: plan.file.clone(),
+            description: plan.plan.description.clone(),
+            seed,
+            time_scale,
+            target,
+            started_unix: std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            seconds: 0.0,
+            outcome: Outcome::Pass,
+            error: None,
+            phases: Vec::new(),
+        }
+    }
+}
