@@ -210,7 +210,7 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
 /// summary (outcome fail, with the error).
 fn run_one(p: &plan::LoadedPlan, cfg: &SimConfig, seed: Option<u64>, time_scale: f64, dir: &Path) -> exec::Summary {
     let transport = SimTransport::new(cfg.clone()).map(|t| Arc::new(t) as SharedTransport).map_err(|e| e.to_string());
-    exec::run_plan(p, transport, seed, time_scale, &STOP, |s| {
+    exec::run_plan(p, transport, seed, time_scale, &STOP, |s: &exec::Summary| {
         if let Some(ph) = s.phases.last() {
             let ios: u64 = ph.workers.iter().map(|w| w.result.io_count()).sum();
             let errors: u64 = ph.workers.iter().map(|w| w.result.error_count).sum();

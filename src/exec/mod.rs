@@ -16,7 +16,42 @@ use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, availab
 use crate::plan::{EventRun, LoadedPlan, PhaseRun};
 use crate::transport::SharedTransport;
 
-pub use summary::{Check, EventSummary, Outcome, PhaseSummary, Summary, WorkerSummary};
+pub use summary::{Check, Device, EventSummary, Latency, Outcome, PhaseSummary, STANDARD_PERCENTILES, Summary, WorkerSummary};
+
+/// What a running plan tells its caller: progress displays and report writers.
+pub trait Observer {
+    /// Phase run `index` of `total` starts.
+    fn phase_started(&mut self, _run: &PhaseRun, _index: usize, _total: usize) {}
+    /// A few times a second while a phase runs.
+    fn live(&mut self, _live: &LiveStatus<'_>) {}
+    /// A phase run ended; `summary` holds every phase run so far.
+    fn phase_done(&mut self, _summary: &Summary) {}
+}
+
+/// A closure observes the ends of phase runs.
+impl<F: FnMut(&Summary)> Observer for F {
+    fn phase_done(&mut self, summary: &Summary) {
+        self(summary)
+    }
+}
+
+/// The state of the running phase.
+#[derive(Debug)]
+pub struct LiveStatus<'a> {
+    /// Label of the phase run.
+    pub label: &'a str,
+    /// Seconds since the phase started.
+    pub elapsed_s: f64,
+    /// Planned length, seconds, when every worker has a time.
+    pub planned_s: Option<f64>,
+    /// Commands completed so far by the phase's workers.
+    pub ios: u64,
+    /// Commands failed so far.
+    pub errors: u64,
+}
+
+/// How often the observer hears of a running phase.
+const LIVE_EVERY: Duration = Duration::from_millis(200);
 
 /// How often waiting loops look at the interrupt flag.
 const TICK: Duration = Duration::from_millis(10);
@@ -45,10 +80,10 @@ pub fn run_plan(
     seed: Option<u64>,
     time_scale: f64,
     stop: &AtomicBool,
-    progress: impl FnMut(&Summary),
+    mut observer: impl Observer,
 ) -> Summary {
     let seed_used = seed.or(plan.plan.seed).unwrap_or(1);
-    let failed = |e: String| Summary { outcome: Outcome::Fail, error: Some(e), ..Summary::start(plan, seed_used, time_scale, "not connected".into()) };
+    let failed = |e: String| Summary { outcome: Outcome::Fail, complete: true, error: Some(e), ..Summary::start(plan, seed_used, time_scale, "not connected".into()) };
     let transport = match transport {
         Ok(t) => t,
         Err(e) => return failed(format!("the target does not start: {e}")),
@@ -62,33 +97,48 @@ pub fn run_plan(
         Ok(r) => r,
         Err(errors) => return failed(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
     };
-    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop }, progress)
+    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop }, &mut observer)
 }
 
-/// Runs every phase run in order on `ctrl`; `progress` is called with the summary so far
-/// after each phase run (to keep a report on disk even if the process dies later).
-pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOptions<'_>, mut progress: impl FnMut(&Summary)) -> Summary {
+/// Runs every phase run in order on `ctrl`; the observer hears of each phase run's start,
+/// progress and end (with the summary so far, to keep a report on disk even if the
+/// process dies later).
+pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOptions<'_>, observer: &mut dyn Observer) -> Summary {
     let started = Instant::now();
     let id = ctrl.identify();
     let target = format!("{}, model {}, firmware {}", ctrl.transport().describe(), id.model(), id.firmware());
     let mut s = Summary::start(plan, opts.seed, opts.time_scale, target);
-    for pr in runs {
+    s.device = Some(Device {
+        transport: ctrl.transport().describe(),
+        model: id.model(),
+        serial: id.serial(),
+        firmware: id.firmware(),
+        vid: id.vid,
+        namespaces: id.nn,
+    });
+    let mut asked: Vec<f64> = runs.iter().flat_map(|r| &r.workers).flat_map(|w| w.config.output_percentile_latency.iter().copied()).collect();
+    asked.sort_by(f64::total_cmp);
+    asked.dedup();
+    s.percentiles = asked.into_iter().filter(|p| !STANDARD_PERCENTILES.contains(p)).collect();
+    for (i, pr) in runs.iter().enumerate() {
         if opts.stop.load(Ordering::Acquire) {
             s.phases.push(skipped(pr, started.elapsed().as_secs_f64()));
             continue;
         }
-        let p = run_phase(ctrl, pr, started, opts.stop);
+        observer.phase_started(pr, i, runs.len());
+        let p = run_phase(ctrl, pr, started, opts.stop, &s.percentiles, observer);
         if p.outcome != Outcome::Pass && s.outcome == Outcome::Pass {
             s.outcome = if p.outcome == Outcome::Interrupted { Outcome::Interrupted } else { Outcome::Fail };
         }
         s.phases.push(p);
         s.seconds = started.elapsed().as_secs_f64();
-        progress(&s);
+        observer.phase_done(&s);
     }
     if opts.stop.load(Ordering::Acquire) {
         s.outcome = Outcome::Interrupted;
     }
     s.seconds = started.elapsed().as_secs_f64();
+    s.complete = true;
     s
 }
 
@@ -101,6 +151,7 @@ fn skipped(pr: &PhaseRun, start_s: f64) -> PhaseSummary {
         outcome: Outcome::Skipped,
         start_s,
         seconds: 0.0,
+        planned_s: pr.duration.map(|d| d.as_secs_f64()),
         checks: Vec::new(),
         events: Vec::new(),
         workers: Vec::new(),
@@ -117,7 +168,7 @@ fn failed_start(msg: String) -> IoWorkerResult {
     IoWorkerResult { error: code::INIT_FAIL, error_message: Some(msg), ..Default::default() }
 }
 
-fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &AtomicBool) -> PhaseSummary {
+fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &AtomicBool, asked: &[f64], observer: &mut dyn Observer) -> PhaseSummary {
     let start_s = plan_start.elapsed().as_secs_f64();
     let gate = Arc::new(StartGate::default());
     let cpus = available_cpus().max(1);
@@ -139,11 +190,33 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &Atomi
     }
     // Every worker is ready (queue pair, buffers): start the clock.
     let t0 = Instant::now() + GATE_LEAD;
+    let t0_unix = std::time::SystemTime::now() + GATE_LEAD;
     gate.open(t0);
     let cancel = Arc::new(AtomicBool::new(false));
     let fired: Vec<EventSummary> = std::thread::scope(|sc| {
         let events = sc.spawn(|| timeline(ctrl, &pr.events, t0, &cancel, stop));
-        wait_workers(&mut slots, stop);
+        let mut last_live = Instant::now();
+        wait_workers(&mut slots, stop, &mut |slots| {
+            if last_live.elapsed() < LIVE_EVERY {
+                return;
+            }
+            last_live = Instant::now();
+            let (mut ios, mut errors) = (0, 0);
+            for s in slots {
+                match s {
+                    Slot::Running(w) => {
+                        ios += w.live().ios.load(Ordering::Relaxed);
+                        errors += w.live().errors.load(Ordering::Relaxed);
+                    }
+                    Slot::Done(r) => {
+                        ios += r.io_count();
+                        errors += r.error_count;
+                    }
+                }
+            }
+            let elapsed_s = Instant::now().saturating_duration_since(t0).as_secs_f64();
+            observer.live(&LiveStatus { label: &pr.label, elapsed_s, planned_s: pr.duration.map(|d| d.as_secs_f64()), ios, errors });
+        });
         // Events after the last worker still run (unless interrupted).
         loop {
             if events.is_finished() {
@@ -174,11 +247,15 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &Atomi
         let stopped_by = stopping.as_deref().filter(|_| w.config.on_reset == OnReset::Stop);
         let checks = expect::worker(&m, w.expect.as_ref(), stopped_by);
         let (iops, mbps) = (r.iops(), m.mbps());
+        let io_start = std::time::UNIX_EPOCH + Duration::new(r.test_start_sec, r.test_start_nsec);
+        let start_s = if r.test_start_sec == 0 { 0.0 } else { io_start.duration_since(t0_unix).map_or(0.0, |d| d.as_secs_f64()) };
         workers.push(WorkerSummary {
             name: w.name.clone(),
             nsid: w.nsid,
             cpu_id: cpu,
             outcome: Outcome::of(checks.iter().all(|c| c.pass)),
+            start_s,
+            latency: Latency::of_result(&r, asked),
             checks,
             iops,
             mbps,
@@ -208,16 +285,19 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &Atomi
         outcome,
         start_s,
         seconds,
+        planned_s: pr.duration.map(|d| d.as_secs_f64()),
         checks,
         events: fired,
         workers,
     }
 }
 
-/// Waits for every worker, stopping them all when asked to.
-fn wait_workers(slots: &mut [Slot], stop: &AtomicBool) {
+/// Waits for every worker, stopping them all when asked to; `tick` sees them every
+/// turn.
+fn wait_workers(slots: &mut [Slot], stop: &AtomicBool, tick: &mut dyn FnMut(&[Slot])) {
     let mut stopped = false;
     loop {
+        tick(slots);
         let mut running = false;
         for s in slots.iter_mut() {
             if let Slot::Running(w) = s {

@@ -1,12 +1,13 @@
 //! What a run leaves: the outcome of the plan, of each phase run, event, worker and
 //! expectation. Serialised as `summary.json`.
 
-use serde::Serialize;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
 use crate::ioworker::IoWorkerResult;
 
 /// Outcome of a plan, phase, worker, event or check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Everything expected happened.
@@ -27,7 +28,7 @@ impl Outcome {
 }
 
 /// One checked expectation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Check {
     /// What was checked: `errors`, `iops_min`, `latency_us[99.9]`, `error`, ...
     pub what: String,
@@ -40,7 +41,7 @@ pub struct Check {
 }
 
 /// One ioworker of a phase run: the seed's result fields and the outputs it asked for.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct WorkerSummary {
     /// Name (from the plan, or w0, w1, ...).
     pub name: String,
@@ -50,6 +51,12 @@ pub struct WorkerSummary {
     pub cpu_id: Option<usize>,
     /// Pass or fail of this worker's checks.
     pub outcome: Outcome,
+    /// Start of the worker's I/O, seconds from the phase start.
+    #[serde(default)]
+    pub start_s: f64,
+    /// Latency percentiles and histogram by opcode class, for reports.
+    #[serde(default)]
+    pub latency: Vec<Latency>,
     /// The checks of this worker.
     pub checks: Vec<Check>,
     /// I/Os per second over the worker's run time.
@@ -62,7 +69,7 @@ pub struct WorkerSummary {
 }
 
 /// One timed event of a phase run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EventSummary {
     /// Name (from the plan, or the kind).
     pub name: String,
@@ -94,7 +101,7 @@ pub struct EventSummary {
 }
 
 /// One run of a phase (a phase runs `repeat` × sweep combinations times).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PhaseSummary {
     /// Phase name.
     pub name: String,
@@ -110,6 +117,9 @@ pub struct PhaseSummary {
     pub start_s: f64,
     /// Length of the run, seconds.
     pub seconds: f64,
+    /// Planned length (the longest worker's start delay and time), seconds.
+    #[serde(default)]
+    pub planned_s: Option<f64>,
     /// Phase-level checks (over all workers).
     pub checks: Vec<Check>,
     /// Events, in time order.
@@ -119,7 +129,7 @@ pub struct PhaseSummary {
 }
 
 /// A whole run of a plan.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Summary {
     /// Plan name.
     pub plan: String,
@@ -134,12 +144,21 @@ pub struct Summary {
     pub time_scale: f64,
     /// The controller: transport, model, serial, firmware.
     pub target: String,
+    /// The controller's identity, once it came up.
+    #[serde(default)]
+    pub device: Option<Device>,
+    /// Percentiles the plan asked for besides the standard set (reports list them).
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
     /// Start, seconds since the Unix epoch.
     pub started_unix: u64,
     /// Length of the run so far, seconds.
     pub seconds: f64,
     /// Outcome of the plan.
     pub outcome: Outcome,
+    /// The run has ended (false while it runs, and when the process died first).
+    #[serde(default)]
+    pub complete: bool,
     /// Why the run could not go on, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -159,9 +178,175 @@ impl Summary {
             target,
             started_unix: std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             seconds: 0.0,
+            device: None,
+            percentiles: Vec::new(),
             outcome: Outcome::Pass,
+            complete: false,
             error: None,
             phases: Vec::new(),
         }
+    }
+}
+
+/// The controller a run drove.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// Transport, e.g. `simulator` or a PCI address.
+    pub transport: String,
+    /// Model number (Identify Controller MN).
+    pub model: String,
+    /// Serial number (SN).
+    pub serial: String,
+    /// Firmware revision (FR).
+    pub firmware: String,
+    /// PCI vendor id (VID).
+    pub vid: u16,
+    /// Namespaces (NN).
+    pub namespaces: u32,
+}
+
+/// The percentiles every report lists (100 is the maximum).
+pub const STANDARD_PERCENTILES: [f64; 7] = [50.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0];
+
+/// Histogram buckets per decade of latency; bucket `k` starts at 0.1 µs × 10^(k/20).
+const BUCKETS_PER_DECADE: f64 = 20.0;
+const BUCKET_BASE_NS: f64 = 100.0;
+
+/// Latency of one opcode class of a worker: the numbers behind the latency CSVs and
+/// charts, kept in `summary.json` so that reports can be drawn again from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// `read`, `write`, `other` or `all`.
+    pub class: String,
+    /// Completions.
+    pub count: u64,
+    /// Mean, µs.
+    pub mean_us: f64,
+    /// `(percentile, µs)`: the standard set and those the plan asked for; 100 is the
+    /// maximum.
+    pub percentiles: Vec<(f64, f64)>,
+    /// `(percentile, µs)` from 0 to 99.999 in steps of an eighth of a nine: the QoS curve.
+    pub curve: Vec<(f64, f64)>,
+    /// `(lower µs, upper µs, count)` of the non-empty log-spaced buckets (20 a decade).
+    pub histogram: Vec<(f64, f64, u64)>,
+}
+
+/// Lower bound of histogram bucket `k`, µs.
+pub fn bucket_lower_us(k: i32) -> f64 {
+    BUCKET_BASE_NS * 10f64.powf(k as f64 / BUCKETS_PER_DECADE) / 1000.0
+}
+
+fn round_us(ns: f64) -> f64 {
+    (ns / 10.0).round() / 100.0
+}
+
+impl Latency {
+    /// Summarises `h` (nanoseconds) for `class`, with the standard percentiles and
+    /// `asked`; `None` when nothing was recorded.
+    pub fn of(class: &str, h: &Histogram<u64>, asked: &[f64]) -> Option<Latency> {
+        if h.is_empty() {
+            return None;
+        }
+        let at = |p: f64| -> f64 {
+            if p >= 100.0 {
+                return round_us(h.max() as f64);
+            }
+            // The histogram answers with the top of a bucket; report its middle.
+            round_us(h.median_equivalent(h.value_at_quantile(p / 100.0)) as f64)
+        };
+        let mut ps: Vec<f64> = STANDARD_PERCENTILES.iter().chain(asked).copied().filter(|p| (0.0..=100.0).contains(p)).collect();
+        ps.sort_by(f64::total_cmp);
+        ps.dedup();
+        let curve = (0..=40).map(|k| {
+            let p = 100.0 * (1.0 - 10f64.powf(-(k as f64) / 8.0));
+            let p = (p * 1e6).round() / 1e6;
+            (p, at(p))
+        });
+        let mut buckets: std::collections::BTreeMap<i32, u64> = Default::default();
+        for v in h.iter_recorded() {
+            let ns = h.median_equivalent(v.value_iterated_to()).max(1) as f64;
+            let k = ((ns / BUCKET_BASE_NS).log10() * BUCKETS_PER_DECADE).floor() as i32;
+            *buckets.entry(k).or_default() += v.count_at_value();
+        }
+        Some(Latency {
+            class: class.into(),
+            count: h.len(),
+            mean_us: round_us(h.mean()),
+            percentiles: ps.iter().map(|&p| (p, at(p))).collect(),
+            curve: curve.collect(),
+            histogram: buckets.into_iter().map(|(k, n)| (round3(bucket_lower_us(k)), round3(bucket_lower_us(k + 1)), n)).collect(),
+        })
+    }
+
+    /// The classes of a worker result that saw completions, then `all` of them together.
+    pub fn of_result(r: &crate::ioworker::IoWorkerResult, asked: &[f64]) -> Vec<Latency> {
+        let mut out = Vec::new();
+        let mut all: Option<Histogram<u64>> = None;
+        for (class, h) in crate::ioworker::CLASSES.iter().zip(&r.class_histograms) {
+            let Some(h) = h else { continue };
+            if let Some(l) = Latency::of(class, h, asked) {
+                out.push(l);
+                match &mut all {
+                    None => all = Some(h.clone()),
+                    Some(a) => {
+                        let _ = a.add(h);
+                    }
+                }
+            }
+        }
+        if let Some(a) = all.and_then(|a| Latency::of("all", &a, asked)) {
+            out.push(a);
+        }
+        out
+    }
+}
+
+fn round3(us: f64) -> f64 {
+    (us * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(values_ns: &[u64]) -> Histogram<u64> {
+        let mut h = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
+        for &v in values_ns {
+            h.record(v).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn latency_lists_standard_and_asked_percentiles_with_max_last() {
+        let h = hist(&(1..=1000).map(|i| i * 1000).collect::<Vec<_>>());
+        let l = Latency::of("read", &h, &[99.5, 50.0]).unwrap();
+        let ps: Vec<f64> = l.percentiles.iter().map(|p| p.0).collect();
+        assert_eq!(ps, vec![50.0, 90.0, 99.0, 99.5, 99.9, 99.99, 99.999, 100.0]);
+        // Within the histogram's 0.1 %.
+        assert!((l.percentiles[0].1 - 500.0).abs() <= 0.5, "{:?}", l.percentiles[0]);
+        assert!((l.percentiles.last().unwrap().1 - 1000.0).abs() <= 1.0, "{:?}", l.percentiles.last());
+        assert_eq!(l.count, 1000);
+        assert_eq!(l.curve.len(), 41);
+        assert_eq!(l.curve[8].0, 90.0);
+        assert_eq!(l.curve[40].0, 99.999);
+    }
+
+    #[test]
+    fn latency_histogram_buckets_hold_every_completion_in_log_spaced_bounds() {
+        let h = hist(&[1_000, 1_050, 10_000, 10_000, 2_000_000]);
+        let l = Latency::of("write", &h, &[]).unwrap();
+        assert_eq!(l.histogram.iter().map(|b| b.2).sum::<u64>(), 5);
+        // 1 µs and 1.05 µs share the bucket [1, 1.122) µs; 10 µs starts a bucket.
+        assert_eq!(l.histogram[0], (1.0, 1.122, 2));
+        assert_eq!(l.histogram[1], (10.0, 11.22, 2));
+        for b in &l.histogram {
+            assert!(b.0 < b.1 && (b.1 / b.0 - 10f64.powf(0.05)).abs() < 1e-3, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn empty_histogram_gives_no_latency() {
+        assert!(Latency::of("read", &hist(&[]), &[]).is_none());
     }
 }

@@ -10,6 +10,7 @@ mod worker;
 
 pub use config::{ConfigError, IoSize, IoWorkerConfig, OnReset, SeqIo};
 pub use generator::Io;
+pub use stats::{CLASSES, Timeseries};
 pub use result::{IoWorkerResult, code};
 pub use worker::{IoWorker, Live, RunningWorker, StartGate, available_cpus};
 

@@ -2,9 +2,9 @@
 //! verification details.
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::stats::CmdlogEntry;
+use super::stats::{CmdlogEntry, Timeseries};
 use super::verify::Miscompare;
 
 /// The error codes of PyNVMe3's ioworker.
@@ -53,7 +53,8 @@ pub mod code {
 }
 
 /// The result of one worker run.
-#[derive(Clone, Default, Serialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IoWorkerResult {
     /// Read commands completed (errors included).
     pub io_count_read: u64,
@@ -121,9 +122,15 @@ pub struct IoWorkerResult {
     pub miscompare_count: u64,
     /// The first miscompares (at most 16), with what was expected and found.
     pub miscompares: Vec<Miscompare>,
-    /// Latency histogram in nanoseconds, for reports.
+    /// Completions and bytes over time, for reports.
+    pub timeseries: Option<Timeseries>,
+    /// Latency histogram in nanoseconds (the tracked opcodes), for reports.
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
+    /// Latency histograms in nanoseconds by opcode class (read, write, other), for
+    /// reports.
+    #[serde(skip)]
+    pub class_histograms: [Option<Histogram<u64>>; 3],
 }
 
 impl IoWorkerResult {

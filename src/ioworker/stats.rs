@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Latencies recorded up to one hour, three significant digits (0.1 % error).
 const MAX_NS: u64 = 3_600_000_000_000;
@@ -12,7 +12,7 @@ const MAX_NS: u64 = 3_600_000_000_000;
 pub const DISTRIBUTION_BUCKETS: usize = 1_000_000;
 
 /// One command of the command log, in PyNVMe3's tuple order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CmdlogEntry {
     /// Starting LBA.
     pub slba: u64,
@@ -28,9 +28,65 @@ pub struct CmdlogEntry {
     pub status: u16,
 }
 
+/// Opcode classes of the per-class latency histograms: reads, writes, everything else.
+pub const CLASSES: [&str; 3] = ["read", "write", "other"];
+
+/// Class index of an opcode in [`CLASSES`].
+#[inline]
+pub fn class_of(opcode: u8) -> usize {
+    match opcode {
+        0x02 => 0,
+        0x01 => 1,
+        _ => 2,
+    }
+}
+
+/// Completions and bytes per fixed interval since the worker started: the I/O-over-time
+/// series of the reports. Unlike `io_per_second` it is always kept, includes the last
+/// partial interval, and its interval suits the run's length.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeseries {
+    /// Length of one interval, milliseconds.
+    pub interval_ms: u64,
+    /// Completions in each interval.
+    pub ios: Vec<u64>,
+    /// Bytes read and written in each interval.
+    pub bytes: Vec<u64>,
+}
+
+impl Timeseries {
+    /// An empty series whose interval keeps a run of `planned` to at most about 600
+    /// samples (1 ms at least; 1 s when the length is not known).
+    pub fn for_run(planned: Option<Duration>) -> Timeseries {
+        const STEPS_MS: [u64; 16] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000];
+        let interval_ms = match planned {
+            None => 1000,
+            Some(t) => {
+                let want = t.as_millis() as u64 / 600;
+                STEPS_MS.iter().copied().find(|&s| s >= want).unwrap_or(600_000)
+            }
+        };
+        Timeseries { interval_ms, ios: Vec::new(), bytes: Vec::new() }
+    }
+
+    #[inline]
+    fn add(&mut self, since_start_ns: u64, bytes: u64) {
+        let i = (since_start_ns / (self.interval_ms * 1_000_000)) as usize;
+        if self.ios.len() <= i {
+            self.ios.resize(i + 1, 0);
+            self.bytes.resize(i + 1, 0);
+        }
+        self.ios[i] += 1;
+        self.bytes[i] += bytes;
+    }
+}
+
 /// The statistics a worker accumulates.
 pub(crate) struct Stats {
     pub hist: Histogram<u64>,
+    /// Latency by opcode class ([`CLASSES`]), every opcode included.
+    pub class_hist: [Histogram<u64>; 3],
+    pub series: Timeseries,
     pub distribution: Option<Vec<u32>>,
     pub per_second: Option<Vec<u64>>,
     pub cmdlog: Option<Ring>,
@@ -77,9 +133,12 @@ impl Ring {
 }
 
 impl Stats {
-    pub fn new(distribution: bool, per_second: Option<Duration>, cmdlog: usize, errors_only: bool, only_opcode: Option<u8>) -> Self {
+    pub fn new(distribution: bool, per_second: Option<Duration>, cmdlog: usize, errors_only: bool, only_opcode: Option<u8>, planned: Option<Duration>) -> Self {
+        let h = || Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds");
         Stats {
-            hist: Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds"),
+            hist: h(),
+            class_hist: [h(), h(), h()],
+            series: Timeseries::for_run(planned),
             distribution: distribution.then(|| vec![0u32; DISTRIBUTION_BUCKETS]),
             per_second: per_second.map(|t| Vec::with_capacity(t.as_secs() as usize + 2)),
             cmdlog: (cmdlog > 0).then(|| Ring::new(cmdlog)),
@@ -91,9 +150,14 @@ impl Stats {
         }
     }
 
-    /// Records one completion: its latency (if the opcode is tracked) and its second.
+    /// Records one completion `since_start_ns` after the worker started, moving `bytes`:
+    /// its latency (if the opcode is tracked), its second and its interval.
     #[inline]
-    pub fn record(&mut self, opcode: u8, latency_ns: u64, second: u64) {
+    pub fn record(&mut self, opcode: u8, latency_ns: u64, since_start_ns: u64, bytes: u64) {
+        let ns = latency_ns.clamp(1, MAX_NS);
+        self.series.add(since_start_ns, bytes);
+        self.class_hist[class_of(opcode)].record(ns).expect("clamped into the histogram's range");
+        let second = since_start_ns / 1_000_000_000;
         if let Some(ps) = &mut self.per_second {
             let s = second as usize;
             if ps.len() <= s {
@@ -104,7 +168,6 @@ impl Stats {
         if self.only_opcode.is_some_and(|o| o != opcode) {
             return;
         }
-        let ns = latency_ns.clamp(1, MAX_NS);
         self.hist.record(ns).expect("clamped into the histogram's range");
         self.latency_max_ns = self.latency_max_ns.max(latency_ns);
         self.latency_sum_ns += latency_ns as u128;
@@ -167,9 +230,9 @@ mod tests {
 
     #[test]
     fn percentiles_and_distribution_follow_the_recorded_latencies() {
-        let mut s = Stats::new(true, Some(Duration::from_secs(2)), 0, false, None);
+        let mut s = Stats::new(true, Some(Duration::from_secs(2)), 0, false, None, Some(Duration::from_secs(2)));
         for i in 1..=1000u64 {
-            s.record(2, i * 1000, i / 600);
+            s.record(2, i * 1000, i / 600 * 1_000_000_000, 4096);
         }
         assert_eq!(s.percentile_us(50.0), 500);
         assert!((989..=991).contains(&s.percentile_us(99.0)));
@@ -182,10 +245,34 @@ mod tests {
 
     #[test]
     fn opcode_filter_keeps_other_opcodes_out_of_latency_stats() {
-        let mut s = Stats::new(false, None, 0, false, Some(9));
-        s.record(2, 5000, 0);
-        s.record(9, 7000, 0);
+        let mut s = Stats::new(false, None, 0, false, Some(9), None);
+        s.record(2, 5000, 0, 512);
+        s.record(9, 7000, 0, 0);
         assert_eq!((s.latency_n, s.latency_max_ns), (1, 7000));
+        // The per-class histograms keep every opcode.
+        assert_eq!((s.class_hist[0].len(), s.class_hist[2].len()), (1, 1));
+    }
+
+    #[test]
+    fn timeseries_interval_keeps_runs_to_about_600_samples() {
+        let ms = |t: Option<u64>| Timeseries::for_run(t.map(Duration::from_millis)).interval_ms;
+        assert_eq!(ms(None), 1000);
+        assert_eq!(ms(Some(60)), 1);
+        assert_eq!(ms(Some(6_000)), 10);
+        assert_eq!(ms(Some(600_000)), 1000);
+        assert_eq!(ms(Some(86_400_000)), 300_000);
+    }
+
+    #[test]
+    fn timeseries_counts_ios_and_bytes_per_interval_with_the_partial_last_one() {
+        let mut s = Stats::new(false, None, 0, false, None, Some(Duration::from_millis(600)));
+        assert_eq!(s.series.interval_ms, 1);
+        for ns in [0, 999_999, 1_000_000, 3_500_000] {
+            s.record(1, 10_000, ns, 4096);
+        }
+        assert_eq!(s.series.ios, vec![2, 1, 0, 1]);
+        assert_eq!(s.series.bytes, vec![8192, 4096, 0, 4096]);
+        assert_eq!(s.class_hist[1].len(), 4);
     }
 
     #[test]

@@ -224,7 +224,7 @@ pub fn fill_pattern(ptype: u32, pvalue: u32, lba_size: usize, buf: &mut [u8]) {
 }
 
 /// Why a block read back does not match.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MiscompareKind {
     /// The block's CRC does not match: bytes were corrupted.
@@ -242,7 +242,7 @@ pub enum MiscompareKind {
 }
 
 /// A miscompare, with what was expected and what was found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Miscompare {
     /// The LBA.
     pub lba: u64,

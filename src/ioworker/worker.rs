@@ -341,6 +341,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         cfg.output_cmdlog_list,
         cfg.cmdlog_error_only,
         cfg.output_percentile_latency_opcode,
+        cfg.time,
     );
     let mut w = Worker {
         nsid: ns.nsid,
@@ -782,11 +783,12 @@ impl Worker {
         // Statistics.
         let lat = now.saturating_duration_since(c.submitted);
         let lat_ns = lat.as_nanos() as u64;
+        let nlb = if has_lba_range(io.opcode) { io.nlb as u64 } else { 0 };
         if c.kind == CplKind::Device {
-            self.stats.record(io.opcode, lat_ns, (now - self.start).as_secs());
+            let bytes = if matches!(io.opcode, 0x01 | 0x02) { nlb * self.lba as u64 } else { 0 };
+            self.stats.record(io.opcode, lat_ns, (now - self.start).as_nanos() as u64, bytes);
         }
         self.op_counts[io.opcode as usize] += 1;
-        let nlb = if has_lba_range(io.opcode) { io.nlb as u64 } else { 0 };
         if io.opcode == 0x02 {
             self.res.io_count_read += 1;
             self.res.lba_count_read += nlb;
@@ -935,6 +937,8 @@ impl Worker {
         r.cmdlog = st.cmdlog.as_ref().map(|c| c.to_vec());
         r.op_counts = self.op_counts.iter().enumerate().filter(|(_, n)| **n > 0).map(|(o, n)| (o as u8, *n)).collect();
         r.histogram = Some(st.hist.clone());
+        r.class_histograms = st.class_hist.clone().map(Some);
+        r.timeseries = Some(st.series.clone());
         r
     }
 }
