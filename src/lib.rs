@@ -11,6 +11,7 @@ pub mod exec;
 pub mod ioworker;
 pub mod nvme;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod sim;
 pub mod smoke;

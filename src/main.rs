@@ -12,6 +12,7 @@ use nvplan::sim::SimConfig;
 use nvplan::transport::SharedTransport;
 use nvplan::transport::sim::SimTransport;
 use nvplan::util::units::parse_size;
+use nvplan::progress::Progress;
 use nvplan::{exec, plan, report};
 
 #[derive(Parser)]
@@ -72,6 +73,22 @@ enum Cmd {
         /// off time): 0.01 turns a 10-minute plan into a 6-second smoke test.
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
+        /// No progress and no per-phase lines; errors and the final line only. (The live
+        /// progress line is off anyway when stderr is not a terminal.)
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Draws the CSVs, JUnit file and charts of a run again from its summary.json; given
+    /// several result directories (drives, hosts, firmware versions), draws them side by
+    /// side: one comparison chart per phase, and comparison.csv.
+    Report {
+        /// Result directories (each with a summary.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output directory (default: the run's own directory for one, reports/compare
+        /// for several).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Prints the JSON Schema of plans (for editors and CI).
     Schema,
@@ -151,15 +168,15 @@ fn validate(plans: &[PathBuf], target: Option<&str>) -> ExitCode {
 /// one ends the process at once.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option<u64>, time_scale: f64) -> ExitCode {
+fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option<u64>, time_scale: f64, quiet: bool) -> ExitCode {
     // Every plan is checked before anything runs.
     let mut loaded = Vec::new();
     let mut invalid = false;
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
             let cfg = plan::sim_config(&p, target).map_err(|e| vec![e])?;
-            plan::expand(&p, &plan::Limits::from_sim(&cfg), seed, time_scale)?;
-            Ok((p, cfg))
+            let runs = plan::expand(&p, &plan::Limits::from_sim(&cfg), seed, time_scale)?;
+            Ok((p, cfg, runs, path.clone()))
         });
         match checked {
             Ok(p) => loaded.push(p),
@@ -180,51 +197,97 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
         eprintln!("nvplan: interrupted; stopping the workers and writing the report (Ctrl-C again to quit at once)");
     });
     let several = loaded.len() > 1;
-    let mut all_pass = true;
-    for (p, cfg) in &loaded {
+    let mut all_ok = true;
+    let mut unusable_out = false;
+    for (p, cfg, runs, path) in &loaded {
         let dir = match (out, several) {
             (Some(o), false) => o.to_path_buf(),
             (Some(o), true) => o.join(&p.plan.name),
             (None, _) => Path::new("reports").join(&p.plan.name),
         };
-        let summary = run_one(p, cfg, seed, time_scale, &dir);
-        all_pass &= summary.outcome == exec::Outcome::Pass;
+        let (mut rep, note) = match report::Report::create(&dir, std::env::args().collect(), Some(path)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("nvplan: {e}");
+                unusable_out = true;
+                continue;
+            }
+        };
+        if let Some(n) = note {
+            eprintln!("nvplan: {n}");
+        }
+        let ran_with = format!("the plan {} as it ran: seed {}, --time-scale {time_scale}; durations as written", p.file, seed.or(p.plan.seed).unwrap_or(1));
+        rep.resolved_plan(&plan::resolved(p, runs, seed.or(p.plan.seed).unwrap_or(1)), &ran_with);
+        let summary = run_one(p, cfg, seed, time_scale, &mut rep, quiet);
+        all_ok &= summary.outcome == exec::Outcome::Pass;
         if let Some(e) = &summary.error {
             eprintln!("nvplan: {}: {e}", p.file);
         }
-        match report::write_summary(&dir, &summary) {
-            Ok(path) => println!("{}: {:?} in {:.1} s -> {}", p.plan.name, summary.outcome, summary.seconds, path.display()),
-            Err(e) => {
-                eprintln!("nvplan: cannot write the report to {}: {e}", dir.display());
-                all_pass = false;
-            }
+        let problems = rep.finish(&summary);
+        for pr in &problems {
+            eprintln!("nvplan: report: {pr}");
         }
+        all_ok &= problems.is_empty();
+        println!("{}: {:?} in {:.1} s -> {}", p.plan.name, summary.outcome, summary.seconds, dir.display());
         if STOP.load(Ordering::SeqCst) {
             break;
         }
     }
-    if all_pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if unusable_out {
+        ExitCode::from(2)
+    } else if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Shows progress and keeps the report on disk up to date as the run goes.
+struct RunObserver<'a> {
+    progress: Progress,
+    report: &'a mut report::Report,
+}
+
+impl exec::Observer for RunObserver<'_> {
+    fn phase_started(&mut self, run: &plan::PhaseRun, index: usize, total: usize) {
+        self.progress.phase_started(run, index, total);
+    }
+    fn live(&mut self, live: &exec::LiveStatus<'_>) {
+        self.progress.live(live);
+    }
+    fn phase_done(&mut self, s: &exec::Summary) {
+        self.progress.phase_done(s);
+        self.report.update(s);
+    }
 }
 
 /// Runs one plan on a fresh controller; a controller that cannot start still gives a
 /// summary (outcome fail, with the error).
-fn run_one(p: &plan::LoadedPlan, cfg: &SimConfig, seed: Option<u64>, time_scale: f64, dir: &Path) -> exec::Summary {
+fn run_one(p: &plan::LoadedPlan, cfg: &SimConfig, seed: Option<u64>, time_scale: f64, rep: &mut report::Report, quiet: bool) -> exec::Summary {
     let transport = SimTransport::new(cfg.clone()).map(|t| Arc::new(t) as SharedTransport).map_err(|e| e.to_string());
-    exec::run_plan(p, transport, seed, time_scale, &STOP, |s: &exec::Summary| {
-        if let Some(ph) = s.phases.last() {
-            let ios: u64 = ph.workers.iter().map(|w| w.result.io_count()).sum();
-            let errors: u64 = ph.workers.iter().map(|w| w.result.error_count).sum();
-            println!("  {}: {:?} ({:.1} s, {ios} I/Os, {errors} errors)", ph.label, ph.outcome, ph.seconds);
-            for c in ph.checks.iter().chain(ph.workers.iter().flat_map(|w| &w.checks)).filter(|c| !c.pass) {
-                println!("    expected {} {}, got {}", c.what, c.expected, c.actual);
-            }
-            for e in ph.events.iter().filter(|e| e.outcome == exec::Outcome::Fail) {
-                println!("    event {} failed: {}", e.name, e.error.as_deref().unwrap_or("?"));
-            }
-        }
-        // Keep what was measured on disk as the run goes.
-        let _ = report::write_summary(dir, s);
-    })
+    let mut obs = RunObserver { progress: Progress::new(quiet), report: rep };
+    let s = exec::run_plan(p, transport, seed, time_scale, &STOP, &mut obs);
+    obs.progress.finish();
+    s
+}
+
+/// `nvplan report`: one directory is drawn again, several are compared.
+fn report_cmd(dirs: &[PathBuf], out: Option<&Path>) -> Result<bool, String> {
+    let problems = if dirs.len() == 1 {
+        let out = out.unwrap_or(&dirs[0]);
+        let p = report::rerender(&dirs[0], out)?;
+        println!("{} -> {}", dirs[0].display(), out.display());
+        p
+    } else {
+        let out = out.map_or_else(|| PathBuf::from("reports/compare"), Path::to_path_buf);
+        let p = report::compare(dirs, &out)?;
+        println!("{} runs compared -> {}", dirs.len(), out.display());
+        p
+    };
+    for p in &problems {
+        eprintln!("nvplan: report: {p}");
+    }
+    Ok(problems.is_empty())
 }
 
 fn main() -> ExitCode {
@@ -232,7 +295,8 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
         Cmd::Validate { plans, target } => return validate(&plans, target.as_deref()),
-        Cmd::Run { plans, target, out, seed, time_scale } => return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale),
+        Cmd::Run { plans, target, out, seed, time_scale, quiet } => return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale, quiet),
+        Cmd::Report { dirs, out } => report_cmd(&dirs, out.as_deref()),
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));
             Ok(true)

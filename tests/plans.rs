@@ -169,7 +169,7 @@ fn power_cycle_plan(repeats: u32) -> plan::LoadedPlan {
 fn run_on(p: &plan::LoadedPlan, sim: &Arc<Simulator>, seed: Option<u64>, scale: f64) -> Summary {
     let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
     let stop = AtomicBool::new(false);
-    exec::run_plan(p, Ok(t), seed, scale, &stop, |_: &exec::Summary| {})
+    exec::run_plan(p, Ok(t), seed, scale, &stop, &mut |_: &exec::Summary| {})
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn run_with(name: &str, scale: f64, tweak: impl FnOnce(&mut SimConfig), before: 
     before(&sim);
     let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
     let stop = AtomicBool::new(false);
-    let s = exec::run_plan(&p, Ok(t), None, scale, &stop, |_: &exec::Summary| {});
+    let s = exec::run_plan(&p, Ok(t), None, scale, &stop, &mut |_: &exec::Summary| {});
     assert!(s.error.is_none(), "{name}: {:?}", s.error);
     (s, sim)
 }

@@ -80,7 +80,7 @@ pub fn run_plan(
     seed: Option<u64>,
     time_scale: f64,
     stop: &AtomicBool,
-    mut observer: impl Observer,
+    observer: &mut dyn Observer,
 ) -> Summary {
     let seed_used = seed.or(plan.plan.seed).unwrap_or(1);
     let failed = |e: String| Summary { outcome: Outcome::Fail, complete: true, error: Some(e), ..Summary::start(plan, seed_used, time_scale, "not connected".into()) };
@@ -97,7 +97,7 @@ pub fn run_plan(
         Ok(r) => r,
         Err(errors) => return failed(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
     };
-    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop }, &mut observer)
+    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop }, observer)
 }
 
 /// Runs every phase run in order on `ctrl`; the observer hears of each phase run's start,

@@ -80,7 +80,9 @@ pub struct IoWorkerResult {
     /// Share of the run's wall time the worker spent working rather than waiting (0..1).
     pub cpu_usage: f64,
     /// Completions per 1 µs of latency up to 1 s (last bucket: 1 s and above); only with
-    /// `output_percentile_latency`.
+    /// `output_percentile_latency`. In `summary.json` only the non-zero buckets, as
+    /// `[µs, count]` pairs.
+    #[serde(with = "sparse")]
     pub latency_distribution: Option<Vec<u32>>,
     /// LBAs read.
     pub lba_count_read: u64,
@@ -131,6 +133,34 @@ pub struct IoWorkerResult {
     /// reports.
     #[serde(skip)]
     pub class_histograms: [Option<Histogram<u64>>; 3],
+}
+
+/// A mostly-zero distribution as `[index, count]` pairs of its non-zero entries (a million
+/// 1 µs buckets would otherwise make every summary megabytes long).
+mod sparse {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::ioworker::stats::DISTRIBUTION_BUCKETS;
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u32>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(d) => s.collect_seq(d.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| (i, *n))),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+        let pairs: Option<Vec<(usize, u32)>> = Option::deserialize(d)?;
+        Ok(pairs.map(|p| {
+            let mut v = vec![0u32; DISTRIBUTION_BUCKETS];
+            for (i, n) in p {
+                if let Some(x) = v.get_mut(i) {
+                    *x = n;
+                }
+            }
+            v
+        }))
+    }
 }
 
 impl IoWorkerResult {

@@ -62,7 +62,7 @@ impl Timeseries {
         let interval_ms = match planned {
             None => 1000,
             Some(t) => {
-                let want = t.as_millis() as u64 / 600;
+                let want = (t.as_millis() as u64).div_ceil(600);
                 STEPS_MS.iter().copied().find(|&s| s >= want).unwrap_or(600_000)
             }
         };

@@ -10,7 +10,7 @@ use super::check::lba_random;
 use super::error::{PlanError, tidy};
 use super::limits::Limits;
 use super::load::LoadedPlan;
-use super::model::{AdminSpec, EventSpec, ExpectSpec, IoSizeSpec, LbaValue, OnResetSpec, OneOrMany, PhaseSpec, ResetSpec, WorkerSpec};
+use super::model::{AdminSpec, EventSpec, ExpectSpec, IoSizeSpec, LbaValue, OnResetSpec, OneOrMany, PhaseSpec, Plan, ResetSpec, WorkerSpec};
 use super::sweep::{self, Combo, Where, label_value};
 use super::units::{bytes, duration, lbas, opcode, scale, to_lbas};
 use super::yaml::Seg;
@@ -46,6 +46,8 @@ pub struct PhaseRun {
 pub struct WorkerRun {
     /// Name as given, or `w0`, `w1`, ...
     pub name: String,
+    /// The worker as written, with this run's sweep values and seed in place.
+    pub spec: WorkerSpec,
     /// Namespace.
     pub nsid: u32,
     /// Parameters in the worker's terms (LBAs, durations scaled, seed derived);
@@ -171,6 +173,7 @@ fn expand_phase(
             match worker(lp, limits, &w, &at, time_scale) {
                 Ok((nsid, config, start_delay)) => workers.push(WorkerRun {
                     name: w.name.clone().unwrap_or_else(|| format!("w{j}")),
+                    spec: w.clone(),
                     nsid,
                     config,
                     start_delay,
@@ -203,6 +206,7 @@ fn expand_phase(
                 .map(|(j, w)| {
                     let mut w = w.clone();
                     w.config.seed = ph.ioworkers[j].seed.unwrap_or_else(|| derive_seed(plan_seed, p, k, j));
+                    w.spec.seed = Some(w.config.seed);
                     w
                 })
                 .collect();
@@ -520,4 +524,24 @@ mod tests {
         assert!(expand(&p, &limits(""), None, f64::NAN).is_err());
         assert_eq!(expand(&p, &limits(""), None, 2.0).unwrap()[0].duration, Some(Duration::from_secs(2)));
     }
+}
+
+/// The plan as it ran: one phase per run (repeats and sweeps unrolled, named by their
+/// labels), the plan's seed and every worker's own seed written out. Loading it again
+/// runs the same I/O.
+pub fn resolved(plan: &LoadedPlan, runs: &[PhaseRun], seed: u64) -> Plan {
+    let phases = runs
+        .iter()
+        .map(|r| {
+            let ph = &plan.plan.phases[r.phase];
+            PhaseSpec {
+                name: r.label.clone(),
+                repeat: None,
+                sweep: None,
+                ioworkers: r.workers.iter().map(|w| WorkerSpec { name: Some(w.name.clone()), ..w.spec.clone() }).collect(),
+                ..ph.clone()
+            }
+        })
+        .collect();
+    Plan { seed: Some(seed), phases, ..plan.plan.clone() }
 }

@@ -12,7 +12,7 @@ pub mod units;
 pub mod yaml;
 
 pub use error::PlanError;
-pub use expand::{EventAction, EventRun, PhaseRun, WorkerRun, derive_seed, expand};
+pub use expand::{EventAction, EventRun, PhaseRun, WorkerRun, derive_seed, expand, resolved};
 pub use limits::{Limits, parse_target, sim_config};
 pub use load::{LoadedPlan, load, load_str};
 pub use model::{Plan, schema};
