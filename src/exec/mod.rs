@@ -83,7 +83,7 @@ pub fn run_plan(
     observer: &mut dyn Observer,
 ) -> Summary {
     let seed_used = seed.or(plan.plan.seed).unwrap_or(1);
-    let failed = |e: String| Summary { outcome: Outcome::Fail, complete: true, error: Some(e), ..Summary::start(plan, seed_used, time_scale, "not connected".into()) };
+    let failed = |e: String| Summary { outcome: Outcome::Fail, error: Some(e), ..Summary::start(plan, seed_used, time_scale, "not connected".into()) };
     let transport = match transport {
         Ok(t) => t,
         Err(e) => return failed(format!("the target does not start: {e}")),
@@ -134,11 +134,12 @@ pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOp
         s.seconds = started.elapsed().as_secs_f64();
         observer.phase_done(&s);
     }
-    if opts.stop.load(Ordering::Acquire) {
+    let interrupted = opts.stop.load(Ordering::Acquire);
+    if interrupted {
         s.outcome = Outcome::Interrupted;
     }
     s.seconds = started.elapsed().as_secs_f64();
-    s.complete = true;
+    s.complete = !interrupted;
     s
 }
 

@@ -156,7 +156,8 @@ pub struct Summary {
     pub seconds: f64,
     /// Outcome of the plan.
     pub outcome: Outcome,
-    /// The run has ended (false while it runs, and when the process died first).
+    /// Every phase run ran: false while the run goes on, when it was interrupted or could
+    /// not go on, and when the process died.
     #[serde(default)]
     pub complete: bool,
     /// Why the run could not go on, if it could not.

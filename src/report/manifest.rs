@@ -86,8 +86,9 @@ pub struct Manifest {
     pub ended: Option<String>,
     /// Seconds run.
     pub seconds: f64,
-    /// The run ended and every file is final. `false` means the files hold what was
-    /// measured up to the last phase run that ended.
+    /// Every phase run of the plan ran. `false` means the files hold what was measured
+    /// up to the last phase run that ended: the run was interrupted, could not go on, is
+    /// still running (`ended` is `None`) or died.
     pub complete: bool,
     /// Outcome so far.
     pub outcome: Outcome,
@@ -97,7 +98,8 @@ pub struct Manifest {
 
 impl Manifest {
     /// The manifest of `s`, with the host and the files given.
-    pub fn of(s: &Summary, command: &[String], plan_crc32: Option<u32>, host: &Host, files: Vec<String>) -> Manifest {
+    /// `ended`: the run is over (the files are final).
+    pub fn of(s: &Summary, command: &[String], plan_crc32: Option<u32>, host: &Host, files: Vec<String>, ended: bool) -> Manifest {
         Manifest {
             nvplan_version: env!("CARGO_PKG_VERSION").into(),
             command: command.to_vec(),
@@ -108,7 +110,7 @@ impl Manifest {
             device: s.device.clone(),
             host: host.clone(),
             started: rfc3339(s.started_unix),
-            ended: s.complete.then(|| rfc3339(s.started_unix + s.seconds.round() as u64)),
+            ended: ended.then(|| rfc3339(s.started_unix + s.seconds.round() as u64)),
             seconds: s.seconds,
             complete: s.complete,
             outcome: s.outcome,

@@ -209,6 +209,10 @@ impl Report {
     /// the CSVs, the JUnit file, and last the manifest (a reader that sees a manifest sees
     /// the files it lists).
     pub fn update(&mut self, s: &Summary) {
+        self.write(s, false);
+    }
+
+    fn write(&mut self, s: &Summary, ended: bool) {
         let chart_dir = self.dir.join(CHARTS_DIR);
         while self.charted < s.phases.len() {
             let i = self.charted;
@@ -218,7 +222,7 @@ impl Report {
             }
             self.charted += 1;
         }
-        if s.complete {
+        if ended {
             let r = charts::sweep_charts(&chart_dir, s);
             self.add_charts(r, "the sweeps");
         }
@@ -238,7 +242,7 @@ impl Report {
         self.put("junit.xml", junit::junit(s, &charts).as_bytes());
         let mut files: Vec<String> = self.files.iter().cloned().collect();
         files.push("manifest.json".into());
-        let m = Manifest::of(s, &self.command, self.plan_crc32, &self.host, files);
+        let m = Manifest::of(s, &self.command, self.plan_crc32, &self.host, files, ended);
         match serde_json::to_string_pretty(&m) {
             Ok(j) => self.put("manifest.json", (j + "\n").as_bytes()),
             Err(e) => self.problems.push(format!("manifest.json: {e}")),
@@ -247,7 +251,7 @@ impl Report {
 
     /// Writes the final report of `s` and releases the directory.
     pub fn finish(mut self, s: &Summary) -> Vec<String> {
-        self.update(s);
+        self.write(s, true);
         if let Some(l) = self.lock.take() {
             let _ = std::fs::remove_file(l);
         }
