@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand};
 
 use nvplan::driver::{Controller, ControllerOptions};
+use nvplan::progress::Progress;
 use nvplan::sim::SimConfig;
 use nvplan::transport::SharedTransport;
 use nvplan::transport::sim::SimTransport;
 use nvplan::util::units::parse_size;
-use nvplan::progress::Progress;
 use nvplan::{exec, plan, report};
 
 #[derive(Parser)]

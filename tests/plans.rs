@@ -17,6 +17,8 @@ use nvplan::transport::SharedTransport;
 use nvplan::transport::sim::SimTransport;
 use serde_json::Value;
 
+mod report_common;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -271,6 +273,38 @@ fn sigterm_drains_the_workers_and_leaves_an_interrupted_summary() {
     assert!(w["io_per_second"].as_array().unwrap().len() >= 2);
     assert_eq!(p["events"][0]["outcome"], "skipped", "the reset at 30 s never came");
     assert_eq!(s["phases"][1]["outcome"], "skipped");
+    interrupted_report_is_complete_so_far(&out);
+}
+
+/// The report of an interrupted run: every file its manifest lists, marked incomplete,
+/// with the interrupted phase's data in the CSVs, JUnit and charts.
+fn interrupted_report_is_complete_so_far(out: &Path) {
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!((m["complete"].as_bool(), m["outcome"].as_str()), (Some(false), Some("interrupted")));
+    assert!(m["ended"].is_string(), "the run ended, interrupted");
+    let files: Vec<&str> = m["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    for f in &files {
+        assert!(out.join(f).is_file(), "{f} is listed but missing");
+    }
+    let rows = |name: &str| -> Vec<::csv::StringRecord> {
+        let text = std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        ::csv::Reader::from_reader(text.as_bytes()).records().map(|r| r.unwrap()).collect()
+    };
+    let w = rows("workers.csv");
+    assert_eq!((w.len(), &w[0][1], &w[0][4]), (1, "minute", "interrupted"), "the interrupted phase's worker");
+    let ts = rows("io_per_second.csv");
+    assert!(ts.len() >= 2 && ts.iter().all(|r| &r[1] == "minute"), "{} samples", ts.len());
+    assert!(!rows("latency_percentiles.csv").is_empty() && !rows("latency_histogram.csv").is_empty());
+    let ev = rows("events.csv");
+    assert_eq!((&ev[0][2], &ev[0][12]), ("reset", "skipped"));
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("name=\"run: complete\"") && junit.contains("interrupted after"), "{junit}");
+    assert!(junit.contains("<skipped message="), "the phase never reached");
+    let charts: Vec<&&str> = files.iter().filter(|f| f.ends_with(".png")).collect();
+    assert_eq!(charts.len(), 3, "the interrupted phase's histogram, percentiles and IOPS: {charts:?}");
+    for c in charts {
+        report_common::check_png(&out.join(c), (800, 400));
+    }
 }
 
 #[test]

@@ -171,7 +171,10 @@ fn parse_junit(xml: &str) -> (std::collections::HashMap<String, String>, Vec<Cas
     use quick_xml::events::Event;
     let mut r = quick_xml::Reader::from_str(xml);
     let attrs = |e: &quick_xml::events::BytesStart<'_>| -> std::collections::HashMap<String, String> {
-        e.attributes().map(|a| a.expect("well-formed attribute")).map(|a| (String::from_utf8_lossy(a.key.as_ref()).into_owned(), a.unescape_value().unwrap().into_owned())).collect()
+        e.attributes()
+            .map(|a| a.expect("well-formed attribute"))
+            .map(|a| (String::from_utf8_lossy(a.key.as_ref()).into_owned(), a.unescape_value().unwrap().into_owned()))
+            .collect()
     };
     let (mut suite, mut cases) = (Default::default(), Vec::new());
     let mut open: Option<Case> = None;
@@ -367,7 +370,18 @@ fn a_plan_run_leaves_every_file_its_manifest_lists_and_a_plan_that_runs_the_same
     assert_eq!(m.device.as_ref().unwrap().serial, "NVPLANSIM0001");
     assert!(m.plan.crc32.is_some() && !m.host.kernel.is_empty());
     let listed: BTreeSet<&str> = m.files.iter().map(String::as_str).collect();
-    for f in ["summary.json", "manifest.json", "plan.resolved.yaml", "workers.csv", "io_per_second.csv", "latency_percentiles.csv", "latency_histogram.csv", "events.csv", "cmdlog.csv", "junit.xml"] {
+    for f in [
+        "summary.json",
+        "manifest.json",
+        "plan.resolved.yaml",
+        "workers.csv",
+        "io_per_second.csv",
+        "latency_percentiles.csv",
+        "latency_histogram.csv",
+        "events.csv",
+        "cmdlog.csv",
+        "junit.xml",
+    ] {
         assert!(listed.contains(f), "{f} is not listed");
     }
     for f in &m.files {

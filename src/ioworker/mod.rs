@@ -10,8 +10,8 @@ mod worker;
 
 pub use config::{ConfigError, IoSize, IoWorkerConfig, OnReset, SeqIo};
 pub use generator::Io;
-pub use stats::{CLASSES, Timeseries};
 pub use result::{IoWorkerResult, code};
+pub use stats::{CLASSES, Timeseries};
 pub use worker::{IoWorker, Live, RunningWorker, StartGate, available_cpus};
 
 /// Runs `f`, something that makes written data durable (a Flush of namespace `nsid`, all

@@ -449,6 +449,26 @@ fn worker(lp: &LoadedPlan, limits: &Limits, w: &WorkerSpec, at: &Where, time_sca
     Ok((nsid, config, start_delay))
 }
 
+/// The plan as it ran: one phase per run (repeats and sweeps unrolled, named by their
+/// labels), the plan's seed and every worker's own seed written out. Loading it again
+/// runs the same I/O.
+pub fn resolved(plan: &LoadedPlan, runs: &[PhaseRun], seed: u64) -> Plan {
+    let phases = runs
+        .iter()
+        .map(|r| {
+            let ph = &plan.plan.phases[r.phase];
+            PhaseSpec {
+                name: r.label.clone(),
+                repeat: None,
+                sweep: None,
+                ioworkers: r.workers.iter().map(|w| WorkerSpec { name: Some(w.name.clone()), ..w.spec.clone() }).collect(),
+                ..ph.clone()
+            }
+        })
+        .collect();
+    Plan { seed: Some(seed), phases, ..plan.plan.clone() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,24 +544,4 @@ mod tests {
         assert!(expand(&p, &limits(""), None, f64::NAN).is_err());
         assert_eq!(expand(&p, &limits(""), None, 2.0).unwrap()[0].duration, Some(Duration::from_secs(2)));
     }
-}
-
-/// The plan as it ran: one phase per run (repeats and sweeps unrolled, named by their
-/// labels), the plan's seed and every worker's own seed written out. Loading it again
-/// runs the same I/O.
-pub fn resolved(plan: &LoadedPlan, runs: &[PhaseRun], seed: u64) -> Plan {
-    let phases = runs
-        .iter()
-        .map(|r| {
-            let ph = &plan.plan.phases[r.phase];
-            PhaseSpec {
-                name: r.label.clone(),
-                repeat: None,
-                sweep: None,
-                ioworkers: r.workers.iter().map(|w| WorkerSpec { name: Some(w.name.clone()), ..w.spec.clone() }).collect(),
-                ..ph.clone()
-            }
-        })
-        .collect();
-    Plan { seed: Some(seed), phases, ..plan.plan.clone() }
 }

@@ -208,8 +208,22 @@ pub fn latency_histogram(s: &Summary) -> String {
 
 /// `events.csv`: every timed event, planned and actual times from the phase start.
 pub fn events(s: &Summary) -> String {
-    let mut d =
-        Doc::new(&["phase_index", "phase", "event", "kind", "detail", "planned_s", "actual_s", "late_ms", "duration_ms", "status", "cdw0", "allow_failure", "outcome", "error"]);
+    let mut d = Doc::new(&[
+        "phase_index",
+        "phase",
+        "event",
+        "kind",
+        "detail",
+        "planned_s",
+        "actual_s",
+        "late_ms",
+        "duration_ms",
+        "status",
+        "cdw0",
+        "allow_failure",
+        "outcome",
+        "error",
+    ]);
     for (i, p) in s.phases.iter().enumerate() {
         for e in &p.events {
             let fired = e.outcome != crate::exec::Outcome::Skipped;
@@ -241,7 +255,8 @@ pub fn cmdlog(s: &Summary) -> Option<String> {
     if !each_worker(s).any(|(_, _, w)| w.result.cmdlog.is_some()) {
         return None;
     }
-    let mut d = Doc::new(&["phase_index", "phase", "worker", "index", "slba", "nlb", "opcode", "command", "time_sent_us", "time_cplt_us", "latency_us", "status"]);
+    let mut d =
+        Doc::new(&["phase_index", "phase", "worker", "index", "slba", "nlb", "opcode", "command", "time_sent_us", "time_cplt_us", "latency_us", "status"]);
     for (i, p, w) in each_worker(s) {
         for (k, c) in w.result.cmdlog.iter().flatten().enumerate() {
             let [a, b] = phase_cols(i, p);

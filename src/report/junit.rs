@@ -31,9 +31,16 @@ enum Verdict {
     Pass,
     /// Passed, with something to say (an event whose failure the plan allows).
     Noted(String),
-    Failure { message: String, text: String },
-    Error { message: String },
-    Skipped { message: String },
+    Failure {
+        message: String,
+        text: String,
+    },
+    Error {
+        message: String,
+    },
+    Skipped {
+        message: String,
+    },
 }
 
 struct Case {
@@ -46,7 +53,10 @@ fn check_case(prefix: &str, c: &Check, time: f64) -> Case {
     let verdict = if c.pass {
         Verdict::Pass
     } else {
-        Verdict::Failure { message: format!("{}: expected {}, measured {}", c.what, c.expected, c.actual), text: format!("expected: {}\nmeasured: {}", c.expected, c.actual) }
+        Verdict::Failure {
+            message: format!("{}: expected {}, measured {}", c.what, c.expected, c.actual),
+            text: format!("expected: {}\nmeasured: {}", c.expected, c.actual),
+        }
     };
     Case { name: format!("{prefix}: {}", c.what), time, verdict }
 }
@@ -55,11 +65,19 @@ fn phase_cases(p: &PhaseSummary, out: &mut Vec<Case>) {
     let start = out.len();
     match p.outcome {
         Outcome::Skipped => {
-            out.push(Case { name: p.label.clone(), time: 0.0, verdict: Verdict::Skipped { message: "not run: the run was interrupted or could not go on".into() } });
+            out.push(Case {
+                name: p.label.clone(),
+                time: 0.0,
+                verdict: Verdict::Skipped { message: "not run: the run was interrupted or could not go on".into() },
+            });
             return;
         }
         Outcome::Interrupted => {
-            out.push(Case { name: format!("{}: complete", p.label), time: p.seconds, verdict: Verdict::Error { message: format!("interrupted after {:.1} s", p.seconds) } });
+            out.push(Case {
+                name: format!("{}: complete", p.label),
+                time: p.seconds,
+                verdict: Verdict::Error { message: format!("interrupted after {:.1} s", p.seconds) },
+            });
         }
         _ => {}
     }
@@ -120,7 +138,12 @@ pub fn junit(s: &Summary, charts: &[String]) -> String {
     let _ = writeln!(x, "<testsuites name=\"nvplan\" {totals}>");
     let _ = writeln!(x, "  <testsuite name=\"{}\" {totals} timestamp=\"{}\">", escape(&suite), super::manifest::rfc3339(s.started_unix));
     x.push_str("    <properties>\n");
-    let mut props = vec![("plan".to_string(), s.file.clone()), ("seed".into(), s.seed.to_string()), ("time_scale".into(), s.time_scale.to_string()), ("target".into(), s.target.clone())];
+    let mut props = vec![
+        ("plan".to_string(), s.file.clone()),
+        ("seed".into(), s.seed.to_string()),
+        ("time_scale".into(), s.time_scale.to_string()),
+        ("target".into(), s.target.clone()),
+    ];
     if let Some(d) = &s.device {
         props.extend([("model".into(), d.model.clone()), ("serial".into(), d.serial.clone()), ("firmware".into(), d.firmware.clone())]);
     }

@@ -345,8 +345,7 @@ pub fn compare(dirs: &[PathBuf], out: &Path) -> Result<Vec<String>, String> {
     }
     let names: Vec<String> = dirs.iter().map(|d| d.file_name().map_or_else(|| d.display().to_string(), |f| f.to_string_lossy().into_owned())).collect();
     let unique = names.iter().collect::<BTreeSet<_>>().len() == names.len();
-    let labelled: Vec<(String, &Summary)> =
-        runs.iter().zip(&names).map(|((d, s), n)| (if unique { n.clone() } else { d.display().to_string() }, s)).collect();
+    let labelled: Vec<(String, &Summary)> = runs.iter().zip(&names).map(|((d, s), n)| (if unique { n.clone() } else { d.display().to_string() }, s)).collect();
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let lock = lock(out)?;
     let _ = clear_previous(out);
