@@ -106,11 +106,16 @@ impl Progress {
     /// The running phase's counters.
     pub fn live(&mut self, live: &LiveStatus<'_>) {
         let now = Instant::now();
-        if let Some((t, n)) = self.last {
-            let dt = (now - t).as_secs_f64();
-            if dt > 0.0 {
-                self.iops = live.ios.saturating_sub(n) as f64 / dt;
+        match self.last {
+            Some((t, n)) => {
+                let dt = (now - t).as_secs_f64();
+                if dt > 0.0 {
+                    self.iops = live.ios.saturating_sub(n) as f64 / dt;
+                }
             }
+            // The first look: the mean since the phase started.
+            None if live.elapsed_s > 0.0 => self.iops = live.ios as f64 / live.elapsed_s,
+            None => {}
         }
         self.last = Some((now, live.ios));
         if let Some(b) = &self.bar {
