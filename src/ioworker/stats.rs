@@ -52,26 +52,55 @@ pub struct Timeseries {
     pub ios: Vec<u64>,
     /// Bytes read and written in each interval.
     pub bytes: Vec<u64>,
+    /// When set, the series never grows past this many intervals: it halves itself by
+    /// doubling the interval (for runs whose length is not known up front).
+    #[serde(skip)]
+    pub max_len: usize,
 }
 
 impl Timeseries {
     /// An empty series whose interval keeps a run of `planned` to at most about 600
-    /// samples (1 ms at least; 1 s when the length is not known).
+    /// samples (1 ms at least). When the length is not known, the interval starts at 1 ms
+    /// and doubles whenever the series would pass 1200 samples.
     pub fn for_run(planned: Option<Duration>) -> Timeseries {
         const STEPS_MS: [u64; 16] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000];
-        let interval_ms = match planned {
-            None => 1000,
+        let (interval_ms, max_len) = match planned {
+            None => (1, 1200),
             Some(t) => {
                 let want = (t.as_millis() as u64).div_ceil(600);
-                STEPS_MS.iter().copied().find(|&s| s >= want).unwrap_or(600_000)
+                (STEPS_MS.iter().copied().find(|&s| s >= want).unwrap_or(600_000), 0)
             }
         };
-        Timeseries { interval_ms, ios: Vec::new(), bytes: Vec::new() }
+        Timeseries { interval_ms, ios: Vec::new(), bytes: Vec::new(), max_len }
+    }
+
+    /// Doubles the interval: each pair of intervals becomes one.
+    fn coarsen(&mut self) {
+        let pairs = |v: &[u64]| v.chunks(2).map(|c| c.iter().sum()).collect::<Vec<u64>>();
+        self.ios = pairs(&self.ios);
+        self.bytes = pairs(&self.bytes);
+        self.interval_ms *= 2;
+    }
+
+    /// For a series of a run whose length was not known: coarser intervals until they
+    /// hold 10 completions on average (or 40 intervals are left), so that a chart of a
+    /// short run shows its rate rather than single completions.
+    pub fn settle(&mut self) {
+        if self.max_len == 0 {
+            return;
+        }
+        while self.ios.len() > 40 && self.ios.iter().sum::<u64>() < 10 * self.ios.len() as u64 {
+            self.coarsen();
+        }
     }
 
     #[inline]
     fn add(&mut self, since_start_ns: u64, bytes: u64) {
-        let i = (since_start_ns / (self.interval_ms * 1_000_000)) as usize;
+        let mut i = (since_start_ns / (self.interval_ms * 1_000_000)) as usize;
+        while self.max_len > 0 && i >= self.max_len {
+            self.coarsen();
+            i = (since_start_ns / (self.interval_ms * 1_000_000)) as usize;
+        }
         if self.ios.len() <= i {
             self.ios.resize(i + 1, 0);
             self.bytes.resize(i + 1, 0);
@@ -256,7 +285,7 @@ mod tests {
     #[test]
     fn timeseries_interval_keeps_runs_to_about_600_samples() {
         let ms = |t: Option<u64>| Timeseries::for_run(t.map(Duration::from_millis)).interval_ms;
-        assert_eq!(ms(None), 1000);
+        assert_eq!(ms(None), 1);
         assert_eq!(ms(Some(60)), 1);
         assert_eq!(ms(Some(6_000)), 10);
         assert_eq!(ms(Some(600_000)), 1000);
@@ -273,6 +302,40 @@ mod tests {
         assert_eq!(s.series.ios, vec![2, 1, 0, 1]);
         assert_eq!(s.series.bytes, vec![8192, 4096, 0, 4096]);
         assert_eq!(s.class_hist[1].len(), 4);
+    }
+
+    #[test]
+    fn timeseries_of_a_run_of_unknown_length_doubles_its_interval_past_1200_samples() {
+        let mut t = Timeseries::for_run(None);
+        for ms in 0..1200u64 {
+            t.add(ms * 1_000_000, 10);
+        }
+        assert_eq!((t.interval_ms, t.ios.len()), (1, 1200));
+        t.add(1200 * 1_000_000, 10);
+        assert_eq!((t.interval_ms, t.ios.len()), (2, 601));
+        assert_eq!((t.ios[0], t.ios[599], t.ios[600]), (2, 2, 1));
+        assert_eq!(t.bytes.iter().sum::<u64>(), 12010);
+        // A long gap coarsens as often as needed.
+        t.add(10_000 * 1_000_000, 10);
+        assert_eq!(t.interval_ms, 16);
+        assert_eq!(t.ios.iter().sum::<u64>(), 1202);
+    }
+
+    #[test]
+    fn timeseries_of_a_short_slow_run_settles_on_intervals_of_ten_completions() {
+        let mut t = Timeseries::for_run(None);
+        // 1.3 completions a millisecond for 400 ms.
+        for k in 0..520u64 {
+            t.add(k * 400_000_000 / 520, 4096);
+        }
+        t.settle();
+        assert_eq!(t.interval_ms, 8);
+        assert!(t.ios.len() == 50 && t.ios.iter().sum::<u64>() == 520);
+        // A timed run's series is left as it is.
+        let mut timed = Timeseries::for_run(Some(Duration::from_millis(400)));
+        timed.add(0, 1);
+        timed.settle();
+        assert_eq!(timed.interval_ms, 1);
     }
 
     #[test]

@@ -938,7 +938,9 @@ impl Worker {
         r.op_counts = self.op_counts.iter().enumerate().filter(|(_, n)| **n > 0).map(|(o, n)| (o as u8, *n)).collect();
         r.histogram = Some(st.hist.clone());
         r.class_histograms = st.class_hist.clone().map(Some);
-        r.timeseries = Some(st.series.clone());
+        let mut ts = st.series.clone();
+        ts.settle();
+        r.timeseries = Some(ts);
         r
     }
 }
