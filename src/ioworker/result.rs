@@ -145,7 +145,14 @@ mod sparse {
     pub fn serialize<S: Serializer>(v: &Option<Vec<u32>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             None => s.serialize_none(),
-            Some(d) => s.collect_seq(d.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| (i, *n))),
+            // Blocks of zeroes are skipped a block at a time (an OR the compiler vectorises):
+            // summaries are rewritten after every phase run.
+            Some(d) => s.collect_seq(
+                d.chunks(64)
+                    .enumerate()
+                    .filter(|(_, c)| c.iter().fold(0, |a, &b| a | b) != 0)
+                    .flat_map(|(k, c)| c.iter().enumerate().filter(|(_, n)| **n > 0).map(move |(j, n)| (k * 64 + j, *n))),
+            ),
         }
     }
 

@@ -56,6 +56,10 @@ pub struct Timeseries {
     /// doubling the interval (for runs whose length is not known up front).
     #[serde(skip)]
     pub max_len: usize,
+    /// Index and end (ns from the start) of the interval the last completion fell in:
+    /// completions come in time order, so most find their interval without a division.
+    #[serde(skip)]
+    cur: (usize, u64),
 }
 
 impl Timeseries {
@@ -71,7 +75,14 @@ impl Timeseries {
                 (STEPS_MS.iter().copied().find(|&s| s >= want).unwrap_or(600_000), 0)
             }
         };
-        Timeseries { interval_ms, ios: Vec::new(), bytes: Vec::new(), max_len }
+        Timeseries { interval_ms, ios: Vec::new(), bytes: Vec::new(), max_len, cur: (0, interval_ms * 1_000_000) }
+    }
+
+    /// A series of `interval_ms` intervals with these counts (for series read or built
+    /// elsewhere: reports, tests).
+    pub fn new(interval_ms: u64, ios: Vec<u64>, bytes: Vec<u64>) -> Timeseries {
+        let cur = (ios.len().saturating_sub(1), ios.len().max(1) as u64 * interval_ms * 1_000_000);
+        Timeseries { interval_ms, ios, bytes, max_len: 0, cur }
     }
 
     /// Doubles the interval: each pair of intervals becomes one.
@@ -80,6 +91,8 @@ impl Timeseries {
         self.ios = pairs(&self.ios);
         self.bytes = pairs(&self.bytes);
         self.interval_ms *= 2;
+        let i = self.cur.0 / 2;
+        self.cur = (i, (i as u64 + 1) * self.interval_ms * 1_000_000);
     }
 
     /// For a series of a run whose length was not known: coarser intervals until they
@@ -96,10 +109,15 @@ impl Timeseries {
 
     #[inline]
     fn add(&mut self, since_start_ns: u64, bytes: u64) {
-        let mut i = (since_start_ns / (self.interval_ms * 1_000_000)) as usize;
-        while self.max_len > 0 && i >= self.max_len {
-            self.coarsen();
+        let (mut i, end) = self.cur;
+        let start = end.saturating_sub(self.interval_ms * 1_000_000);
+        if since_start_ns >= end || since_start_ns < start {
             i = (since_start_ns / (self.interval_ms * 1_000_000)) as usize;
+            while self.max_len > 0 && i >= self.max_len {
+                self.coarsen();
+                i = (since_start_ns / (self.interval_ms * 1_000_000)) as usize;
+            }
+            self.cur = (i, (i as u64 + 1) * self.interval_ms * 1_000_000);
         }
         if self.ios.len() <= i {
             self.ios.resize(i + 1, 0);
@@ -112,7 +130,9 @@ impl Timeseries {
 
 /// The statistics a worker accumulates.
 pub(crate) struct Stats {
-    pub hist: Histogram<u64>,
+    /// Latency of the tracked opcode, only when `only_opcode` is set (otherwise the
+    /// classes together are the histogram: one record per completion, not two).
+    pub hist: Option<Histogram<u64>>,
     /// Latency by opcode class ([`CLASSES`]), every opcode included.
     pub class_hist: [Histogram<u64>; 3],
     pub series: Timeseries,
@@ -165,7 +185,7 @@ impl Stats {
     pub fn new(distribution: bool, per_second: Option<Duration>, cmdlog: usize, errors_only: bool, only_opcode: Option<u8>, planned: Option<Duration>) -> Self {
         let h = || Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds");
         Stats {
-            hist: h(),
+            hist: only_opcode.map(|_| h()),
             class_hist: [h(), h(), h()],
             series: Timeseries::for_run(planned),
             distribution: distribution.then(|| vec![0u32; DISTRIBUTION_BUCKETS]),
@@ -186,18 +206,21 @@ impl Stats {
         let ns = latency_ns.clamp(1, MAX_NS);
         self.series.add(since_start_ns, bytes);
         self.class_hist[class_of(opcode)].record(ns).expect("clamped into the histogram's range");
-        let second = since_start_ns / 1_000_000_000;
         if let Some(ps) = &mut self.per_second {
-            let s = second as usize;
+            let s = (since_start_ns / 1_000_000_000) as usize;
             if ps.len() <= s {
                 ps.resize(s + 1, 0);
             }
             ps[s] += 1;
         }
-        if self.only_opcode.is_some_and(|o| o != opcode) {
-            return;
+        if let Some(o) = self.only_opcode {
+            if o != opcode {
+                return;
+            }
+            if let Some(h) = &mut self.hist {
+                h.record(ns).expect("clamped into the histogram's range");
+            }
         }
-        self.hist.record(ns).expect("clamped into the histogram's range");
         self.latency_max_ns = self.latency_max_ns.max(latency_ns);
         self.latency_sum_ns += latency_ns as u128;
         self.latency_n += 1;
@@ -216,16 +239,32 @@ impl Stats {
         }
     }
 
-    /// Latency at percentile `p` (0 < p < 100), µs.
-    pub fn percentile_us(&self, p: f64) -> u64 {
-        if self.hist.is_empty() {
-            return 0;
+    /// The latency histogram of the tracked opcodes (all of them unless `only_opcode`).
+    pub fn latency_hist(&self) -> Histogram<u64> {
+        match &self.hist {
+            Some(h) => h.clone(),
+            None => {
+                let mut all = self.class_hist[0].clone();
+                for h in &self.class_hist[1..] {
+                    all.add(h).expect("histograms of the same bounds");
+                }
+                all
+            }
         }
-        // The histogram answers with the top of the bucket; report its middle, rounded.
-        let v = self.hist.value_at_quantile(p / 100.0);
-        (self.hist.median_equivalent(v) + 500) / 1000
     }
 }
+
+/// Latency at percentile `p` (0 < p < 100) of `h`, µs.
+pub fn percentile_us(h: &Histogram<u64>, p: f64) -> u64 {
+    if h.is_empty() {
+        return 0;
+    }
+    // The histogram answers with the top of the bucket; report its middle, rounded.
+    let v = h.value_at_quantile(p / 100.0);
+    (h.median_equivalent(v) + 500) / 1000
+}
+
+impl Stats {}
 
 /// PyNVMe's `iops_consistency`: the per-second count at `slowest_percentage` (counts sorted
 /// from fastest to slowest) divided by the mean count.
@@ -263,8 +302,9 @@ mod tests {
         for i in 1..=1000u64 {
             s.record(2, i * 1000, i / 600 * 1_000_000_000, 4096);
         }
-        assert_eq!(s.percentile_us(50.0), 500);
-        assert!((989..=991).contains(&s.percentile_us(99.0)));
+        let h = s.latency_hist();
+        assert_eq!(percentile_us(&h, 50.0), 500);
+        assert!((989..=991).contains(&percentile_us(&h, 99.0)));
         let d = s.distribution.as_ref().unwrap();
         assert_eq!(d[10], 1);
         assert_eq!(d.iter().map(|&x| x as u64).sum::<u64>(), 1000);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::config::{IoWorkerConfig, OnReset, Resolved};
 use super::generator::{Generator, Io};
 use super::result::{IoWorkerResult, code};
-use super::stats::{CmdlogEntry, Stats, iops_consistency};
+use super::stats::{CmdlogEntry, Stats, iops_consistency, percentile_us};
 use super::verify::{self, FlushTicket, Landing, Miscompare, PatternPool, VerifyTable, next_gen};
 use crate::driver::{Completion, Controller, CplKind, DataPtr, Namespace, QPair, QpairOptions};
 use crate::nvme::features::fid;
@@ -925,7 +925,8 @@ impl Worker {
         r.latency_max_us = st.latency_max_ns.div_ceil(1000);
         r.latency_average_us = if st.latency_n == 0 { 0 } else { (st.latency_sum_ns / st.latency_n as u128 / 1000) as u64 };
         if !self.cfg.output_percentile_latency.is_empty() {
-            r.percentile_latency = Some(self.cfg.output_percentile_latency.iter().map(|&p| (p, st.percentile_us(p))).collect());
+            let h = st.latency_hist();
+            r.percentile_latency = Some(self.cfg.output_percentile_latency.iter().map(|&p| (p, percentile_us(&h, p))).collect());
             r.latency_distribution = st.distribution.clone();
         }
         if let Some(ps) = &st.per_second {
@@ -936,7 +937,7 @@ impl Worker {
         }
         r.cmdlog = st.cmdlog.as_ref().map(|c| c.to_vec());
         r.op_counts = self.op_counts.iter().enumerate().filter(|(_, n)| **n > 0).map(|(o, n)| (o as u8, *n)).collect();
-        r.histogram = Some(st.hist.clone());
+        r.histogram = Some(st.latency_hist());
         r.class_histograms = st.class_hist.clone().map(Some);
         let mut ts = st.series.clone();
         ts.settle();

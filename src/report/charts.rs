@@ -1406,12 +1406,7 @@ mod tests {
         }
         let ios: Vec<u64> = (0..40).map(|i| if (18..22).contains(&i) { 0 } else { 900 + (i * 37 % 100) }).collect();
         let bytes = ios.iter().map(|n| n * 4096).collect();
-        let result = IoWorkerResult {
-            mseconds: 3950,
-            timeseries: Some(Timeseries { interval_ms: 100, ios, bytes, max_len: 0 }),
-            io_count_read: 36_000,
-            ..Default::default()
-        };
+        let result = IoWorkerResult { mseconds: 3950, timeseries: Some(Timeseries::new(100, ios, bytes)), io_count_read: 36_000, ..Default::default() };
         WorkerSummary {
             name: name.into(),
             nsid: 1,
@@ -1617,7 +1612,7 @@ mod tests {
     #[test]
     fn last_partial_interval_is_a_rate_over_its_own_length() {
         let mut w = worker("w0", 1.0, &[("read", 50_000)], 1);
-        w.result.timeseries = Some(Timeseries { interval_ms: 1000, ios: vec![1000, 500], bytes: vec![4_096_000, 2_048_000], max_len: 0 });
+        w.result.timeseries = Some(Timeseries::new(1000, vec![1000, 500], vec![4_096_000, 2_048_000]));
         w.result.mseconds = 1500;
         let r = worker_rates(&w).unwrap();
         assert_eq!(r.iops.edges, [1.0, 2.0, 2.5]);
@@ -1698,9 +1693,9 @@ mod tests {
     fn empty_or_degenerate_data_gives_no_chart_and_no_error() {
         let dir = tmp_dir("empty");
         let mut idle = worker("idle", 0.0, &[], 1);
-        idle.result.timeseries = Some(Timeseries { interval_ms: 100, ios: vec![0, 0], bytes: vec![0, 0], max_len: 0 });
+        idle.result.timeseries = Some(Timeseries::new(100, vec![0, 0], vec![0, 0]));
         let mut broken = worker("broken", f64::NAN, &[], 1);
-        broken.result.timeseries = Some(Timeseries { interval_ms: 0, ios: vec![5], bytes: vec![], max_len: 0 });
+        broken.result.timeseries = Some(Timeseries::new(0, vec![5], vec![]));
         broken.iops = f64::NAN;
         let s = summary(vec![
             phase("purge", "purge", Vec::new(), vec![event("format", "admin", 0.0, 12.0, Outcome::Pass)]),
@@ -1730,7 +1725,7 @@ mod tests {
             histogram: vec![(6.31, 7.079, 1), (0.0, 1.0, 3), (f64::NAN, 1.0, 2)],
         };
         w.latency = vec![l];
-        w.result.timeseries = Some(Timeseries { interval_ms: 100, ios: vec![1], bytes: vec![4096], max_len: 0 });
+        w.result.timeseries = Some(Timeseries::new(100, vec![1], vec![4096]));
         w.result.mseconds = 0;
         let mut p = phase("one", "one", vec![w], vec![event("late", "reset", f64::INFINITY, f64::NAN, Outcome::Fail)]);
         p.seconds = f64::NAN;
