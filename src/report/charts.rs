@@ -5,7 +5,6 @@
 //! Every chart is drawn from a [`Summary`] alone, so that reports can be drawn again
 //! from `summary.json`. A chart without data is left out, never an error.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -709,41 +708,13 @@ fn qos_panel(plot: &Area, curves: &[Curve], x_desc: &str) -> Result<(), ChartErr
     Ok(())
 }
 
-/// The percentile curve of several workers' latencies together: from their summed
-/// histogram buckets (bounds are fixed, so equal lower bounds are one bucket),
-/// interpolated within a bucket on the log scale; a lone worker's own curve as it is.
+/// The percentile curve of several workers' latencies together; a lone worker's own
+/// curve as it is.
 fn merged_curve(lats: &[&Latency]) -> Vec<(f64, f64)> {
     if let [one] = lats {
         return one.curve.clone();
     }
-    let mut merged: BTreeMap<i64, (f64, f64, u64)> = BTreeMap::new();
-    for l in lats {
-        for (lo, hi, n) in clean_buckets(l) {
-            let e = merged.entry((lo * 1000.0).round() as i64).or_insert((lo, hi, 0));
-            e.2 += n;
-        }
-    }
-    let total: u64 = merged.values().map(|b| b.2).sum();
-    if total == 0 {
-        return Vec::new();
-    }
-    (0..=40)
-        .map(|k| {
-            let p = 100.0 * (1.0 - 10f64.powf(-(k as f64) / 8.0));
-            let target = p / 100.0 * total as f64;
-            let mut cum = 0.0;
-            let mut us = merged.values().last().map_or(0.0, |b| b.1);
-            for &(lo, hi, n) in merged.values() {
-                if cum + n as f64 >= target {
-                    let frac = ((target - cum) / n as f64).clamp(0.0, 1.0);
-                    us = lo * (hi / lo).powf(frac);
-                    break;
-                }
-                cum += n as f64;
-            }
-            ((p * 1e6).round() / 1e6, us)
-        })
-        .collect()
+    crate::exec::summary::merged_percentiles(lats, &crate::exec::summary::curve_percentiles())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1443,7 +1414,7 @@ mod tests {
             name: name.into(),
             label: label.into(),
             repeat: 0,
-            sweep: BTreeMap::new(),
+            sweep: std::collections::BTreeMap::new(),
             outcome: Outcome::Pass,
             start_s: 0.0,
             seconds: 4.0,

@@ -303,33 +303,13 @@ pub const COMPARED_PERCENTILES: [f64; 5] = [50.0, 99.0, 99.9, 99.99, 100.0];
 impl PhaseTotals {
     /// Totals of a phase run. With one worker the percentiles are its own; with several,
     /// they come from the workers' histogram buckets added up (to a bucket's width,
-    /// 12 %).
+    /// 12 %; the maximum is exact).
     pub fn of(p: &crate::exec::PhaseSummary) -> PhaseTotals {
         let all: Vec<&crate::exec::Latency> = p.workers.iter().filter_map(|w| w.latency.iter().find(|l| l.class == "all")).collect();
         let latency_us = if all.len() == 1 {
             COMPARED_PERCENTILES.iter().filter_map(|&q| all[0].percentiles.iter().find(|x| x.0 == q).copied()).collect()
         } else {
-            let mut buckets: std::collections::BTreeMap<u64, (f64, u64)> = Default::default();
-            for l in &all {
-                for &(lo, hi, n) in &l.histogram {
-                    let e = buckets.entry((lo * 1000.0).round() as u64).or_insert((hi, 0));
-                    e.1 += n;
-                }
-            }
-            let total: u64 = buckets.values().map(|b| b.1).sum();
-            COMPARED_PERCENTILES
-                .iter()
-                .filter(|_| total > 0)
-                .map(|&q| {
-                    let want = (q / 100.0 * total as f64).ceil().max(1.0) as u64;
-                    let mut seen = 0;
-                    let hi = buckets.values().find(|b| {
-                        seen += b.1;
-                        seen >= want
-                    });
-                    (q, hi.map_or(0.0, |b| b.0))
-                })
-                .collect()
+            crate::exec::summary::merged_percentiles(&all, &COMPARED_PERCENTILES)
         };
         PhaseTotals { iops: p.workers.iter().map(|w| w.iops).sum(), mbps: p.workers.iter().map(|w| w.mbps).sum(), latency_us }
     }
