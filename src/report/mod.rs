@@ -274,6 +274,10 @@ pub fn rerender(dir: &Path, out: &Path) -> Result<Vec<String>, String> {
     let s = read_summary(dir)?;
     let old = read_manifest(dir);
     let resolved = std::fs::read(dir.join("plan.resolved.yaml")).ok();
+    // Drawing in place removes the old files first: keep the summary safe until the new
+    // one is written.
+    let keep = dir.join(".summary.json.kept");
+    std::fs::copy(dir.join("summary.json"), &keep).map_err(|e| format!("{}: {e}", keep.display()))?;
     let (mut r, _) = Report::create(out, old.as_ref().map(|m| m.command.clone()).unwrap_or_default(), None)?;
     if let Some(m) = old {
         r.plan_crc32 = m.plan.crc32.and_then(|c| u32::from_str_radix(&c, 16).ok());
@@ -282,7 +286,11 @@ pub fn rerender(dir: &Path, out: &Path) -> Result<Vec<String>, String> {
     if let Some(y) = resolved {
         r.put("plan.resolved.yaml", &y);
     }
-    Ok(r.finish(&s))
+    let problems = r.finish(&s);
+    if problems.is_empty() {
+        let _ = std::fs::remove_file(&keep);
+    }
+    Ok(problems)
 }
 
 /// Phase-level numbers of one run for comparisons: total IOPS and MB/s, and latency
