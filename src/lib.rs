@@ -9,6 +9,7 @@
 pub mod driver;
 pub mod exec;
 pub mod ioworker;
+pub mod metamode;
 pub mod nvme;
 pub mod plan;
 pub mod progress;

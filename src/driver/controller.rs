@@ -677,6 +677,24 @@ impl Controller {
         Some(i as u16)
     }
 
+    /// Marks `qid` taken (metamode queues choose their own ids, so the driver's queue
+    /// pairs keep off them); false when it already was, or is beyond what the controller
+    /// granted.
+    pub(crate) fn reserve_qid(&self, qid: u16) -> bool {
+        match lock(&self.inner.qids).get_mut(qid as usize) {
+            Some(used) if qid > 0 && !*used => {
+                *used = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees an id [`Controller::reserve_qid`] took.
+    pub(crate) fn release_qid(&self, qid: u16) {
+        self.free_qid(qid);
+    }
+
     pub(crate) fn free_qid(&self, qid: u16) {
         if let Some(s) = lock(&self.inner.qids).get_mut(qid as usize) {
             *s = false;
