@@ -43,6 +43,9 @@ pub fn phase_lines(s: &Summary) -> Vec<String> {
     for e in ph.events.iter().filter(|e| e.outcome == Outcome::Fail) {
         out.push(format!("    event {} failed: {}", e.name, e.error.as_deref().unwrap_or("?")));
     }
+    for m in ph.metamode.iter().filter(|m| m.outcome == Outcome::Fail) {
+        out.push(format!("    metamode step {} ({}) failed: {}", m.index, m.step, m.error.as_deref().unwrap_or("?")));
+    }
     out
 }
 

@@ -48,6 +48,7 @@ fn interrupted_fixture() -> Summary {
         checks: vec![],
         events: vec![],
         workers: vec![],
+        metamode: vec![],
     };
     s.phases.push(skipped);
     s

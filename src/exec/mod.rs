@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod expect;
+pub mod metamode;
 pub mod summary;
 
 use std::sync::Arc;
@@ -126,7 +127,7 @@ pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOp
             continue;
         }
         observer.phase_started(pr, i, runs.len());
-        let p = run_phase(ctrl, pr, started, opts.stop, &s.percentiles, observer);
+        let p = run_phase(ctrl, pr, started, opts, &s.percentiles, observer);
         if p.outcome != Outcome::Pass && s.outcome == Outcome::Pass {
             s.outcome = if p.outcome == Outcome::Interrupted { Outcome::Interrupted } else { Outcome::Fail };
         }
@@ -156,6 +157,7 @@ fn skipped(pr: &PhaseRun, start_s: f64) -> PhaseSummary {
         checks: Vec::new(),
         events: Vec::new(),
         workers: Vec::new(),
+        metamode: Vec::new(),
     }
 }
 
@@ -169,7 +171,8 @@ fn failed_start(msg: String) -> IoWorkerResult {
     IoWorkerResult { error: code::INIT_FAIL, error_message: Some(msg), ..Default::default() }
 }
 
-fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &AtomicBool, asked: &[f64], observer: &mut dyn Observer) -> PhaseSummary {
+fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOptions<'_>, asked: &[f64], observer: &mut dyn Observer) -> PhaseSummary {
+    let (stop, time_scale) = (opts.stop, opts.time_scale);
     let start_s = plan_start.elapsed().as_secs_f64();
     let gate = Arc::new(StartGate::default());
     let cpus = available_cpus().max(1);
@@ -194,8 +197,9 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &Atomi
     let t0_unix = std::time::SystemTime::now() + GATE_LEAD;
     gate.open(t0);
     let cancel = Arc::new(AtomicBool::new(false));
-    let fired: Vec<EventSummary> = std::thread::scope(|sc| {
+    let (fired, steps): (Vec<EventSummary>, Vec<metamode::StepSummary>) = std::thread::scope(|sc| {
         let events = sc.spawn(|| timeline(ctrl, &pr.events, t0, &cancel, stop));
+        let steps = pr.metamode.as_ref().map(|m| sc.spawn(move || metamode::run(ctrl, m, time_scale, stop)));
         let mut last_live = Instant::now();
         wait_workers(&mut slots, stop, &mut |slots| {
             if last_live.elapsed() < LIVE_EVERY {
@@ -228,7 +232,8 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &Atomi
             }
             std::thread::sleep(TICK);
         }
-        events.join().unwrap_or_default()
+        let steps = steps.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        (events.join().unwrap_or_default(), steps)
     });
     let seconds = t0.elapsed().as_secs_f64();
     let results: Vec<IoWorkerResult> = slots
@@ -276,7 +281,8 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &Atomi
     };
     let ok = checks.iter().all(|c| c.pass)
         && workers.iter().all(|w| w.outcome == Outcome::Pass)
-        && fired.iter().all(|e| e.outcome != Outcome::Fail || e.allow_failure);
+        && fired.iter().all(|e| e.outcome != Outcome::Fail || e.allow_failure)
+        && steps.iter().all(|s| s.outcome != Outcome::Fail);
     let outcome = if stop.load(Ordering::Acquire) { Outcome::Interrupted } else { Outcome::of(ok) };
     PhaseSummary {
         name: pr.name.clone(),
@@ -290,6 +296,7 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, stop: &Atomi
         checks,
         events: fired,
         workers,
+        metamode: steps,
     }
 }
 

@@ -126,6 +126,9 @@ pub struct PhaseSummary {
     pub events: Vec<EventSummary>,
     /// Workers, in plan order.
     pub workers: Vec<WorkerSummary>,
+    /// Metamode steps, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metamode: Vec<super::metamode::StepSummary>,
 }
 
 /// A whole run of a plan.

@@ -17,7 +17,8 @@
 //! cmd.set_prp1(buf.addr()); // cmd.prp1 = buf
 //! sq.set(0, &cmd)?; // sq[0] = cmd
 //! sq.set_tail(1); // sq.tail = 1
-//! cq.wait_pbit(cq.head() as usize, true, std::time::Duration::from_secs(10))?;
+//! let head = cq.head() as usize;
+//! cq.wait_pbit(head, true, std::time::Duration::from_secs(10))?;
 //! cq.set_head(1); // cq.head = 1
 //! println!("{}", cq.entry(0)?.status());
 //! # Ok(()) }
@@ -172,6 +173,10 @@ impl PrpList {
     pub fn new(ctrl: &Controller) -> Result<PrpList, MetaError> {
         Ok(PrpList { page: Prp::new(ctrl, PRP_LIST_BYTES)? })
     }
+    /// A list in the memory of `page` (its offset is where the list starts).
+    pub fn from_prp(page: Prp) -> PrpList {
+        PrpList { page }
+    }
     /// The IOVA of the list (page plus offset), for PRP2 or a chaining entry.
     pub fn addr(&self) -> u64 {
         self.page.addr()
@@ -210,6 +215,10 @@ impl SglSegment {
     /// Room for `descriptors` descriptors.
     pub fn new(ctrl: &Controller, descriptors: usize) -> Result<SglSegment, MetaError> {
         Ok(SglSegment { mem: Prp::new(ctrl, descriptors * DESCRIPTOR_BYTES)? })
+    }
+    /// A segment in the memory of `mem` (from its start).
+    pub fn from_prp(mem: Prp) -> SglSegment {
+        SglSegment { mem }
     }
     /// Descriptor `i`.
     pub fn set(&self, i: usize, d: SglDescriptor) -> Result<(), MetaError> {
@@ -314,8 +323,21 @@ impl IoCq {
         self.ctrl.transport().write32(doorbell(&self.ctrl, self.qid, true), v);
     }
 
-    /// Waits until the phase tag of CQE `slot` reads `phase`; returns the CQE.
-    pub fn wait_pbit(&self, slot: usize, phase: bool, timeout: Duration) -> Result<Cqe, MetaError> {
+    /// Waits until the phase tag of CQE `slot` reads `phase`; returns the CQE. The next
+    /// `waitdone` starts after this slot.
+    pub fn wait_pbit(&mut self, slot: usize, phase: bool, timeout: Duration) -> Result<Cqe, MetaError> {
+        let e = self.poll_pbit(slot, phase, timeout)?;
+        self.reap = self.after(slot, phase);
+        Ok(e)
+    }
+
+    /// The slot after `slot` and the phase tag expected there (it inverts on every pass
+    /// through the queue, §4.6).
+    fn after(&self, slot: usize, phase: bool) -> (usize, bool) {
+        if slot + 1 >= self.entries as usize { (0, !phase) } else { (slot + 1, phase) }
+    }
+
+    fn poll_pbit(&self, slot: usize, phase: bool, timeout: Duration) -> Result<Cqe, MetaError> {
         let deadline = Instant::now() + timeout;
         let mut spins = 0u32;
         loop {
@@ -335,23 +357,22 @@ impl IoCq {
         }
     }
 
-    /// Waits for the next `n` completions, following slots and phase tags from where the
-    /// last `waitdone` stopped (slot 0, phase 1 at first), and returns them. It does not
-    /// write the head doorbell: that stays the test's (`cq.head = ...`).
+    /// Waits for the next `n` completions, following slots and phase tags from the last
+    /// one seen by `waitdone` or `wait_pbit` (slot 0, phase 1 at first), and returns them.
+    /// It does not write the head doorbell: that stays the test's (`cq.head = ...`).
     pub fn waitdone(&mut self, n: usize, timeout: Duration) -> Result<Vec<Cqe>, MetaError> {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             let (slot, phase) = self.reap;
             let left = deadline.saturating_duration_since(Instant::now());
-            let e = self.wait_pbit(slot, phase, left).map_err(|_| MetaError::Timeout {
+            let e = self.poll_pbit(slot, phase, left).map_err(|_| MetaError::Timeout {
                 qid: self.qid,
                 what: format!("{} of {n} completions (waiting at slot {slot} for phase {})", out.len(), phase as u8),
                 timeout,
             })?;
             out.push(e);
-            // The phase tag inverts on every pass through the queue (§4.6).
-            self.reap = if slot + 1 >= self.entries as usize { (0, !phase) } else { (slot + 1, phase) };
+            self.reap = self.after(slot, phase);
         }
         Ok(out)
     }
@@ -506,6 +527,17 @@ fn with(mut s: Sqe, cid: u16, buf: &Prp) -> Sqe {
     s.set_cid(cid);
     s.set_prp1(buf.addr());
     s
+}
+
+/// Writes the tail doorbell of SQ `qid`, whether or not such a queue exists (for the
+/// Invalid Doorbell Register event, §5.2).
+pub fn ring_sq_tail(ctrl: &Controller, qid: u16, value: u32) {
+    ctrl.transport().write32(doorbell(ctrl, qid, false), value);
+}
+
+/// Writes the head doorbell of CQ `qid`, whether or not such a queue exists.
+pub fn ring_cq_head(ctrl: &Controller, qid: u16, value: u32) {
+    ctrl.transport().write32(doorbell(ctrl, qid, true), value);
 }
 
 /// Sends an Asynchronous Event Request (`nvme0.aer()`); its CID.

@@ -102,8 +102,12 @@ impl Checker<'_> {
         if ph.repeat == Some(0) {
             self.err(&join(path, &[key("repeat")]), "repeat", "0 runs; repeat must be at least 1 (leave it out to run once)");
         }
-        if ph.ioworkers.is_empty() && ph.events.is_empty() {
-            self.err(path, "ioworkers", format!("phase `{}` does nothing; give it ioworkers or events", ph.name));
+        if ph.ioworkers.is_empty() && ph.events.is_empty() && ph.metamode.is_none() {
+            self.err(path, "ioworkers", format!("phase `{}` does nothing; give it ioworkers, events or metamode steps", ph.name));
+        }
+        if let Some(m) = &ph.metamode {
+            let e = super::metamode::check(self.lp, m, &join(path, &[key("metamode")]));
+            self.errors.extend(e);
         }
         let sweep_ok = self.sweep(ph, path);
         let runs = sweep::count(ph.sweep.as_ref()).saturating_mul(ph.repeat.unwrap_or(1) as u64);

@@ -39,6 +39,8 @@ pub struct PhaseRun {
     pub expect: Option<ExpectSpec>,
     /// `max(start_delay + time)` over the workers when every one has a time.
     pub duration: Option<Duration>,
+    /// Metamode steps.
+    pub metamode: Option<super::metamode::MetamodeSpec>,
 }
 
 /// One worker of a run.
@@ -225,6 +227,7 @@ fn expand_phase(
                 events: events.clone(),
                 expect: ph.expect.clone(),
                 duration,
+                metamode: ph.metamode.clone(),
             });
         }
     }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod expand;
 pub mod limits;
 pub mod load;
+pub mod metamode;
 pub mod model;
 mod sweep;
 pub mod units;

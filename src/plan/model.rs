@@ -414,6 +414,9 @@ pub struct PhaseSpec {
     /// Expectations over all workers of the phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<ExpectSpec>,
+    /// Raw queue steps (PyNVMe3 metamode), run in order alongside the workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metamode: Option<super::metamode::MetamodeSpec>,
 }
 
 /// The simulated controller a plan runs on (everything optional).

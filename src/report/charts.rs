@@ -1422,6 +1422,7 @@ mod tests {
             checks: Vec::new(),
             events,
             workers,
+            metamode: Vec::new(),
         }
     }
 

@@ -278,3 +278,30 @@ pub fn cmdlog(s: &Summary) -> Option<String> {
     }
     Some(d.finish())
 }
+
+/// `metamode.csv`: every metamode step, with expected and actual values; `None` when no
+/// phase run had steps.
+pub fn metamode(s: &Summary) -> Option<String> {
+    if s.phases.iter().all(|p| p.metamode.is_empty()) {
+        return None;
+    }
+    let mut d = Doc::new(&["phase_index", "phase", "index", "step", "detail", "outcome", "expected", "actual", "error", "duration_ms"]);
+    for (i, p) in s.phases.iter().enumerate() {
+        for m in &p.metamode {
+            let [a, b] = phase_cols(i, p);
+            d.row([
+                a,
+                b,
+                m.index.to_string(),
+                m.step.clone(),
+                m.detail.clone(),
+                outcome(m.outcome),
+                m.expected.clone().unwrap_or_default(),
+                m.actual.clone().unwrap_or_default(),
+                m.error.clone().unwrap_or_default(),
+                num(m.duration_ms, 3),
+            ]);
+        }
+    }
+    Some(d.finish())
+}

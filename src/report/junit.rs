@@ -98,6 +98,21 @@ fn phase_cases(p: &PhaseSummary, out: &mut Vec<Case>) {
         };
         out.push(Case { name: format!("{} / event {} at {:.3} s", p.label, e.name, e.planned_s), time: e.duration_ms / 1000.0, verdict });
     }
+    // Metamode: every check step, and any step that failed.
+    for m in &p.metamode {
+        let check = m.step.starts_with("expect_") || m.expected.is_some();
+        let verdict = match m.outcome {
+            Outcome::Fail => {
+                let message = format!("step {} {} ({}): {}", m.index, m.step, m.detail, m.error.as_deref().unwrap_or("failed"));
+                let text = format!("expected: {}\nactual: {}", m.expected.as_deref().unwrap_or("-"), m.actual.as_deref().unwrap_or("-"));
+                Verdict::Failure { message, text }
+            }
+            Outcome::Skipped if check => Verdict::Skipped { message: "an earlier step failed".into() },
+            _ if check => Verdict::Pass,
+            _ => continue,
+        };
+        out.push(Case { name: format!("{} / metamode {} {}", p.label, m.index, m.step), time: m.duration_ms / 1000.0, verdict });
+    }
     if out.len() == start {
         let verdict = if p.outcome == Outcome::Pass { Verdict::Pass } else { Verdict::Failure { message: "the phase failed".into(), text: String::new() } };
         out.push(Case { name: p.label.clone(), time: p.seconds, verdict });

@@ -5,7 +5,7 @@
 //! | `summary.json` | everything measured (also the input of `nvplan report`) |
 //! | `manifest.json` | version, command, plan, drive, host, seed, start, end, `complete`, files |
 //! | `plan.resolved.yaml` | the plan as it ran: one phase per run, seeds written out |
-//! | `workers.csv`, `io_per_second.csv`, `latency_percentiles.csv`, `latency_histogram.csv`, `events.csv`, `cmdlog.csv` | the data, one file per kind ([`csv`]) |
+//! | `workers.csv`, `io_per_second.csv`, `latency_percentiles.csv`, `latency_histogram.csv`, `events.csv`, `cmdlog.csv`, `metamode.csv` | the data, one file per kind ([`csv`]) |
 //! | `junit.xml` | one test case per phase run × expectation ([`junit`]) |
 //! | `charts/*.png` | latency histogram, QoS percentiles, IOPS over time per phase run; sweep matrices ([`charts`]) |
 //!
@@ -30,7 +30,7 @@ pub const CHARTS_DIR: &str = "charts";
 /// Marks a directory a run is writing into.
 const LOCK: &str = ".nvplan.lock";
 /// The files nvplan writes at the top of a report directory (besides `charts/`).
-const OWN_FILES: [&str; 12] = [
+const OWN_FILES: [&str; 13] = [
     "summary.json",
     "manifest.json",
     "plan.resolved.yaml",
@@ -40,6 +40,7 @@ const OWN_FILES: [&str; 12] = [
     "latency_histogram.csv",
     "events.csv",
     "cmdlog.csv",
+    "metamode.csv",
     "junit.xml",
     "comparison.csv",
     "comparison.json",
@@ -237,6 +238,9 @@ impl Report {
         self.put("events.csv", csv::events(s).as_bytes());
         if let Some(c) = csv::cmdlog(s) {
             self.put("cmdlog.csv", c.as_bytes());
+        }
+        if let Some(c) = csv::metamode(s) {
+            self.put("metamode.csv", c.as_bytes());
         }
         let charts = self.charts.clone();
         self.put("junit.xml", junit::junit(s, &charts).as_bytes());
