@@ -497,13 +497,12 @@ pub(crate) fn check(lp: &LoadedPlan, m: &MetamodeSpec, path: &[Seg]) -> Vec<Plan
     };
     for (i, s) in m.steps.iter().enumerate() {
         let sp = at(&[k("steps"), Seg::Index(i), k(s.kind())]);
-        let need_sq = |id: u16, sqs: &std::collections::BTreeSet<u16>, errors: &mut Vec<PlanError>| {
-            if !sqs.contains(&id) {
-                errors.push(lp.error(
-                    &[sp.as_slice(), &[k("sq")]].concat(),
-                    "sq",
-                    format!("SQ {id} is not created by an earlier step; add a create_sq step before this one"),
-                ));
+        // A step on a queue no earlier step created: `what` is "SQ" or "CQ".
+        let need = |what: &str, id: u16, made: &std::collections::BTreeSet<u16>, errors: &mut Vec<PlanError>| {
+            if !made.contains(&id) {
+                let field = what.to_lowercase();
+                let message = format!("{what} {id} is not created by an earlier step; add a create_{field} step before this one");
+                errors.push(lp.error(&[sp.as_slice(), &[k(&field)]].concat(), &field, message));
             }
         };
         match s {
@@ -532,7 +531,7 @@ pub(crate) fn check(lp: &LoadedPlan, m: &MetamodeSpec, path: &[Seg]) -> Vec<Plan
                 }
             }
             MetaStep::Sqe(q) => {
-                need_sq(q.sq, &sqs, &mut errors);
+                need("SQ", q.sq, &sqs, &mut errors);
                 for (t, f) in [(&q.prp1, "prp1"), (&q.prp2, "prp2")] {
                     if let Some(Target::Buffer(n)) = t {
                         buffer(n, f, &sp, &mut errors);
@@ -543,25 +542,19 @@ pub(crate) fn check(lp: &LoadedPlan, m: &MetamodeSpec, path: &[Seg]) -> Vec<Plan
                 }
             }
             MetaStep::Read(io) | MetaStep::Write(io) => {
-                need_sq(io.sq, &sqs, &mut errors);
+                need("SQ", io.sq, &sqs, &mut errors);
                 buffer(&io.buffer, "buffer", &sp, &mut errors);
             }
             MetaStep::WaitPbit(w) => {
-                if !cqs.contains(&w.cq) {
-                    errors.push(lp.error(&[sp.as_slice(), &[k("cq")]].concat(), "cq", format!("CQ {} is not created by an earlier step", w.cq)));
-                }
+                need("CQ", w.cq, &cqs, &mut errors);
                 dur(&w.timeout, &sp, &mut errors);
             }
             MetaStep::Waitdone(w) => {
-                if !cqs.contains(&w.cq) {
-                    errors.push(lp.error(&[sp.as_slice(), &[k("cq")]].concat(), "cq", format!("CQ {} is not created by an earlier step", w.cq)));
-                }
+                need("CQ", w.cq, &cqs, &mut errors);
                 dur(&w.timeout, &sp, &mut errors);
             }
             MetaStep::ExpectCqe(e) => {
-                if !cqs.contains(&e.cq) {
-                    errors.push(lp.error(&[sp.as_slice(), &[k("cq")]].concat(), "cq", format!("CQ {} is not created by an earlier step", e.cq)));
-                }
+                need("CQ", e.cq, &cqs, &mut errors);
                 status(&e.status, "status", &sp, &mut errors);
             }
             MetaStep::WriteBuffer(b) | MetaStep::ExpectBuffer(b) => {
