@@ -250,6 +250,62 @@ fn doorbell(ctrl: &Controller, qid: u16, cq: bool) -> usize {
     if cq { cq_head_doorbell(qid, d) } else { sq_tail_doorbell(qid, d) }
 }
 
+/// A queue the controller holds for the test: its id, kept from the driver's queue pairs,
+/// and the command that deletes it (sent on drop when the test did not).
+#[derive(Debug)]
+struct Held {
+    ctrl: Controller,
+    qid: u16,
+    reserved: bool,
+    live: bool,
+    what: &'static str,
+    delete: fn(u16) -> Sqe,
+}
+
+impl Held {
+    /// The queue `qid` as the controller created it (`reserved`: its id was taken here).
+    fn new(ctrl: &Controller, qid: u16, reserved: bool, what: &'static str, delete: fn(u16) -> Sqe) -> Held {
+        Held { ctrl: ctrl.clone(), qid, reserved, live: true, what, delete }
+    }
+
+    /// Deletes the queue; the controller's answer, error status included.
+    fn delete(&mut self) -> Result<Cqe, MetaError> {
+        self.live = false;
+        let r = admin(&self.ctrl, self.what, &(self.delete)(self.qid));
+        self.release();
+        r
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.reserved) {
+            self.ctrl.release_qid(self.qid);
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.live && self.ctrl.is_ready() {
+            let _ = self.ctrl.admin_raw(&(self.delete)(self.qid), DataPtr::None, ADMIN_TIMEOUT);
+        }
+        self.release();
+    }
+}
+
+/// Takes `qid` and sends the creation command; on an error status the id is given back.
+fn create(ctrl: &Controller, qid: u16, what: &str, sqe: &Sqe) -> Result<bool, MetaError> {
+    let reserved = ctrl.reserve_qid(qid);
+    match admin(ctrl, what, sqe) {
+        Ok(_) => Ok(reserved),
+        Err(e) => {
+            if reserved {
+                ctrl.release_qid(qid);
+            }
+            Err(e)
+        }
+    }
+}
+
 /// An I/O completion queue created by the test (Create I/O Completion Queue, §5.3).
 #[derive(Debug)]
 pub struct IoCq {
@@ -260,8 +316,7 @@ pub struct IoCq {
     head: u32,
     // The next slot `waitdone` looks at and the phase it expects there.
     reap: (usize, bool),
-    reserved: bool,
-    live: bool,
+    held: Held,
 }
 
 impl IoCq {
@@ -278,16 +333,9 @@ impl IoCq {
     /// From a Create I/O CQ command the test shaped itself (PRP1 is set to `mem.addr()`).
     pub fn with_sqe(ctrl: &Controller, qid: u16, entries: u32, mem: Prp, mut sqe: Sqe) -> Result<IoCq, MetaError> {
         sqe.set_prp1(mem.addr());
-        let reserved = ctrl.reserve_qid(qid);
-        match admin(ctrl, "Create I/O Completion Queue", &sqe) {
-            Ok(_) => Ok(IoCq { ctrl: ctrl.clone(), qid, entries, mem, head: 0, reap: (0, true), reserved, live: true }),
-            Err(e) => {
-                if reserved {
-                    ctrl.release_qid(qid);
-                }
-                Err(e)
-            }
-        }
+        let reserved = create(ctrl, qid, "Create I/O Completion Queue", &sqe)?;
+        let held = Held::new(ctrl, qid, reserved, "Delete I/O Completion Queue", cmd::delete_io_cq);
+        Ok(IoCq { ctrl: ctrl.clone(), qid, entries, mem, head: 0, reap: (0, true), held })
     }
 
     /// Queue id.
@@ -379,25 +427,7 @@ impl IoCq {
 
     /// Delete I/O Completion Queue (§5.5); the controller's answer, error status included.
     pub fn delete(mut self) -> Result<Cqe, MetaError> {
-        self.live = false;
-        let r = admin(&self.ctrl, "Delete I/O Completion Queue", &cmd::delete_io_cq(self.qid));
-        self.release();
-        r
-    }
-
-    fn release(&mut self) {
-        if std::mem::take(&mut self.reserved) {
-            self.ctrl.release_qid(self.qid);
-        }
-    }
-}
-
-impl Drop for IoCq {
-    fn drop(&mut self) {
-        if self.live && self.ctrl.is_ready() {
-            let _ = self.ctrl.admin_raw(&cmd::delete_io_cq(self.qid), DataPtr::None, ADMIN_TIMEOUT);
-        }
-        self.release();
+        self.held.delete()
     }
 }
 
@@ -410,8 +440,7 @@ pub struct IoSq {
     cqid: u16,
     mem: Prp,
     tail: u32,
-    reserved: bool,
-    live: bool,
+    held: Held,
 }
 
 impl IoSq {
@@ -428,16 +457,9 @@ impl IoSq {
     /// From a Create I/O SQ command the test shaped itself (PRP1 is set to `mem.addr()`).
     pub fn with_sqe(ctrl: &Controller, qid: u16, entries: u32, mem: Prp, cqid: u16, mut sqe: Sqe) -> Result<IoSq, MetaError> {
         sqe.set_prp1(mem.addr());
-        let reserved = ctrl.reserve_qid(qid);
-        match admin(ctrl, "Create I/O Submission Queue", &sqe) {
-            Ok(_) => Ok(IoSq { ctrl: ctrl.clone(), qid, entries, cqid, mem, tail: 0, reserved, live: true }),
-            Err(e) => {
-                if reserved {
-                    ctrl.release_qid(qid);
-                }
-                Err(e)
-            }
-        }
+        let reserved = create(ctrl, qid, "Create I/O Submission Queue", &sqe)?;
+        let held = Held::new(ctrl, qid, reserved, "Delete I/O Submission Queue", cmd::delete_io_sq);
+        Ok(IoSq { ctrl: ctrl.clone(), qid, entries, cqid, mem, tail: 0, held })
     }
 
     /// Queue id.
@@ -501,25 +523,7 @@ impl IoSq {
 
     /// Delete I/O Submission Queue (§5.6); the controller's answer, error status included.
     pub fn delete(mut self) -> Result<Cqe, MetaError> {
-        self.live = false;
-        let r = admin(&self.ctrl, "Delete I/O Submission Queue", &cmd::delete_io_sq(self.qid));
-        self.release();
-        r
-    }
-
-    fn release(&mut self) {
-        if std::mem::take(&mut self.reserved) {
-            self.ctrl.release_qid(self.qid);
-        }
-    }
-}
-
-impl Drop for IoSq {
-    fn drop(&mut self) {
-        if self.live && self.ctrl.is_ready() {
-            let _ = self.ctrl.admin_raw(&cmd::delete_io_sq(self.qid), DataPtr::None, ADMIN_TIMEOUT);
-        }
-        self.release();
+        self.held.delete()
     }
 }
 
