@@ -382,3 +382,38 @@ fn waitdone_times_out_naming_what_it_waited_for() {
     let e = cq.waitdone(1, Duration::from_millis(20)).unwrap_err();
     assert!(e.to_string().contains("0 of 1 completions"), "{e}");
 }
+
+#[test]
+fn prp_lists_chain_through_the_last_entry_of_a_page() {
+    // A list that starts 16 bytes before the end of its page holds two entries. A transfer
+    // of four pages needs three after PRP1, more than fit: the first entry points to data,
+    // the page's last entry to the next list, which holds the other two (§4.3).
+    let r = sim(4096);
+    let data = pattern(4 * 4096, 6);
+    put(&r, 0, &data);
+    let (mut cq, mut sq) = pair(&r, 1, 4);
+    let c = &r.ctrl;
+    let first = Prp::new(c, 4096).unwrap();
+    let pages: Vec<Prp> = (0..3).map(|_| Prp::new(c, 4096).unwrap()).collect();
+    let mut list = PrpList::new(c).unwrap();
+    list.set_offset(4096 - 16);
+    let next = PrpList::new(c).unwrap();
+    list.set_buffer(0, &pages[0]).unwrap();
+    list.chain(1, &next).unwrap();
+    next.set_buffer(0, &pages[1]).unwrap();
+    next.set_buffer(1, &pages[2]).unwrap();
+    assert_eq!(list.get(1).unwrap(), next.addr());
+    let mut s = cmd::read(1, 0, 4);
+    s.set_cid(7);
+    s.set_prp1(first.addr());
+    s.set_prp2(list.addr());
+    sq.set(0, &s).unwrap();
+    sq.set_tail(1);
+    let e = cq.waitdone(1, T).unwrap()[0];
+    cq.set_head(1);
+    ok(&e);
+    assert!(first.read(0, 4096).unwrap() == data[..4096], "PRP1");
+    for (k, p) in pages.iter().enumerate() {
+        assert!(p.read(0, 4096).unwrap() == data[(k + 1) * 4096..(k + 2) * 4096], "page {} of the transfer", k + 1);
+    }
+}
