@@ -423,7 +423,7 @@ fn expect_cqe(st: &State<'_>, e: &ExpectCqe) -> Result<Done, Done> {
         check("sqhd", v.to_string(), c.sqhd().to_string());
     }
     if let Some(v) = e.phase {
-        check("phase", (v != 0).to_string(), c.phase().to_string());
+        check("phase", ((v != 0) as u8).to_string(), (c.phase() as u8).to_string());
     }
     if let Some(v) = e.cdw0 {
         check("cdw0", format!("{v:#x}"), format!("{:#x}", c.cdw0()));
