@@ -6,6 +6,7 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod devices;
 pub mod driver;
 pub mod exec;
 pub mod ioworker;

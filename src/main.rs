@@ -13,7 +13,7 @@ use nvplan::sim::SimConfig;
 use nvplan::transport::SharedTransport;
 use nvplan::transport::sim::SimTransport;
 use nvplan::util::units::parse_size;
-use nvplan::{exec, plan, report};
+use nvplan::{devices, exec, plan, report};
 
 #[derive(Parser)]
 #[command(name = "nvplan", version, about = "Declarative NVMe SSD workload engine")]
@@ -92,6 +92,53 @@ enum Cmd {
     },
     /// Prints the JSON Schema of plans (for editors and CI).
     Schema,
+    /// Lists the NVMe functions (PCI class 0x010802): address, vendor:device, driver, IOMMU
+    /// group, model and serial (while on the nvme driver), what uses them (mounts, swap, the
+    /// root file system, device-mapper holders, open VFIO groups), and the other functions of
+    /// their IOMMU groups.
+    Devices {
+        /// JSON for machines instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Root of the file system whose sys/ and proc/ are read and written (default /, or
+        /// $NVPLAN_SYSFS_ROOT): for tests against fake trees.
+        #[arg(long, value_name = "DIR")]
+        sysfs_root: Option<PathBuf>,
+    },
+    /// Moves NVMe functions to vfio-pci for nvplan's user-space driver. ADDR is a PCI address
+    /// (0000:01:00.0, or 01:00.0 for domain 0000) or a serial number. Refuses, unless --force,
+    /// a function in use (mounted, swap, root file system, held) or sharing its IOMMU group
+    /// with a function that is not named and not free; refuses always a function that is not
+    /// NVMe or does not exist, and when the IOMMU is off or vfio-pci is not loaded. Exit code
+    /// 0 when done, 2 when refused, 1 when a write failed (run as root).
+    Bind {
+        /// PCI addresses or serial numbers (name every NVMe function of a shared IOMMU group).
+        #[arg(required = true, value_name = "ADDR")]
+        addrs: Vec<String>,
+        /// Take functions that are in use or share their IOMMU group anyway.
+        #[arg(long)]
+        force: bool,
+        /// Root of the file system whose sys/ and proc/ are read and written (default /, or
+        /// $NVPLAN_SYSFS_ROOT): for tests against fake trees.
+        #[arg(long, value_name = "DIR")]
+        sysfs_root: Option<PathBuf>,
+    },
+    /// Gives NVMe functions back to the kernel's nvme driver (clears driver_override, unbinds,
+    /// reprobes). The same refusals as `bind`, but no IOMMU needed; the group check is against
+    /// functions left on vfio-pci. Exit code 0 when done, 2 when refused, 1 when a write
+    /// failed.
+    Unbind {
+        /// PCI addresses or serial numbers.
+        #[arg(required = true, value_name = "ADDR")]
+        addrs: Vec<String>,
+        /// Move functions whose IOMMU group stays on vfio-pci, or that are in use, anyway.
+        #[arg(long)]
+        force: bool,
+        /// Root of the file system whose sys/ and proc/ are read and written (default /, or
+        /// $NVPLAN_SYSFS_ROOT): for tests against fake trees.
+        #[arg(long, value_name = "DIR")]
+        sysfs_root: Option<PathBuf>,
+    },
 }
 
 fn open(target: &str) -> Result<SharedTransport, String> {
@@ -290,6 +337,87 @@ fn report_cmd(dirs: &[PathBuf], out: Option<&Path>) -> Result<bool, String> {
     Ok(problems.is_empty())
 }
 
+/// `--sysfs-root`, else $NVPLAN_SYSFS_ROOT, else `/`.
+fn sysfs_root(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("NVPLAN_SYSFS_ROOT").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn devices_error(e: &devices::DevicesError) -> ExitCode {
+    for line in e.to_string().lines() {
+        eprintln!("nvplan: {line}");
+    }
+    ExitCode::from(e.exit_code())
+}
+
+/// `nvplan devices`: an aligned table, or JSON.
+fn devices_cmd(root: &Path, json: bool) -> ExitCode {
+    let functions = match devices::scan(root) {
+        Ok(f) => f,
+        Err(e) => return devices_error(&e),
+    };
+    let iommu = devices::iommu_on(root);
+    let vfio = devices::driver_loaded(root, "vfio-pci");
+    if json {
+        let v = serde_json::json!({ "iommu_on": iommu, "vfio_pci_loaded": vfio, "functions": functions });
+        println!("{}", serde_json::to_string_pretty(&v).expect("devices serialise"));
+        return ExitCode::SUCCESS;
+    }
+    if functions.is_empty() {
+        println!("no NVMe functions under {}", root.join("sys/bus/pci/devices").display());
+    } else {
+        let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        let none = |o: &Option<String>| o.clone().unwrap_or_else(|| "none".into());
+        let mut rows = vec![["ADDRESS", "ID", "DRIVER", "GROUP", "MODEL", "SERIAL", "IN USE"].map(String::from)];
+        for f in &functions {
+            let uses = if f.in_use.is_empty() { "-".into() } else { f.in_use.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ") };
+            rows.push([f.address.clone(), format!("{}:{}", f.vendor, f.device), none(&f.driver), none(&f.iommu_group), dash(&f.model), dash(&f.serial), uses]);
+        }
+        let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+        for r in &rows {
+            let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            println!("{}", line.join("  ").trim_end());
+        }
+        for f in functions.iter().filter(|f| !f.group_peers.is_empty()) {
+            let peers: Vec<String> = f.group_peers.iter().map(ToString::to_string).collect();
+            println!("{}: IOMMU group {} also holds {}", f.address, none(&f.iommu_group), peers.join(", "));
+        }
+    }
+    if !iommu {
+        println!("note: the IOMMU is off: boot with intel_iommu=on (or amd_iommu=on) iommu=pt");
+    } else if !vfio {
+        println!("note: vfio-pci is not loaded: run `modprobe vfio-pci`");
+    }
+    ExitCode::SUCCESS
+}
+
+/// `nvplan bind` and `nvplan unbind`: one line per function; 1 when a function did not end
+/// up on the driver asked for.
+fn move_cmd(root: &Path, addrs: &[String], force: bool, to_vfio: bool) -> ExitCode {
+    let r = if to_vfio { devices::bind(root, addrs, force) } else { devices::unbind(root, addrs, force) };
+    let moved = match r {
+        Ok(m) => m,
+        Err(e) => return devices_error(&e),
+    };
+    let mut ok = true;
+    for m in &moved {
+        let from = m.from.as_deref().unwrap_or("no driver");
+        match m.to.as_deref() {
+            _ if m.writes.is_empty() => println!("{}: already on {}", m.address, m.wanted),
+            Some(to) if to == m.wanted => println!("{}: {from} -> {to}", m.address),
+            to => {
+                ok = false;
+                eprintln!(
+                    "nvplan: {}: wrote driver_override, unbind and drivers_probe, but its driver is {} rather than {}: see `dmesg` for why the probe failed",
+                    m.address,
+                    to.unwrap_or("none"),
+                    m.wanted
+                );
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -297,6 +425,9 @@ fn main() -> ExitCode {
         Cmd::Validate { plans, target } => return validate(&plans, target.as_deref()),
         Cmd::Run { plans, target, out, seed, time_scale, quiet } => return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale, quiet),
         Cmd::Report { dirs, out } => report_cmd(&dirs, out.as_deref()),
+        Cmd::Devices { json, sysfs_root: r } => return devices_cmd(&sysfs_root(r), json),
+        Cmd::Bind { addrs, force, sysfs_root: r } => return move_cmd(&sysfs_root(r), &addrs, force, true),
+        Cmd::Unbind { addrs, force, sysfs_root: r } => return move_cmd(&sysfs_root(r), &addrs, force, false),
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));
             Ok(true)
