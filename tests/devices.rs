@@ -320,21 +320,6 @@ fn a_function_that_is_not_nvme_is_refused_even_with_force() {
 }
 
 #[test]
-fn a_read_only_driver_override_says_run_as_root() {
-    use std::os::unix::fs::PermissionsExt;
-    let f = Fake::new("eacces");
-    f.nvme("0000:01:00.0", "nvme0", "S1", Some(7));
-    let p = f.dev("0000:01:00.0").join("driver_override");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).unwrap();
-    if fs::OpenOptions::new().write(true).open(&p).is_ok() {
-        return; // root writes read-only files; nothing to test
-    }
-    let e = devices::bind(&f.root, &addrs(&["0000:01:00.0"]), false).unwrap_err();
-    assert!(e.to_string().contains("0000:01:00.0") && e.to_string().contains("run as root"), "{e}");
-    assert_eq!(e.exit_code(), 1);
-}
-
-#[test]
 fn an_open_vfio_group_counts_as_in_use() {
     let f = Fake::new("vfio_open");
     f.pci("0000:01:00.0", "0x010802", Some("vfio-pci"), Some(7));
