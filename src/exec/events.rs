@@ -110,7 +110,7 @@ fn admin(ctrl: &Controller, a: &AdminSpec) -> Done {
             let st = cqe.status();
             let ok = (st.sct(), st.sc()) == expect;
             let error = (!ok).then(|| format!("completed with {st}, expected {:02x}/{:02x}", expect.0, expect.1));
-            Done { ok, status: Some(format!("{:02x}/{:02x}", st.sct(), st.sc())), cdw0: Some(cqe.cdw0()), error, took: Duration::ZERO }
+            Done { ok, status: Some(st.code_text()), cdw0: Some(cqe.cdw0()), error, took: Duration::ZERO }
         }
         Err(e) => Done { error: Some(e), ..Done::default() },
     }

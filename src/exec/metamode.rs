@@ -14,7 +14,7 @@ use crate::driver::Controller;
 use crate::metamode::{IoCq, IoSq, MetaError, Prp, PrpList, SglSegment, aer, ring_cq_head, ring_sq_tail, wait_events};
 use crate::nvme::sgl::SglDescriptor;
 use crate::nvme::sqe::Psdt;
-use crate::nvme::{Cqe, Sqe, Status};
+use crate::nvme::{Cqe, Sqe};
 use crate::plan::metamode::{BufferBytes, DEFAULT_WAIT, ExpectCqe, MetaStep, MetamodeSpec, SglSpec, Target};
 use crate::plan::units::{duration, parse_status};
 use crate::plan::{EventAction, EventRun};
@@ -57,10 +57,6 @@ fn done(detail: String) -> Result<Done, Done> {
 
 fn fail(detail: String, error: impl Into<String>) -> Done {
     Done { detail, expected: None, actual: None, error: Some(error.into()) }
-}
-
-fn status_text(s: Status) -> String {
-    format!("{:02x}/{:02x}", s.sct(), s.sc())
 }
 
 /// Buffers, queues and events of one run of the steps.
@@ -201,7 +197,7 @@ fn expect_status(detail: String, want: &Option<String>, r: Result<Cqe, MetaError
     };
     let st = got.status();
     if st.sct() == sct && st.sc() == sc {
-        Ok(Done { detail, expected: Some(want_text), actual: Some(status_text(st)), error: None })
+        Ok(Done { detail, expected: Some(want_text), actual: Some(st.code_text()), error: None })
     } else {
         Err(Done {
             detail,
@@ -328,7 +324,7 @@ fn step(st: &mut State<'_>, spec: &MetamodeSpec, s: &MetaStep, time_scale: f64, 
             let detail = format!("CQ {}: {n} completion(s)", w.cq);
             match st.cqs.get_mut(&w.cq).map(|q| q.waitdone(n, wait(&w.timeout, DEFAULT_WAIT))) {
                 Some(Ok(v)) => {
-                    let statuses: Vec<String> = v.iter().map(|c| format!("cid {} {}", c.cid(), status_text(c.status()))).collect();
+                    let statuses: Vec<String> = v.iter().map(|c| format!("cid {} {}", c.cid(), c.status().code_text())).collect();
                     Ok(Done { detail, expected: None, actual: Some(statuses.join(", ")), error: None })
                 }
                 Some(Err(e)) => Err(fail(detail, e.to_string())),
@@ -411,7 +407,7 @@ fn expect_cqe(st: &State<'_>, e: &ExpectCqe) -> Result<Done, Done> {
     };
     if let Some(s) = &e.status {
         let (sct, sc) = parse_status(s).unwrap_or((0, 0));
-        check("status", format!("{sct:02x}/{sc:02x}"), status_text(c.status()));
+        check("status", format!("{sct:02x}/{sc:02x}"), c.status().code_text());
     }
     if let Some(v) = e.cid {
         check("cid", v.to_string(), c.cid().to_string());

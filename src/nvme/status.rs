@@ -200,6 +200,10 @@ impl Status {
     pub const fn raw(self) -> u16 {
         self.0
     }
+    /// `SCT/SC` in hex, as plans and reports write statuses (`00/00`, `02/81`).
+    pub fn code_text(self) -> String {
+        format!("{:02x}/{:02x}", self.sct(), self.sc())
+    }
     /// Status Code.
     pub const fn sc(self) -> u8 {
         self.0 as u8
@@ -261,7 +265,7 @@ impl Status {
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:02x}/{:02x} {}", self.sct(), self.sc(), self.name())?;
+        write!(f, "{} {}", self.code_text(), self.name())?;
         if self.dnr() {
             f.write_str(" [DNR]")?;
         }
