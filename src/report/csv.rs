@@ -305,3 +305,32 @@ pub fn metamode(s: &Summary) -> Option<String> {
     }
     Some(d.finish())
 }
+
+/// `comparison.csv` of `nvplan report DIR...`: one row per phase run × run, with total
+/// IOPS and MB/s and the latency percentiles of all workers together.
+pub fn comparison(runs: &[(String, &Summary)]) -> String {
+    use super::{COMPARED_PERCENTILES, PhaseTotals};
+    let mut header: Vec<String> = ["phase", "run", "plan", "model", "serial", "firmware", "outcome", "iops", "mbps"].map(String::from).to_vec();
+    header.extend(COMPARED_PERCENTILES.iter().map(|&q| format!("latency_us_{}", percentile_name(q))));
+    let mut d = Doc::new(&header.iter().map(String::as_str).collect::<Vec<_>>());
+    for (label, s) in runs {
+        let dev = s.device.clone().unwrap_or_default();
+        for p in s.phases.iter().filter(|p| p.outcome != crate::exec::Outcome::Skipped) {
+            let t = PhaseTotals::of(p);
+            let mut row = vec![
+                p.label.clone(),
+                label.clone(),
+                s.plan.clone(),
+                dev.model.clone(),
+                dev.serial.clone(),
+                dev.firmware.clone(),
+                outcome(p.outcome),
+                num(t.iops, 1),
+                num(t.mbps, 3),
+            ];
+            row.extend(COMPARED_PERCENTILES.iter().map(|&q| t.latency_us.iter().find(|x| x.0 == q).map(|x| num(x.1, 2)).unwrap_or_default()));
+            d.row(row);
+        }
+    }
+    d.finish()
+}

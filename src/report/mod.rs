@@ -343,21 +343,7 @@ pub fn compare(dirs: &[PathBuf], out: &Path) -> Result<Vec<String>, String> {
     let _ = clear_previous(out);
     let mut problems = Vec::new();
     let mut files = Vec::new();
-    let mut d = csv_doc_header();
-    for (label, s) in &labelled {
-        for p in s.phases.iter().filter(|p| p.outcome != crate::exec::Outcome::Skipped) {
-            let t = PhaseTotals::of(p);
-            let dev = s.device.clone().unwrap_or_default();
-            let mut row = vec![p.label.clone(), label.clone(), s.plan.clone(), dev.model, dev.serial, dev.firmware, format!("{:?}", p.outcome).to_lowercase()];
-            row.push(format!("{:.1}", t.iops));
-            row.push(format!("{:.3}", t.mbps));
-            for q in COMPARED_PERCENTILES {
-                row.push(t.latency_us.iter().find(|x| x.0 == q).map(|x| format!("{:.2}", x.1)).unwrap_or_default());
-            }
-            let _ = d.write_record(row);
-        }
-    }
-    let text = String::from_utf8(d.into_inner().unwrap_or_default()).unwrap_or_default();
+    let text = csv::comparison(&labelled);
     match write_atomic(out, "comparison.csv", text.as_bytes()) {
         Ok(_) => files.push("comparison.csv".to_string()),
         Err(e) => problems.push(format!("comparison.csv: {e}")),
@@ -374,12 +360,4 @@ pub fn compare(dirs: &[PathBuf], out: &Path) -> Result<Vec<String>, String> {
     let _ = write_atomic(out, "comparison.json", format!("{m:#}\n").as_bytes());
     let _ = std::fs::remove_file(lock);
     Ok(problems)
-}
-
-fn csv_doc_header() -> ::csv::Writer<Vec<u8>> {
-    let mut w = ::csv::WriterBuilder::new().terminator(::csv::Terminator::Any(b'\n')).from_writer(Vec::new());
-    let mut h: Vec<String> = ["phase", "run", "plan", "model", "serial", "firmware", "outcome", "iops", "mbps"].map(String::from).to_vec();
-    h.extend(COMPARED_PERCENTILES.iter().map(|&q| format!("latency_us_{}", csv::percentile_name(q))));
-    let _ = w.write_record(h);
-    w
 }
