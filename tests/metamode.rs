@@ -208,7 +208,6 @@ fn seed_2_4_sq_tail_beyond_the_queue_raises_an_invalid_doorbell_event() {
 fn phase_tag_inverts_on_every_pass_through_the_cq() {
     let r = sim(512);
     let (mut cq, mut sq) = pair(&r, 1, 3);
-    let buf = Prp::new(&r.ctrl, 4096).unwrap();
     // Seven flushes through a 3-entry CQ: passes with phase 1, 0, 1.
     for i in 0..7u32 {
         sq.flush(i as u16, 1).unwrap();
@@ -219,7 +218,6 @@ fn phase_tag_inverts_on_every_pass_through_the_cq() {
         assert_eq!((e.cid(), e.phase()), (i as u16, phase), "completion {i}");
         cq.set_head((i + 1) % 3);
     }
-    drop(buf);
 }
 
 #[test]

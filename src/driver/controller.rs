@@ -690,11 +690,6 @@ impl Controller {
         }
     }
 
-    /// Frees an id [`Controller::reserve_qid`] took.
-    pub(crate) fn release_qid(&self, qid: u16) {
-        self.free_qid(qid);
-    }
-
     pub(crate) fn free_qid(&self, qid: u16) {
         if let Some(s) = lock(&self.inner.qids).get_mut(qid as usize) {
             *s = false;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Outcome;
 use crate::driver::Controller;
-use crate::metamode::{IoCq, IoSq, MetaError, Prp, PrpList, SglSegment, aer, ring_cq_head, ring_sq_tail, wait_events};
+use crate::metamode::{IoCq, IoSq, MetaError, Prp, PrpList, SglSegment, aer, delete_cq, delete_sq, ring_cq_head, ring_sq_tail, wait_events};
 use crate::nvme::sgl::SglDescriptor;
 use crate::nvme::sqe::Psdt;
 use crate::nvme::{Cqe, Sqe};
@@ -241,7 +241,7 @@ fn step(st: &mut State<'_>, spec: &MetamodeSpec, s: &MetaStep, time_scale: f64, 
             let detail = format!("SQ {}", d.id);
             let r = match st.sqs.remove(&d.id) {
                 Some(q) => q.delete(),
-                None => raw_delete(ctrl, crate::nvme::cmd::delete_io_sq(d.id)),
+                None => delete_sq(ctrl, d.id),
             };
             expect_status(detail, &d.expect_status, r)
         }
@@ -249,7 +249,7 @@ fn step(st: &mut State<'_>, spec: &MetamodeSpec, s: &MetaStep, time_scale: f64, 
             let detail = format!("CQ {}", d.id);
             let r = match st.cqs.remove(&d.id) {
                 Some(q) => q.delete(),
-                None => raw_delete(ctrl, crate::nvme::cmd::delete_io_cq(d.id)),
+                None => delete_cq(ctrl, d.id),
             };
             expect_status(detail, &d.expect_status, r)
         }
@@ -384,11 +384,6 @@ fn step(st: &mut State<'_>, spec: &MetamodeSpec, s: &MetaStep, time_scale: f64, 
             done(format!("{} ms", t.as_millis()))
         }
     }
-}
-
-fn raw_delete(ctrl: &Controller, sqe: Sqe) -> Result<Cqe, MetaError> {
-    let c = ctrl.admin_raw(&sqe, crate::driver::DataPtr::None, Duration::from_secs(10))?;
-    if c.status().is_success() { Ok(c) } else { Err(MetaError::Rejected { what: "delete".into(), cqe: c }) }
 }
 
 fn expect_cqe(st: &State<'_>, e: &ExpectCqe) -> Result<Done, Done> {

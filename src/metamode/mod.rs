@@ -278,7 +278,7 @@ impl Held {
 
     fn release(&mut self) {
         if std::mem::take(&mut self.reserved) {
-            self.ctrl.release_qid(self.qid);
+            self.ctrl.free_qid(self.qid);
         }
     }
 }
@@ -299,7 +299,7 @@ fn create(ctrl: &Controller, qid: u16, what: &str, sqe: &Sqe) -> Result<bool, Me
         Ok(_) => Ok(reserved),
         Err(e) => {
             if reserved {
-                ctrl.release_qid(qid);
+                ctrl.free_qid(qid);
             }
             Err(e)
         }
@@ -309,8 +309,6 @@ fn create(ctrl: &Controller, qid: u16, what: &str, sqe: &Sqe) -> Result<bool, Me
 /// An I/O completion queue created by the test (Create I/O Completion Queue, §5.3).
 #[derive(Debug)]
 pub struct IoCq {
-    ctrl: Controller,
-    qid: u16,
     entries: u32,
     mem: Prp,
     head: u32,
@@ -335,12 +333,12 @@ impl IoCq {
         sqe.set_prp1(mem.addr());
         let reserved = create(ctrl, qid, "Create I/O Completion Queue", &sqe)?;
         let held = Held::new(ctrl, qid, reserved, "Delete I/O Completion Queue", cmd::delete_io_cq);
-        Ok(IoCq { ctrl: ctrl.clone(), qid, entries, mem, head: 0, reap: (0, true), held })
+        Ok(IoCq { entries, mem, head: 0, reap: (0, true), held })
     }
 
     /// Queue id.
     pub fn id(&self) -> u16 {
-        self.qid
+        self.held.qid
     }
     /// Entries the queue was created with.
     pub fn entries(&self) -> u32 {
@@ -368,7 +366,7 @@ impl IoCq {
     /// Writes the head doorbell (`cq.head = v`), any value.
     pub fn set_head(&mut self, v: u32) {
         self.head = v;
-        self.ctrl.transport().write32(doorbell(&self.ctrl, self.qid, true), v);
+        ring_cq_head(&self.held.ctrl, self.held.qid, v);
     }
 
     /// Waits until the phase tag of CQE `slot` reads `phase`; returns the CQE. The next
@@ -394,7 +392,7 @@ impl IoCq {
                 return Ok(e);
             }
             if Instant::now() >= deadline {
-                return Err(MetaError::Timeout { qid: self.qid, what: format!("no phase tag {} in slot {slot}", phase as u8), timeout });
+                return Err(MetaError::Timeout { qid: self.held.qid, what: format!("no phase tag {} in slot {slot}", phase as u8), timeout });
             }
             spins += 1;
             if spins > 1000 {
@@ -415,7 +413,7 @@ impl IoCq {
             let (slot, phase) = self.reap;
             let left = deadline.saturating_duration_since(Instant::now());
             let e = self.poll_pbit(slot, phase, left).map_err(|_| MetaError::Timeout {
-                qid: self.qid,
+                qid: self.held.qid,
                 what: format!("{} of {n} completions (waiting at slot {slot} for phase {})", out.len(), phase as u8),
                 timeout,
             })?;
@@ -434,8 +432,6 @@ impl IoCq {
 /// An I/O submission queue created by the test (Create I/O Submission Queue, §5.4).
 #[derive(Debug)]
 pub struct IoSq {
-    ctrl: Controller,
-    qid: u16,
     entries: u32,
     cqid: u16,
     mem: Prp,
@@ -459,12 +455,12 @@ impl IoSq {
         sqe.set_prp1(mem.addr());
         let reserved = create(ctrl, qid, "Create I/O Submission Queue", &sqe)?;
         let held = Held::new(ctrl, qid, reserved, "Delete I/O Submission Queue", cmd::delete_io_sq);
-        Ok(IoSq { ctrl: ctrl.clone(), qid, entries, cqid, mem, tail: 0, held })
+        Ok(IoSq { entries, cqid, mem, tail: 0, held })
     }
 
     /// Queue id.
     pub fn id(&self) -> u16 {
-        self.qid
+        self.held.qid
     }
     /// The CQ it completes into.
     pub fn cqid(&self) -> u16 {
@@ -496,7 +492,7 @@ impl IoSq {
     /// Writes the tail doorbell (`sq.tail = v`), any value.
     pub fn set_tail(&mut self, v: u32) {
         self.tail = v;
-        self.ctrl.transport().write32(doorbell(&self.ctrl, self.qid, false), v);
+        ring_sq_tail(&self.held.ctrl, self.held.qid, v);
     }
 
     /// Places `sqe` in the slot the tail doorbell points at (the next command the
@@ -542,6 +538,17 @@ pub fn ring_sq_tail(ctrl: &Controller, qid: u16, value: u32) {
 /// Writes the head doorbell of CQ `qid`, whether or not such a queue exists.
 pub fn ring_cq_head(ctrl: &Controller, qid: u16, value: u32) {
     ctrl.transport().write32(doorbell(ctrl, qid, true), value);
+}
+
+/// Deletes SQ `qid` by id, whether or not this process created it; the controller's
+/// answer.
+pub fn delete_sq(ctrl: &Controller, qid: u16) -> Result<Cqe, MetaError> {
+    admin(ctrl, "Delete I/O Submission Queue", &cmd::delete_io_sq(qid))
+}
+
+/// Deletes CQ `qid` by id; the controller's answer.
+pub fn delete_cq(ctrl: &Controller, qid: u16) -> Result<Cqe, MetaError> {
+    admin(ctrl, "Delete I/O Completion Queue", &cmd::delete_io_cq(qid))
 }
 
 /// Sends an Asynchronous Event Request (`nvme0.aer()`); its CID.
