@@ -112,33 +112,35 @@ enum Cmd {
     /// NVMe or does not exist, and when the IOMMU is off or vfio-pci is not loaded. Exit code
     /// 0 when done, 2 when refused, 1 when a write failed (run as root).
     Bind {
-        /// PCI addresses or serial numbers (name every NVMe function of a shared IOMMU group).
-        #[arg(required = true, value_name = "ADDR")]
-        addrs: Vec<String>,
+        #[command(flatten)]
+        functions: Functions,
         /// Take functions that are in use or share their IOMMU group anyway.
         #[arg(long)]
         force: bool,
-        /// Root of the file system whose sys/ and proc/ are read and written (default /, or
-        /// $NVPLAN_SYSFS_ROOT): for tests against fake trees.
-        #[arg(long, value_name = "DIR")]
-        sysfs_root: Option<PathBuf>,
     },
     /// Gives NVMe functions back to the kernel's nvme driver (clears driver_override, unbinds,
     /// reprobes). The same refusals as `bind`, but no IOMMU needed; the group check is against
     /// functions left on vfio-pci. Exit code 0 when done, 2 when refused, 1 when a write
     /// failed.
     Unbind {
-        /// PCI addresses or serial numbers.
-        #[arg(required = true, value_name = "ADDR")]
-        addrs: Vec<String>,
+        #[command(flatten)]
+        functions: Functions,
         /// Move functions whose IOMMU group stays on vfio-pci, or that are in use, anyway.
         #[arg(long)]
         force: bool,
-        /// Root of the file system whose sys/ and proc/ are read and written (default /, or
-        /// $NVPLAN_SYSFS_ROOT): for tests against fake trees.
-        #[arg(long, value_name = "DIR")]
-        sysfs_root: Option<PathBuf>,
     },
+}
+
+/// The functions `bind` and `unbind` move, and where sysfs is.
+#[derive(clap::Args)]
+struct Functions {
+    /// PCI addresses or serial numbers (name every NVMe function of a shared IOMMU group).
+    #[arg(required = true, value_name = "ADDR")]
+    addrs: Vec<String>,
+    /// Root of the file system whose sys/ and proc/ are read and written (default /, or
+    /// $NVPLAN_SYSFS_ROOT): for tests against fake trees.
+    #[arg(long, value_name = "DIR")]
+    sysfs_root: Option<PathBuf>,
 }
 
 fn open(target: &str) -> Result<SharedTransport, String> {
@@ -156,11 +158,8 @@ fn smoke(target: &str, out: &std::path::Path, size: &str, seed: u64) -> Result<b
     let t = open(target)?;
     let ctrl = Controller::new(t, ControllerOptions::default()).map_err(|e| format!("{target}: {e}"))?;
     let report = nvplan::smoke::run(&ctrl, total, seed).map_err(|e| format!("{target}: {e}"))?;
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let path = out.join("summary.json");
-    let tmp = out.join(".summary.json.tmp");
     let json = serde_json::to_string_pretty(&report).expect("report serialises");
-    std::fs::write(&tmp, json + "\n").and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let path = report::write_atomic(out, "summary.json", (json + "\n").as_bytes()).map_err(|e| format!("{}: {e}", out.join("summary.json").display()))?;
     println!(
         "{} {} ({}): wrote {} MiB in {} commands ({} via SGL), read back {} commands, {} miscompares, {} errors, {:.2} s -> {}",
         report.model,
@@ -426,8 +425,8 @@ fn main() -> ExitCode {
         Cmd::Run { plans, target, out, seed, time_scale, quiet } => return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale, quiet),
         Cmd::Report { dirs, out } => report_cmd(&dirs, out.as_deref()),
         Cmd::Devices { json, sysfs_root: r } => return devices_cmd(&sysfs_root(r), json),
-        Cmd::Bind { addrs, force, sysfs_root: r } => return move_cmd(&sysfs_root(r), &addrs, force, true),
-        Cmd::Unbind { addrs, force, sysfs_root: r } => return move_cmd(&sysfs_root(r), &addrs, force, false),
+        Cmd::Bind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, true),
+        Cmd::Unbind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, false),
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));
             Ok(true)
