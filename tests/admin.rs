@@ -101,16 +101,7 @@ fn cq_db(ctrl: &Controller, qid: u16) -> usize {
 
 /// Reaps admin completions until `n` asynchronous events arrived (or a bound passed).
 fn wait_events(ctrl: &Controller, n: usize) -> Vec<u32> {
-    let deadline = Instant::now() + Duration::from_millis(500);
-    let mut got = Vec::new();
-    while got.len() < n && Instant::now() < deadline {
-        ctrl.poll_admin();
-        got.extend(ctrl.take_events());
-        if got.len() < n {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-    got
+    nvplan::metamode::wait_events(ctrl, n, Duration::from_millis(500))
 }
 
 /// Reaps admin completions for a while and returns every event that arrived.
