@@ -227,9 +227,11 @@ impl Report {
             let r = charts::sweep_charts(&chart_dir, s);
             self.add_charts(r, "the sweeps");
         }
-        match serde_json::to_string_pretty(s) {
-            Ok(j) => self.put("summary.json", (j + "\n").as_bytes()),
-            Err(e) => self.problems.push(format!("summary.json: {e}")),
+        match write_summary(&self.dir, s) {
+            Ok(_) => {
+                self.files.insert("summary.json".into());
+            }
+            Err(e) => self.problems.push(format!("{}: {e}", self.dir.join("summary.json").display())),
         }
         self.put("workers.csv", csv::workers(s).as_bytes());
         self.put("io_per_second.csv", csv::io_per_second(s).as_bytes());
