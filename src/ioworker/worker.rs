@@ -434,7 +434,7 @@ impl Worker {
             let mut pace_wait = None;
             if stop_deadline.is_none() {
                 let mut stamp = None;
-                pace_wait = self.submit_some(&mut stamp, &mut now);
+                pace_wait = self.submit_some(&mut stamp, &mut now, time_limit);
             }
             self.q.ring();
             batch.clear();
@@ -544,7 +544,9 @@ impl Worker {
     /// (when locks were released since the last try), then new ones. An I/O whose LBAs
     /// another I/O holds waits in a queue while later ones go ahead, as PyNVMe's queued
     /// requests do. Returns how long until the next I/O is due when pacing holds it back.
-    fn submit_some(&mut self, stamp: &mut Option<Instant>, now: &mut Instant) -> Option<Duration> {
+    /// A paced I/O due at or after `time_limit` is never sent: a late wake-up near the end
+    /// must not send I/Os that belong after the run time.
+    fn submit_some(&mut self, stamp: &mut Option<Instant>, now: &mut Instant, time_limit: Option<Instant>) -> Option<Duration> {
         let mut i = 0;
         if !std::mem::take(&mut self.unlocked) {
             i = self.deferred.len();
@@ -570,6 +572,11 @@ impl Worker {
                 None
             };
             if let Some(d) = due {
+                if time_limit.is_some_and(|t| d >= t) {
+                    self.held = Some(io);
+                    self.finishing = true;
+                    return None;
+                }
                 if *now < d {
                     *now = Instant::now();
                 }
