@@ -17,5 +17,6 @@ pub mod progress;
 pub mod report;
 pub mod sim;
 pub mod smoke;
+pub mod target;
 pub mod transport;
 pub mod util;

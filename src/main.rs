@@ -2,16 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
 use nvplan::driver::{Controller, ControllerOptions};
 use nvplan::progress::Progress;
-use nvplan::sim::SimConfig;
 use nvplan::transport::SharedTransport;
-use nvplan::transport::sim::SimTransport;
 use nvplan::util::units::parse_size;
 use nvplan::{devices, exec, plan, report};
 
@@ -27,7 +24,8 @@ enum Cmd {
     /// Writes random data in mixed sizes through PRPs and SGLs, reads it back and
     /// verifies every byte; leaves OUT/summary.json.
     Smoke {
-        /// Controller to run against: `sim` or `sim:<options>` (e.g. `sim:ns=4TiB,lba=4096`).
+        /// Controller to run against: `sim`, `sim:<options>` (e.g. `sim:ns=4TiB,lba=4096`) or
+        /// `vfio:<PCI address or serial>` (a function bound with `nvplan bind`).
         #[arg(long, default_value = "sim")]
         target: String,
         /// Output directory.
@@ -47,8 +45,8 @@ enum Cmd {
         /// Plan files.
         #[arg(required = true)]
         plans: Vec<PathBuf>,
-        /// Controller to check against (overrides the plans' `target:`): `sim` or
-        /// `sim:<options>`.
+        /// Controller to check against (overrides the plans' `target:`): `sim`,
+        /// `sim:<options>` or `vfio:<PCI address or serial>`.
         #[arg(long)]
         target: Option<String>,
     },
@@ -60,7 +58,8 @@ enum Cmd {
         /// Plan files.
         #[arg(required = true)]
         plans: Vec<PathBuf>,
-        /// Controller to run on (overrides the plans' `target:`): `sim` or `sim:<options>`.
+        /// Controller to run on (overrides the plans' `target:`): `sim`, `sim:<options>` or
+        /// `vfio:<PCI address or serial>` (a function bound with `nvplan bind`).
         #[arg(long)]
         target: Option<String>,
         /// Output directory (default: reports/<plan name>, or reports/ for several plans).
@@ -144,13 +143,21 @@ struct Functions {
 }
 
 fn open(target: &str) -> Result<SharedTransport, String> {
-    let opts = match target.split_once(':') {
-        Some(("sim", o)) => o,
-        None if target == "sim" => "",
-        _ => return Err(format!("--target {target}: unknown target (this build drives `sim` or `sim:<options>`)")),
-    };
-    let cfg = SimConfig::parse_options(opts).map_err(|e| format!("--target {target}: {e}"))?;
-    Ok(Arc::new(SimTransport::new(cfg).map_err(|e| format!("--target {target}: {e}"))?))
+    let t = plan::parse_target(target).map_err(|e| format!("--target {target}: {e}"))?;
+    nvplan::target::open(&t)
+}
+
+/// What a plan is checked against before it runs: the simulator's limits from its
+/// configuration; a real function is opened and asked, and stays open for the run.
+fn limits_of(t: &plan::Target) -> Result<(plan::Limits, Option<SharedTransport>), String> {
+    match t {
+        plan::Target::Sim(cfg) => Ok((plan::Limits::from_sim(cfg), None)),
+        plan::Target::Vfio(_) => {
+            let tr = nvplan::target::open(t)?;
+            let ctrl = Controller::new(tr.clone(), ControllerOptions::default()).map_err(|e| format!("{}: {e}", tr.describe()))?;
+            Ok((plan::Limits::from_controller(&ctrl), Some(tr)))
+        }
+    }
 }
 
 fn smoke(target: &str, out: &std::path::Path, size: &str, seed: u64) -> Result<bool, String> {
@@ -190,8 +197,9 @@ fn validate(plans: &[PathBuf], target: Option<&str>) -> ExitCode {
     let mut all_ok = true;
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
-            let cfg = plan::sim_config(&p, target).map_err(|e| vec![e])?;
-            let runs = plan::expand(&p, &plan::Limits::from_sim(&cfg), None, 1.0)?;
+            let t = plan::target(&p, target).map_err(|e| vec![e])?;
+            let (limits, _) = limits_of(&t).map_err(|m| vec![plan::PlanError { file: p.file.clone(), line: 1, col: 1, field: "target".into(), message: m }])?;
+            let runs = plan::expand(&p, &limits, None, 1.0)?;
             Ok(runs)
         });
         match checked {
@@ -220,9 +228,11 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
     let mut invalid = false;
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
-            let cfg = plan::sim_config(&p, target).map_err(|e| vec![e])?;
-            let runs = plan::expand(&p, &plan::Limits::from_sim(&cfg), seed, time_scale)?;
-            Ok((p, cfg, runs, path.clone()))
+            let t = plan::target(&p, target).map_err(|e| vec![e])?;
+            let (limits, open) =
+                limits_of(&t).map_err(|m| vec![plan::PlanError { file: p.file.clone(), line: 1, col: 1, field: "target".into(), message: m }])?;
+            let runs = plan::expand(&p, &limits, seed, time_scale)?;
+            Ok((p, (t, open), runs, path.clone()))
         });
         match checked {
             Ok(p) => loaded.push(p),
@@ -245,13 +255,14 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
     let several = loaded.len() > 1;
     let mut all_ok = true;
     let mut unusable_out = false;
-    for (p, cfg, runs, path) in &loaded {
+    for (p, (t, open), runs, path) in loaded {
+        let p = &p;
         let dir = match (out, several) {
             (Some(o), false) => o.to_path_buf(),
             (Some(o), true) => o.join(&p.plan.name),
             (None, _) => Path::new("reports").join(&p.plan.name),
         };
-        let (mut rep, note) = match report::Report::create(&dir, std::env::args().collect(), Some(path)) {
+        let (mut rep, note) = match report::Report::create(&dir, std::env::args().collect(), Some(&path)) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("nvplan: {e}");
@@ -263,8 +274,12 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
             eprintln!("nvplan: {n}");
         }
         let ran_with = format!("the plan {} as it ran: seed {}, --time-scale {time_scale}; durations as written", p.file, seed.or(p.plan.seed).unwrap_or(1));
-        rep.resolved_plan(&plan::resolved(p, runs, seed.or(p.plan.seed).unwrap_or(1)), &ran_with);
-        let summary = run_one(p, cfg, seed, time_scale, &mut rep, quiet);
+        rep.resolved_plan(&plan::resolved(p, &runs, seed.or(p.plan.seed).unwrap_or(1)), &ran_with);
+        let transport = match open {
+            Some(tr) => Ok(tr),
+            None => nvplan::target::open(&t),
+        };
+        let summary = run_one(p, transport, seed, time_scale, &mut rep, quiet);
         all_ok &= summary.outcome == exec::Outcome::Pass;
         if let Some(e) = &summary.error {
             eprintln!("nvplan: {}: {e}", p.file);
@@ -309,8 +324,14 @@ impl exec::Observer for RunObserver<'_> {
 
 /// Runs one plan on a fresh controller; a controller that cannot start still gives a
 /// summary (outcome fail, with the error).
-fn run_one(p: &plan::LoadedPlan, cfg: &SimConfig, seed: Option<u64>, time_scale: f64, rep: &mut report::Report, quiet: bool) -> exec::Summary {
-    let transport = SimTransport::new(cfg.clone()).map(|t| Arc::new(t) as SharedTransport).map_err(|e| e.to_string());
+fn run_one(
+    p: &plan::LoadedPlan,
+    transport: Result<SharedTransport, String>,
+    seed: Option<u64>,
+    time_scale: f64,
+    rep: &mut report::Report,
+    quiet: bool,
+) -> exec::Summary {
     let mut obs = RunObserver { progress: Progress::new(quiet), report: rep };
     let s = exec::run_plan(p, transport, seed, time_scale, &STOP, &mut obs);
     obs.progress.finish();

@@ -63,29 +63,52 @@ impl Limits {
     }
 }
 
-/// Parses a target as written on the command line: `sim` or `sim:<options>`.
-pub fn parse_target(text: &str) -> Result<SimConfig, String> {
+/// The controller a plan runs on.
+// Built once per plan; boxing the configuration would only add noise.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// The embedded simulated controller, so configured.
+    Sim(SimConfig),
+    /// A PCIe function bound to vfio-pci: its address (`0000:01:00.0`, `01:00.0`) or an
+    /// NVMe serial number, as written.
+    Vfio(String),
+}
+
+/// Parses a target as written on the command line: `sim`, `sim:<options>` or
+/// `vfio:<PCI address or serial number>`.
+pub fn parse_target(text: &str) -> Result<Target, String> {
     let t = text.trim();
     match t.split_once(':') {
-        Some(("sim", opts)) => SimConfig::parse_options(opts),
-        None if t == "sim" => SimConfig::parse_options(""),
-        Some(("vfio", _)) => Err(format!("target `{t}`: this build drives the simulator only; use `sim` or `sim:<options>`")),
-        _ => Err(format!("unknown target `{t}`; use `sim` or `sim:<options>` (e.g. sim:ns=1GiB,lba=4096)")),
+        Some(("sim", opts)) => SimConfig::parse_options(opts).map(Target::Sim),
+        None if t == "sim" => SimConfig::parse_options("").map(Target::Sim),
+        Some(("vfio", dev)) if !dev.trim().is_empty() => Ok(Target::Vfio(dev.trim().to_string())),
+        Some(("vfio", _)) => Err(format!("target `{t}`: name the function, e.g. vfio:0000:01:00.0 or vfio:<serial> (`nvplan devices` lists them)")),
+        _ => Err(format!("unknown target `{t}`; use `sim`, `sim:<options>` (e.g. sim:ns=1GiB,lba=4096) or `vfio:<PCI address or serial>`")),
     }
 }
 
-/// The simulated controller a plan runs on: `--target` text wins over the plan's `target:`;
-/// without either, the default simulator.
-pub fn sim_config(plan: &LoadedPlan, cli_target: Option<&str>) -> Result<SimConfig, PlanError> {
+/// The controller a plan runs on: `--target` text wins over the plan's `target:`; without
+/// either, the default simulator.
+pub fn target(plan: &LoadedPlan, cli_target: Option<&str>) -> Result<Target, PlanError> {
     if let Some(t) = cli_target {
         return parse_target(t).map_err(|message| PlanError { file: plan.file.clone(), line: 1, col: 1, field: "--target".into(), message });
     }
     let path = [Seg::Key("target".into())];
     match &plan.plan.target {
-        None => Ok(SimConfig::default()),
+        None => Ok(Target::Sim(SimConfig::default())),
         Some(TargetSpec::Text(t)) => parse_target(t).map_err(|m| plan.error(&path, "target", m)),
-        Some(TargetSpec::Sim { sim }) => from_spec(plan, sim),
+        Some(TargetSpec::Sim { sim }) => from_spec(plan, sim).map(Target::Sim),
     }
+}
+
+/// The simulated controller a plan runs on (see [`target`]); a VFIO target gives the
+/// default simulator, whose limits a plan is checked against before the device is opened.
+pub fn sim_config(plan: &LoadedPlan, cli_target: Option<&str>) -> Result<SimConfig, PlanError> {
+    Ok(match target(plan, cli_target)? {
+        Target::Sim(c) => c,
+        Target::Vfio(_) => SimConfig::default(),
+    })
 }
 
 /// I/O opcodes a sim-wide latency or jitter applies to (as `sim:latency=`).
@@ -203,6 +226,8 @@ mod tests {
         let e = sim_config(&p, Some("sim:nss=4GiB")).unwrap_err();
         assert_eq!((e.field.as_str(), e.line), ("--target", 1));
         assert!(parse_target("nvme0").unwrap_err().contains("unknown target"));
+        assert_eq!(target(&p, Some("vfio:01:00.0")).unwrap(), Target::Vfio("01:00.0".into()));
+        assert!(parse_target("vfio:").unwrap_err().contains("name the function"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod dma;
 pub mod sim;
+pub mod vfio;
 
 pub use dma::DmaBuffer;
 

@@ -1,0 +1,61 @@
+//! Opening the controller a run names: the simulator, or a PCIe function through VFIO.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::devices;
+use crate::driver::{Controller, ControllerOptions};
+use crate::plan::Target;
+use crate::transport::SharedTransport;
+use crate::transport::sim::SimTransport;
+use crate::transport::vfio::{VfioOptions, VfioTransport};
+
+/// The file-system root sysfs is read under: `$NVPLAN_SYSFS_ROOT`, else `/`.
+pub fn sysfs_root() -> PathBuf {
+    std::env::var_os("NVPLAN_SYSFS_ROOT").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+/// Opens a transport to `target`. Errors are one line naming the target and the fix.
+pub fn open(target: &Target) -> Result<SharedTransport, String> {
+    match target {
+        Target::Sim(cfg) => Ok(Arc::new(SimTransport::new(cfg.clone()).map_err(|e| format!("sim: {e}"))?)),
+        Target::Vfio(text) => Ok(Arc::new(open_vfio(&sysfs_root(), text)?)),
+    }
+}
+
+/// Opens the function `text` names: a PCI address, or an NVMe serial number. sysfs knows
+/// the serial only of functions the kernel's nvme driver holds, so for one bound to
+/// vfio-pci each such function is opened in turn and asked (Identify Controller).
+pub fn open_vfio(root: &Path, text: &str) -> Result<VfioTransport, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("vfio:{text}: {e}");
+    match devices::resolve(root, text) {
+        Ok(addr) => VfioTransport::open(&VfioOptions::at(root, &addr)).map_err(|e| e.to_string()),
+        Err(devices::DevicesError::NotFound { .. }) => {
+            let funcs = devices::scan(root).map_err(|e| fail(&e))?;
+            let mut hits = Vec::new();
+            for f in funcs.iter().filter(|f| f.driver.as_deref() == Some("vfio-pci")) {
+                let Ok(t) = VfioTransport::open(&VfioOptions::at(root, &f.address)) else { continue };
+                let t: Arc<VfioTransport> = Arc::new(t);
+                let serial = Controller::new(t.clone(), ControllerOptions::default()).map(|c| c.info().id.serial());
+                if serial.is_ok_and(|s| s.trim() == text.trim()) {
+                    hits.push((f.address.clone(), t));
+                }
+            }
+            match hits.len() {
+                0 => Err(fail(&format!(
+                    "no NVMe function has this address or serial number ({} bound to vfio-pci were asked; `nvplan devices` lists them)",
+                    funcs.iter().filter(|f| f.driver.as_deref() == Some("vfio-pci")).count()
+                ))),
+                1 => {
+                    let (_, t) = hits.pop().expect("one hit");
+                    Arc::try_unwrap(t).map_err(|_| fail(&"the transport is still shared"))
+                }
+                _ => Err(fail(&format!(
+                    "this serial number is on {}: name one by its PCI address",
+                    hits.iter().map(|h| h.0.as_str()).collect::<Vec<_>>().join(", ")
+                ))),
+            }
+        }
+        Err(e) => Err(fail(&e)),
+    }
+}

@@ -1,0 +1,55 @@
+#!/bin/bash
+# Runs inside the QEMU guest (chrooted into the host's root, read-only): one stage of
+# tests/qemu/run.sh. Prints `-- ok: NAME` / `-- FAIL: NAME` per check; exits with the
+# number of failures.
+set -u
+stage=$1 ROOT=$2 OUT=$3
+cd "$ROOT"
+export TMPDIR=/tmp HOME=/tmp RUST_BACKTRACE=1
+NV=$ROOT/target/release/nvplan
+fails=0
+check() {
+    local name=$1; shift
+    echo "== $name"
+    if "$@"; then echo "-- ok: $name"; else echo "-- FAIL: $name"; fails=$((fails + 1)); fi
+}
+expect_fail() { ! "$@"; }
+
+# PCI address of the NVMe function with this serial (QEMU's `serial=`), from the kernel's
+# nvme driver, or from nvplan once vfio-pci holds it.
+addr_of() {
+    local d
+    for d in /sys/bus/pci/devices/*; do
+        [ "$(cat "$d/class")" = 0x010802 ] || continue
+        if grep -q "^$1 *$" "$d"/nvme/nvme*/serial 2>/dev/null; then basename "$d"; return; fi
+    done
+}
+
+# `nvplan bind ADDR` fails and says WHY.
+refused_for() {
+    local why=$1 out rc
+    out=$($NV bind "$2" 2>&1); rc=$?
+    echo "$out"
+    [ $rc -ne 0 ] && grep -qi "$why" <<<"$out"
+}
+
+case $stage in
+main)
+    Q0=$(addr_of NVPLANQ0); Q1=$(addr_of NVPLANQ1)
+    echo "NVPLANQ0 at $Q0, NVPLANQ1 at $Q1"
+    check "devices lists both functions with the nvme driver" bash -c "$NV devices | tee /dev/stderr | grep -c 'QEMU NVMe' | grep -qx 2"
+    ns2=$(basename "$(ls -d /sys/bus/pci/devices/"$Q1"/nvme/nvme*/nvme*n2 | head -1)")
+    mkswap "/dev/$ns2" >/dev/null && swapon "/dev/$ns2"
+    check "bind refuses a function holding swap" refused_for swap "$Q1"
+    check "bind refused: still on nvme" bash -c "[ \"\$(basename \"\$(readlink /sys/bus/pci/devices/$Q1/driver)\")\" = nvme ]"
+    swapoff "/dev/$ns2"
+    check "bind moves both functions to vfio-pci" $NV bind "$Q0" "$Q1"
+    check "devices shows vfio-pci" bash -c "$NV devices | tee /dev/stderr | grep -c vfio-pci | grep -qx 2"
+    check "unbind gives a function back to nvme" bash -c "$NV unbind $Q0 && sleep 1 && ls /sys/bus/pci/devices/$Q0/nvme >/dev/null"
+    check "bind takes it again" $NV bind "$Q0"
+    check "smoke on NVPLANQ0 by address" $NV smoke --target "vfio:$Q0" --out "$OUT/smoke-q0" --size 16MiB
+    check "smoke on NVPLANQ1 by serial" $NV smoke --target vfio:NVPLANQ1 --out "$OUT/smoke-q1" --size 16MiB
+    ;;
+esac
+echo "== $fails failure(s) in stage $stage"
+exit $fails

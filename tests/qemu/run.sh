@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Drives QEMU's emulated NVMe controllers through nvplan's VFIO transport, inside a QEMU
+# guest (software emulation with a virtual IOMMU; no KVM, no hardware needed).
+#
+#   tests/qemu/run.sh            build, boot, run everything below, exit non-zero on failure
+#   tests/qemu/run.sh --shell    boot the guest to a shell (for debugging)
+#
+# The guest has two controllers, each behind its own PCIe root port (own IOMMU group):
+#   nvme0  serial NVPLANQ0: one namespace of 512 B LBAs
+#   nvme1  serial NVPLANQ1: two namespaces of 4 KiB LBAs, MDTS 2 (16 KiB transfers)
+# Stages (each one boot): `main` (devices and bind on the guest's sysfs, the driver test
+# suite, the reference plans), then power loss: `power-write` writes and flushes, QEMU is
+# killed while writes go on, and `power-check` boots on the same image files and reads
+# back what was flushed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=${NVPLAN_QEMU_WORK:-$ROOT/target/qemu}
+OUT=$WORK/out
+TIMEOUT=${NVPLAN_QEMU_TIMEOUT:-900}
+mkdir -p "$WORK" "$OUT"
+
+say() { printf 'qemu-harness: %s\n' "$*" >&2; }
+
+# --- packages ----------------------------------------------------------------------------
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx mkswap || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        say "installing ${need[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
+    else
+        say "missing Debian packages: ${need[*]} (apt-get install ${need[*]})"
+        exit 2
+    fi
+fi
+
+# --- guest kernel ------------------------------------------------------------------------
+KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
+KVER=${KPKG#linux-image-}
+if [ -z "$KVER" ]; then say "cannot tell which guest kernel to use (apt-cache depends linux-image-amd64)"; exit 2; fi
+KDIR=$WORK/kernel-$KVER
+if [ ! -f "$KDIR/boot/vmlinuz-$KVER" ]; then
+    say "fetching guest kernel $KPKG"
+    (cd "$WORK" && apt-get download "$KPKG" >/dev/null 2>&1 && dpkg -x "$KPKG"_*.deb "$KDIR" && rm -f "$KPKG"_*.deb)
+fi
+MODS=$KDIR/lib/modules/$KVER/kernel
+
+# --- binaries ----------------------------------------------------------------------------
+cd "$ROOT"
+say "building nvplan and its test binaries"
+cargo build --release --quiet
+cargo test --release --no-run --message-format=json 2>/dev/null \
+    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' > "$WORK/test-binaries"
+
+# --- initramfs ---------------------------------------------------------------------------
+INITRD=$WORK/initrd.gz
+IR=$WORK/initramfs
+rm -rf "$IR"; mkdir -p "$IR"/{bin,mods,proc,sys,dev,host,tmp}
+cp /bin/busybox "$IR/bin/busybox"
+n=0
+for m in virt/lib/irqbypass drivers/vfio/vfio drivers/vfio/vfio_iommu_type1 drivers/vfio/vfio_virqfd \
+         drivers/vfio/pci/vfio-pci-core drivers/vfio/pci/vfio-pci \
+         drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
+         drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci fs/netfs/netfs fs/fscache/fscache \
+         net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p \
+         crypto/crct10dif_common lib/crc-t10dif lib/crc64 lib/crc64-rocksoft block/t10-pi \
+         drivers/nvme/host/nvme-core drivers/nvme/host/nvme; do
+    f=$(ls "$MODS/$m.ko"* 2>/dev/null | head -1)
+    [ -n "$f" ] || { say "module $m missing from $KPKG"; exit 2; }
+    n=$((n + 1))
+    case $f in
+        *.xz) xz -dc "$f" > "$IR/mods/$(printf %02d $n)-$(basename "$m").ko" ;;
+        *) cp "$f" "$IR/mods/$(printf %02d $n)-$(basename "$m").ko" ;;
+    esac
+done
+cat > "$IR/init" <<INIT
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in /mods/*.ko; do insmod \$m 2>/dev/null || echo "insmod \$m failed"; done
+stage=\$(sed -n 's/.*nvplan.stage=\([a-z-]*\).*/\1/p' /proc/cmdline)
+mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /host
+mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
+mount -t 9p -o trans=virtio,version=9p2000.L,rw out /host$OUT
+mount -t tmpfs tmp /host/tmp 2>/dev/null || true
+if [ "\$stage" = shell ]; then setsid cttyhack sh; poweroff -f; fi
+chroot /host /bin/bash $ROOT/tests/qemu/guest.sh "\$stage" $ROOT $OUT
+echo "NVPLAN-QEMU-DONE rc=\$?"
+poweroff -f
+INIT
+chmod +x "$IR/init"
+(cd "$IR" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$INITRD")
+
+# --- images ------------------------------------------------------------------------------
+IMG=$WORK/img
+mkdir -p "$IMG"
+fresh_images() {
+    rm -f "$IMG"/*.img
+    truncate -s 1G "$IMG/q0n1.img"
+    truncate -s 256M "$IMG/q1n1.img"
+    truncate -s 256M "$IMG/q1n2.img"
+}
+
+# boot STAGE LOG: runs QEMU until the guest powers off; KILL_ON=<marker> kills it instead
+# as soon as the marker shows on the console.
+boot() {
+    local stage=$1 log=$2
+    local args=(-accel tcg -cpu max -m 2048 -smp 2 -M q35,kernel-irqchip=split
+        -device intel-iommu,intremap=on,caching-mode=on
+        -nographic -no-reboot -kernel "$KDIR/boot/vmlinuz-$KVER" -initrd "$INITRD"
+        -append "console=ttyS0 intel_iommu=on iommu=pt quiet panic=-1 nvplan.stage=$stage"
+        -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
+        -virtfs local,path="$OUT",mount_tag=out,security_model=none,multidevs=remap
+        -device pcie-root-port,id=rp0,chassis=1,slot=1
+        -device pcie-root-port,id=rp1,chassis=2,slot=2
+        -drive file="$IMG/q0n1.img",if=none,id=q0n1,format=raw,cache=writeback
+        -device nvme,id=nvme0,serial=NVPLANQ0,bus=rp0,max_ioqpairs=8
+        -device nvme-ns,bus=nvme0,drive=q0n1,nsid=1,logical_block_size=512,physical_block_size=512
+        -drive file="$IMG/q1n1.img",if=none,id=q1n1,format=raw,cache=writeback
+        -drive file="$IMG/q1n2.img",if=none,id=q1n2,format=raw,cache=writeback
+        -device nvme,id=nvme1,serial=NVPLANQ1,bus=rp1,max_ioqpairs=4,mdts=2
+        -device nvme-ns,bus=nvme1,drive=q1n1,nsid=1,logical_block_size=4096,physical_block_size=4096
+        -device nvme-ns,bus=nvme1,drive=q1n2,nsid=2,logical_block_size=4096,physical_block_size=4096)
+    if [ "$stage" = shell ]; then exec qemu-system-x86_64 "${args[@]}"; fi
+    : > "$log"
+    qemu-system-x86_64 "${args[@]}" > "$log" 2>&1 < /dev/null &
+    local qpid=$! start=$SECONDS
+    while kill -0 $qpid 2>/dev/null; do
+        if [ -n "${KILL_ON:-}" ] && grep -q "$KILL_ON" "$log"; then
+            kill -9 $qpid; wait $qpid 2>/dev/null || true
+            say "killed QEMU (power loss) after '$KILL_ON'"
+            return 0
+        fi
+        if [ $((SECONDS - start)) -gt "$TIMEOUT" ]; then
+            kill -9 $qpid; say "stage $stage: no result after $TIMEOUT s"; tail -50 "$log" >&2; return 1
+        fi
+        sleep 0.2
+    done
+    wait $qpid 2>/dev/null || true
+    local rc
+    rc=$(sed -n 's/.*NVPLAN-QEMU-DONE rc=\([0-9]*\).*/\1/p' "$log" | tail -1)
+    if [ "${rc:-x}" != 0 ]; then
+        say "stage $stage failed (rc=${rc:-none}); guest output:"
+        cat "$log" >&2
+        return 1
+    fi
+    say "stage $stage passed in $((SECONDS - start)) s"
+}
+
+if [ "${1:-}" = --shell ]; then fresh_images; boot shell /dev/null; fi
+
+STAGES=${NVPLAN_QEMU_STAGES:-main power}
+fresh_images
+fail=0
+case " $STAGES " in *" main "*) boot main "$WORK/main.log" || fail=1 ;; esac
+case " $STAGES " in *" power "*) ;; *) [ $fail = 0 ] && say "all stages passed"; exit $fail ;; esac
+# Power loss: the images start fresh so the check reads only what this write stage left.
+fresh_images
+KILL_ON=NVPLAN-POWER-FLUSHED boot power-write "$WORK/power-write.log" || fail=1
+grep -q NVPLAN-POWER-FLUSHED "$WORK/power-write.log" || { say "power-write never flushed"; cat "$WORK/power-write.log" >&2; fail=1; }
+boot power-check "$WORK/power-check.log" || fail=1
+if [ $fail = 0 ]; then say "all stages passed"; else say "FAILED"; fi
+exit $fail
