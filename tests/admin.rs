@@ -199,7 +199,7 @@ fn create_cq_with_unaligned_prp1_is_prp_offset_invalid() {
 fn create_cq_with_interrupt_vector_beyond_the_table_is_invalid_interrupt_vector() {
     let r = rig(cfg());
     let c = &r.ctrl;
-    assert_eq!(r.sim.config().interrupt_vectors, 65);
+    assert_eq!(r.sim().config().interrupt_vectors, 65);
     let mem = c.dma(4096).unwrap();
     for iv in [65u16, 66, 0xffff] {
         assert_status(&raw(c, &cmd::create_io_cq(40, 16, mem.iova(), iv, true)), Status::INVALID_INTERRUPT_VECTOR, true);
@@ -491,11 +491,11 @@ fn volatile_write_cache_feature_turns_off_and_on() {
     // With the cache off a write reaches the media before it completes.
     let mut q = c.create_qpair(QpairOptions::default()).unwrap();
     write_lbas(&mut q, 1, 0, &pattern(4096, 6), 512);
-    assert_eq!(r.sim.unflushed_chunks(1), 0);
+    assert_eq!(r.sim().unflushed_chunks(1), 0);
     c.set_features(fid::VOLATILE_WRITE_CACHE, 1).unwrap();
     assert_eq!(c.get_features(fid::VOLATILE_WRITE_CACHE, 0).unwrap(), 1);
     write_lbas(&mut q, 1, 64, &pattern(4096, 7), 512);
-    assert_eq!(r.sim.unflushed_chunks(1), 1);
+    assert_eq!(r.sim().unflushed_chunks(1), 1);
 }
 
 #[test]
@@ -972,12 +972,12 @@ fn abort_of_a_slow_read_completes_it_with_command_abort_requested() {
     let c = &r.ctrl;
     let mut q = c.create_qpair(QpairOptions::default()).unwrap();
     let buf = c.dma(512).unwrap();
-    let reads = r.sim.stats().host_reads;
+    let reads = r.sim().stats().host_reads;
     let start = Instant::now();
     let cid = q.submit(&cmd::read(1, 0, 1), DataPtr::Prp(&buf), 77).unwrap();
     q.ring();
     // Wait until the controller holds the read (executed, completion not yet due).
-    while r.sim.stats().host_reads == reads {
+    while r.sim().stats().host_reads == reads {
         assert!(start.elapsed() < Duration::from_millis(200), "the read was not fetched");
         std::thread::sleep(Duration::from_micros(100));
     }

@@ -82,7 +82,7 @@ fn io_count_10000_sends_exactly_10000_ios() {
     assert_eq!(res.io_count(), 10_000);
     assert_eq!((res.io_count_read, res.io_count_nonread, res.io_count_write), (10_000, 0, 0));
     assert_eq!(res.lba_count_read, 80_000, "io_size 8: 8 LBAs per I/O");
-    assert_eq!(r.sim.stats().host_reads, 10_000, "the controller saw exactly 10000 reads");
+    assert_eq!(r.sim().stats().host_reads, 10_000, "the controller saw exactly 10000 reads");
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn lba_step_16_with_io_size_8_leaves_8_lba_gaps_on_the_media() {
     assert_eq!(slbas, (0..10).map(|i| i * 16).collect::<Vec<u64>>());
     // On the media: 8 written LBAs, 8 untouched (zero) LBAs, and so on.
     let mut media = vec![0u8; 160 * LBA];
-    r.sim.peek_media(1, 0, &mut media);
+    r.sim().peek_media(1, 0, &mut media);
     for (lba, block) in media.chunks(LBA).enumerate() {
         let written = block.iter().any(|&b| b != 0);
         assert_eq!(written, lba % 16 < 8, "LBA {lba}");
@@ -478,7 +478,7 @@ fn read_percentage_50_gives_half_reads_and_half_writes() {
     assert_share("reads", res.io_count_read, n, 0.5, 0.02);
     assert_eq!(res.io_count_write, res.io_count_nonread, "the other half are writes");
     assert_eq!((res.lba_count_read, res.lba_count_write), (res.io_count_read * 8, res.io_count_write * 8));
-    let stats = r.sim.stats();
+    let stats = r.sim().stats();
     assert_eq!((stats.host_reads, stats.host_writes), (res.io_count_read, res.io_count_write), "as the controller counted");
 }
 
@@ -496,7 +496,7 @@ fn op_mix(ops: Vec<(u8, f64)>) {
     assert_eq!(res.io_count_read, op_count(&res, READ));
     assert_eq!(res.io_count_write, op_count(&res, WRITE));
     assert_eq!(res.io_count_nonread, op_count(&res, WRITE) + op_count(&res, DSM));
-    let stats = r.sim.stats();
+    let stats = r.sim().stats();
     assert_eq!((stats.host_reads, stats.host_writes), (res.io_count_read, res.io_count_write));
 }
 
@@ -639,7 +639,7 @@ fn region_0x10_to_0x100_holds_every_io() {
     assert!(log.iter().any(|e| e.slba == 0x10) && log.iter().any(|e| e.slba + e.nlb as u64 == 0x100), "both ends are reached");
     // Nothing was written outside the region.
     let mut media = vec![0u8; 0x200 * LBA];
-    r.sim.peek_media(1, 0, &mut media);
+    r.sim().peek_media(1, 0, &mut media);
     assert!(media[..0x10 * LBA].iter().chain(&media[0x100 * LBA..]).all(|&b| b == 0));
 }
 
@@ -699,7 +699,7 @@ fn full_disk_sequential_read_is_one_pass() {
     assert_clean(&res);
     assert_eq!(res.io_count(), nsze / 8);
     assert_eq!(res.lba_count_read, nsze);
-    assert_eq!(r.sim.stats().host_reads, nsze / 8);
+    assert_eq!(r.sim().stats().host_reads, nsze / 8);
 }
 
 // ----- iops, io_flags -----
@@ -740,19 +740,19 @@ fn io_flags_fua_makes_every_write_durable() {
     let res = run(&ns, c(0x4000));
     assert_clean(&res);
     assert_eq!(res.io_count_write, 2000);
-    assert_eq!(r.sim.unflushed_chunks(1), 0);
+    assert_eq!(r.sim().unflushed_chunks(1), 0);
     // Without it, writes sit in the cache until a flush.
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
     assert_clean(&run(&ns, c(0)));
-    assert!(r.sim.unflushed_chunks(1) > 100, "{}", r.sim.unflushed_chunks(1));
+    assert!(r.sim().unflushed_chunks(1) > 100, "{}", r.sim().unflushed_chunks(1));
 }
 
 #[test]
 fn io_flags_show_in_cdw12_of_the_failing_command() {
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
-    r.sim.inject(FaultRule::io(WRITE, 1, FaultAction::Fail(Status::INTERNAL_ERROR)));
+    r.sim().inject(FaultRule::io(WRITE, 1, FaultAction::Fail(Status::INTERNAL_ERROR)));
     let res = run(&ns, IoWorkerConfig { io_flags: 0x4000, read_percentage: 0, io_count: 100, ..Default::default() });
     assert_eq!(res.error, code::IO_CMD_ERROR, "{:?}", res.error_message);
     assert_eq!(res.error_cmd[0] & 0xff, WRITE as u32);
@@ -812,7 +812,7 @@ fn ptype_32_pattern_is_on_the_media_without_verification() {
     assert_clean(&res);
     assert_eq!(res.io_count_write, 8);
     let mut media = vec![0u8; 65 * LBA];
-    r.sim.peek_media(1, 0, &mut media);
+    r.sim().peek_media(1, 0, &mut media);
     assert!(media[..64 * LBA].iter().all(|&b| b == 0x5a));
     assert!(media[64 * LBA..].iter().all(|&b| b == 0), "LBA 64 is outside the region");
 
@@ -822,7 +822,7 @@ fn ptype_32_pattern_is_on_the_media_without_verification() {
         IoWorkerConfig { ptype: 32, pvalue: 0x1234_5678, read_percentage: 0, lba_random: 0, region_end: vec![64], verify_disable: true, ..Default::default() },
     );
     assert_clean(&res);
-    r.sim.peek_media(1, 0, &mut media[..64 * LBA]);
+    r.sim().peek_media(1, 0, &mut media[..64 * LBA]);
     assert!(media[..64 * LBA].chunks(4).all(|d| d == [0x78, 0x56, 0x34, 0x12]));
 }
 
@@ -836,7 +836,7 @@ fn ptype_32_pattern_fills_all_but_the_trailer_with_verification() {
     let res = run(&ns, IoWorkerConfig { ptype: 32, pvalue: 0x5a5a_5a5a, read_percentage: 0, lba_random: 0, region_end: vec![64], ..Default::default() });
     assert_clean(&res);
     let mut media = vec![0u8; 64 * LBA];
-    r.sim.peek_media(1, 0, &mut media);
+    r.sim().peek_media(1, 0, &mut media);
     for (lba, block) in media.chunks(LBA).enumerate() {
         assert!(block[..LBA - 32].iter().all(|&b| b == 0x5a), "LBA {lba}");
         assert_eq!(u64::from_le_bytes(block[LBA - 32..LBA - 24].try_into().unwrap()), lba as u64, "the trailer names LBA {lba}");
@@ -867,7 +867,7 @@ fn io_sequence_sends_each_entry_at_its_time_then_ends() {
     assert!((1000..1300).contains(&res.mseconds), "{}", res.mseconds);
     // ptype 0, pvalue 0: zeroes (and the trailer).
     let mut block = vec![0xffu8; LBA];
-    r.sim.peek_media(1, 0, &mut block);
+    r.sim().peek_media(1, 0, &mut block);
     assert!(block[..LBA - 32].iter().all(|&b| b == 0));
 }
 
@@ -896,7 +896,7 @@ fn exit_on_error_true_stops_at_the_first_failure() {
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
     // The 10th read fails.
-    r.sim.inject(FaultRule::io(READ, 1, FaultAction::Fail(Status::INTERNAL_ERROR)).after(9));
+    r.sim().inject(FaultRule::io(READ, 1, FaultAction::Fail(Status::INTERNAL_ERROR)).after(9));
     let res = run(&ns, IoWorkerConfig { exit_on_error: true, io_count: 10_000, ..Default::default() });
     assert_eq!(res.error, code::IO_CMD_ERROR, "{:?}", res.error_message);
     assert_eq!(res.error_count, 1);
@@ -911,7 +911,7 @@ fn exit_on_error_true_stops_at_the_first_failure() {
 fn exit_on_error_false_runs_to_io_count() {
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
-    r.sim.inject(FaultRule::io(READ, 1, FaultAction::Fail(Status::INTERNAL_ERROR)).after(9));
+    r.sim().inject(FaultRule::io(READ, 1, FaultAction::Fail(Status::INTERNAL_ERROR)).after(9));
     let res = run(&ns, IoWorkerConfig { exit_on_error: false, io_count: 2000, ..Default::default() });
     assert_eq!(res.error, code::IO_CMD_ERROR, "the first error is still reported: {:?}", res.error_message);
     assert_eq!(res.io_count(), 2000);
@@ -935,11 +935,11 @@ fn verify_disable_skips_checking_reads() {
         ..Default::default()
     };
     // The drive returns a flipped byte: unnoticed without verification ...
-    r.sim.inject(FaultRule::io(READ, 1, FaultAction::CorruptRead { offset: 100 }));
+    r.sim().inject(FaultRule::io(READ, 1, FaultAction::CorruptRead { offset: 100 }));
     assert_clean(&run(&ns, read(true)));
-    assert!(r.sim.pending_faults().is_empty(), "the corrupted read happened");
+    assert!(r.sim().pending_faults().is_empty(), "the corrupted read happened");
     // ... and caught with it: 07/81.
-    r.sim.inject(FaultRule::io(READ, 1, FaultAction::CorruptRead { offset: 100 }));
+    r.sim().inject(FaultRule::io(READ, 1, FaultAction::CorruptRead { offset: 100 }));
     let res = run(&ns, read(false));
     assert_eq!(res.error, code::IO_CMD_ERROR, "{:?}", res.error_message);
     assert_eq!(Status::from_dw3(res.error_cpl[3]).code(), Status::HOST_MISCOMPARE.code());
@@ -1115,7 +1115,7 @@ fn output_cmdlog_list_keeps_the_last_n_commands() {
 fn cmdlog_error_only_keeps_only_failed_commands() {
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
-    r.sim.inject(FaultRule::io(READ, 3, FaultAction::Fail(Status::INTERNAL_ERROR)).after(100));
+    r.sim().inject(FaultRule::io(READ, 3, FaultAction::Fail(Status::INTERNAL_ERROR)).after(100));
     let res = run(&ns, IoWorkerConfig { exit_on_error: false, io_count: 2000, output_cmdlog_list: 100, cmdlog_error_only: true, ..Default::default() });
     assert_eq!(res.error, code::IO_CMD_ERROR);
     assert_eq!((res.io_count(), res.error_count), (2000, 3));
@@ -1164,7 +1164,7 @@ fn successive_workers_leave_nothing_behind_on_the_controller() {
     }
     // The last worker's queue pair is deleted shortly after its result.
     std::thread::sleep(Duration::from_millis(200));
-    let stats = r.sim.stats();
+    let stats = r.sim().stats();
     assert_eq!((stats.host_reads, stats.host_writes), (reads, writes), "commands executed vs commands the workers sent");
     // Everything written reads back as the verification table expects.
     assert_clean(&run(&ns, IoWorkerConfig { lba_random: 0, region_end: vec![2048], ..Default::default() }));
@@ -1181,7 +1181,7 @@ fn error_minus_2_io_size_above_mdts() {
     assert_eq!(res.error, code::IO_SIZE_ABOVE_MDTS, "{:?}", res.error_message);
     assert!(res.error_message.as_deref().unwrap().contains("MDTS"), "{:?}", res.error_message);
     assert_eq!(res.io_count(), 0);
-    assert_eq!(r.sim.stats().host_reads, 0);
+    assert_eq!(r.sim().stats().host_reads, 0);
     // 256 LBAs (128 KiB) fit.
     let res = run(&ns, IoWorkerConfig { io_size: IoSize::Fixed(256), io_count: 10, ..Default::default() });
     assert_clean(&res);
@@ -1237,7 +1237,7 @@ fn error_minus_7_when_the_controller_is_reset_during_io() {
 fn error_minus_3_when_a_command_never_completes() {
     let r = rig_with(small(), short_timeout());
     let ns = r.ctrl.namespace(1).unwrap();
-    r.sim.inject(FaultRule::io(READ, 1, FaultAction::DropCompletion).after(4));
+    r.sim().inject(FaultRule::io(READ, 1, FaultAction::DropCompletion).after(4));
     let t = Instant::now();
     let res = run(&ns, IoWorkerConfig { time: Some(Duration::from_secs(20)), output_cmdlog_list: 16, cmdlog_error_only: true, ..Default::default() });
     assert_eq!(res.error, code::IO_TIMEOUT, "{:?}", res.error_message);

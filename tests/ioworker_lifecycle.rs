@@ -20,7 +20,7 @@ fn external_stop_returns_promptly_even_when_the_device_never_answers_again() {
         ns.ioworker(IoWorkerConfig { time: Some(Duration::from_secs(30)), read_percentage: 50, region_end: vec![4096], ..Default::default() }).unwrap().start();
     std::thread::sleep(Duration::from_millis(300));
     // The drive loses power under the worker: nothing it has outstanding will complete.
-    r.sim.power_off(true);
+    r.sim().power_off(true);
     let t = Instant::now();
     w.stop();
     let res = w.close();
@@ -36,7 +36,7 @@ fn io_per_second_stays_aligned_to_wall_seconds_when_the_device_stalls() {
     let ns = r.ctrl.namespace(1).unwrap();
     // At 1000 IOPS, I/Os 1500..1510 each take 2 s: qdepth 8 fills with stalled commands,
     // so nothing completes for about 2 s after t = 1.5 s.
-    r.sim.inject(FaultRule::io(2, 10, FaultAction::Delay(Duration::from_secs(2))).after(1500));
+    r.sim().inject(FaultRule::io(2, 10, FaultAction::Delay(Duration::from_secs(2))).after(1500));
     let c =
         IoWorkerConfig { time: Some(Duration::from_secs(5)), iops: 1000, qdepth: 8, region_end: vec![4096], output_io_per_second: true, ..Default::default() };
     let res = ns.ioworker(c).unwrap().run();

@@ -97,7 +97,7 @@ impl Io {
 
 fn media(r: &Rig, nsid: u32, lba: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
-    r.sim.peek_media(nsid, lba, &mut v);
+    r.sim().peek_media(nsid, lba, &mut v);
     v
 }
 
@@ -213,7 +213,7 @@ fn write_uncorrectable_fails_reads_and_verify_until_rewritten_zeroed_deallocated
     assert_eq!(io.read(12, 1), zeroes(1));
     // LBA 13 is still marked until the drive "forgets" it: then the old data reads back.
     assert_eq!(io.try_read(13, 1), Err(Status::UNRECOVERED_READ_ERROR));
-    r.sim.heal_uncorrectable(1, 13, 1);
+    r.sim().heal_uncorrectable(1, 13, 1);
     assert_eq!(io.read(13, 1), lba_data(13));
     assert_eq!(code(&io.no_data(&cmd::verify(1, 0, 32))), Status::SUCCESS);
     assert_eq!(media_errors(&r) - before, failures + 2);
@@ -266,12 +266,12 @@ fn flush_accepts_all_namespaces_and_valid_nsids_and_rejects_invalid_ones() {
     let mut io = Io::new(&r);
     io.write_ns(1, 0, &pattern(LBA, 6));
     io.write_ns(2, 0, &pattern(LBA, 7));
-    assert_eq!((r.sim.unflushed_chunks(1), r.sim.unflushed_chunks(2)), (1, 1));
+    assert_eq!((r.sim().unflushed_chunks(1), r.sim().unflushed_chunks(2)), (1, 1));
     assert_eq!(code(&io.no_data(&cmd::flush(2))), Status::SUCCESS);
-    assert_eq!((r.sim.unflushed_chunks(1), r.sim.unflushed_chunks(2)), (1, 0), "Flush of NSID 2 leaves namespace 1 alone");
+    assert_eq!((r.sim().unflushed_chunks(1), r.sim().unflushed_chunks(2)), (1, 0), "Flush of NSID 2 leaves namespace 1 alone");
     io.write_ns(2, 0, &pattern(LBA, 8));
     assert_eq!(code(&io.no_data(&cmd::flush(u32::MAX))), Status::SUCCESS);
-    assert_eq!((r.sim.unflushed_chunks(1), r.sim.unflushed_chunks(2)), (0, 0), "Flush of FFFFFFFFh flushes every namespace");
+    assert_eq!((r.sim().unflushed_chunks(1), r.sim().unflushed_chunks(2)), (0, 0), "Flush of FFFFFFFFh flushes every namespace");
     for nsid in [9, 3] {
         let c = io.no_data(&cmd::flush(nsid));
         assert_eq!(code(&c), Status::INVALID_NAMESPACE, "NSID {nsid}");
@@ -291,9 +291,9 @@ fn fua_write_sets_cdw12_bit_30_and_leaves_nothing_unflushed() {
     let mut io = Io::new(&r);
     // A plain write is cached until Flush.
     io.write(64, &pattern(16 * LBA, 10));
-    assert_eq!(r.sim.unflushed_chunks(1), 2);
+    assert_eq!(r.sim().unflushed_chunks(1), 2);
     assert_eq!(code(&io.no_data(&cmd::flush(1))), Status::SUCCESS);
-    assert_eq!(r.sim.unflushed_chunks(1), 0);
+    assert_eq!(r.sim().unflushed_chunks(1), 0);
 
     // FUA next to a cached write in the same 4 KiB chunk: the chunk still holds the
     // unflushed plain write.
@@ -303,9 +303,9 @@ fn fua_write_sets_cdw12_bit_30_and_leaves_nothing_unflushed() {
     one.set_io_flags(cmd::IO_FLAG_FUA);
     assert_eq!(code(&io.run(&one, &fua_data)), Status::SUCCESS);
     assert_eq!(media(&r, 1, 1, LBA), fua_data);
-    assert_eq!(r.sim.unflushed_chunks(1), 1);
+    assert_eq!(r.sim().unflushed_chunks(1), 1);
     assert_eq!(code(&io.no_data(&cmd::flush(1))), Status::SUCCESS);
-    assert_eq!(r.sim.unflushed_chunks(1), 0);
+    assert_eq!(r.sim().unflushed_chunks(1), 0);
 
     // FUA into chunks with no cached writes leaves nothing to flush.
     let mut sqe = cmd::write(1, 200, 8);
@@ -313,7 +313,7 @@ fn fua_write_sets_cdw12_bit_30_and_leaves_nothing_unflushed() {
     let data = pattern(8 * LBA, 9);
     assert_eq!(code(&io.run(&sqe, &data)), Status::SUCCESS);
     assert_eq!(media(&r, 1, 200, 8 * LBA), data);
-    assert_eq!(r.sim.unflushed_chunks(1), 0, "a FUA write is durable when it completes");
+    assert_eq!(r.sim().unflushed_chunks(1), 0, "a FUA write is durable when it completes");
 }
 
 // ----- Fault injection -----
@@ -325,7 +325,7 @@ fn fault_fail_returns_the_injected_status_for_exactly_count_commands() {
     let data = pattern(LBA, 11);
     io.write(7, &data);
     let injected = Status::INTERNAL_ERROR.with_dnr(true);
-    r.sim.inject(FaultRule::io(READ, 2, FaultAction::Fail(injected)));
+    r.sim().inject(FaultRule::io(READ, 2, FaultAction::Fail(injected)));
     // Other opcodes are not caught.
     assert_eq!(code(&io.no_data(&cmd::verify(1, 7, 1))), Status::SUCCESS);
     for i in 0..2 {
@@ -334,12 +334,12 @@ fn fault_fail_returns_the_injected_status_for_exactly_count_commands() {
         assert_eq!(c.status(), injected, "read {i} carries the injected status, DNR included");
         assert_eq!(buf.to_vec(), vec![0u8; LBA], "the failed read moved no data");
     }
-    assert!(r.sim.pending_faults().is_empty(), "the rule is used up");
+    assert!(r.sim().pending_faults().is_empty(), "the rule is used up");
     assert_eq!(io.read(7, 1), data);
     assert_eq!(io.read(7, 1), data);
 
     // A failed write is not executed.
-    r.sim.inject(FaultRule::io(WRITE, 1, FaultAction::Fail(Status::WRITE_FAULT)));
+    r.sim().inject(FaultRule::io(WRITE, 1, FaultAction::Fail(Status::WRITE_FAULT)));
     let c = io.run(&cmd::write(1, 7, 1), &pattern(LBA, 12));
     assert_eq!(code(&c), Status::WRITE_FAULT);
     assert_eq!(io.read(7, 1), data);
@@ -349,11 +349,11 @@ fn fault_fail_returns_the_injected_status_for_exactly_count_commands() {
 fn fault_after_lets_n_matching_commands_pass_first() {
     let r = rig(cfg());
     let mut io = Io::new(&r);
-    r.sim.inject(FaultRule::io(READ, 2, FaultAction::Fail(Status::UNRECOVERED_READ_ERROR)).after(3));
+    r.sim().inject(FaultRule::io(READ, 2, FaultAction::Fail(Status::UNRECOVERED_READ_ERROR)).after(3));
     let results: Vec<bool> = (0..7).map(|_| io.try_read(0, 1).is_ok()).collect();
     assert_eq!(results, [true, true, true, false, false, true, true]);
     // Writes in between do not count towards the skip.
-    r.sim.inject(FaultRule::io(READ, 1, FaultAction::Fail(Status::DATA_TRANSFER_ERROR)).after(1));
+    r.sim().inject(FaultRule::io(READ, 1, FaultAction::Fail(Status::DATA_TRANSFER_ERROR)).after(1));
     io.write(0, &pattern(LBA, 13));
     io.write(1, &pattern(LBA, 14));
     assert!(io.try_read(0, 1).is_ok());
@@ -368,7 +368,7 @@ fn fault_drop_completion_is_reported_timed_out_by_the_driver() {
     let data = pattern(LBA, 15);
     let timeout = Duration::from_millis(200);
     io.q.set_timeout(timeout);
-    r.sim.inject(FaultRule::io(WRITE, 1, FaultAction::DropCompletion));
+    r.sim().inject(FaultRule::io(WRITE, 1, FaultAction::DropCompletion));
     let buf = r.ctrl.dma(LBA).unwrap();
     buf.write(0, &data);
     let start = Instant::now();
@@ -401,7 +401,7 @@ fn fault_corrupt_read_flips_one_byte_of_one_transfer_only() {
     let data = pattern(4 * LBA, 16);
     io.write(20, &data);
     let offset = 1000;
-    r.sim.inject(FaultRule::io(READ, 1, FaultAction::CorruptRead { offset }));
+    r.sim().inject(FaultRule::io(READ, 1, FaultAction::CorruptRead { offset }));
     let got = io.read(20, 4);
     let diff: Vec<usize> = (0..data.len()).filter(|&i| got[i] != data[i]).collect();
     assert_eq!(diff, [offset]);
@@ -416,7 +416,7 @@ fn fault_lose_write_acknowledges_but_keeps_the_old_content() {
     let mut io = Io::new(&r);
     let old = pattern(2 * LBA, 17);
     io.write(50, &old);
-    r.sim.inject(FaultRule::io(WRITE, 1, FaultAction::LoseWrite));
+    r.sim().inject(FaultRule::io(WRITE, 1, FaultAction::LoseWrite));
     io.write(50, &pattern(2 * LBA, 18));
     assert_eq!(media(&r, 1, 50, 2 * LBA), old);
     assert_eq!(io.read(50, 2), old);
@@ -433,14 +433,14 @@ fn fault_misdirect_write_lands_at_the_offset_lba_and_leaves_the_addressed_one() 
     let old = pattern(4 * LBA, 20);
     io.write(200, &old);
     let new = pattern(4 * LBA, 21);
-    r.sim.inject(FaultRule::io(WRITE, 1, FaultAction::MisdirectWrite { lba_offset: 1000 }));
+    r.sim().inject(FaultRule::io(WRITE, 1, FaultAction::MisdirectWrite { lba_offset: 1000 }));
     io.write(200, &new);
     assert_eq!(media(&r, 1, 200, 4 * LBA), old, "the addressed LBAs are unchanged");
     assert_eq!(media(&r, 1, 1200, 4 * LBA), new, "the data landed 1000 LBAs away");
     assert_eq!(io.read(200, 4), old);
     assert_eq!(io.read(1200, 4), new);
     // Backwards.
-    r.sim.inject(FaultRule::io(WRITE, 1, FaultAction::MisdirectWrite { lba_offset: -100 }));
+    r.sim().inject(FaultRule::io(WRITE, 1, FaultAction::MisdirectWrite { lba_offset: -100 }));
     let third = pattern(LBA, 22);
     io.write(300, &third);
     assert_eq!(io.read(200, 1), third);
@@ -452,7 +452,7 @@ fn fault_delay_holds_the_completion_back_at_least_that_long() {
     let r = rig(cfg());
     let mut io = Io::new(&r);
     let d = Duration::from_millis(60);
-    r.sim.inject(FaultRule::io(READ, 1, FaultAction::Delay(d)));
+    r.sim().inject(FaultRule::io(READ, 1, FaultAction::Delay(d)));
     let t = Instant::now();
     assert_eq!(io.read(0, 1), zeroes(1));
     let delayed = t.elapsed();
@@ -470,7 +470,7 @@ fn fatal_error_sets_cfs_stops_completions_and_reset_recovers() {
     let data = pattern(LBA, 23);
     io.write(0, &data);
     assert!(!r.ctrl.csts().cfs());
-    r.sim.raise_fatal();
+    r.sim().raise_fatal();
     let csts = r.ctrl.csts();
     assert!(csts.cfs(), "CSTS.CFS reads 1 ({:#x})", csts.0);
 
@@ -506,7 +506,7 @@ fn commands_submitted_after_a_fatal_error_are_never_executed() {
         let mut q = r.ctrl.create_qpair(QpairOptions::default()).unwrap();
         q.set_timeout(Duration::from_millis(10));
         q.execute_ok(&cmd::write(1, 0, 1), DataPtr::Prp(&wbuf)).unwrap();
-        r.sim.raise_fatal();
+        r.sim().raise_fatal();
         let c = q.execute(&cmd::write(1, 0, 1), DataPtr::Prp(&fbuf)).unwrap();
         assert_eq!(c.kind, CplKind::Aborted, "round {round}: completed with {:?} after CSTS.CFS was set", c.status());
         assert_eq!(media(&r, 1, 0, LBA), before, "round {round}: a write submitted after the fatal error was executed");
@@ -519,16 +519,16 @@ fn commands_submitted_after_a_fatal_error_are_never_executed() {
 fn admin_fault_fails_get_features_with_the_injected_status() {
     let r = rig(cfg());
     let before = r.ctrl.get_features(fid::ARBITRATION, 0).unwrap();
-    r.sim.inject(FaultRule::admin(AdminOpcode::GetFeatures.code(), 1, FaultAction::Fail(Status::INTERNAL_ERROR)));
+    r.sim().inject(FaultRule::admin(AdminOpcode::GetFeatures.code(), 1, FaultAction::Fail(Status::INTERNAL_ERROR)));
     // Other admin commands pass.
     r.ctrl.smart_log().unwrap();
     let e = r.ctrl.get_features(fid::ARBITRATION, 0).unwrap_err();
     assert_eq!(e.status(), Some(Status::INTERNAL_ERROR));
     assert_eq!(r.ctrl.get_features(fid::ARBITRATION, 0).unwrap(), before);
     // I/O rules do not catch admin commands and vice versa.
-    r.sim.inject(FaultRule::io(AdminOpcode::GetFeatures.code(), 1, FaultAction::Fail(Status::INTERNAL_ERROR)));
+    r.sim().inject(FaultRule::io(AdminOpcode::GetFeatures.code(), 1, FaultAction::Fail(Status::INTERNAL_ERROR)));
     assert_eq!(r.ctrl.get_features(fid::ARBITRATION, 0).unwrap(), before);
-    r.sim.clear_faults();
+    r.sim().clear_faults();
 }
 
 // ----- Latency model -----
@@ -691,7 +691,7 @@ fn namespaces_are_isolated_and_4k_lbas_count_in_4096_byte_blocks() {
     io.write_ns(2, 5, &data);
     // LBA 5 of a 4 KiB namespace is byte 20480; three LBAs are 12 KiB.
     let mut raw = vec![0u8; 10 * 4096];
-    r.sim.peek_media(2, 0, &mut raw);
+    r.sim().peek_media(2, 0, &mut raw);
     assert!(raw[5 * 4096..8 * 4096] == data[..]);
     assert!(raw[..5 * 4096].iter().chain(&raw[8 * 4096..]).all(|&b| b == 0));
     assert_eq!(io.read_ns(2, 6, 1), data[4096..8192].to_vec());
@@ -744,7 +744,7 @@ fn file_backed_namespace_keeps_flushed_data_across_simulator_instances() {
         io.write(1000, &data);
         io.write(last, &data[..LBA]);
         assert_eq!(code(&io.no_data(&cmd::flush(1))), Status::SUCCESS);
-        assert_eq!(r.sim.unflushed_chunks(1), 0);
+        assert_eq!(r.sim().unflushed_chunks(1), 0);
     }
     assert_eq!(std::fs::metadata(&file.0).unwrap().len(), 8 << 20);
     let r = rig(c);

@@ -48,7 +48,7 @@ fn unflushed_writes_lost_in_a_power_loss_read_old_without_a_miscompare() {
     // A second pass, never flushed: the simulator's cache loses it.
     assert_eq!(pass(&ns, 0, 0).error, 0);
     assert_eq!(table(&r).undurable_lbas(), REGION);
-    assert!(r.sim.unflushed_chunks(1) > 0);
+    assert!(r.sim().unflushed_chunks(1) > 0);
     power_cycle(&r);
     let res = pass(&ns, 100, 0);
     assert_eq!((res.error, res.miscompare_count), (0, 0), "{:?}", res.error_message);
@@ -64,7 +64,7 @@ fn flushed_data_lost_in_a_power_loss_is_a_miscompare() {
     let ns = r.ctrl.namespace(1).unwrap();
     assert_eq!(pass(&ns, 0, 0).error, 0);
     // The drive acknowledges the flush but keeps the data in its volatile cache.
-    r.sim.inject(FaultRule::io(0x00, 1, FaultAction::IgnoreFlush));
+    r.sim().inject(FaultRule::io(0x00, 1, FaultAction::IgnoreFlush));
     assert_eq!(flush(&ns).error, 0);
     power_cycle(&r);
     let res = pass(&ns, 100, 0);

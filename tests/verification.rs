@@ -40,7 +40,7 @@ fn verification_catches_a_corrupted_read_and_names_the_byte() {
     let r = rig(cfg());
     let ns = r.ctrl.namespace(1).unwrap();
     fill(&ns, 64);
-    r.sim.inject(FaultRule::io(2, 1, FaultAction::CorruptRead { offset: 512 + 100 }));
+    r.sim().inject(FaultRule::io(2, 1, FaultAction::CorruptRead { offset: 512 + 100 }));
     let res = run_seq(&ns, &[(8, 8, 2)]);
     let m = only_miscompare(&res);
     assert_eq!((m.lba, m.kind, m.first_diff), (9, MiscompareKind::Corrupted, Some(100)));
@@ -55,7 +55,7 @@ fn verification_catches_a_lost_write() {
     let r = rig(cfg());
     let ns = r.ctrl.namespace(1).unwrap();
     fill(&ns, 64);
-    r.sim.inject(FaultRule::io(1, 1, FaultAction::LoseWrite));
+    r.sim().inject(FaultRule::io(1, 1, FaultAction::LoseWrite));
     assert_eq!(run_seq(&ns, &[(16, 8, 1)]).error, 0, "the device acknowledged the write");
     let res = run_seq(&ns, &[(16, 8, 2)]);
     let m = only_miscompare(&res);
@@ -69,7 +69,7 @@ fn verification_catches_a_write_stored_at_the_wrong_lba() {
     let r = rig(cfg());
     let ns = r.ctrl.namespace(1).unwrap();
     fill(&ns, 64);
-    r.sim.inject(FaultRule::io(1, 1, FaultAction::MisdirectWrite { lba_offset: 32 }));
+    r.sim().inject(FaultRule::io(1, 1, FaultAction::MisdirectWrite { lba_offset: 32 }));
     assert_eq!(run_seq(&ns, &[(8, 8, 1)]).error, 0);
     // The data meant for LBA 8.. sits at LBA 40..: a valid block of another LBA.
     let res = run_seq(&ns, &[(40, 8, 2)]);
@@ -87,7 +87,7 @@ fn verification_catches_an_uncorrectable_lba_that_suddenly_reads_fine() {
     let res = run_seq(&ns, &[(10, 4, 0x04), (10, 4, 2), (12, 1, 0x0c)]);
     assert_eq!(res.error, 0, "failing reads of uncorrectable LBAs are expected: {:?}", res.error_message);
     assert_eq!(res.expected_errors, 2);
-    r.sim.heal_uncorrectable(1, 10, 4);
+    r.sim().heal_uncorrectable(1, 10, 4);
     let m = only_miscompare(&run_seq(&ns, &[(8, 8, 2)]));
     assert_eq!((m.lba, m.kind), (10, MiscompareKind::UncorrectableReadable));
 }
@@ -97,7 +97,7 @@ fn failed_write_keeps_the_old_state_and_zeroes_deallocate_and_format_clear_it() 
     let r = rig(cfg());
     let ns = r.ctrl.namespace(1).unwrap();
     fill(&ns, 64);
-    r.sim.inject(FaultRule::io(1, 1, FaultAction::Fail(Status::WRITE_FAULT)));
+    r.sim().inject(FaultRule::io(1, 1, FaultAction::Fail(Status::WRITE_FAULT)));
     let res = run_seq(&ns, &[(0, 8, 1), (0, 8, 2)]);
     assert_eq!(res.error, code::IO_CMD_ERROR);
     assert_eq!((res.error_count, res.miscompare_count), (1, 0), "the read after the failed write verifies against the old data");
@@ -105,7 +105,7 @@ fn failed_write_keeps_the_old_state_and_zeroes_deallocate_and_format_clear_it() 
     let res = run_seq(&ns, &[(16, 8, 0x08), (16, 8, 2), (24, 8, 0x09), (24, 8, 2)]);
     assert_eq!(res.error, 0, "{:?}", res.error_message);
     // A drive that forgets a deallocation is caught.
-    r.sim.inject(FaultRule::io(0x09, 1, FaultAction::Fail(Status::SUCCESS)));
+    r.sim().inject(FaultRule::io(0x09, 1, FaultAction::Fail(Status::SUCCESS)));
     let m = only_miscompare(&run_seq(&ns, &[(32, 8, 0x09), (32, 8, 2)]));
     assert_eq!((m.lba, m.kind), (32, MiscompareKind::NotZero));
     // After Format NVM the old generations are forgotten: nothing to miscompare.

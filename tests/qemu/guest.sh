@@ -49,6 +49,31 @@ main)
     check "bind takes it again" $NV bind "$Q0"
     check "smoke on NVPLANQ0 by address" $NV smoke --target "vfio:$Q0" --out "$OUT/smoke-q0" --size 16MiB
     check "smoke on NVPLANQ1 by serial" $NV smoke --target vfio:NVPLANQ1 --out "$OUT/smoke-q1" --size 16MiB
+    # The driver test suites, on both controllers (each test takes the one whose LBA size
+    # it asks for), leaving out the tests listed in tests/qemu/sim-only.txt.
+    export NVPLAN_TEST_TARGET="vfio:$Q0,vfio:$Q1"
+    for suite in ${NVPLAN_QEMU_SUITES:-driver_io metamode admin nvm_commands verification ioworker_lifecycle ioworker}; do
+        bin=$(grep "/deps/$suite-" "$OUT/../test-binaries" | head -1)
+        skips=()
+        # (No process substitution: the guest's devtmpfs has no /dev/fd.)
+        for name in $(sed -n "s/^$suite::\([a-z0-9_]*\) .*/\1/p" tests/qemu/sim-only.txt); do skips+=(--skip "$name"); done
+        check "test suite $suite on QEMU" timeout 600 "$bin" --test-threads=1 --exact "${skips[@]}"
+    done
+    unset NVPLAN_TEST_TARGET
+    # Every plan under plans/ on NVPLANQ0, at a tenth of its durations, but those listed.
+    for plan in plans/*.yaml plans/seed/*.yaml plans/metamode/*.yaml; do
+        grep -q "^plan::$plan " tests/qemu/sim-only.txt && continue
+        name=$(basename "$plan" .yaml)
+        check "plan $plan on QEMU" timeout 300 $NV run "$plan" --target "vfio:$Q0" --time-scale 0.1 --quiet --out "$OUT/plans/$name"
+    done
+    ;;
+power-write | power-check)
+    # Power loss: the harness kills QEMU once the write stage prints NVPLAN-POWER-FLUSHED.
+    Q0=$(addr_of NVPLANQ0)
+    [ -n "$Q0" ] || { echo "NVPLANQ0 not found"; exit 1; }
+    $NV bind "$Q0" >/dev/null
+    bin=$(grep "/deps/flushed_data_survives_power_loss-" "$OUT/../test-binaries" | head -1)
+    check "flushed data, $stage" env NVPLAN_TEST_TARGET="vfio:$Q0" NVPLAN_POWER_STAGE="${stage#power-}" "$bin" --nocapture --test-threads=1
     ;;
 esac
 echo "== $fails failure(s) in stage $stage"

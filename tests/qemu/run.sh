@@ -6,8 +6,10 @@
 #   tests/qemu/run.sh --shell    boot the guest to a shell (for debugging)
 #
 # The guest has two controllers, each behind its own PCIe root port (own IOMMU group):
-#   nvme0  serial NVPLANQ0: one namespace of 512 B LBAs
-#   nvme1  serial NVPLANQ1: two namespaces of 4 KiB LBAs, MDTS 2 (16 KiB transfers)
+#   nvme0  serial NVPLANQ0: one 1 GiB namespace of 512 B LBAs (as the default simulator)
+#   nvme1  serial NVPLANQ1: two 256 MiB namespaces of 4 KiB LBAs, MDTS 2 (16 KiB transfers)
+# Both grant 64 I/O queue pairs, as the simulator does (QEMU 7.2 queues hold 2048 entries,
+# the simulator's 1024).
 # Stages (each one boot): `main` (devices and bind on the guest's sysfs, the driver test
 # suite, the reference plans), then power loss: `power-write` writes and flushes, QEMU is
 # killed while writes go on, and `power-check` boots on the same image files and reads
@@ -116,12 +118,12 @@ boot() {
         -virtfs local,path="$OUT",mount_tag=out,security_model=none,multidevs=remap
         -device pcie-root-port,id=rp0,chassis=1,slot=1
         -device pcie-root-port,id=rp1,chassis=2,slot=2
-        -drive file="$IMG/q0n1.img",if=none,id=q0n1,format=raw,cache=writeback
-        -device nvme,id=nvme0,serial=NVPLANQ0,bus=rp0,max_ioqpairs=8
+        -drive file="$IMG/q0n1.img",if=none,id=q0n1,format=raw,cache=writeback,discard=unmap
+        -device nvme,id=nvme0,serial=NVPLANQ0,bus=rp0,max_ioqpairs=64
         -device nvme-ns,bus=nvme0,drive=q0n1,nsid=1,logical_block_size=512,physical_block_size=512
-        -drive file="$IMG/q1n1.img",if=none,id=q1n1,format=raw,cache=writeback
-        -drive file="$IMG/q1n2.img",if=none,id=q1n2,format=raw,cache=writeback
-        -device nvme,id=nvme1,serial=NVPLANQ1,bus=rp1,max_ioqpairs=4,mdts=2
+        -drive file="$IMG/q1n1.img",if=none,id=q1n1,format=raw,cache=writeback,discard=unmap
+        -drive file="$IMG/q1n2.img",if=none,id=q1n2,format=raw,cache=writeback,discard=unmap
+        -device nvme,id=nvme1,serial=NVPLANQ1,bus=rp1,max_ioqpairs=64,mdts=2
         -device nvme-ns,bus=nvme1,drive=q1n1,nsid=1,logical_block_size=4096,physical_block_size=4096
         -device nvme-ns,bus=nvme1,drive=q1n2,nsid=2,logical_block_size=4096,physical_block_size=4096)
     if [ "$stage" = shell ]; then exec qemu-system-x86_64 "${args[@]}"; fi
