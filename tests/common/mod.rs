@@ -72,6 +72,19 @@ pub fn short_timeout() -> ControllerOptions {
     ControllerOptions { command_timeout: Duration::from_millis(500), ..Default::default() }
 }
 
+/// Host read and write commands as the controller counts them (SMART / Health
+/// Information log, NVMe 1.4 §5.14.1.2): the same check on the simulator and on a drive.
+pub fn host_commands(ctrl: &Controller) -> (u64, u64) {
+    let s = ctrl.smart_log().expect("SMART log");
+    (s.host_read_commands() as u64, s.host_write_commands() as u64)
+}
+
+/// What the controller counted since `before` (from [`host_commands`]).
+pub fn host_commands_since(ctrl: &Controller, before: (u64, u64)) -> (u64, u64) {
+    let now = host_commands(ctrl);
+    (now.0 - before.0, now.1 - before.1)
+}
+
 /// Deterministic test data.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut r = nvplan::util::rng::Rng::new(seed);

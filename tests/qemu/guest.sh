@@ -33,6 +33,26 @@ refused_for() {
     [ $rc -ne 0 ] && grep -qi "$why" <<<"$out"
 }
 
+# Starts a minute of writes on the function, removes it from the PCI bus while they run
+# (the kernel then asks vfio-pci's user for the device back), and checks that the removal
+# completes and nvplan ends with its report. The function comes back with a rescan.
+unplug() {
+    local addr=$1 pid t0 rc
+    $NV run tests/qemu/unplug-plan.yaml --target "vfio:$addr" --quiet --out "$OUT/unplug" > "$OUT/unplug.log" 2>&1 &
+    pid=$!
+    sleep 5
+    t0=$(date +%s)
+    timeout 30 sh -c "echo 1 > /sys/bus/pci/devices/$addr/remove" || { echo "removal hung"; kill -9 $pid; return 1; }
+    echo "removal took $(( $(date +%s) - t0 )) s"
+    for _ in $(seq 60); do kill -0 $pid 2>/dev/null || break; sleep 1; done
+    if kill -0 $pid 2>/dev/null; then echo "nvplan still running 60 s after the removal"; kill -9 $pid; return 1; fi
+    wait $pid; rc=$?
+    cat "$OUT/unplug.log"
+    echo 1 > /sys/bus/pci/rescan
+    # The run failed (its device went away) and still wrote its report.
+    [ $rc -ne 0 ] && [ -f "$OUT/unplug/summary.json" ]
+}
+
 case $stage in
 main)
     Q0=$(addr_of NVPLANQ0); Q1=$(addr_of NVPLANQ1)
@@ -60,12 +80,30 @@ main)
         check "test suite $suite on QEMU" timeout 600 "$bin" --test-threads=1 --exact "${skips[@]}"
     done
     unset NVPLAN_TEST_TARGET
-    # Every plan under plans/ on NVPLANQ0, at a tenth of its durations, but those listed.
+    # Every plan under plans/ at a tenth of its durations, but those listed.
     for plan in plans/*.yaml plans/seed/*.yaml plans/metamode/*.yaml; do
         grep -q "^plan::$plan " tests/qemu/sim-only.txt && continue
         name=$(basename "$plan" .yaml)
-        check "plan $plan on QEMU" timeout 300 $NV run "$plan" --target "vfio:$Q0" --time-scale 0.1 --quiet --out "$OUT/plans/$name"
+        # A plan written for 4 KiB LBAs runs on NVPLANQ1, the others on NVPLANQ0.
+        q=$Q0; grep -q "lba: 4096" "$plan" && q=$Q1
+        check "plan $plan on QEMU" timeout 300 $NV run "$plan" --target "vfio:$q" --time-scale 0.1 --quiet --out "$OUT/plans/$name"
     done
+    check "unplug under I/O: the function is released and nvplan ends" unplug "$Q1"
+    ;;
+bench)
+    # 4 KiB random reads at queue depth 64 for 10 s: fio through the kernel's nvme driver,
+    # then nvplan through VFIO, on the same controller.
+    Q0=$(addr_of NVPLANQ0)
+    blk=$(basename "$(ls -d /sys/bus/pci/devices/"$Q0"/nvme/nvme*/nvme*n1 | head -1)")
+    dd if=/dev/zero of="/dev/$blk" bs=1M count=256 oflag=direct status=none
+    for engine in io_uring libaio; do
+        fio --name=randread --filename="/dev/$blk" --direct=1 --rw=randread --bs=4k --iodepth=64 \
+            --size=256M --runtime=10 --time_based --ioengine=$engine --output-format=terse --terse-version=3 \
+            | awk -F';' -v e=$engine '{printf "BENCH fio-%s iops=%d\n", e, $8}'
+    done
+    $NV bind "$Q0" >/dev/null
+    $NV run benches/qemu/randread-4k-qd64.yaml --target "vfio:$Q0" --quiet --out "$OUT/bench" >/dev/null
+    python3 -c "import json; print('BENCH nvplan-vfio iops=%d' % json.load(open('$OUT/bench/summary.json'))['phases'][-1]['workers'][0]['iops'])"
     ;;
 power-write | power-check)
     # Power loss: the harness kills QEMU once the write stage prints NVPLAN-POWER-FLUSHED.

@@ -4,6 +4,9 @@
 #
 #   tests/qemu/run.sh            build, boot, run everything below, exit non-zero on failure
 #   tests/qemu/run.sh --shell    boot the guest to a shell (for debugging)
+#   NVPLAN_QEMU_STAGES="main power bench" tests/qemu/run.sh
+#                                choose stages (default: main power); `bench` sets nvplan's
+#                                4 KiB random-read IOPS beside fio's on the same controller
 #
 # The guest has two controllers, each behind its own PCIe root port (own IOMMU group):
 #   nvme0  serial NVPLANQ0: one 1 GiB namespace of 512 B LBAs (as the default simulator)
@@ -158,6 +161,10 @@ STAGES=${NVPLAN_QEMU_STAGES:-main power}
 fresh_images
 fail=0
 case " $STAGES " in *" main "*) boot main "$WORK/main.log" || fail=1 ;; esac
+case " $STAGES " in *" bench "*)
+    boot bench "$WORK/bench.log" || fail=1
+    grep '^BENCH' "$WORK/bench.log" >&2 || true ;;
+esac
 case " $STAGES " in *" power "*) ;; *) [ $fail = 0 ] && say "all stages passed"; exit $fail ;; esac
 # Power loss: the images start fresh so the check reads only what this write stage left.
 fresh_images
