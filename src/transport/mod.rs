@@ -4,7 +4,7 @@
 //! the controller can reach by IOVA, and the reset and power hooks that live outside the
 //! NVMe register set. The driver talks to every controller through it and never learns
 //! which implementation it has: [`sim::SimTransport`] (the embedded simulated controller)
-//! or a real PCIe function.
+//! or a PCIe function bound to vfio-pci ([`vfio::VfioTransport`]).
 
 pub mod dma;
 pub mod sim;
