@@ -5,7 +5,9 @@
 set -u
 stage=$1 ROOT=$2 OUT=$3
 cd "$ROOT"
-export TMPDIR=/tmp HOME=/tmp RUST_BACKTRACE=1
+# The host's root is read-only here; scratch files go to the shared output directory.
+mkdir -p "$OUT/tmp"
+export TMPDIR=$OUT/tmp HOME=$OUT/tmp RUST_BACKTRACE=1
 NV=$ROOT/target/release/nvplan
 fails=0
 check() {
@@ -72,7 +74,9 @@ main)
     # The driver test suites, on both controllers (each test takes the one whose LBA size
     # it asks for), leaving out the tests listed in tests/qemu/sim-only.txt.
     export NVPLAN_TEST_TARGET="vfio:$Q0,vfio:$Q1"
-    for suite in ${NVPLAN_QEMU_SUITES:-driver_io metamode admin nvm_commands verification ioworker_lifecycle ioworker}; do
+    suites="driver_io metamode admin nvm_commands power_reset verification ioworker_lifecycle ioworker"
+    [ -s "$OUT/suites" ] && suites=$(cat "$OUT/suites")
+    for suite in $suites; do
         bin=$(grep "/deps/$suite-" "$OUT/../test-binaries" | head -1)
         skips=()
         # (No process substitution: the guest's devtmpfs has no /dev/fd.)
@@ -81,7 +85,9 @@ main)
     done
     unset NVPLAN_TEST_TARGET
     # Every plan under plans/ at a tenth of its durations, but those listed.
-    for plan in plans/*.yaml plans/seed/*.yaml plans/metamode/*.yaml; do
+    plans="plans/*.yaml plans/seed/*.yaml plans/metamode/*.yaml"
+    [ -e "$OUT/plans-list" ] && plans=$(cat "$OUT/plans-list")
+    for plan in $plans; do
         grep -q "^plan::$plan " tests/qemu/sim-only.txt && continue
         name=$(basename "$plan" .yaml)
         # A plan written for 4 KiB LBAs runs on NVPLANQ1, the others on NVPLANQ0.

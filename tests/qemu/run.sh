@@ -90,7 +90,6 @@ stage=\$(sed -n 's/.*nvplan.stage=\([a-z-]*\).*/\1/p' /proc/cmdline)
 mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /host
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
 mount -t 9p -o trans=virtio,version=9p2000.L,rw out /host$OUT
-mount -t tmpfs tmp /host/tmp 2>/dev/null || true
 if [ "\$stage" = shell ]; then setsid cttyhack sh; poweroff -f; fi
 chroot /host /bin/bash $ROOT/tests/qemu/guest.sh "\$stage" $ROOT $OUT
 echo "NVPLAN-QEMU-DONE rc=\$?"
@@ -158,6 +157,11 @@ boot() {
 if [ "${1:-}" = --shell ]; then fresh_images; boot shell /dev/null; fi
 
 STAGES=${NVPLAN_QEMU_STAGES:-main power}
+# For quicker rounds: NVPLAN_QEMU_SUITES="admin metamode" and NVPLAN_QEMU_PLANS="plans/x.yaml"
+# (empty: none) narrow the main stage.
+printf '%s' "${NVPLAN_QEMU_SUITES:-}" > "$OUT/suites"
+rm -f "$OUT/plans-list"
+if [ -n "${NVPLAN_QEMU_PLANS+set}" ]; then printf '%s' "$NVPLAN_QEMU_PLANS" > "$OUT/plans-list"; fi
 fresh_images
 fail=0
 case " $STAGES " in *" main "*) boot main "$WORK/main.log" || fail=1 ;; esac
