@@ -171,7 +171,9 @@ fn create_cq_with_size_one_or_above_mqes_is_invalid_queue_size() {
     let r = rig(cfg());
     let c = &r.ctrl;
     let max = c.cap().max_queue_entries();
-    assert_eq!(max, 1024);
+    if r.is_sim() {
+        assert_eq!(max, 1024);
+    }
     let mem = c.dma(max as usize * 16 + 4096).unwrap();
     // QSIZE 0 (one entry): a queue needs at least two.
     assert_status(&raw(c, &cmd::create_io_cq(40, 1, mem.iova(), 0, false)), Status::INVALID_QUEUE_SIZE, true);
@@ -807,7 +809,8 @@ fn identify_namespace_zero_or_beyond_nn_is_invalid_namespace() {
     let r = rig(three_namespaces());
     let c = &r.ctrl;
     let buf = c.dma(4096).unwrap();
-    for nsid in [0u32, 4, 1000, 0xffff_fffe] {
+    let nn = c.identify().nn;
+    for nsid in [0u32, nn + 1, nn + 997, 0xffff_fffe] {
         assert_status(&raw_data(c, &cmd::identify(cns::NAMESPACE, nsid), &buf), Status::INVALID_NAMESPACE, true);
     }
     assert_ok(&raw_data(c, &cmd::identify(cns::NAMESPACE, 3), &buf));
@@ -1045,5 +1048,5 @@ fn admin_command_with_sgl_data_pointer_is_invalid_field() {
     }
     // The same command with PRPs works.
     assert_ok(&raw_data(c, &cmd::identify(cns::CONTROLLER, 0), &buf));
-    assert_eq!(nvplan::nvme::IdentifyController::from_bytes(&buf.to_vec()).serial(), "NVPLANSIM0001");
+    assert_eq!(nvplan::nvme::IdentifyController::from_bytes(&buf.to_vec()).serial(), c.identify().serial());
 }

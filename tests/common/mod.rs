@@ -20,6 +20,11 @@ pub struct Rig {
 }
 
 impl Rig {
+    /// Whether the driver runs on a simulator (false on a real controller).
+    pub fn is_sim(&self) -> bool {
+        self.sim.is_some()
+    }
+
     /// The simulator behind the driver (statistics, fault injection, power).
     pub fn sim(&self) -> &Arc<Simulator> {
         self.sim.as_ref().expect("this test needs the simulator's internals; NVPLAN_TEST_TARGET names a real controller")
