@@ -147,17 +147,17 @@ fn open(target: &str) -> Result<SharedTransport, String> {
     nvplan::target::open(&t)
 }
 
-/// What a plan is checked against before it runs: the simulator's limits from its
-/// configuration; a real function is opened and asked, and stays open for the run.
-fn limits_of(t: &plan::Target) -> Result<(plan::Limits, Option<SharedTransport>), String> {
-    match t {
-        plan::Target::Sim(cfg) => Ok((plan::Limits::from_sim(cfg), None)),
-        plan::Target::Vfio(_) => {
-            let tr = nvplan::target::open(t)?;
+/// What plan `p` is checked against before it runs, on target `t`: the simulator's limits
+/// from its configuration; a real function is opened and asked, and stays open for the run.
+fn limits_of(p: &plan::LoadedPlan, t: &plan::Target) -> Result<(plan::Limits, Option<SharedTransport>), Vec<plan::PlanError>> {
+    let opened = match t {
+        plan::Target::Sim(cfg) => return Ok((plan::Limits::from_sim(cfg), None)),
+        plan::Target::Vfio(_) => nvplan::target::open(t).and_then(|tr| {
             let ctrl = Controller::new(tr.clone(), ControllerOptions::default()).map_err(|e| format!("{}: {e}", tr.describe()))?;
             Ok((plan::Limits::from_controller(&ctrl), Some(tr)))
-        }
-    }
+        }),
+    };
+    opened.map_err(|message| vec![plan::PlanError { file: p.file.clone(), line: 1, col: 1, field: "target".into(), message }])
 }
 
 fn smoke(target: &str, out: &std::path::Path, size: &str, seed: u64) -> Result<bool, String> {
@@ -198,7 +198,7 @@ fn validate(plans: &[PathBuf], target: Option<&str>) -> ExitCode {
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
             let t = plan::target(&p, target).map_err(|e| vec![e])?;
-            let (limits, _) = limits_of(&t).map_err(|m| vec![plan::PlanError { file: p.file.clone(), line: 1, col: 1, field: "target".into(), message: m }])?;
+            let (limits, _) = limits_of(&p, &t)?;
             let runs = plan::expand(&p, &limits, None, 1.0)?;
             Ok(runs)
         });
@@ -229,8 +229,7 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
             let t = plan::target(&p, target).map_err(|e| vec![e])?;
-            let (limits, open) =
-                limits_of(&t).map_err(|m| vec![plan::PlanError { file: p.file.clone(), line: 1, col: 1, field: "target".into(), message: m }])?;
+            let (limits, open) = limits_of(&p, &t)?;
             let runs = plan::expand(&p, &limits, seed, time_scale)?;
             Ok((p, (t, open), runs, path.clone()))
         });
@@ -359,7 +358,7 @@ fn report_cmd(dirs: &[PathBuf], out: Option<&Path>) -> Result<bool, String> {
 
 /// `--sysfs-root`, else $NVPLAN_SYSFS_ROOT, else `/`.
 fn sysfs_root(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os("NVPLAN_SYSFS_ROOT").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("/"))
+    flag.unwrap_or_else(nvplan::target::sysfs_root)
 }
 
 fn devices_error(e: &devices::DevicesError) -> ExitCode {

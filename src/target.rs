@@ -19,41 +19,36 @@ pub fn sysfs_root() -> PathBuf {
 pub fn open(target: &Target) -> Result<SharedTransport, String> {
     match target {
         Target::Sim(cfg) => Ok(Arc::new(SimTransport::new(cfg.clone()).map_err(|e| format!("sim: {e}"))?)),
-        Target::Vfio(text) => Ok(Arc::new(open_vfio(&sysfs_root(), text)?)),
+        Target::Vfio(text) => open_vfio(&sysfs_root(), text),
     }
 }
 
 /// Opens the function `text` names: a PCI address, or an NVMe serial number. sysfs knows
 /// the serial only of functions the kernel's nvme driver holds, so for one bound to
 /// vfio-pci each such function is opened in turn and asked (Identify Controller).
-pub fn open_vfio(root: &Path, text: &str) -> Result<VfioTransport, String> {
+pub fn open_vfio(root: &Path, text: &str) -> Result<SharedTransport, String> {
     let fail = |e: &dyn std::fmt::Display| format!("vfio:{text}: {e}");
     match devices::resolve(root, text) {
-        Ok(addr) => VfioTransport::open(&VfioOptions::at(root, &addr)).map_err(|e| e.to_string()),
+        Ok(addr) => Ok(Arc::new(VfioTransport::open(&VfioOptions::at(root, &addr)).map_err(|e| e.to_string())?)),
         Err(devices::DevicesError::NotFound { .. }) => {
             let funcs = devices::scan(root).map_err(|e| fail(&e))?;
-            let mut hits = Vec::new();
-            for f in funcs.iter().filter(|f| f.driver.as_deref() == Some("vfio-pci")) {
-                let Ok(t) = VfioTransport::open(&VfioOptions::at(root, &f.address)) else { continue };
-                let t: Arc<VfioTransport> = Arc::new(t);
+            let on_vfio: Vec<&str> = funcs.iter().filter(|f| f.driver.as_deref() == Some("vfio-pci")).map(|f| f.address.as_str()).collect();
+            let mut hits: Vec<(&str, SharedTransport)> = Vec::new();
+            for &addr in &on_vfio {
+                let Ok(t) = VfioTransport::open(&VfioOptions::at(root, addr)) else { continue };
+                let t: SharedTransport = Arc::new(t);
                 let serial = Controller::new(t.clone(), ControllerOptions::default()).map(|c| c.info().id.serial());
                 if serial.is_ok_and(|s| s.trim() == text.trim()) {
-                    hits.push((f.address.clone(), t));
+                    hits.push((addr, t));
                 }
             }
             match hits.len() {
                 0 => Err(fail(&format!(
                     "no NVMe function has this address or serial number ({} bound to vfio-pci were asked; `nvplan devices` lists them)",
-                    funcs.iter().filter(|f| f.driver.as_deref() == Some("vfio-pci")).count()
+                    on_vfio.len()
                 ))),
-                1 => {
-                    let (_, t) = hits.pop().expect("one hit");
-                    Arc::try_unwrap(t).map_err(|_| fail(&"the transport is still shared"))
-                }
-                _ => Err(fail(&format!(
-                    "this serial number is on {}: name one by its PCI address",
-                    hits.iter().map(|h| h.0.as_str()).collect::<Vec<_>>().join(", ")
-                ))),
+                1 => Ok(hits.pop().expect("one hit").1),
+                _ => Err(fail(&format!("this serial number is on {}: name one by its PCI address", hits.iter().map(|h| h.0).collect::<Vec<_>>().join(", ")))),
             }
         }
         Err(e) => Err(fail(&e)),

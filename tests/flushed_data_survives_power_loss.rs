@@ -10,9 +10,10 @@
 mod common;
 
 use common::{hardware_target, pattern, rig};
-use nvplan::driver::{Controller, DataPtr, QpairOptions};
+use nvplan::driver::{Controller, DataPtr, QPair, QpairOptions};
 use nvplan::nvme::cmd;
 use nvplan::sim::{NamespaceConfig, SimConfig};
+use nvplan::transport::DmaBuffer;
 
 /// The flushed region: extents of varied sizes, each with its own data.
 const EXTENTS: [(u64, u32); 6] = [(0, 1), (8, 8), (100, 64), (1000, 255), (4096, 128), (20_000, 32)];
@@ -20,10 +21,14 @@ const EXTENTS: [(u64, u32); 6] = [(0, 1), (8, 8), (100, 64), (1000, 255), (4096,
 const SCRATCH: u64 = 100_000;
 const SEED: u64 = 0x9051_7e55;
 
-fn write_and_flush(ctrl: &Controller) {
+/// The LBA size of namespace 1, a queue pair and a buffer of `lbas` LBAs.
+fn io(ctrl: &Controller, lbas: usize) -> (usize, QPair, DmaBuffer) {
     let lba = ctrl.namespace(1).unwrap().lba_size();
-    let mut q = ctrl.create_qpair(QpairOptions::default()).unwrap();
-    let buf = ctrl.dma(256 * lba).unwrap();
+    (lba, ctrl.create_qpair(QpairOptions::default()).unwrap(), ctrl.dma(lbas * lba).unwrap())
+}
+
+fn write_and_flush(ctrl: &Controller) {
+    let (lba, mut q, buf) = io(ctrl, 256);
     for (i, &(slba, nlb)) in EXTENTS.iter().enumerate() {
         let len = nlb as usize * lba;
         buf.write(0, &pattern(len, SEED + i as u64));
@@ -34,9 +39,7 @@ fn write_and_flush(ctrl: &Controller) {
 
 /// Writes that the power loss interrupts: never flushed, never read back.
 fn scribble(ctrl: &Controller, rounds: Option<u32>) {
-    let lba = ctrl.namespace(1).unwrap().lba_size();
-    let mut q = ctrl.create_qpair(QpairOptions::default()).unwrap();
-    let buf = ctrl.dma(8 * lba).unwrap();
+    let (lba, mut q, buf) = io(ctrl, 8);
     buf.write(0, &pattern(8 * lba, 7));
     let mut n = 0u64;
     while rounds.is_none_or(|r| n < r as u64) {
@@ -46,9 +49,7 @@ fn scribble(ctrl: &Controller, rounds: Option<u32>) {
 }
 
 fn check(ctrl: &Controller) {
-    let lba = ctrl.namespace(1).unwrap().lba_size();
-    let mut q = ctrl.create_qpair(QpairOptions::default()).unwrap();
-    let buf = ctrl.dma(256 * lba).unwrap();
+    let (lba, mut q, buf) = io(ctrl, 256);
     for (i, &(slba, nlb)) in EXTENTS.iter().enumerate() {
         let len = nlb as usize * lba;
         buf.fill(0, buf.len(), 0);

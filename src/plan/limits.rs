@@ -102,8 +102,9 @@ pub fn target(plan: &LoadedPlan, cli_target: Option<&str>) -> Result<Target, Pla
     }
 }
 
-/// The simulated controller a plan runs on (see [`target`]); a VFIO target gives the
-/// default simulator, whose limits a plan is checked against before the device is opened.
+/// The simulated controller a plan runs on (see [`target`]); for a VFIO target, the
+/// default simulator (only the target's text is checked then: the device's own limits
+/// come from the device).
 pub fn sim_config(plan: &LoadedPlan, cli_target: Option<&str>) -> Result<SimConfig, PlanError> {
     Ok(match target(plan, cli_target)? {
         Target::Sim(c) => c,

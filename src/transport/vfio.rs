@@ -457,7 +457,8 @@ impl Pool {
         // SAFETY: the mapping is ours and lives in the chunk until the pool drops, after
         // which it is unmapped from the IOMMU before being freed.
         unsafe { self.container.vfio_dma_map(iova, size, map.as_mut_ptr()) }.map_err(|e| {
-            let hint = if e.to_string().contains("12") || e.to_string().to_lowercase().contains("memory") {
+            // ENOMEM from MAP_DMA is RLIMIT_MEMLOCK (pinned pages are charged to it).
+            let hint = if matches!(&e, vfio_ioctls::VfioError::IommuDmaMap(s) if s.errno() == libc::ENOMEM) {
                 " (raise the locked-memory limit: ulimit -l)"
             } else {
                 ""

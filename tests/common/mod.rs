@@ -12,8 +12,8 @@ use nvplan::transport::sim::SimTransport;
 /// A driver brought up on a simulator, or, when `NVPLAN_TEST_TARGET` names real
 /// controllers (`vfio:0000:01:00.0,vfio:0000:02:00.0`), on the first of them whose first
 /// namespace has the LBA size the simulator configuration asks for: the rest of the
-/// configuration is not used, and a test that reaches into the simulator fails (tests/qemu/sim-only.txt lists
-/// those the QEMU harness leaves out, with why).
+/// configuration is not used, and a test that reaches into the simulator fails
+/// (tests/qemu/sim-only.txt lists those the QEMU harness leaves out, with why).
 pub struct Rig {
     sim: Option<Arc<Simulator>>,
     pub ctrl: Controller,

@@ -15,7 +15,6 @@ check() {
     echo "== $name"
     if "$@"; then echo "-- ok: $name"; else echo "-- FAIL: $name"; fails=$((fails + 1)); fi
 }
-expect_fail() { ! "$@"; }
 
 # PCI address of the NVMe function with this serial (QEMU's `serial=`), from the kernel's
 # nvme driver, or from nvplan once vfio-pci holds it.
