@@ -6,6 +6,7 @@ mod common;
 
 use common::{pattern, rig};
 use nvplan::driver::{DataPtr, QpairOptions, SglSegment};
+use nvplan::nvme::identify::cns;
 use nvplan::nvme::{Status, cmd};
 use nvplan::sim::{NamespaceConfig, SimConfig};
 
@@ -17,14 +18,36 @@ fn cfg_512() -> SimConfig {
 fn controller_comes_up_and_identifies_namespaces() {
     let r = rig(SimConfig { namespaces: vec![NamespaceConfig::memory(1 << 30, 512), NamespaceConfig::memory(4 << 40, 4096)], ..Default::default() });
     let info = r.ctrl.info();
-    assert_eq!(info.id.serial(), "NVPLANSIM0001");
-    assert_eq!(info.namespaces.len(), 2);
-    assert_eq!(info.namespaces[0].lba_size(), 512);
-    assert_eq!(info.namespaces[0].nlba(), (1 << 30) / 512);
-    assert_eq!(info.namespaces[1].lba_size(), 4096);
-    assert_eq!(info.namespaces[1].nlba(), (4u64 << 40) / 4096);
-    assert_eq!(info.max_transfer, 512 << 10);
     assert!(r.ctrl.csts().rdy());
+    // What the driver decoded is what the controller's own Identify data says (NVMe 1.4
+    // Figures 247 and 245): serial (bytes 4..24), MDTS in CAP.MPSMIN pages (byte 77), and
+    // per namespace NSZE (bytes 0..8) and the LBADS of the format FLBAS selects.
+    let buf = r.ctrl.dma(4096).unwrap();
+    r.ctrl.admin_data(&cmd::identify(cns::CONTROLLER, 0), &buf).unwrap();
+    let raw = buf.to_vec();
+    assert_eq!(info.id.serial(), String::from_utf8_lossy(&raw[4..24]).trim_end());
+    let mdts = match raw[77] {
+        0 => usize::MAX,
+        m => r.ctrl.cap().min_page_size() << m,
+    };
+    assert_eq!(info.max_transfer, mdts.min(r.ctrl.options().max_transfer));
+    assert!(info.namespaces.len() >= 2);
+    for ns in &info.namespaces {
+        r.ctrl.admin_data(&cmd::identify(cns::NAMESPACE, ns.nsid), &buf).unwrap();
+        let raw = buf.to_vec();
+        let lbaf = (raw[26] & 0xf) as usize;
+        assert_eq!(ns.nlba(), u64::from_le_bytes(raw[0..8].try_into().unwrap()), "NSID {}", ns.nsid);
+        assert_eq!(ns.lba_size(), 1 << raw[128 + 4 * lbaf + 2], "NSID {}", ns.nsid);
+    }
+    assert_eq!(info.namespaces[0].lba_size(), 512);
+    assert_eq!(info.namespaces[1].lba_size(), 4096);
+    if r.is_sim() {
+        assert_eq!(info.id.serial(), "NVPLANSIM0001");
+        assert_eq!(info.namespaces.len(), 2);
+        assert_eq!(info.namespaces[0].nlba(), (1 << 30) / 512);
+        assert_eq!(info.namespaces[1].nlba(), (4u64 << 40) / 4096);
+        assert_eq!(info.max_transfer, 512 << 10);
+    }
 }
 
 #[test]
@@ -99,17 +122,18 @@ fn byte_aligned_prp1_is_refused_by_driver_and_by_controller() {
 
 #[test]
 fn chained_prp_lists_carry_transfers_beyond_one_list_page() {
-    // 4 KiB LBAs and no MDTS: 4 MiB needs 1023 list entries, more than one list page.
-    let cfg = SimConfig { namespaces: vec![NamespaceConfig::memory(64 << 20, 4096)], mdts: 0, ..Default::default() };
+    // No MDTS: 3 MiB at an offset into a page needs 768 list entries, more than the 511
+    // of one list page and its chain pointer (§4.3).
+    let cfg = SimConfig { namespaces: vec![NamespaceConfig::memory(16 << 20, 512)], mdts: 0, ..Default::default() };
     let r = common::rig_with(cfg, nvplan::driver::ControllerOptions { max_transfer: 8 << 20, ..Default::default() });
     let mut q = r.ctrl.create_qpair(QpairOptions::default()).unwrap();
-    let len = 4 << 20;
+    let len = 3 << 20;
     let w = r.ctrl.dma(len + 4096).unwrap().slice(0x40, len);
     let data = pattern(len, 99);
     w.write(0, &data);
-    q.execute_ok(&cmd::write(1, 3, (len / 4096) as u32), DataPtr::Prp(&w)).unwrap();
+    q.execute_ok(&cmd::write(1, 3, (len / 512) as u32), DataPtr::Prp(&w)).unwrap();
     let rd = r.ctrl.dma(len).unwrap();
-    q.execute_ok(&cmd::read(1, 3, (len / 4096) as u32), DataPtr::Prp(&rd)).unwrap();
+    q.execute_ok(&cmd::read(1, 3, (len / 512) as u32), DataPtr::Prp(&rd)).unwrap();
     assert!(rd.to_vec() == data);
 }
 

@@ -309,6 +309,7 @@ fn lba_step_0_repeats_one_lba() {
 fn lba_step_16_with_io_size_8_leaves_8_lba_gaps_on_the_media() {
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
+    common::fresh_lbas(&r, 1, 0, 160);
     let res = run(
         &ns,
         IoWorkerConfig {
@@ -326,8 +327,7 @@ fn lba_step_16_with_io_size_8_leaves_8_lba_gaps_on_the_media() {
     slbas.sort_unstable();
     assert_eq!(slbas, (0..10).map(|i| i * 16).collect::<Vec<u64>>());
     // On the media: 8 written LBAs, 8 untouched (zero) LBAs, and so on.
-    let mut media = vec![0u8; 160 * LBA];
-    r.sim().peek_media(1, 0, &mut media);
+    let media = common::media(&r, 1, 0, 160 * LBA);
     for (lba, block) in media.chunks(LBA).enumerate() {
         let written = block.iter().any(|&b| b != 0);
         assert_eq!(written, lba % 16 < 8, "LBA {lba}");
@@ -584,8 +584,12 @@ fn qdepth_127_keeps_127_commands_outstanding_on_a_128_entry_queue() {
     assert_clean(&res);
     assert_eq!(res.io_count(), n);
     assert_eq!(max_outstanding(cmdlog(&res)), 127);
-    // The queue needs qdepth + 1 entries: 128 is the controller's limit.
-    let e = ns.ioworker(IoWorkerConfig { qdepth: 128, io_count: n, ..Default::default() }).unwrap_err();
+    // The queue needs qdepth + 1 entries: CAP.MQES + 1 (128 on this simulator) is the limit.
+    let entries = r.ctrl.cap().max_queue_entries();
+    if r.is_sim() {
+        assert_eq!(entries, 128);
+    }
+    let e = ns.ioworker(IoWorkerConfig { qdepth: entries, io_count: n, ..Default::default() }).unwrap_err();
     assert_eq!(e.field, "qdepth");
     // The default qdepth is 63.
     let res = run(&ns, IoWorkerConfig { io_count: n, output_cmdlog_list: n as usize, ..Default::default() });
@@ -625,6 +629,7 @@ fn region_start_0x10_keeps_random_io_above_it() {
 fn region_0x10_to_0x100_holds_every_io() {
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
+    common::fresh_lbas(&r, 1, 0, 0x200);
     let n = 5000;
     let res = run(
         &ns,
@@ -642,8 +647,7 @@ fn region_0x10_to_0x100_holds_every_io() {
     assert!(log.iter().all(|e| e.slba >= 0x10 && e.slba + e.nlb as u64 <= 0x100), "{:?}", log.iter().find(|e| e.slba < 0x10 || e.slba + e.nlb as u64 > 0x100));
     assert!(log.iter().any(|e| e.slba == 0x10) && log.iter().any(|e| e.slba + e.nlb as u64 == 0x100), "both ends are reached");
     // Nothing was written outside the region.
-    let mut media = vec![0u8; 0x200 * LBA];
-    r.sim().peek_media(1, 0, &mut media);
+    let media = common::media(&r, 1, 0, 0x200 * LBA);
     assert!(media[..0x10 * LBA].iter().chain(&media[0x100 * LBA..]).all(|&b| b == 0));
 }
 
@@ -699,11 +703,12 @@ fn full_disk_sequential_read_is_one_pass() {
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
     let nsze = ns.nlba();
+    let before = host_commands(&r.ctrl);
     let res = run(&ns, IoWorkerConfig { lba_random: 0, io_size: IoSize::Fixed(8), read_percentage: 100, region_end: vec![nsze], ..Default::default() });
     assert_clean(&res);
     assert_eq!(res.io_count(), nsze / 8);
     assert_eq!(res.lba_count_read, nsze);
-    assert_eq!(r.sim().stats().host_reads, nsze / 8);
+    assert_eq!(host_commands_since(&r.ctrl, before), (nsze / 8, 0), "reads as the controller counted them");
 }
 
 // ----- iops, io_flags -----
@@ -809,14 +814,14 @@ fn ptype_32_pattern_is_on_the_media_without_verification() {
     let ns = r.ctrl.namespace(1).unwrap();
     // One write pass over LBAs 0..64; verify_disable: the blocks carry nothing but the
     // pattern.
+    common::fresh_lbas(&r, 1, 64, 1);
     let res = run(
         &ns,
         IoWorkerConfig { ptype: 32, pvalue: 0x5a5a_5a5a, read_percentage: 0, lba_random: 0, region_end: vec![64], verify_disable: true, ..Default::default() },
     );
     assert_clean(&res);
     assert_eq!(res.io_count_write, 8);
-    let mut media = vec![0u8; 65 * LBA];
-    r.sim().peek_media(1, 0, &mut media);
+    let media = common::media(&r, 1, 0, 65 * LBA);
     assert!(media[..64 * LBA].iter().all(|&b| b == 0x5a));
     assert!(media[64 * LBA..].iter().all(|&b| b == 0), "LBA 64 is outside the region");
 
@@ -826,8 +831,8 @@ fn ptype_32_pattern_is_on_the_media_without_verification() {
         IoWorkerConfig { ptype: 32, pvalue: 0x1234_5678, read_percentage: 0, lba_random: 0, region_end: vec![64], verify_disable: true, ..Default::default() },
     );
     assert_clean(&res);
-    r.sim().peek_media(1, 0, &mut media[..64 * LBA]);
-    assert!(media[..64 * LBA].chunks(4).all(|d| d == [0x78, 0x56, 0x34, 0x12]));
+    let media = common::media(&r, 1, 0, 64 * LBA);
+    assert!(media.chunks(4).all(|d| d == [0x78, 0x56, 0x34, 0x12]));
 }
 
 #[test]
@@ -839,8 +844,7 @@ fn ptype_32_pattern_fills_all_but_the_trailer_with_verification() {
     let ns = r.ctrl.namespace(1).unwrap();
     let res = run(&ns, IoWorkerConfig { ptype: 32, pvalue: 0x5a5a_5a5a, read_percentage: 0, lba_random: 0, region_end: vec![64], ..Default::default() });
     assert_clean(&res);
-    let mut media = vec![0u8; 64 * LBA];
-    r.sim().peek_media(1, 0, &mut media);
+    let media = common::media(&r, 1, 0, 64 * LBA);
     for (lba, block) in media.chunks(LBA).enumerate() {
         assert!(block[..LBA - 32].iter().all(|&b| b == 0x5a), "LBA {lba}");
         assert_eq!(u64::from_le_bytes(block[LBA - 32..LBA - 24].try_into().unwrap()), lba as u64, "the trailer names LBA {lba}");
@@ -856,6 +860,7 @@ fn io_sequence_sends_each_entry_at_its_time_then_ends() {
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
     let seq = vec![SeqIo { slba: 0, nlb: 1, opcode: READ, time_sent_us: 0 }, SeqIo { slba: 0, nlb: 1, opcode: WRITE, time_sent_us: 1_000_000 }];
+    common::fresh_lbas(&r, 1, 0, 1);
     let t = Instant::now();
     let res = run(&ns, IoWorkerConfig { io_sequence: Some(seq), ptype: 0, pvalue: 0, output_cmdlog_list: 10, ..Default::default() });
     let took = t.elapsed();
@@ -869,10 +874,10 @@ fn io_sequence_sends_each_entry_at_its_time_then_ends() {
     assert!(log[1].time_sent_us >= 1_000_000 && log[1].time_sent_us < 1_200_000, "{:?}", log[1]);
     assert!(took >= Duration::from_secs(1) && took < Duration::from_millis(1500), "ends after the last entry: {took:?}");
     assert!((1000..1300).contains(&res.mseconds), "{}", res.mseconds);
-    // ptype 0, pvalue 0: zeroes (and the trailer).
-    let mut block = vec![0xffu8; LBA];
-    r.sim().peek_media(1, 0, &mut block);
+    // ptype 0, pvalue 0: zeroes (and the trailer, which names LBA 0).
+    let block = common::media(&r, 1, 0, LBA);
     assert!(block[..LBA - 32].iter().all(|&b| b == 0));
+    assert_eq!(u64::from_le_bytes(block[LBA - 32..LBA - 24].try_into().unwrap()), 0, "the trailer names LBA 0");
 }
 
 // ----- slow_latency, exit_on_error, verify_disable, cpu_id -----
@@ -1201,7 +1206,13 @@ fn error_minus_2_io_size_above_mdts() {
 fn error_minus_9_when_no_queue_pair_can_be_created() {
     let r = rig(SimConfig { max_io_queues: 1, ..small() });
     let ns = r.ctrl.namespace(1).unwrap();
-    let held = r.ctrl.create_qpair(QpairOptions::default()).unwrap();
+    // Take every queue pair the controller allocated (the simulator's one, or all of a drive's).
+    let mut held = Vec::new();
+    while let Ok(q) = r.ctrl.create_qpair(QpairOptions::default()) {
+        held.push(q);
+        assert!(held.len() <= 65535, "queue pairs beyond any controller's count");
+    }
+    assert_eq!(held.len(), r.ctrl.info().io_queues.sq.min(r.ctrl.info().io_queues.cq) as usize);
     let res = run(&ns, IoWorkerConfig { io_count: 100, ..Default::default() });
     assert_eq!(res.error, code::CREATE_QPAIR, "{:?}", res.error_message);
     assert_eq!(res.io_count(), 0);
@@ -1302,10 +1313,14 @@ fn invalid_configurations_are_refused_before_the_run() {
     assert_eq!(refused(IoWorkerConfig { lba_random: 0, ..Default::default() }).field, "time");
     assert_eq!(refused(IoWorkerConfig { lba_random: 0, io_size: IoSize::List(vec![8, 16]), region_end: vec![100], ..Default::default() }).field, "time");
 
-    // qdepth + 1 entries must fit the controller's queues (CAP.MQES + 1 = 256 here).
-    let e = refused(IoWorkerConfig { qdepth: 256, ..base() });
+    // qdepth + 1 entries must fit the controller's queues (CAP.MQES + 1, 256 on this simulator).
+    let entries = r.ctrl.cap().max_queue_entries();
+    if r.is_sim() {
+        assert_eq!(entries, 256);
+    }
+    let e = refused(IoWorkerConfig { qdepth: entries, ..base() });
     assert!(e.field == "qdepth" && e.message.contains("CAP.MQES"), "{e}");
-    assert!(ns.ioworker(IoWorkerConfig { qdepth: 255, ..base() }).is_ok());
+    assert!(ns.ioworker(IoWorkerConfig { qdepth: entries - 1, ..base() }).is_ok());
     assert_eq!(refused(IoWorkerConfig { qdepth: 0, ..base() }).field, "qdepth");
 
     assert_eq!(refused(IoWorkerConfig { io_size: IoSize::Fixed(0), ..base() }).field, "io_size");

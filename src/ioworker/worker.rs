@@ -839,7 +839,13 @@ impl Worker {
             let (code_, msg) = match (c.kind, &miscompare) {
                 (CplKind::TimedOut, _) => (code::IO_TIMEOUT, format!("{} LBA {:#x}+{} did not complete in time", opname(io.opcode), io.slba, io.nlb)),
                 (CplKind::Aborted, _) => {
-                    (code::TERMINATED, format!("{} LBA {:#x}+{} was aborted by a reset or power loss", opname(io.opcode), io.slba, io.nlb))
+                    // A function that was removed (or lost power) reads all ones (PCIe).
+                    let why = if self.q.controller().csts().0 == u32::MAX {
+                        ": the controller no longer answers (its registers read FFFFFFFFh: removed or powered off)"
+                    } else {
+                        " by a reset or power loss"
+                    };
+                    (code::TERMINATED, format!("{} LBA {:#x}+{} was aborted{why}", opname(io.opcode), io.slba, io.nlb))
                 }
                 (_, Some(m)) => (code::IO_CMD_ERROR, describe(m)),
                 _ => (code::IO_CMD_ERROR, format!("{} LBA {:#x}+{} failed: {status}", opname(io.opcode), io.slba, io.nlb)),

@@ -4,16 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nvplan::driver::{Controller, ControllerOptions};
+use nvplan::driver::{Controller, ControllerOptions, DataPtr, QpairOptions};
+use nvplan::nvme::cmd;
 use nvplan::sim::{SimConfig, Simulator};
 use nvplan::transport::SharedTransport;
 use nvplan::transport::sim::SimTransport;
 
 /// A driver brought up on a simulator, or, when `NVPLAN_TEST_TARGET` names real
-/// controllers (`vfio:0000:01:00.0,vfio:0000:02:00.0`), on the first of them whose first
-/// namespace has the LBA size the simulator configuration asks for: the rest of the
-/// configuration is not used, and a test that reaches into the simulator fails
-/// (tests/qemu/sim-only.txt lists those the QEMU harness leaves out, with why).
+/// controllers (`vfio:0000:01:00.0,vfio:0000:02:00.0`), on the first of them that
+/// [`fits`] the simulator configuration (else the first whose namespace 1 has its LBA
+/// size): the rest of the configuration is not used, and a test that reaches into the
+/// simulator fails (tests/qemu/sim-only.txt lists those the QEMU harness leaves out, with
+/// why).
 pub struct Rig {
     sim: Option<Arc<Simulator>>,
     pub ctrl: Controller,
@@ -55,17 +57,31 @@ pub fn rig(cfg: SimConfig) -> Rig {
     rig_with(cfg, ControllerOptions::default())
 }
 
+/// Whether a real controller has what a test's simulator configuration asks of it: its
+/// namespaces begin with the configured ones' LBA sizes, in order, and, where the
+/// configuration has no MDTS, neither has the controller.
+fn fits(ctrl: &Controller, cfg: &SimConfig) -> bool {
+    let want: Vec<usize> = cfg.namespaces.iter().map(|n| n.lba_size as usize).collect();
+    let have: Vec<usize> = ctrl.info().namespaces.iter().map(|n| n.lba_size()).collect();
+    have.starts_with(&want) && (cfg.mdts != 0 || ctrl.identify().mdts == 0)
+}
+
 pub fn rig_with(cfg: SimConfig, opts: ControllerOptions) -> Rig {
     if let Some(list) = hardware_target() {
         let want = cfg.namespaces.first().map_or(512, |n| n.lba_size as usize);
+        let mut fallback = None;
         for t in list.split(',') {
-            let tr = opened(t);
-            let ctrl = Controller::new(tr, opts.clone()).expect("controller comes up");
-            if ctrl.namespace(1).is_some_and(|n| n.lba_size() == want) {
+            let ctrl = Controller::new(opened(t), opts.clone()).expect("controller comes up");
+            if fits(&ctrl, &cfg) {
                 return Rig { sim: None, ctrl };
             }
+            if fallback.is_none() && ctrl.namespace(1).is_some_and(|n| n.lba_size() == want) {
+                fallback = Some(t);
+            }
         }
-        panic!("no controller in NVPLAN_TEST_TARGET={list} has {want}-byte LBAs in namespace 1");
+        let Some(t) = fallback else { panic!("no controller in NVPLAN_TEST_TARGET={list} has {want}-byte LBAs in namespace 1") };
+        let ctrl = Controller::new(opened(t), opts).expect("controller comes up");
+        return Rig { sim: None, ctrl };
     }
     let sim = Simulator::new(cfg).expect("simulator starts");
     let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
@@ -88,6 +104,40 @@ pub fn host_commands(ctrl: &Controller) -> (u64, u64) {
 pub fn host_commands_since(ctrl: &Controller, before: (u64, u64)) -> (u64, u64) {
     let now = host_commands(ctrl);
     (now.0 - before.0, now.1 - before.1)
+}
+
+/// `len` bytes of namespace `nsid` from LBA `lba`: the simulator's media as stored, or a
+/// real controller's as they read back through a queue pair of the test's own.
+pub fn media(r: &Rig, nsid: u32, lba: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    if let Some(sim) = &r.sim {
+        sim.peek_media(nsid, lba, &mut v);
+        return v;
+    }
+    let lba_size = r.ctrl.namespace(nsid).expect("namespace").lba_size();
+    let step = r.ctrl.info().max_transfer / lba_size * lba_size;
+    let mut q = r.ctrl.create_qpair(QpairOptions::default()).expect("queue pair");
+    for (i, chunk) in v.chunks_mut(step).enumerate() {
+        let buf = r.ctrl.dma(chunk.len()).expect("DMA buffer");
+        let at = lba + (i * step / lba_size) as u64;
+        q.execute_ok(&cmd::read(nsid, at, (chunk.len() / lba_size) as u32), DataPtr::Prp(&buf)).expect("read");
+        chunk.copy_from_slice(&buf.to_vec());
+    }
+    v
+}
+
+/// Makes LBAs a test expects never written read zeroes: on a real controller earlier tests
+/// and runs leave data behind, so they get a Write Zeroes (NVMe 1.4 §6.16); a simulator's
+/// media start zeroed and are left as they are.
+pub fn fresh_lbas(r: &Rig, nsid: u32, lba: u64, nlb: u64) {
+    if r.is_sim() {
+        return;
+    }
+    let mut q = r.ctrl.create_qpair(QpairOptions::default()).expect("queue pair");
+    for at in (lba..lba + nlb).step_by(65536) {
+        let n = (lba + nlb - at).min(65536) as u32;
+        q.execute_ok(&cmd::write_zeroes(nsid, at, n), DataPtr::None).expect("Write Zeroes");
+    }
 }
 
 /// Deterministic test data.

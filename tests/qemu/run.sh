@@ -8,9 +8,12 @@
 #                                choose stages (default: main power); `bench` sets nvplan's
 #                                4 KiB random-read IOPS beside fio's on the same controller
 #
-# The guest has two controllers, each behind its own PCIe root port (own IOMMU group):
-#   nvme0  serial NVPLANQ0: one 1 GiB namespace of 512 B LBAs (as the default simulator)
+# The guest has three controllers, each behind its own PCIe root port (own IOMMU group):
+#   nvme0  serial NVPLANQ0: one 1 GiB namespace of 512 B LBAs (as the default simulator),
+#          MDTS 8 (1 MiB transfers, as the SNIA plan asks)
 #   nvme1  serial NVPLANQ1: two 256 MiB namespaces of 4 KiB LBAs, MDTS 2 (16 KiB transfers)
+#   nvme2  serial NVPLANQ2: no MDTS, three namespaces as the tests' three-namespace
+#          simulator: 16 MiB of 512 B LBAs, 32 MiB of 4 KiB, 8 MiB of 512 B
 # Both grant 64 I/O queue pairs, as the simulator does (QEMU 7.2 queues hold 2048 entries,
 # the simulator's 1024).
 # Stages (each one boot): `main` (devices and bind on the guest's sysfs, the driver test
@@ -106,6 +109,9 @@ fresh_images() {
     truncate -s 1G "$IMG/q0n1.img"
     truncate -s 256M "$IMG/q1n1.img"
     truncate -s 256M "$IMG/q1n2.img"
+    truncate -s 16M "$IMG/q2n1.img"
+    truncate -s 32M "$IMG/q2n2.img"
+    truncate -s 8M "$IMG/q2n3.img"
 }
 
 # boot STAGE LOG: runs QEMU until the guest powers off; KILL_ON=<marker> kills it instead
@@ -120,14 +126,22 @@ boot() {
         -virtfs local,path="$OUT",mount_tag=out,security_model=none,multidevs=remap
         -device pcie-root-port,id=rp0,chassis=1,slot=1
         -device pcie-root-port,id=rp1,chassis=2,slot=2
+        -device pcie-root-port,id=rp2,chassis=3,slot=3
         -drive file="$IMG/q0n1.img",if=none,id=q0n1,format=raw,cache=writeback,discard=unmap
-        -device nvme,id=nvme0,serial=NVPLANQ0,bus=rp0,max_ioqpairs=64
-        -device nvme-ns,bus=nvme0,drive=q0n1,nsid=1,logical_block_size=512,physical_block_size=512
+        -device nvme,id=nvme0,serial=NVPLANQ0,bus=rp0,max_ioqpairs=64,mdts=8
+        -device nvme-ns,bus=nvme0,drive=q0n1,nsid=1,logical_block_size=512,physical_block_size=512,uuid=5eed0000-0000-4000-8000-000000000001,eui64=0x5eed000000000001
         -drive file="$IMG/q1n1.img",if=none,id=q1n1,format=raw,cache=writeback,discard=unmap
         -drive file="$IMG/q1n2.img",if=none,id=q1n2,format=raw,cache=writeback,discard=unmap
         -device nvme,id=nvme1,serial=NVPLANQ1,bus=rp1,max_ioqpairs=64,mdts=2
-        -device nvme-ns,bus=nvme1,drive=q1n1,nsid=1,logical_block_size=4096,physical_block_size=4096
-        -device nvme-ns,bus=nvme1,drive=q1n2,nsid=2,logical_block_size=4096,physical_block_size=4096)
+        -device nvme-ns,bus=nvme1,drive=q1n1,nsid=1,logical_block_size=4096,physical_block_size=4096,uuid=5eed0000-0000-4000-8000-000000000002,eui64=0x5eed000000000002
+        -device nvme-ns,bus=nvme1,drive=q1n2,nsid=2,logical_block_size=4096,physical_block_size=4096,uuid=5eed0000-0000-4000-8000-000000000003,eui64=0x5eed000000000003
+        -drive file="$IMG/q2n1.img",if=none,id=q2n1,format=raw,cache=writeback,discard=unmap
+        -drive file="$IMG/q2n2.img",if=none,id=q2n2,format=raw,cache=writeback,discard=unmap
+        -drive file="$IMG/q2n3.img",if=none,id=q2n3,format=raw,cache=writeback,discard=unmap
+        -device nvme,id=nvme2,serial=NVPLANQ2,bus=rp2,max_ioqpairs=64,mdts=0
+        -device nvme-ns,bus=nvme2,drive=q2n1,nsid=1,logical_block_size=512,physical_block_size=512,uuid=5eed0000-0000-4000-8000-000000000004,eui64=0x5eed000000000004
+        -device nvme-ns,bus=nvme2,drive=q2n2,nsid=2,logical_block_size=4096,physical_block_size=4096,uuid=5eed0000-0000-4000-8000-000000000005,eui64=0x5eed000000000005
+        -device nvme-ns,bus=nvme2,drive=q2n3,nsid=3,logical_block_size=512,physical_block_size=512,uuid=5eed0000-0000-4000-8000-000000000006,eui64=0x5eed000000000006)
     if [ "$stage" = shell ]; then exec qemu-system-x86_64 "${args[@]}"; fi
     : > "$log"
     qemu-system-x86_64 "${args[@]}" > "$log" 2>&1 < /dev/null &
