@@ -620,31 +620,35 @@ fn get_features_capabilities_reports_changeable_not_saveable() {
 /// are 3000 and up, away from the tests' own.
 fn align_data_units(q: &mut QPair, write: bool) {
     let c = q.controller().clone();
-    let units = |s: &nvplan::nvme::log::SmartLog| if write { s.data_units_written() } else { s.data_units_read() };
-    let start = units(&c.smart_log().unwrap());
-    let one = pattern(512, 77);
-    for i in 0..=1000 {
-        assert!(i < 1000, "1000 units did not move the Data Units counter");
+    let units = || if write { smart_counts(&c).1 } else { smart_counts(&c).0 };
+    let io = |q: &mut QPair, n: usize| {
         if write {
-            write_lbas(q, 1, 3000, &one, 512);
+            write_lbas(q, 1, 3000, &pattern(n * 512, 78), 512);
         } else {
-            read_lbas(q, 1, 3000, 1, 512);
+            read_lbas(q, 1, 3000, n, 512);
         }
-        if units(&c.smart_log().unwrap()) != start {
-            break;
-        }
-    }
-    if write {
-        write_lbas(q, 1, 3000, &pattern(999 * 512, 78), 512);
-    } else {
-        read_lbas(q, 1, 3000, 999, 512);
-    }
+    };
+    let start = units();
+    let moved = (0..1000).any(|_| {
+        io(q, 1);
+        units() != start
+    });
+    assert!(moved, "1000 units did not move the Data Units counter");
+    io(q, 999);
 }
 
-/// Data units read and written and host read and write commands since `before`.
-fn smart_since(c: &Controller, before: (u128, u128, u128, u128)) -> (u128, u128, u128, u128) {
+/// Data units read and written, host read and write commands (SMART / Health log).
+type SmartCounts = (u128, u128, u128, u128);
+
+fn smart_counts(c: &Controller) -> SmartCounts {
     let s = c.smart_log().unwrap();
-    (s.data_units_read() - before.0, s.data_units_written() - before.1, s.host_read_commands() - before.2, s.host_write_commands() - before.3)
+    (s.data_units_read(), s.data_units_written(), s.host_read_commands(), s.host_write_commands())
+}
+
+/// The counts since `base`.
+fn smart_since(c: &Controller, base: SmartCounts) -> SmartCounts {
+    let now = smart_counts(c);
+    (now.0 - base.0, now.1 - base.1, now.2 - base.2, now.3 - base.3)
 }
 
 #[test]
@@ -652,13 +656,12 @@ fn smart_data_units_and_command_counts_follow_host_io() {
     let r = rig(cfg());
     let c = &r.ctrl;
     if r.is_sim() {
-        let s = c.smart_log().unwrap();
-        assert_eq!((s.data_units_read(), s.data_units_written(), s.host_read_commands(), s.host_write_commands()), (0, 0, 0, 0));
+        assert_eq!(smart_counts(c), (0, 0, 0, 0));
     }
     let mut q = c.create_qpair(QpairOptions::default()).unwrap();
     align_data_units(&mut q, true);
     align_data_units(&mut q, false);
-    let base = smart_since(c, (0, 0, 0, 0));
+    let base = smart_counts(c);
     // 4 x 250 LBAs of 512 bytes: exactly 1000 units, one data unit.
     for i in 0..4u64 {
         write_lbas(&mut q, 1, i * 250, &pattern(250 * 512, i), 512);
@@ -688,7 +691,7 @@ fn smart_data_units_read_include_compared_blocks() {
     buf.write(0, &data);
     q.execute_ok(&cmd::write(1, 0, 250), DataPtr::Prp(&buf)).unwrap();
     align_data_units(&mut q, false);
-    let base = smart_since(c, (0, 0, 0, 0));
+    let base = smart_counts(c);
     for _ in 0..4 {
         q.execute_ok(&cmd::compare(1, 0, 250), DataPtr::Prp(&buf)).unwrap();
     }

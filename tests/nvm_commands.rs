@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Rig, pattern, rig, rig_with};
+use common::{Rig, media, pattern, rig, rig_with};
 use nvplan::driver::{ArbitrationMechanism, Completion, ControllerOptions, CplKind, DataPtr, QPair, QpairOptions};
 use nvplan::nvme::features::{Arbitration, fid};
 use nvplan::nvme::identify::{DeallocatedRead, oncs};
@@ -93,12 +93,6 @@ impl Io {
         let list: Vec<u8> = ranges.iter().flat_map(|&(slba, nlb)| cmd::dsm_range(slba, nlb)).collect();
         self.run(&cmd::dsm_deallocate(nsid, ranges.len() as u32), &list)
     }
-}
-
-fn media(r: &Rig, nsid: u32, lba: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    r.sim().peek_media(nsid, lba, &mut v);
-    v
 }
 
 fn zeroes(nlb: usize) -> Vec<u8> {
@@ -701,8 +695,7 @@ fn namespaces_are_isolated_and_4k_lbas_count_in_4096_byte_blocks() {
     io.write_ns(2, 5, &data);
     // LBA 5 of a 4 KiB namespace is byte 20480; three LBAs are 12 KiB.
     if r.is_sim() {
-        let mut raw = vec![0u8; 10 * 4096];
-        r.sim().peek_media(2, 0, &mut raw);
+        let raw = media(&r, 2, 0, 10 * 4096);
         assert!(raw[5 * 4096..8 * 4096] == data[..]);
         assert!(raw[..5 * 4096].iter().chain(&raw[8 * 4096..]).all(|&b| b == 0));
     }

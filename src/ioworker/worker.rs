@@ -839,8 +839,9 @@ impl Worker {
             let (code_, msg) = match (c.kind, &miscompare) {
                 (CplKind::TimedOut, _) => (code::IO_TIMEOUT, format!("{} LBA {:#x}+{} did not complete in time", opname(io.opcode), io.slba, io.nlb)),
                 (CplKind::Aborted, _) => {
-                    // A function that was removed (or lost power) reads all ones (PCIe).
-                    let why = if self.q.controller().csts().0 == u32::MAX {
+                    // A function that was removed (or lost power) reads all ones (PCIe);
+                    // asked only for the message that is kept (the first error).
+                    let why = if first && self.q.controller().csts().is_all_ones() {
                         ": the controller no longer answers (its registers read FFFFFFFFh: removed or powered off)"
                     } else {
                         " by a reset or power loss"

@@ -76,11 +76,10 @@ pub fn rig_with(cfg: SimConfig, opts: ControllerOptions) -> Rig {
                 return Rig { sim: None, ctrl };
             }
             if fallback.is_none() && ctrl.namespace(1).is_some_and(|n| n.lba_size() == want) {
-                fallback = Some(t);
+                fallback = Some(ctrl);
             }
         }
-        let Some(t) = fallback else { panic!("no controller in NVPLAN_TEST_TARGET={list} has {want}-byte LBAs in namespace 1") };
-        let ctrl = Controller::new(opened(t), opts).expect("controller comes up");
+        let Some(ctrl) = fallback else { panic!("no controller in NVPLAN_TEST_TARGET={list} has {want}-byte LBAs in namespace 1") };
         return Rig { sim: None, ctrl };
     }
     let sim = Simulator::new(cfg).expect("simulator starts");
@@ -115,13 +114,14 @@ pub fn media(r: &Rig, nsid: u32, lba: u64, len: usize) -> Vec<u8> {
         return v;
     }
     let lba_size = r.ctrl.namespace(nsid).expect("namespace").lba_size();
-    let step = r.ctrl.info().max_transfer / lba_size * lba_size;
+    let step = (r.ctrl.info().max_transfer / lba_size * lba_size).min(len);
     let mut q = r.ctrl.create_qpair(QpairOptions::default()).expect("queue pair");
+    let buf = r.ctrl.dma(step).expect("DMA buffer");
     for (i, chunk) in v.chunks_mut(step).enumerate() {
-        let buf = r.ctrl.dma(chunk.len()).expect("DMA buffer");
         let at = lba + (i * step / lba_size) as u64;
-        q.execute_ok(&cmd::read(nsid, at, (chunk.len() / lba_size) as u32), DataPtr::Prp(&buf)).expect("read");
-        chunk.copy_from_slice(&buf.to_vec());
+        let part = buf.slice(0, chunk.len());
+        q.execute_ok(&cmd::read(nsid, at, (chunk.len() / lba_size) as u32), DataPtr::Prp(&part)).expect("read");
+        part.read(0, chunk);
     }
     v
 }
@@ -133,9 +133,11 @@ pub fn fresh_lbas(r: &Rig, nsid: u32, lba: u64, nlb: u64) {
     if r.is_sim() {
         return;
     }
+    // NLB is a 0's based 16-bit field: 65536 LBAs a command.
+    const MAX_NLB: u64 = 1 << 16;
     let mut q = r.ctrl.create_qpair(QpairOptions::default()).expect("queue pair");
-    for at in (lba..lba + nlb).step_by(65536) {
-        let n = (lba + nlb - at).min(65536) as u32;
+    for at in (lba..lba + nlb).step_by(MAX_NLB as usize) {
+        let n = (lba + nlb - at).min(MAX_NLB) as u32;
         q.execute_ok(&cmd::write_zeroes(nsid, at, n), DataPtr::None).expect("Write Zeroes");
     }
 }

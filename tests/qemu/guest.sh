@@ -59,9 +59,11 @@ unplug() {
 # plan's slow_latency (1 s by default) reports.
 run_plan() {
     local plan=$1 q=$2 name=$3 scale=0.1
-    # Hours of I/O run shorter still: JEDEC's 12 h in 22 s, an hour in 18 s.
+    # Hours of I/O run shorter still: JEDEC's 12 h in 22 s, an hour in 18 s, the SNIA
+    # matrix's 56 minutes in 3.4 s.
     case $plan in
-    plans/jedec-enterprise-endurance.yaml | plans/snia-iops-matrix.yaml) scale=0.0005 ;;
+    plans/jedec-enterprise-endurance.yaml) scale=0.0005 ;;
+    plans/snia-iops-matrix.yaml) scale=0.001 ;;
     plans/seed/full_disk_random_write.yaml) scale=0.005 ;;
     esac
     timeout 300 $NV run "$plan" --target "vfio:$q" --time-scale $scale --quiet --out "$OUT/plans/$name" && return 0

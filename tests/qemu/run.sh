@@ -14,7 +14,7 @@
 #   nvme1  serial NVPLANQ1: two 256 MiB namespaces of 4 KiB LBAs, MDTS 2 (16 KiB transfers)
 #   nvme2  serial NVPLANQ2: no MDTS, three namespaces as the tests' three-namespace
 #          simulator: 16 MiB of 512 B LBAs, 32 MiB of 4 KiB, 8 MiB of 512 B
-# Both grant 64 I/O queue pairs, as the simulator does (QEMU 7.2 queues hold 2048 entries,
+# All grant 64 I/O queue pairs, as the simulator does (QEMU 7.2 queues hold 2048 entries,
 # the simulator's 1024).
 # Stages (each one boot): `main` (devices and bind on the guest's sysfs, the driver test
 # suite, the reference plans), then power loss: `power-write` writes and flushes, QEMU is
