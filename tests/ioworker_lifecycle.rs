@@ -30,6 +30,29 @@ fn external_stop_returns_promptly_even_when_the_device_never_answers_again() {
     assert!(res.mseconds >= 300 && res.mseconds < 2000, "{}", res.mseconds);
 }
 
+/// Runs a worker for 300 ms, takes its queue pair away with `cut`, and returns the error
+/// message of the worker, which ends by itself.
+fn aborted_message(r: &common::Rig, cut: impl FnOnce()) -> String {
+    let ns = r.ctrl.namespace(1).unwrap();
+    let mut w =
+        ns.ioworker(IoWorkerConfig { time: Some(Duration::from_secs(30)), read_percentage: 50, region_end: vec![4096], ..Default::default() }).unwrap().start();
+    std::thread::sleep(Duration::from_millis(300));
+    cut();
+    let res = w.wait_timeout(Duration::from_secs(5)).expect("the worker ends when its commands are aborted");
+    assert_eq!(res.error, code::TERMINATED, "{:?}", res.error_message);
+    res.error_message.unwrap()
+}
+
+#[test]
+fn aborted_io_says_whether_the_controller_still_answers() {
+    let r = common::rig(cfg());
+    let m = aborted_message(&r, || r.ctrl.reset().unwrap());
+    assert!(m.contains("was aborted by a reset or power loss"), "{m}");
+    // Powered off (or removed), the function's registers read all ones.
+    let m = aborted_message(&r, || r.ctrl.power_off(true).unwrap());
+    assert!(m.contains("was aborted: the controller no longer answers (its registers read FFFFFFFFh"), "{m}");
+}
+
 #[test]
 fn io_per_second_stays_aligned_to_wall_seconds_when_the_device_stalls() {
     let r = common::rig(cfg());
