@@ -5,7 +5,8 @@
 //! `cargo bench --bench ioworker` (`NVPLAN_BENCH_SECS` sets the length of each run, 5 s by
 //! default). The first read run covers never-written blocks (the simulator copies from the
 //! zero page: the worker's own cost shows); the region is then written once, so the other
-//! reads return verified blocks from memory, as a drive would.
+//! reads return verified blocks from memory, as a drive would. The last run mixes reads
+//! and writes over 64 blocks, so most I/Os wait for the LBA locks of others.
 
 mod common;
 
@@ -21,6 +22,10 @@ use nvplan::transport::sim::SimTransport;
 const REGION_LBAS: u64 = 1 << 21; // 1 GiB of 512-byte LBAs
 
 fn run(ns: &nvplan::driver::Namespace, secs: Duration, read: u8, verify: bool) -> IoWorkerResult {
+    run_over(ns, secs, read, verify, REGION_LBAS)
+}
+
+fn run_over(ns: &nvplan::driver::Namespace, secs: Duration, read: u8, verify: bool, region: u64) -> IoWorkerResult {
     let c = IoWorkerConfig {
         time: Some(secs),
         io_size: IoSize::Fixed(8),
@@ -28,7 +33,7 @@ fn run(ns: &nvplan::driver::Namespace, secs: Duration, read: u8, verify: bool) -
         qdepth: 63,
         read_percentage: read,
         verify_disable: !verify,
-        region_end: vec![REGION_LBAS],
+        region_end: vec![region],
         cpu_id: Some(0),
         ..Default::default()
     };
@@ -70,6 +75,8 @@ fn main() {
     let read_plain = run(&ns, secs, 100, false);
     let read_verified = run(&ns, secs, 100, true);
     let write_verified = run(&ns, secs, 0, true);
+    // 64 blocks for 63 slots: nearly every I/O runs into the LBA lock of another one.
+    let contended = run_over(&ns, secs, 50, true, 64 * 8);
 
     println!("one worker, 4 KiB random, qdepth 63, worker pinned to CPU 0 ({:.1} s each; {})", secs.as_secs_f64(), common::fio_version());
     let fr = fio_read.as_ref().ok().map(|f| ("fio null randread", *f));
@@ -84,6 +91,7 @@ fn main() {
     common::report("ioworker randread, verify off", read_plain.iops(), fr);
     common::report("ioworker randread, verify on", read_verified.iops(), fr);
     common::report("ioworker randwrite, verify on", write_verified.iops(), fw);
+    common::report("ioworker 50% read, verify on, 64 blocks", contended.iops(), fw);
     println!(
         "verified read / unverified read (written blocks): {:.2}; cpu_usage {:.2} / {:.2} / {:.2} / {:.2}",
         read_verified.iops() / read_plain.iops(),

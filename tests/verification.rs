@@ -122,8 +122,23 @@ fn workers_sharing_a_region_verify_correctly_together() {
     for w in ws {
         let res = w.close();
         assert_eq!((res.error, res.miscompare_count), (0, 0), "{:?}", res.error_message);
-        assert!(res.io_count_read > 100 && res.io_count_write > 100);
+        assert!(res.io_count_read > 100 && res.io_count_write > 100, "read {} write {}", res.io_count_read, res.io_count_write);
     }
+}
+
+#[test]
+fn a_worker_waiting_for_lbas_another_worker_holds_sends_once_they_are_released() {
+    let r = rig(cfg());
+    let ns = r.ctrl.namespace(1).unwrap();
+    r.sim().inject(FaultRule::io(1, 1, FaultAction::Delay(Duration::from_millis(500))));
+    let seq = |opcode| Some(vec![SeqIo { slba: 0, nlb: 8, opcode, time_sent_us: 0 }]);
+    let writer = ns.ioworker(IoWorkerConfig { io_sequence: seq(1), qdepth: 1, ..Default::default() }).unwrap().start();
+    std::thread::sleep(Duration::from_millis(100));
+    // The read waits for the write's LBA locks; only the writer's completion releases them.
+    let reader = ns.ioworker(IoWorkerConfig { io_sequence: seq(2), qdepth: 1, time: Some(Duration::from_secs(5)), ..Default::default() }).unwrap().run();
+    assert_eq!((reader.error, reader.io_count_read, reader.miscompare_count), (0, 1, 0), "{:?}", reader.error_message);
+    assert!(reader.mseconds < 4000, "sent when the write completed, not at the end of its time: {} ms", reader.mseconds);
+    assert_eq!(writer.close().error, 0);
 }
 
 #[test]

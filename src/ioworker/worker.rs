@@ -26,11 +26,14 @@ const STOP_GRACE: Duration = Duration::from_millis(250);
 const OVERRUN: Duration = Duration::from_secs(30);
 /// How long a worker with `on_reset: resume` waits for the controller to come back.
 const RESUME_WAIT: Duration = Duration::from_secs(120);
-/// I/Os that may wait for LBA locks at once (a stalled command can hold LBAs for seconds
-/// while random I/O keeps running into them).
-const MAX_DEFERRED: usize = 1 << 16;
-/// Empty polls before the worker counts itself idle (for `cpu_usage`).
+/// Empty polls before the worker counts itself idle (for `cpu_usage`) and, every as many
+/// again, yields its core: with more threads than cores (the simulator's among them), a
+/// worker that only spins holds the core its completions wait for.
 const IDLE_AFTER: u32 = 64;
+
+/// I/Os that may wait for LBA locks: this many per slot, and at least `MIN_DEFERRED`.
+const DEFERRED_PER_SLOT: usize = 4;
+const MIN_DEFERRED: usize = 64;
 
 static WORKER_IDS: AtomicU64 = AtomicU64::new(1);
 
@@ -236,7 +239,8 @@ struct Worker {
     deferred: std::collections::VecDeque<Io>,
     /// The next I/O, held back because it is not due yet (pacing).
     held: Option<Io>,
-    /// LBA locks were released since the deferred I/Os were last tried.
+    /// Deferred I/Os are worth trying again: this worker released LBA locks, or its last
+    /// poll found nothing (another worker may have released them).
     unlocked: bool,
     stats: Stats,
     res: IoWorkerResult,
@@ -452,11 +456,15 @@ impl Worker {
                 self.live.ios.store(self.res.io_count_read + self.res.io_count_nonread, Ordering::Relaxed);
                 self.live.errors.store(self.res.error_count, Ordering::Relaxed);
             } else {
+                // Locks another worker holds are released without telling this one.
+                self.unlocked |= !self.deferred.is_empty();
                 empty += 1;
                 if empty.is_multiple_of(IDLE_AFTER) {
                     now = Instant::now();
                     if idle_since.is_none() {
                         idle_since = Some(now);
+                    } else {
+                        std::thread::yield_now();
                     }
                 }
             }
@@ -541,7 +549,7 @@ impl Worker {
     }
 
     /// Submits while slots are free and I/O is due: first I/Os that waited for LBA locks
-    /// (when locks were released since the last try), then new ones. An I/O whose LBAs
+    /// (when locks may have been released since the last try), then new ones. An I/O whose LBAs
     /// another I/O holds waits in a queue while later ones go ahead, as PyNVMe's queued
     /// requests do. Returns how long until the next I/O is due when pacing holds it back.
     /// A paced I/O due at or after `time_limit` is never sent: a late wake-up near the end
@@ -586,7 +594,11 @@ impl Worker {
                 }
             }
             if self.table.is_some() && has_lba_range(io.opcode) && !self.lock(&io) {
-                if self.deferred.len() < MAX_DEFERRED {
+                // A bounded wait: each retry walks the whole queue, so its length is the
+                // cost of every completion, and beyond a few times qdepth the generator only
+                // runs ahead of the drive. Enough that a stalled command's LBAs do not stop
+                // the worker at once.
+                if self.deferred.len() < (DEFERRED_PER_SLOT * self.slots.len()).max(MIN_DEFERRED) {
                     self.deferred.push_back(io);
                     continue;
                 }
