@@ -54,9 +54,9 @@ unplug() {
     [ $rc -ne 0 ] && [ -f "$OUT/unplug/summary.json" ]
 }
 
-# Runs a plan; a plan that fails runs once more, and the first failure stays in the log:
-# under software emulation QEMU's controller now and then stalls for over a second, which a
-# plan's slow_latency (1 s by default) reports.
+# Runs a plan; a plan that fails runs once more, and the first failure stays in the log: a
+# guard against the emulator itself stalling for over a second on a loaded build machine,
+# which a plan's slow_latency (1 s by default) would report.
 run_plan() {
     local plan=$1 q=$2 name=$3 scale=0.1
     # Hours of I/O run shorter still: JEDEC's 12 h in 22 s, an hour in 18 s, the SNIA
