@@ -90,7 +90,7 @@ cat > "$IR/init" <<INIT
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in /mods/*.ko; do insmod \$m 2>/dev/null || echo "insmod \$m failed"; done
 stage=\$(sed -n 's/.*nvplan.stage=\([a-z-]*\).*/\1/p' /proc/cmdline)
-mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /host
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot /host
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
 mount -t 9p -o trans=virtio,version=9p2000.L,rw out /host$OUT
 if [ "\$stage" = shell ]; then setsid cttyhack sh; poweroff -f; fi
