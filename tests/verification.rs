@@ -133,7 +133,12 @@ fn a_worker_waiting_for_lbas_another_worker_holds_sends_once_they_are_released()
     r.sim().inject(FaultRule::io(1, 1, FaultAction::Delay(Duration::from_millis(500))));
     let seq = |opcode| Some(vec![SeqIo { slba: 0, nlb: 8, opcode, time_sent_us: 0 }]);
     let writer = ns.ioworker(IoWorkerConfig { io_sequence: seq(1), qdepth: 1, ..Default::default() }).unwrap().start();
-    std::thread::sleep(Duration::from_millis(100));
+    // The write has run (its completion is 500 ms away): its LBAs are locked until then.
+    let t = std::time::Instant::now();
+    while r.sim().stats().host_writes == 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "the write was never executed");
+        std::thread::yield_now();
+    }
     // The read waits for the write's LBA locks; only the writer's completion releases them.
     let reader = ns.ioworker(IoWorkerConfig { io_sequence: seq(2), qdepth: 1, time: Some(Duration::from_secs(5)), ..Default::default() }).unwrap().run();
     assert_eq!((reader.error, reader.io_count_read, reader.miscompare_count), (0, 1, 0), "{:?}", reader.error_message);

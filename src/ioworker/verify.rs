@@ -382,6 +382,11 @@ impl VerifyTable {
         let mut taken: u64 = 0;
         let ok = Self::for_words(lba, n, |w, mask| {
             let bits = LOCKS & mask;
+            // A plain load first: an I/O that waits retries often, and a failed
+            // read-modify-write would still take the cache line from the lock's holder.
+            if self.word(w).load(Ordering::Relaxed) & bits != 0 {
+                return false;
+            }
             let old = self.word(w).fetch_or(bits, Ordering::Acquire);
             if old & bits != 0 {
                 // Give back the bits this call set in this word.

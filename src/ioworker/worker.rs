@@ -31,8 +31,9 @@ const RESUME_WAIT: Duration = Duration::from_secs(120);
 /// worker that only spins holds the core its completions wait for.
 const IDLE_AFTER: u32 = 64;
 
-/// I/Os that may wait for LBA locks: this many per slot, and at least `MIN_DEFERRED`.
+/// I/Os that may wait for LBA locks: `DEFERRED_PER_SLOT` per slot, at least `MIN_DEFERRED`.
 const DEFERRED_PER_SLOT: usize = 4;
+/// See `DEFERRED_PER_SLOT`.
 const MIN_DEFERRED: usize = 64;
 
 static WORKER_IDS: AtomicU64 = AtomicU64::new(1);
@@ -456,10 +457,10 @@ impl Worker {
                 self.live.ios.store(self.res.io_count_read + self.res.io_count_nonread, Ordering::Relaxed);
                 self.live.errors.store(self.res.error_count, Ordering::Relaxed);
             } else {
-                // Locks another worker holds are released without telling this one.
-                self.unlocked |= !self.deferred.is_empty();
                 empty += 1;
                 if empty.is_multiple_of(IDLE_AFTER) {
+                    // Locks another worker holds are released without telling this one.
+                    self.unlocked |= !self.deferred.is_empty();
                     now = Instant::now();
                     if idle_since.is_none() {
                         idle_since = Some(now);
