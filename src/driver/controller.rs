@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::error::DriverError;
 use super::qpair::{QPair, QpairOptions};
-use super::queue::{CplKind, DataPtr, QueueCore};
+use super::queue::{Completion, CplKind, DataPtr, QueueCore};
 use crate::nvme::features::{Arbitration, NumberOfQueues, Select, fid};
 use crate::nvme::identify::{IdentifyController, IdentifyNamespace, cns};
 use crate::nvme::log::{ErrorLogEntry, SmartLog, lid};
@@ -125,6 +125,32 @@ pub(crate) struct AdminQueue {
     pub(crate) core: QueueCore,
     /// CIDs of outstanding Asynchronous Event Requests.
     aers: Vec<u16>,
+    /// CIDs of commands sent with [`Controller::admin_submit`]: their completions belong
+    /// to [`Controller::admin_reap`], whoever polls the queue.
+    detached: Vec<u16>,
+    /// Completions of detached commands reaped while waiting for another command.
+    reaped: VecDeque<Completion>,
+}
+
+impl AdminQueue {
+    /// Routes one completion found by any poller: events of the driver's own AERs are
+    /// kept for [`Controller::take_events`], detached commands' completions for
+    /// [`Controller::admin_reap`].
+    fn route(&mut self, c: &Completion, events: &mut Vec<u32>) -> bool {
+        if let Some(p) = self.detached.iter().position(|&d| d == c.cid()) {
+            self.detached.swap_remove(p);
+            self.reaped.push_back(*c);
+            true
+        } else if let Some(p) = self.aers.iter().position(|&a| a == c.cid()) {
+            self.aers.swap_remove(p);
+            if c.kind == CplKind::Device && c.cqe.status().is_success() {
+                events.push(c.cqe.cdw0());
+            }
+            true
+        } else {
+            false
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -176,6 +202,12 @@ impl Controller {
     /// for CSTS.RDY within CAP.TO, identify the controller and its namespaces, and request
     /// I/O queues.
     pub fn new(transport: SharedTransport, opts: ControllerOptions) -> Result<Controller, DriverError> {
+        let c = Self::build(transport, opts)?;
+        c.bring_up()?;
+        Ok(c)
+    }
+
+    fn build(transport: SharedTransport, opts: ControllerOptions) -> Result<Controller, DriverError> {
         if !(2..=4096).contains(&opts.admin_entries) {
             return Err(DriverError::InvalidArgument(format!("admin queue entries {} outside 2..=4096", opts.admin_entries)));
         }
@@ -192,7 +224,7 @@ impl Controller {
             cap,
             vs,
             page,
-            admin: Mutex::new(AdminQueue { core, aers: Vec::new() }),
+            admin: Mutex::new(AdminQueue { core, aers: Vec::new(), detached: Vec::new(), reaped: VecDeque::new() }),
             info: RwLock::new(ControllerInfo {
                 id: IdentifyController::zeroed(),
                 namespaces: Vec::new(),
@@ -208,9 +240,15 @@ impl Controller {
             attachments: Mutex::new(HashMap::new()),
             opts,
         });
-        let c = Controller { inner };
-        c.bring_up()?;
-        Ok(c)
+        Ok(Controller { inner })
+    }
+
+    /// The host side of a controller that is left as it is: no register is touched, so
+    /// the caller brings it up step by step (a test script's own initialisation:
+    /// [`Controller::init_admin_queue`], CC writes, [`Controller::identify_all`],
+    /// [`Controller::grant_io_queues`], [`Controller::mark_ready`]).
+    pub fn unconfigured(transport: SharedTransport, opts: ControllerOptions) -> Result<Controller, DriverError> {
+        Self::build(transport, opts)
     }
 
     /// The transport this controller is reached through.
@@ -326,8 +364,9 @@ impl Controller {
     }
 
     /// Marks the start of a reset or power loss: queue pairs of the current generation are
-    /// gone from now on.
-    fn begin_reset(&self) {
+    /// gone from now on. Public for callers that reset the controller through its
+    /// registers themselves.
+    pub fn begin_reset(&self) {
         self.inner.ready.store(false, Ordering::Release);
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -336,15 +375,7 @@ impl Controller {
         let inner = &self.inner;
         let t = &inner.transport;
         self.disable()?;
-        {
-            let mut admin = lock(&inner.admin);
-            admin.core.reset();
-            admin.aers.clear();
-            let n = admin.core.entries() as u16 - 1;
-            t.write32(offset::AQA, Aqa(0).with_asqs(n).with_acqs(n).0);
-            t.write64(offset::ASQ, admin.core.sq_memory().iova());
-            t.write64(offset::ACQ, admin.core.cq_memory().iova());
-        }
+        self.init_admin_queue();
         let mps = (inner.page.trailing_zeros() - 12) as u8;
         let ams = match inner.opts.arbitration {
             ArbitrationMechanism::RoundRobin => 0,
@@ -363,16 +394,49 @@ impl Controller {
         Ok(())
     }
 
+    /// Empties the admin queue and programs AQA, ASQ and ACQ with it (§7.6.1 step 3);
+    /// commands outstanding on it complete as aborted for their senders.
+    pub fn init_admin_queue(&self) {
+        let t = &self.inner.transport;
+        {
+            let mut admin = lock(&self.inner.admin);
+            admin.core.reset();
+            admin.aers.clear();
+            // Commands the reset swallowed complete as aborted for whoever sent them.
+            let lost: Vec<u16> = std::mem::take(&mut admin.detached);
+            for cid in lost {
+                admin.reaped.push_back(Completion {
+                    cqe: Cqe { dw: [u32::MAX, u32::MAX, 0xffff, 0xffff_0000 | cid as u32] },
+                    ctx: 0,
+                    submitted: Instant::now(),
+                    opcode: 0,
+                    kind: CplKind::Aborted,
+                });
+            }
+            let n = admin.core.entries() as u16 - 1;
+            t.write32(offset::AQA, Aqa(0).with_asqs(n).with_acqs(n).0);
+            t.write64(offset::ASQ, admin.core.sq_memory().iova());
+            t.write64(offset::ACQ, admin.core.cq_memory().iova());
+        }
+    }
+
     fn refresh_info(&self) -> Result<(), DriverError> {
-        let buf = self.dma(4096)?;
-        self.admin_data(&cmd::identify(cns::CONTROLLER, 0), &buf)?;
-        let id = IdentifyController::from_bytes(&buf.to_vec());
+        self.identify_all()?;
         let want = match self.inner.opts.io_queues {
             0 => NumberOfQueues { sq: 0xfffe, cq: 0xfffe },
             n => NumberOfQueues { sq: n as u32, cq: n as u32 },
         };
         let got = self.admin(&cmd::set_features(fid::NUMBER_OF_QUEUES, want.to_dword(), false))?;
-        let io_queues = NumberOfQueues::from_dword(got.cdw0());
+        self.grant_io_queues(got.cdw0());
+        Ok(())
+    }
+
+    /// Identifies the controller and its active namespaces (Identify CNS 01h, 02h, 00h)
+    /// and keeps what they say; the I/O queue grant is left as it was.
+    pub fn identify_all(&self) -> Result<(), DriverError> {
+        let buf = self.dma(4096)?;
+        self.admin_data(&cmd::identify(cns::CONTROLLER, 0), &buf)?;
+        let id = IdentifyController::from_bytes(&buf.to_vec());
         buf.fill(0, 4096, 0);
         self.admin_data(&cmd::identify(cns::ACTIVE_NS_LIST, 0), &buf)?;
         let list = buf.to_vec();
@@ -388,10 +452,25 @@ impl Controller {
         }
         let mdts = id.max_transfer_bytes(self.inner.cap.min_page_size()).unwrap_or(usize::MAX);
         let max_transfer = mdts.min(self.inner.opts.max_transfer);
+        let mut info = self.inner.info.write().unwrap_or_else(|e| e.into_inner());
+        info.id = id;
+        info.namespaces = namespaces;
+        info.max_transfer = max_transfer;
+        Ok(())
+    }
+
+    /// Records the I/O queues the controller granted: dword 0 of its Set Features
+    /// (Number of Queues) completion (§5.21.1.7).
+    pub fn grant_io_queues(&self, cdw0: u32) {
+        let io_queues = NumberOfQueues::from_dword(cdw0);
         let n = io_queues.sq.min(io_queues.cq) as usize;
         *lock(&self.inner.qids) = vec![false; n + 1];
-        *self.inner.info.write().unwrap_or_else(|e| e.into_inner()) = ControllerInfo { id, namespaces, io_queues, max_transfer };
-        Ok(())
+        self.inner.info.write().unwrap_or_else(|e| e.into_inner()).io_queues = io_queues;
+    }
+
+    /// Declares a controller brought up by the caller ready for queue pairs and workers.
+    pub fn mark_ready(&self) {
+        self.inner.ready.store(true, Ordering::Release);
     }
 
     /// Allocates DMA memory through the transport.
@@ -420,18 +499,19 @@ impl Controller {
         let mut spins = 0u32;
         loop {
             let mut mine = None;
-            let AdminQueue { core, aers } = &mut *admin;
             let mut events = Vec::new();
-            core.poll(usize::MAX, |c| {
+            let mut found = Vec::new();
+            admin.core.poll(usize::MAX, |c| {
                 if c.cid() == cid {
                     mine = Some(*c);
-                } else if let Some(p) = aers.iter().position(|&a| a == c.cid()) {
-                    aers.swap_remove(p);
-                    if c.kind == CplKind::Device && c.cqe.status().is_success() {
-                        events.push(c.cqe.cdw0());
-                    }
+                } else {
+                    found.push(*c);
                 }
             });
+            for c in &found {
+                admin.route(c, &mut events);
+            }
+            let core = &mut admin.core;
             if !events.is_empty() {
                 lock(&self.inner.events).extend(events);
             }
@@ -487,17 +567,60 @@ impl Controller {
     /// Reaps admin completions without sending anything (delivers pending events).
     pub fn poll_admin(&self) {
         let mut admin = lock(&self.inner.admin);
-        let AdminQueue { core, aers } = &mut *admin;
         let mut events = Vec::new();
-        core.poll(usize::MAX, |c| {
-            if let Some(p) = aers.iter().position(|&a| a == c.cid()) {
-                aers.swap_remove(p);
-                if c.kind == CplKind::Device && c.cqe.status().is_success() {
-                    events.push(c.cqe.cdw0());
-                }
-            }
-        });
+        let mut found = Vec::new();
+        admin.core.poll(usize::MAX, |c| found.push(*c));
+        for c in &found {
+            admin.route(c, &mut events);
+        }
         lock(&self.inner.events).extend(events);
+    }
+
+    /// Submits an admin command without waiting for it (`timed`: subject to the command
+    /// timeout; an Asynchronous Event Request is not). Its completion, whoever polls the
+    /// admin queue, is delivered by [`Controller::admin_reap`] — the way a test script
+    /// sends several commands and then waits for them.
+    pub fn admin_submit(&self, sqe: &Sqe, data: DataPtr<'_>, timed: bool) -> Result<u16, DriverError> {
+        let what = AdminOpcode::from(sqe.opcode()).name();
+        let mut admin = lock(&self.inner.admin);
+        let r = if timed { admin.core.submit(sqe, data, 0) } else { admin.core.submit_untimed(sqe, data, 0) };
+        let cid = r.map_err(|e| DriverError::Submit { what, source: e })?;
+        admin.detached.push(cid);
+        admin.core.ring();
+        Ok(cid)
+    }
+
+    /// Delivers completions of commands sent with [`Controller::admin_submit`], oldest
+    /// first, polling the admin queue once; commands past the timeout are delivered as
+    /// [`CplKind::TimedOut`]. Returns how many were delivered.
+    pub fn admin_reap(&self, mut f: impl FnMut(&Completion)) -> usize {
+        let mut admin = lock(&self.inner.admin);
+        let mut events = Vec::new();
+        let mut found = Vec::new();
+        admin.core.poll(usize::MAX, |c| found.push(*c));
+        for c in &found {
+            admin.route(c, &mut events);
+        }
+        let done: Vec<Completion> = admin.reaped.drain(..).collect();
+        drop(admin);
+        if !events.is_empty() {
+            lock(&self.inner.events).extend(events);
+        }
+        for c in &done {
+            f(c);
+        }
+        done.len()
+    }
+
+    /// Admin commands sent with [`Controller::admin_submit`] and not yet delivered.
+    pub fn admin_pending(&self) -> usize {
+        let admin = lock(&self.inner.admin);
+        admin.detached.len() + admin.reaped.len()
+    }
+
+    /// Changes the admin queue's command timeout.
+    pub fn set_admin_timeout(&self, t: Duration) {
+        lock(&self.inner.admin).core.set_timeout(t);
     }
 
     /// Asynchronous event completions (dword 0) received so far, oldest first.

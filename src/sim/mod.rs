@@ -190,6 +190,35 @@ impl Shared {
     }
 }
 
+/// Host memory as simulated controllers reach it: an address space of DMA buffers that
+/// one or more simulators share (see [`Simulator::new_in`]). Cheap to clone.
+#[derive(Clone)]
+pub struct AddressSpace(Arc<DmaSpace>);
+
+impl AddressSpace {
+    /// An empty address space.
+    pub fn new() -> Self {
+        AddressSpace(DmaSpace::new())
+    }
+
+    /// Allocates zeroed, page-aligned memory at a fresh address of this space.
+    pub fn alloc(&self, len: usize) -> Result<DmaBuffer, TransportError> {
+        self.0.alloc(len)
+    }
+}
+
+impl Default for AddressSpace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for AddressSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddressSpace")
+    }
+}
+
 /// The simulated controller. Dropping it stops its threads.
 pub struct Simulator {
     shared: Arc<Shared>,
@@ -220,6 +249,13 @@ impl std::fmt::Debug for Simulator {
 impl Simulator {
     /// Builds the controller and starts its threads. It comes up powered and disabled.
     pub fn new(cfg: SimConfig) -> Result<Arc<Simulator>, SimError> {
+        Self::new_in(cfg, &AddressSpace::new())
+    }
+
+    /// Like [`Simulator::new`], with DMA through `memory`, which other simulators may
+    /// share: the way controllers in one machine see one physical address space, so a
+    /// buffer allocated once reaches every one of them at the same address.
+    pub fn new_in(cfg: SimConfig, memory: &AddressSpace) -> Result<Arc<Simulator>, SimError> {
         cfg.validate().map_err(SimError::Config)?;
         let max_qid = cfg.max_io_queues;
         let cap = Cap(0)
@@ -245,7 +281,7 @@ impl Simulator {
         let (ctrl_tx, ctrl_rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             regs: Registers::new(cap, vs, max_qid),
-            dma: DmaSpace::new(),
+            dma: memory.0.clone(),
             namespaces,
             faults: Faults::default(),
             events: Mutex::new(Events::default()),

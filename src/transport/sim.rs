@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{DmaBuffer, ResetKind, Transport, TransportError};
-use crate::sim::{SimConfig, SimError, Simulator};
+use crate::sim::{AddressSpace, SimConfig, SimError, Simulator};
 
 /// Connects the driver to a [`Simulator`]: register accesses become the simulator's MMIO
 /// handler, DMA memory is mapped into its IOVA space.
@@ -16,6 +16,12 @@ impl SimTransport {
     /// Starts a simulator with `cfg` and connects to it.
     pub fn new(cfg: SimConfig) -> Result<Self, SimError> {
         Ok(SimTransport { sim: Simulator::new(cfg)? })
+    }
+
+    /// Starts a simulator with `cfg` that reaches host memory through `memory` (shared
+    /// with other simulators and with buffers allocated from it) and connects to it.
+    pub fn new_in(cfg: SimConfig, memory: &AddressSpace) -> Result<Self, SimError> {
+        Ok(SimTransport { sim: Simulator::new_in(cfg, memory)? })
     }
 
     /// Connects to an existing simulator.
