@@ -970,6 +970,8 @@ impl ControllerThread {
 fn identify_controller(sh: &Shared) -> IdentifyController {
     let cfg = &sh.cfg;
     let mut id = IdentifyController::zeroed();
+    // The PCI IDs of the function's configuration space (Figure 247).
+    (id.vid, id.ssvid) = (super::pcie::VENDOR_ID, super::pcie::VENDOR_ID);
     set_ascii_field(&mut id.sn, &cfg.serial);
     set_ascii_field(&mut id.mn, &cfg.model);
     set_ascii_field(&mut id.fr, env!("CARGO_PKG_VERSION"));

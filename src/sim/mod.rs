@@ -14,6 +14,7 @@ pub(crate) mod dma;
 pub mod fault;
 mod io;
 pub(crate) mod namespace;
+pub(crate) mod pcie;
 pub(crate) mod queue;
 pub(crate) mod regs;
 
@@ -122,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) ctrl_tx: Mutex<Sender<CtrlMsg>>,
     pub(crate) panics: Mutex<Vec<String>>,
     pub(crate) epoch: Instant,
+    /// PCI configuration space (accessed from the host's thread).
+    pub(crate) pcie: Mutex<pcie::ConfigSpace>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -279,8 +282,11 @@ impl Simulator {
         }
         let threads_n = cfg.io_threads;
         let (ctrl_tx, ctrl_rx) = mpsc::channel();
+        let regs = Registers::new(cap, vs, max_qid);
+        let config_space = new_config_space(regs.bar_size, cfg.interrupt_vectors);
         let shared = Arc::new(Shared {
-            regs: Registers::new(cap, vs, max_qid),
+            regs,
+            pcie: Mutex::new(config_space),
             dma: memory.0.clone(),
             namespaces,
             faults: Faults::default(),
@@ -316,7 +322,8 @@ impl Simulator {
         &self.shared.cfg
     }
 
-    /// Size of BAR0 in bytes.
+    /// Bytes of BAR0 the registers and doorbells take (BAR0 as configuration space sizes
+    /// it is the power of two that also holds the MSI-X table and pending bit array).
     pub fn bar_size(&self) -> usize {
         self.shared.regs.bar_size
     }
@@ -324,7 +331,8 @@ impl Simulator {
     /// A 32-bit register read, as the host's load from BAR0.
     pub fn mmio_read32(&self, off: usize) -> u32 {
         let r = &self.shared.regs;
-        if !r.powered.load(Ordering::Acquire) {
+        // Off, in D3hot or with memory decoding disabled, a read finds no device.
+        if !r.powered.load(Ordering::Acquire) || r.bar_blocked.load(Ordering::Acquire) {
             return u32::MAX;
         }
         match off {
@@ -351,7 +359,7 @@ impl Simulator {
     pub fn mmio_write32(&self, off: usize, v: u32) {
         let sh = &self.shared;
         let r = &sh.regs;
-        if !r.powered.load(Ordering::Acquire) || off & 3 != 0 || off >= r.bar_size {
+        if !r.powered.load(Ordering::Acquire) || r.bar_blocked.load(Ordering::Acquire) || off & 3 != 0 || off >= r.bar_size {
             r.ignored_writes.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -412,8 +420,14 @@ impl Simulator {
         self.shared.ctrl_call(|ack| CtrlMsg::PowerOff { dirty, ack });
     }
 
-    /// Restores power: registers at their reset values, controller disabled.
+    /// Restores power: registers and configuration space at their reset values,
+    /// controller disabled.
     pub fn power_on(&self) {
+        if !self.is_powered() {
+            let c = new_config_space(self.shared.regs.bar_size, self.shared.cfg.interrupt_vectors);
+            self.shared.regs.bar_blocked.store(!c.bar_enabled(), Ordering::SeqCst);
+            *lock(&self.shared.pcie) = c;
+        }
         self.shared.ctrl_call(|ack| CtrlMsg::PowerOn { ack });
     }
 
@@ -422,9 +436,47 @@ impl Simulator {
         self.shared.regs.powered.load(Ordering::Acquire)
     }
 
-    /// PCIe Function Level Reset: controller reset plus registers back to reset values.
+    /// PCIe Function Level Reset: controller reset plus registers back to reset values;
+    /// the function is in D0 afterwards.
     pub fn function_reset(&self) {
         self.shared.ctrl_call(|ack| CtrlMsg::FunctionReset { ack });
+        let mut c = lock(&self.shared.pcie);
+        c.after_function_reset();
+        self.shared.regs.bar_blocked.store(!c.bar_enabled(), Ordering::SeqCst);
+    }
+
+    /// Reads PCI configuration space, as the host's configuration read. A device without
+    /// power answers all ones.
+    pub fn config_read(&self, off: usize, buf: &mut [u8]) -> Result<(), TransportError> {
+        crate::transport::pci::check_range(off, buf.len(), pcie::CONFIG_SIZE)?;
+        if !self.is_powered() {
+            buf.fill(0xff);
+            return Ok(());
+        }
+        lock(&self.shared.pcie).read(off, buf);
+        Ok(())
+    }
+
+    /// Writes PCI configuration space, as the host's configuration write. D3hot -> D0
+    /// (No_Soft_Reset = 0) and Initiate Function Level Reset reset the function before this
+    /// returns: the controller is back in its power-on register state (CC.EN = 0, no
+    /// queues), media contents are kept (PCI PM 1.2 §5.4.1; PCIe Base 4.0 §6.6.2).
+    pub fn config_write(&self, off: usize, data: &[u8]) -> Result<(), TransportError> {
+        crate::transport::pci::check_range(off, data.len(), pcie::CONFIG_SIZE)?;
+        if !self.is_powered() {
+            return Ok(());
+        }
+        let (effect, enabled) = {
+            let mut c = lock(&self.shared.pcie);
+            let e = c.write(off, data);
+            (e, c.bar_enabled())
+        };
+        if effect.reset {
+            self.function_reset();
+        } else {
+            self.shared.regs.bar_blocked.store(!enabled, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// Arms a fault injection rule.
@@ -498,6 +550,17 @@ impl Drop for Simulator {
             let _ = h.join();
         }
     }
+}
+
+/// Configuration space for a function whose registers and doorbells take `regs_bytes` of
+/// BAR0: the MSI-X table follows them, then the pending bit array, and BAR0 is the power
+/// of two that holds all three.
+fn new_config_space(regs_bytes: usize, vectors: u16) -> pcie::ConfigSpace {
+    let vectors = vectors.clamp(1, 2048) as usize;
+    let table = regs_bytes.next_multiple_of(4096);
+    let pba = (table + vectors * 16).next_multiple_of(4096);
+    let bar = (pba + vectors.div_ceil(64) * 8).next_power_of_two();
+    pcie::ConfigSpace::new(bar as u64, vectors as u16, table as u32, pba as u32)
 }
 
 fn spawn(name: String, shared: Arc<Shared>, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, SimError> {

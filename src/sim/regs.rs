@@ -102,6 +102,8 @@ pub(crate) struct Registers {
     pub(crate) doorbells: Box<[Doorbell]>,
     /// Whether the device has power.
     pub(crate) powered: AtomicBool,
+    /// BAR0 does not decode: the function is in D3hot or Memory Space is disabled.
+    pub(crate) bar_blocked: AtomicBool,
     /// Size of BAR0 in bytes.
     pub(crate) bar_size: usize,
     /// Host writes that had no effect (read-only registers, unknown offsets).
@@ -124,6 +126,7 @@ impl Registers {
             intms: AtomicU32::new(0),
             doorbells: (0..2 * (max_qid as usize + 1)).map(|_| Doorbell::default()).collect(),
             powered: AtomicBool::new(true),
+            bar_blocked: AtomicBool::new(false),
             bar_size,
             ignored_writes: AtomicU64::new(0),
         }

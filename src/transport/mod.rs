@@ -4,9 +4,11 @@
 //! the controller can reach by IOVA, and the reset and power hooks that live outside the
 //! NVMe register set. The driver talks to every controller through it and never learns
 //! which implementation it has: [`sim::SimTransport`] (the embedded simulated controller)
-//! or a PCIe function bound to vfio-pci ([`vfio::VfioTransport`]).
+//! or a PCIe function bound to vfio-pci ([`vfio::VfioTransport`]). Both also expose the
+//! function's PCI configuration space.
 
 pub mod dma;
+pub mod pci;
 pub mod sim;
 pub mod vfio;
 
@@ -98,6 +100,21 @@ pub trait Transport: Send + Sync {
 
     /// Restores power; the controller comes up disabled (CC.EN = 0).
     fn power_on(&self) -> Result<(), TransportError>;
+
+    /// Reads `buf.len()` bytes of the function's PCI configuration space at `offset`
+    /// (4 KiB of extended configuration space; see [`pci`] for offsets and capability walks).
+    fn config_read(&self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
+        let _ = (offset, buf);
+        Err(TransportError::Unsupported { what: "PCI configuration space access", transport: "this" })
+    }
+
+    /// Writes `data` to the function's PCI configuration space at `offset`. Read-only bits
+    /// keep their values; writes with side effects (PMCSR power state, Initiate Function
+    /// Level Reset) take effect before this returns.
+    fn config_write(&self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
+        let _ = (offset, data);
+        Err(TransportError::Unsupported { what: "PCI configuration space access", transport: "this" })
+    }
 }
 
 /// A shared transport handle.

@@ -70,4 +70,12 @@ impl Transport for SimTransport {
         self.sim.power_on();
         Ok(())
     }
+
+    fn config_read(&self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
+        self.sim.config_read(offset, buf)
+    }
+
+    fn config_write(&self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
+        self.sim.config_write(offset, data)
+    }
 }

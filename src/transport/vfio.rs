@@ -299,6 +299,50 @@ impl Transport for VfioTransport {
     fn power_on(&self) -> Result<(), TransportError> {
         Err(TransportError::Unsupported { what: "power on", transport: "vfio" })
     }
+
+    fn config_read(&self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
+        self.config_rw(offset, buf.len(), |fd, done, at| {
+            // SAFETY: `buf[done..]` is valid for writes of `buf.len() - done` bytes.
+            unsafe { libc::pread(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done, at) }
+        })
+    }
+
+    /// vfio-pci virtualises parts of configuration space: a PMCSR write goes through the
+    /// kernel's power-state handling (which restores config space after D3hot -> D0), and
+    /// BARs read back as vfio-pci presents them.
+    fn config_write(&self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
+        self.config_rw(offset, data.len(), |fd, done, at| {
+            // SAFETY: `data[done..]` is valid for reads of `data.len() - done` bytes.
+            unsafe { libc::pwrite(fd, data[done..].as_ptr().cast(), data.len() - done, at) }
+        })
+    }
+}
+
+impl VfioTransport {
+    /// Transfers `len` bytes of the VFIO configuration region at `offset` with `op`
+    /// (`pread`/`pwrite` on the device fd: the region is not mappable), retrying short ones.
+    fn config_rw(&self, offset: usize, len: usize, mut op: impl FnMut(i32, usize, libc::off_t) -> isize) -> Result<(), TransportError> {
+        let dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(d) = dev.as_ref() else {
+            return Err(TransportError::InvalidState(format!("{}: the device is gone", self.name)));
+        };
+        let size = d.get_region_size(VFIO_PCI_CONFIG_REGION_INDEX) as usize;
+        super::pci::check_range(offset, len, size)?;
+        let base = d.get_region_offset(VFIO_PCI_CONFIG_REGION_INDEX) as usize + offset;
+        let mut done = 0;
+        while done < len {
+            let n = op(d.as_raw_fd(), done, (base + done) as libc::off_t);
+            if n <= 0 {
+                let e = if n == 0 { io::Error::from(io::ErrorKind::UnexpectedEof) } else { io::Error::last_os_error() };
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(os_err(format!("{}: PCI configuration access at {:#x}", self.name, offset + done), e));
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
 }
 
 /// Sets Memory Space, Bus Master and INTx Disable in the Command register and reads it back.
