@@ -127,7 +127,7 @@ pub(crate) struct AdminQueue {
     aers: Vec<u16>,
     /// CIDs of commands sent with [`Controller::admin_submit`]: their completions belong
     /// to [`Controller::admin_reap`], whoever polls the queue.
-    detached: Vec<u16>,
+    detached: Vec<(u16, u64)>,
     /// Completions of detached commands reaped while waiting for another command.
     reaped: VecDeque<Completion>,
 }
@@ -137,7 +137,7 @@ impl AdminQueue {
     /// kept for [`Controller::take_events`], detached commands' completions for
     /// [`Controller::admin_reap`].
     fn route(&mut self, c: &Completion, events: &mut Vec<u32>) -> bool {
-        if let Some(p) = self.detached.iter().position(|&d| d == c.cid()) {
+        if let Some(p) = self.detached.iter().position(|&(d, _)| d == c.cid()) {
             self.detached.swap_remove(p);
             self.reaped.push_back(*c);
             true
@@ -403,11 +403,11 @@ impl Controller {
             admin.core.reset();
             admin.aers.clear();
             // Commands the reset swallowed complete as aborted for whoever sent them.
-            let lost: Vec<u16> = std::mem::take(&mut admin.detached);
-            for cid in lost {
+            let lost = std::mem::take(&mut admin.detached);
+            for (cid, ctx) in lost {
                 admin.reaped.push_back(Completion {
                     cqe: Cqe { dw: [u32::MAX, u32::MAX, 0xffff, 0xffff_0000 | cid as u32] },
-                    ctx: 0,
+                    ctx,
                     submitted: Instant::now(),
                     opcode: 0,
                     kind: CplKind::Aborted,
@@ -576,16 +576,17 @@ impl Controller {
         lock(&self.inner.events).extend(events);
     }
 
-    /// Submits an admin command without waiting for it (`timed`: subject to the command
+    /// Submits an admin command without waiting for it (`ctx` comes back in its
+    /// completion; `timed`: subject to the command
     /// timeout; an Asynchronous Event Request is not). Its completion, whoever polls the
     /// admin queue, is delivered by [`Controller::admin_reap`] — the way a test script
     /// sends several commands and then waits for them.
-    pub fn admin_submit(&self, sqe: &Sqe, data: DataPtr<'_>, timed: bool) -> Result<u16, DriverError> {
+    pub fn admin_submit(&self, sqe: &Sqe, data: DataPtr<'_>, ctx: u64, timed: bool) -> Result<u16, DriverError> {
         let what = AdminOpcode::from(sqe.opcode()).name();
         let mut admin = lock(&self.inner.admin);
-        let r = if timed { admin.core.submit(sqe, data, 0) } else { admin.core.submit_untimed(sqe, data, 0) };
+        let r = if timed { admin.core.submit(sqe, data, ctx) } else { admin.core.submit_untimed(sqe, data, ctx) };
         let cid = r.map_err(|e| DriverError::Submit { what, source: e })?;
-        admin.detached.push(cid);
+        admin.detached.push((cid, ctx));
         admin.core.ring();
         Ok(cid)
     }

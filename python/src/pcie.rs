@@ -1,0 +1,182 @@
+//! `Pcie`: the function a script opens — the embedded simulator or a drive through VFIO.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use nvplan::plan::{Target, parse_target};
+use nvplan::transport::sim::SimTransport;
+use nvplan::transport::{ResetKind, SharedTransport};
+use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::prelude::*;
+
+use crate::NvmeEnumerateError;
+use crate::buffer::host_memory;
+
+/// A PCIe function: `Pcie("sim")` (or `sim:<options>`, the strings `--target` takes)
+/// opens a new simulated controller; `Pcie("0000:01:00.0")` a drive bound to vfio-pci.
+#[pyclass(module = "nvme", subclass)]
+pub struct Pcie {
+    pub(crate) transport: Mutex<Option<SharedTransport>>,
+    addr: String,
+}
+
+impl Pcie {
+    pub(crate) fn transport(&self) -> PyResult<SharedTransport> {
+        self.transport.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| NvmeEnumerateError::new_err("the PCIe function is closed"))
+    }
+}
+
+/// Opens the transport a script's address names.
+fn open(addr: &str) -> Result<SharedTransport, String> {
+    let text = if addr == "sim" || addr.starts_with("sim:") || addr.starts_with("vfio:") { addr.to_string() } else { format!("vfio:{addr}") };
+    match parse_target(&text)? {
+        Target::Sim(cfg) => Ok(Arc::new(SimTransport::new_in(cfg, host_memory()).map_err(|e| format!("sim: {e}"))?)),
+        Target::Vfio(a) => {
+            let a = if a.matches(':').count() == 1 && a.contains('.') { format!("0000:{a}") } else { a };
+            nvplan::target::open_vfio(&nvplan::target::sysfs_root(), &a)
+        }
+    }
+}
+
+#[pymethods]
+impl Pcie {
+    #[new]
+    #[pyo3(signature = (addr="sim", port=0))]
+    fn new(py: Python<'_>, addr: &str, port: u16) -> PyResult<Self> {
+        let _ = port;
+        let a = addr.to_string();
+        let t = py.detach(move || open(&a)).map_err(|e| NvmeEnumerateError::new_err(format!("fail to create the controller: {e}")))?;
+        Ok(Pcie { transport: Mutex::new(Some(t)), addr: addr.to_string() })
+    }
+
+    /// The address the function was opened with.
+    #[getter]
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A configuration-space byte, or a list of bytes for a slice.
+    fn __getitem__(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let t = self.transport()?;
+        if let Ok(s) = index.cast::<pyo3::types::PySlice>() {
+            let ind = s.indices(4096)?;
+            let mut out = Vec::new();
+            let mut i = ind.start;
+            for _ in 0..ind.slicelength {
+                out.push(config_byte(&t, i as usize)?);
+                i += ind.step;
+            }
+            return Ok(pyo3::types::PyList::new(py, out)?.into_any().unbind());
+        }
+        let i: usize = index.extract().map_err(|_| PyTypeError::new_err("configuration space index must be an int or a slice"))?;
+        Ok(config_byte(&t, i)?.into_pyobject(py)?.into_any().unbind())
+    }
+
+    fn __setitem__(&self, index: usize, value: u8) -> PyResult<()> {
+        config_write(&self.transport()?, index, &[value])
+    }
+
+    /// A little-endian configuration register of `byte_count` bytes (up to 8).
+    #[pyo3(signature = (offset, byte_count=4))]
+    fn register(&self, offset: usize, byte_count: usize) -> PyResult<u64> {
+        if byte_count > 8 {
+            return Err(PyAssertionError::new_err("support uptp 8-byte PCIe register access"));
+        }
+        let t = self.transport()?;
+        let mut v = 0u64;
+        for k in (0..byte_count).rev() {
+            v = v << 8 | config_byte(&t, offset + k)? as u64;
+        }
+        Ok(v)
+    }
+
+    /// Offset of capability `cap_id` in the capability list, or None.
+    fn cap_offset(&self, cap_id: u8) -> PyResult<Option<usize>> {
+        cap_offset(&self.transport()?, cap_id)
+    }
+
+    /// ASPM Control of the PCI Express capability's Link Control (0 to 3).
+    #[getter]
+    fn get_aspm(&self) -> PyResult<u8> {
+        let t = self.transport()?;
+        let off = cap_offset(&t, 0x10)?.ok_or_else(|| PyAssertionError::new_err("no PCI Express capability"))?;
+        Ok(config_byte(&t, off + 16)? & 3)
+    }
+
+    #[setter]
+    fn set_aspm(&self, control: u8) -> PyResult<()> {
+        if control > 3 {
+            return Err(PyAssertionError::new_err("ASPM control is 0 to 3"));
+        }
+        let t = self.transport()?;
+        let off = cap_offset(&t, 0x10)?.ok_or_else(|| PyAssertionError::new_err("no PCI Express capability"))?;
+        let v = config_byte(&t, off + 16)?;
+        config_write(&t, off + 16, &[(v & 0xfc) | control])
+    }
+
+    /// PowerState of the Power Management capability's PMCSR (0: D0 to 3: D3hot).
+    #[getter]
+    fn get_power_state(&self) -> PyResult<u8> {
+        let t = self.transport()?;
+        let off = cap_offset(&t, 0x01)?.ok_or_else(|| PyAssertionError::new_err("no power management capability"))?;
+        Ok(config_byte(&t, off + 4)? & 3)
+    }
+
+    #[setter]
+    fn set_power_state(&self, state: u8) -> PyResult<()> {
+        if state > 3 {
+            return Err(PyAssertionError::new_err("power state is 0 to 3"));
+        }
+        let t = self.transport()?;
+        let off = cap_offset(&t, 0x01)?.ok_or_else(|| PyAssertionError::new_err("no power management capability"))?;
+        let v = config_byte(&t, off + 4)?;
+        config_write(&t, off + 4, &[(v & 0xfc) | state])
+    }
+
+    /// Resets the function (or calls `rst_fn` to do it); the controller must be reset
+    /// (`nvme0.reset()`) afterwards.
+    #[pyo3(signature = (rst_fn=None))]
+    fn reset(&self, py: Python<'_>, rst_fn: Option<Py<PyAny>>) -> PyResult<bool> {
+        if let Some(f) = rst_fn {
+            f.call0(py)?;
+            return Ok(true);
+        }
+        let t = self.transport()?;
+        py.detach(|| t.reset(ResetKind::Function)).map_err(|e| NvmeEnumerateError::new_err(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// Function Level Reset; the controller must be reset afterwards.
+    fn flr(&self, py: Python<'_>) -> PyResult<bool> {
+        self.reset(py, None)
+    }
+
+    /// Closes the function (a simulator stops once nothing uses it).
+    fn close(&self) {
+        self.transport.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+fn config_byte(t: &SharedTransport, off: usize) -> PyResult<u8> {
+    let mut b = [0u8];
+    t.config_read(off, &mut b).map_err(|e| PyAssertionError::new_err(e.to_string()))?;
+    Ok(b[0])
+}
+
+fn config_write(t: &SharedTransport, off: usize, data: &[u8]) -> PyResult<()> {
+    t.config_write(off, data).map_err(|e| PyAssertionError::new_err(e.to_string()))
+}
+
+/// Walks the capability list from the Capabilities Pointer (PCI 3.0 §6.7).
+fn cap_offset(t: &SharedTransport, id: u8) -> PyResult<Option<usize>> {
+    let mut off = config_byte(t, 0x34)? as usize & 0xfc;
+    let mut hops = 0;
+    while off != 0 && hops < 48 {
+        if config_byte(t, off)? == id {
+            return Ok(Some(off));
+        }
+        off = config_byte(t, off + 1)? as usize & 0xfc;
+        hops += 1;
+    }
+    Ok(None)
+}
