@@ -118,6 +118,28 @@ pub fn sanitize(action: u8) -> Sqe {
     s
 }
 
+/// Firmware Image Download (§5.11): `dwords` dwords (at least 1) at dword `offset` of the image.
+pub fn firmware_download(dwords: u32, offset: u32) -> Sqe {
+    let mut s = admin(AdminOpcode::FirmwareDownload, 0);
+    s.dw[10] = dwords.saturating_sub(1);
+    s.dw[11] = offset;
+    s
+}
+
+/// Firmware Commit (§5.12): firmware slot (0: the controller chooses) and commit action.
+pub fn firmware_commit(slot: u8, action: u8) -> Sqe {
+    let mut s = admin(AdminOpcode::FirmwareCommit, 0);
+    s.dw[10] = (slot as u32 & 7) | (action as u32 & 7) << 3;
+    s
+}
+
+/// Device Self-test (§5.8): Self-test Code 1h short, 2h extended, Fh abort.
+pub fn device_self_test(nsid: u32, code: u8) -> Sqe {
+    let mut s = admin(AdminOpcode::DeviceSelfTest, nsid);
+    s.dw[10] = code as u32 & 0xf;
+    s
+}
+
 /// Read (§6.9).
 pub fn read(nsid: u32, slba: u64, nlb: u32) -> Sqe {
     lba_cmd(NvmOpcode::Read, nsid, slba, nlb)

@@ -143,6 +143,8 @@ codes! {
     INVALID_LOG_PAGE = (1, 0x09), "Invalid Log Page";
     /// 01/0A
     INVALID_FORMAT = (1, 0x0A), "Invalid Format";
+    /// 01/0B
+    FW_NEEDS_CONVENTIONAL_RESET = (1, 0x0B), "Firmware Activation Requires Conventional Reset";
     /// 01/0C
     INVALID_QUEUE_DELETION = (1, 0x0C), "Invalid Queue Deletion";
     /// 01/0D
@@ -151,6 +153,14 @@ codes! {
     FEATURE_NOT_CHANGEABLE = (1, 0x0E), "Feature Not Changeable";
     /// 01/0F
     FEATURE_NOT_NS_SPECIFIC = (1, 0x0F), "Feature Not Namespace Specific";
+    /// 01/10
+    FW_NEEDS_SUBSYSTEM_RESET = (1, 0x10), "Firmware Activation Requires NVM Subsystem Reset";
+    /// 01/11
+    FW_NEEDS_RESET = (1, 0x11), "Firmware Activation Requires Controller Level Reset";
+    /// 01/12
+    FW_NEEDS_MAX_TIME_VIOLATION = (1, 0x12), "Firmware Activation Requires Maximum Time Violation";
+    /// 01/13
+    FW_ACTIVATION_PROHIBITED = (1, 0x13), "Firmware Activation Prohibited";
     /// 01/14
     OVERLAPPING_RANGE = (1, 0x14), "Overlapping Range";
     /// 01/1D

@@ -107,6 +107,10 @@ pub struct SimConfig {
     pub model: String,
     /// Seed of the controller's own randomness (latency jitter).
     pub seed: u64,
+    /// How long a short device self-test runs.
+    pub self_test_short: Duration,
+    /// How long an extended device self-test runs (Identify EDSTT rounds it up to minutes).
+    pub self_test_extended: Duration,
 }
 
 impl Default for SimConfig {
@@ -130,6 +134,8 @@ impl Default for SimConfig {
             serial: "NVPLANSIM0001".into(),
             model: "nvplan simulated NVMe controller".into(),
             seed: 0x5eed,
+            self_test_short: Duration::from_millis(300),
+            self_test_extended: Duration::from_secs(3),
         }
     }
 }

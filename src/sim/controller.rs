@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use super::dma::{self, DmaView, Seg};
 use super::fault::{FaultAction, FaultQueue};
+use super::firmware::{self, Firmware};
 use super::io::IoMsg;
 use super::queue::{CqState, PostError, SqState};
 use super::regs::Idle;
+use super::selftest::{self, SelfTest};
 use super::{CtrlMsg, Shared, lock};
 use crate::nvme::features::{Arbitration, NumberOfQueues, Select, fid};
 use crate::nvme::identify::{IdentifyController, IdentifyNamespace, LbaFormat, cns, oacs, oncs, set_ascii_field, sgls};
@@ -45,6 +47,9 @@ const ADMIN_SUPPORTED: &[AdminOpcode] = &[
     AdminOpcode::SetFeatures,
     AdminOpcode::GetFeatures,
     AdminOpcode::AsyncEventRequest,
+    AdminOpcode::FirmwareCommit,
+    AdminOpcode::FirmwareDownload,
+    AdminOpcode::DeviceSelfTest,
     AdminOpcode::FormatNvm,
     AdminOpcode::Sanitize,
 ];
@@ -125,11 +130,14 @@ pub(crate) struct ControllerThread {
     powered_before: Duration,
     sanitize_status: u16,
     sanitize_cdw10: u32,
+    fw: Firmware,
+    selftest: SelfTest,
 }
 
 impl ControllerThread {
     pub(crate) fn new(sh: Arc<Shared>, rx: Receiver<CtrlMsg>, io_tx: Vec<Sender<IoMsg>>) -> Self {
         let id_ctrl = identify_controller(&sh);
+        let id_ctrl_fr = id_ctrl.fr;
         ControllerThread {
             view: sh.dma.view(),
             feat: Features::defaults(sh.cfg.max_io_queues),
@@ -155,6 +163,8 @@ impl ControllerThread {
             powered_before: Duration::ZERO,
             sanitize_status: 0,
             sanitize_cdw10: 0,
+            fw: Firmware::new(id_ctrl_fr),
+            selftest: SelfTest::default(),
         }
     }
 
@@ -356,6 +366,13 @@ impl ControllerThread {
         self.ready_at = None;
         self.sh.regs.update_csts(|c| Csts(0).with_nssro(c.nssro()));
         self.feat = Features::defaults(self.sh.cfg.max_io_queues);
+        // A Controller Level Reset activates a committed firmware image (§5.12) and aborts
+        // a short device self-test (§8.11.1).
+        if self.fw.controller_reset() {
+            self.id_ctrl.fr = self.fw.running();
+        }
+        let poh = self.power_on_hours();
+        self.selftest.controller_reset(Instant::now(), poh);
         for ns in &self.sh.namespaces {
             if self.sh.cfg.write_cache && !ns.cache_enabled() {
                 ns.set_cache_enabled(true);
@@ -519,6 +536,9 @@ impl ControllerThread {
                     return None;
                 }
             }
+            AdminOpcode::FirmwareDownload => self.firmware_download(sqe),
+            AdminOpcode::FirmwareCommit => self.fw.commit(sqe.dw[10]).map(|()| 0),
+            AdminOpcode::DeviceSelfTest => self.device_self_test(sqe),
             AdminOpcode::FormatNvm => self.format(sqe),
             AdminOpcode::Sanitize => self.sanitize(sqe),
             _ => Err(Status::INVALID_OPCODE.with_dnr(true)),
@@ -694,11 +714,10 @@ impl ControllerThread {
                 (v, Some(async_event::TYPE_ERROR))
             }
             lid::SMART_HEALTH => (self.smart_log().raw.to_vec(), Some(async_event::TYPE_SMART)),
-            lid::FIRMWARE_SLOT => {
-                let mut v = vec![0u8; 512];
-                v[0] = 1; // Active firmware in slot 1.
-                v[8..16].copy_from_slice(&self.id_ctrl.fr);
-                (v, None)
+            lid::FIRMWARE_SLOT => (self.fw.slot_log(), None),
+            lid::SELF_TEST => {
+                let poh = self.power_on_hours();
+                (self.selftest.log(Instant::now(), poh), None)
             }
             lid::COMMANDS_EFFECTS => (commands_effects(), None),
             lid::SANITIZE_STATUS => {
@@ -717,10 +736,7 @@ impl ControllerThread {
             return Err(Status::INVALID_FIELD.with_dnr(true));
         }
         let len = g.dwords as usize * 4;
-        // MDTS bounds every data transfer, admin ones included (QEMU checks it here too);
-        // without MDTS the simulator still refuses log transfers above 16 MiB.
-        let max = if self.sh.cfg.mdts == 0 { 16 << 20 } else { 4096usize << self.sh.cfg.mdts };
-        if len > max {
+        if len > self.max_admin_transfer() {
             return Err(Status::INVALID_FIELD.with_dnr(true));
         }
         let mut out = vec![0u8; len];
@@ -735,6 +751,40 @@ impl ControllerThread {
             self.masked &= !(1 << t);
             self.sh.wakers[0].force_wake();
         }
+        Ok(0)
+    }
+
+    /// MDTS bounds every data transfer, admin ones included (QEMU checks it too); without
+    /// MDTS the simulator still refuses admin transfers above 16 MiB.
+    fn max_admin_transfer(&self) -> usize {
+        if self.sh.cfg.mdts == 0 { 16 << 20 } else { 4096usize << self.sh.cfg.mdts }
+    }
+
+    fn power_on_hours(&self) -> u64 {
+        (self.powered_before + self.powered_since.elapsed()).as_secs() / 3600
+    }
+
+    // ----- Firmware Image Download (§5.11) and Device Self-test (§5.8); see firmware.rs
+    // and selftest.rs -----
+
+    fn firmware_download(&mut self, sqe: &Sqe) -> Result<u32, Status> {
+        let at = self.fw.check_download(sqe.dw[10] as u64 + 1, sqe.dw[11] as u64)?;
+        if at.len() > self.max_admin_transfer() {
+            return Err(Status::INVALID_FIELD.with_dnr(true));
+        }
+        let data = self.receive_data(sqe, at.len())?;
+        self.fw.store(at, &data);
+        Ok(0)
+    }
+
+    fn device_self_test(&mut self, sqe: &Sqe) -> Result<u32, Status> {
+        let nsid = sqe.nsid();
+        if nsid != 0 && nsid != u32::MAX {
+            self.ns(nsid)?;
+        }
+        let durations = (self.sh.cfg.self_test_short, self.sh.cfg.self_test_extended);
+        let poh = self.power_on_hours();
+        self.selftest.command(sqe.dw[10] as u8 & 0xf, nsid, durations, Instant::now(), poh)?;
         Ok(0)
     }
 
@@ -766,8 +816,7 @@ impl ControllerThread {
         s.set_host_read_commands(reads);
         s.set_host_write_commands(writes);
         s.set_power_cycles(self.power_cycles as u128);
-        let on = self.powered_before + self.powered_since.elapsed();
-        s.set_power_on_hours((on.as_secs() / 3600) as u128);
+        s.set_power_on_hours(self.power_on_hours() as u128);
         s.set_unsafe_shutdowns(self.unsafe_shutdowns as u128);
         s.set_media_errors(media);
         s.set_error_log_entries(lock(&self.sh.errors).count as u128);
@@ -942,6 +991,8 @@ impl ControllerThread {
             self.sh.namespaces[i].erase(lbads);
         }
         drop(resume);
+        let poh = self.power_on_hours();
+        self.selftest.abort_for_format(poh);
         Ok(0)
     }
 
@@ -959,6 +1010,8 @@ impl ControllerThread {
                 self.sanitize_status = 1;
                 self.sh.written.store(false, Ordering::Relaxed);
                 self.sanitize_cdw10 = sqe.dw[10];
+                let poh = self.power_on_hours();
+                self.selftest.abort(selftest::RESULT_ABORTED_BY_SANITIZE, poh);
                 Ok(0)
             }
             _ => Err(Status::INVALID_FIELD.with_dnr(true)),
@@ -979,10 +1032,14 @@ fn identify_controller(sh: &Shared) -> IdentifyController {
     id.mdts = cfg.mdts;
     id.ver = sh.regs.vs.0;
     id.cntrltype = 1;
-    id.oacs = oacs::FORMAT;
+    id.oacs = oacs::FORMAT | oacs::FIRMWARE | oacs::SELF_TEST;
     id.acl = 3;
     id.aerl = AERL;
-    id.frmw = 0x03;
+    id.frmw = Firmware::frmw();
+    id.fwug = firmware::FWUG;
+    // Extended Device Self-test Time in minutes, rounded up; one test at a time (DSTO).
+    id.edstt = cfg.self_test_extended.as_secs().div_ceil(60).max(1) as u16;
+    id.dsto = 1;
     // Commands Supported and Effects log; extended Get Log Page (offsets, 32-bit NUMD).
     id.lpa = 1 << 1 | 1 << 2;
     id.elpe = (super::ERROR_LOG_ENTRIES - 1) as u8;
@@ -1045,6 +1102,8 @@ fn commands_effects() -> Vec<u8> {
         let bits = match op {
             // CSUPP | LBCC | NCC, and no concurrent commands to the namespace (CSE = 001b).
             AdminOpcode::FormatNvm | AdminOpcode::Sanitize => 1 | 1 << 1 | 1 << 2 | 1 << 16,
+            // CSUPP | CCC: an activated image changes Identify Controller (FR).
+            AdminOpcode::FirmwareCommit => 1 | 1 << 4,
             _ => 1,
         };
         set(0, op.code(), bits);

@@ -12,11 +12,13 @@ pub mod config;
 mod controller;
 pub(crate) mod dma;
 pub mod fault;
+mod firmware;
 mod io;
 pub(crate) mod namespace;
 pub(crate) mod pcie;
 pub(crate) mod queue;
 pub(crate) mod regs;
+mod selftest;
 
 pub use config::{Backing, Latency, LatencyModel, NamespaceConfig, SimConfig};
 pub use fault::{FaultAction, FaultQueue, FaultRule};
