@@ -167,16 +167,7 @@ fn config_write(t: &SharedTransport, off: usize, data: &[u8]) -> PyResult<()> {
     t.config_write(off, data).map_err(|e| PyAssertionError::new_err(e.to_string()))
 }
 
-/// Walks the capability list from the Capabilities Pointer (PCI 3.0 §6.7).
+/// Offset of capability `id` in the capability list, or None.
 fn cap_offset(t: &SharedTransport, id: u8) -> PyResult<Option<usize>> {
-    let mut off = config_byte(t, 0x34)? as usize & 0xfc;
-    let mut hops = 0;
-    while off != 0 && hops < 48 {
-        if config_byte(t, off)? == id {
-            return Ok(Some(off));
-        }
-        off = config_byte(t, off + 1)? as usize & 0xfc;
-        hops += 1;
-    }
-    Ok(None)
+    nvplan::transport::pci::cap_offset(t.as_ref(), id).map_err(|e| PyAssertionError::new_err(e.to_string()))
 }
