@@ -479,7 +479,7 @@ fn power_state_above_npss_is_invalid_field() {
     let c = &r.ctrl;
     let npss = u32::from(c.identify().npss);
     if r.is_sim() {
-        assert_eq!(npss, 2);
+        assert_eq!(npss, 4);
     }
     assert_eq!(c.get_features(fid::POWER_MANAGEMENT, 0).unwrap(), 0);
     c.set_features(fid::POWER_MANAGEMENT, npss).unwrap();

@@ -131,12 +131,23 @@ impl IoWorker {
         let mqes = dns.controller().cap().max_queue_entries();
         let mut c = IoWorkerConfig::default();
 
-        let qdepth: u32 = get(kw, "qdepth")?.unwrap_or(64);
+        let qdepth: u32 = get(kw, "qdepth")?.unwrap_or(63);
         assert_that((2..=1024).contains(&qdepth), "qdepth should be in [2, 1024]")?;
         assert_that(qdepth <= mqes, "qdepth is larger than specification")?;
-        let region_start: u64 = get(kw, "region_start")?.unwrap_or(0);
-        let region_end: u64 = get(kw, "region_end")?.unwrap_or(u64::MAX);
-        assert_that(region_start < region_end, "region end is not included")?;
+        // One region, or several as lists (PyNVMe3).
+        let starts: Vec<u64> = match get_any(kw, "region_start")? {
+            None => vec![0],
+            Some(v) => v.extract::<u64>().map(|n| vec![n]).or_else(|_| v.extract())?,
+        };
+        let ends: Vec<u64> = match get_any(kw, "region_end")? {
+            None => vec![u64::MAX; starts.len()],
+            Some(v) => v.extract::<u64>().map(|n| vec![n]).or_else(|_| v.extract())?,
+        };
+        assert_that(!starts.is_empty() && starts.len() == ends.len(), "region_start and region_end need the same number of regions")?;
+        for (s, e) in starts.iter().zip(&ends) {
+            assert_that(s < e, "region end is not included")?;
+        }
+        let (region_start, region_end) = (starts[0], ends[0]);
         let time: f64 = get(kw, "time")?.unwrap_or(0.0);
         assert_that(time <= 1000.0 * 3600.0, "worker needs a rest :)")?;
         let read_percentage: u32 = get(kw, "read_percentage")?.unwrap_or(100);
@@ -178,8 +189,8 @@ impl IoWorker {
         };
         let mut io_count: u64 = get(kw, "io_count")?.unwrap_or(0);
         let io_sequence = get_any(kw, "io_sequence")?;
-        let span = region_end - region_start;
-        if lba_random == 0 && matches!(io_size, IoSize::Fixed(_)) && region_end != u64::MAX {
+        let span = starts.iter().zip(&ends).map(|(s, e)| e - s).min().unwrap_or(0);
+        if lba_random == 0 && matches!(io_size, IoSize::Fixed(_)) && region_end != u64::MAX && starts.len() == 1 {
             if time == 0.0 && io_count == 0 {
                 io_count = span.div_ceil(io_size.max() as u64);
             }
@@ -205,9 +216,9 @@ impl IoWorker {
         if let Some(seq) = &io_sequence {
             let mut v = Vec::new();
             for item in seq.try_iter()? {
-                // PyNVMe's tuples: (time_sent_us, opcode, slba, nlb).
-                let (t, opc, slba, nlb): (u64, u8, u64, u32) = item?.extract()?;
-                v.push(SeqIo { slba, nlb, opcode: opc, time_sent_us: t });
+                // PyNVMe3's order (the seed): (slba, nlb, opcode, time_sent_us).
+                let (slba, nlb, opcode, time_sent_us): (u64, u32, u8, u64) = item?.extract()?;
+                v.push(SeqIo { slba, nlb, opcode, time_sent_us });
             }
             c.io_sequence = Some(v);
         }
@@ -219,15 +230,15 @@ impl IoWorker {
         c.io_count = io_count;
         c.lba_count = get(kw, "lba_count")?.unwrap_or(0);
         c.lba_random = lba_random;
-        let lba_start: u64 = get(kw, "lba_start")?.unwrap_or(0);
-        c.lba_start = Some(lba_start.max(region_start));
+        c.lba_start = get::<u64>(kw, "lba_start")?.map(|l| l.max(region_start));
         c.read_percentage = read_percentage as u8;
         c.sgl_percentage = get(kw, "sgl_percentage")?.unwrap_or(0);
-        // PyNVMe's qdepth is the queue size: one entry stays empty.
-        c.qdepth = qdepth - 1;
+        // I/Os outstanding (PyNVMe3: the queue has one entry more), within what the
+        // controller's largest queue holds.
+        c.qdepth = qdepth.min(mqes - 1);
         c.qprio = get(kw, "qprio")?.unwrap_or(0);
-        c.region_start = vec![region_start];
-        c.region_end = vec![region_end];
+        c.region_start = starts;
+        c.region_end = ends;
         c.iops = iops;
         c.io_flags = get(kw, "io_flags")?.unwrap_or(0);
         c.ptype = get(kw, "ptype")?.unwrap_or(0xbeef);
@@ -354,8 +365,8 @@ impl IoWorker {
                 Ok(w) => *st = State::Running(w),
                 Err(e) => {
                     drop(st);
-                    warn(py, &format!("ioworker host ERROR -1: init fail: {e}"))?;
-                    *slf.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(IoWorkerResult { error: code::INIT_FAIL, ..IoWorkerResult::default() });
+                    let r = IoWorkerResult { error: code::INIT_FAIL, error_message: Some(format!("init fail: {e}")), ..IoWorkerResult::default() };
+                    *slf.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                     return Ok(slf);
                 }
             }
@@ -373,10 +384,7 @@ impl IoWorker {
                 let ns = self.ns.clone();
                 match py.detach(move || ns.ioworker(*cfg).map(|w| w.run())) {
                     Ok(r) => r,
-                    Err(e) => {
-                        warn(py, &format!("ioworker host ERROR -1: init fail: {e}"))?;
-                        IoWorkerResult { error: code::INIT_FAIL, ..IoWorkerResult::default() }
-                    }
+                    Err(e) => IoWorkerResult { error: code::INIT_FAIL, error_message: Some(format!("init fail: {e}")), ..IoWorkerResult::default() },
                 }
             }
             State::Done => match self.finished.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -384,7 +392,8 @@ impl IoWorker {
                 None => return Err(PyAssertionError::new_err("the ioworker was closed already")),
             },
         };
-        if r.error != 0 && r.error != code::TERMINATED && r.error != code::INIT_FAIL {
+        // A worker stopped by a reset or power event ends quietly, as PyNVMe's.
+        if r.error != 0 && r.error != code::TERMINATED {
             warn(py, &format!("ioworker host ERROR {}: {}", r.error, r.error_message.as_deref().unwrap_or(code::name(r.error))))?;
         }
         let st = device_status(&r);

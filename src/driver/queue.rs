@@ -235,8 +235,10 @@ impl QueueCore {
             last_cq_db: 0,
             slots: vec![Slot { busy: false, given_up: false, timed: true, opcode: 0, ctx: 0, submitted: now, dptr: [0; 5] }; entries as usize]
                 .into_boxed_slice(),
-            // CIDs 0..entries-1 (one fewer than entries, so the SQ can never overflow).
-            free: (0..entries as u16 - 1).rev().collect(),
+            // CIDs 0..entries-1 (one fewer than entries, so the SQ can never overflow),
+            // handed out from the top as SPDK's trackers are: scripts written against
+            // SPDK-based tools abort recent commands by such CIDs.
+            free: (0..entries as u16 - 1).collect(),
             outstanding: 0,
             timeout,
             empty_polls: 0,
@@ -258,7 +260,7 @@ impl QueueCore {
             s.busy = false;
             s.given_up = false;
         }
-        self.free = (0..self.entries as u16 - 1).rev().collect();
+        self.free = (0..self.entries as u16 - 1).collect();
         self.outstanding = 0;
     }
 

@@ -33,7 +33,7 @@ const CCTEMP: u16 = 358;
 /// Asynchronous Event Request Limit, 0's based.
 const AERL: u8 = 3;
 /// Number of power states, 0's based.
-const NPSS: u8 = 2;
+const NPSS: u8 = 4;
 
 /// Admin opcodes the controller implements; everything else is Invalid Command Opcode.
 const ADMIN_SUPPORTED: &[AdminOpcode] = &[
@@ -1060,12 +1060,17 @@ fn identify_controller(sh: &Shared) -> IdentifyController {
     let nqn = format!("nqn.2026-11.io.nvplan:sim:{}", cfg.serial);
     let n = nqn.len().min(255);
     id.subnqn[..n].copy_from_slice(&nqn.as_bytes()[..n]);
-    // Power states 0-2: 25 W, 12 W, 5 W (MP in centiwatts), entry/exit latencies in µs.
-    for (i, (mp, lat)) in [(2500u16, 0u32), (1200, 100), (500, 1000)].into_iter().enumerate() {
+    // Power states as a client SSD has them: 0-2 operational (25 W, 12 W, 5 W; MP in
+    // centiwatts), 3-4 non-operational (NOPS, §5.15.2.1 Figure 248) at 50 mW and 5 mW with
+    // longer entry and exit latencies (µs). The simulator runs the same in each.
+    let states = [(2500u16, 0u32, 0u32, false), (1200, 100, 100, false), (500, 1000, 1000, false), (500, 5000, 10_000, true), (50, 10_000, 45_000, true)];
+    for (i, (mp, enlat, exlat, nops)) in states.into_iter().enumerate() {
         let d = &mut id.psd[i];
         d[0..2].copy_from_slice(&mp.to_le_bytes());
-        d[4..8].copy_from_slice(&lat.to_le_bytes());
-        d[8..12].copy_from_slice(&lat.to_le_bytes());
+        // MXPS (bit 0 of byte 3): MP of non-operational states is in 0.0001 W units.
+        d[3] = if nops { 0b11 } else { 0 };
+        d[4..8].copy_from_slice(&enlat.to_le_bytes());
+        d[8..12].copy_from_slice(&exlat.to_le_bytes());
         d[12] = i as u8;
         d[13] = i as u8;
         d[14] = i as u8;
