@@ -415,3 +415,39 @@ fn prp_lists_chain_through_the_last_entry_of_a_page() {
         assert!(p.read(0, 4096).unwrap() == data[(k + 1) * 4096..(k + 2) * 4096], "page {} of the transfer", k + 1);
     }
 }
+
+#[test]
+fn queues_over_memory_the_test_holds_with_every_create_field_and_both_prps() {
+    // As the Python front does: the queue and data memory is the caller's (a `Buffer`),
+    // the Create commands carry PC, QPRIO and NVMSETID as given, Read carries PRP1 and PRP2.
+    let r = sim(512);
+    let c = &r.ctrl;
+    let data = pattern(4096, 7);
+    put(&r, 0, &data);
+    let cq_mem = c.dma(4096).unwrap();
+    let mut cq = IoCq::create(c, 2, 4, Prp::from_mem(cq_mem.clone(), 0, 64), true, 0, false).unwrap();
+    let mut sq = IoSq::create(c, 2, 4, Prp::from_mem(c.dma(4096).unwrap(), 0, 256), cq.id(), true, 2, 0).unwrap();
+    // A transfer of 8 LBAs from 0x800 into the first page runs into the second: PRP2.
+    let page = c.dma(8192).unwrap();
+    let first = Prp::from_mem(page.clone(), 0x800, 4096 - 0x800);
+    let second = Prp::from_mem(page.slice(4096, 4096), 0, 4096);
+    let s = sq.rw_prps(false, 7, 1, 0, 8, first.addr(), second.addr()).unwrap();
+    assert_eq!((s.cid(), s.nlb(), s.prp1()), (7, 8, first.addr()));
+    sq.set_tail(1);
+    let e = cq.wait_pbit(0, true, T).unwrap();
+    cq.set_head(1);
+    ok(&e);
+    assert_eq!(e.cid(), 7);
+    let mut got = vec![0u8; 4096];
+    page.read(0x800, &mut got);
+    assert_eq!(got, data);
+    // The CQE is in the caller's memory.
+    assert_eq!(cq_mem.read_u32(12) as u16, 7);
+    // A queue that is not physically contiguous is refused where CAP.CQR is set (§5.3).
+    match IoCq::create(c, 3, 4, Prp::new(c, 4096).unwrap(), false, 0, false) {
+        Err(MetaError::Rejected { cqe, .. }) => assert!(cqe.status().same_code(Status::INVALID_FIELD), "{cqe:?}"),
+        other => panic!("{other:?}"),
+    }
+    sq.delete().unwrap();
+    cq.delete().unwrap();
+}

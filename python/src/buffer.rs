@@ -55,6 +55,23 @@ impl Buffer {
         Ok(j as usize)
     }
 
+    /// A new buffer: `size` bytes filled with pattern `ptype`/`pvalue` (for subclasses).
+    pub(crate) fn alloc(size: usize, name: &str, pvalue: u32, ptype: u32) -> PyResult<Buffer> {
+        if size == 0 {
+            return Err(PyAssertionError::new_err("0 is not valid size"));
+        }
+        let mem = host_memory().alloc(size).map_err(|e| PyMemoryError::new_err(e.to_string()))?;
+        let mut v = vec![0u8; size];
+        fill_pattern(ptype, pvalue, size, &mut v);
+        mem.write(0, &v);
+        Ok(Buffer { mem, name: name.to_string(), size: AtomicUsize::new(size), offset: AtomicU32::new(0) })
+    }
+
+    /// The buffer as the library's metamode data pointer: its memory, offset and size.
+    pub(crate) fn prp(&self) -> nvplan::metamode::Prp {
+        nvplan::metamode::Prp::from_mem(self.mem.clone(), self.offset.load(Ordering::Relaxed) as usize, self.size.load(Ordering::Relaxed))
+    }
+
     fn byte(&self, i: usize) -> u8 {
         let mut b = [0u8];
         self.mem.read(i, &mut b);
@@ -74,14 +91,7 @@ impl Buffer {
         _args: &Bound<'_, pyo3::types::PyTuple>,
         _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<Self> {
-        if size == 0 {
-            return Err(PyAssertionError::new_err("0 is not valid size"));
-        }
-        let mem = host_memory().alloc(size).map_err(|e| PyMemoryError::new_err(e.to_string()))?;
-        let mut v = vec![0u8; size];
-        fill_pattern(ptype, pvalue, size, &mut v);
-        mem.write(0, &v);
-        Ok(Buffer { mem, name: name.to_string(), size: AtomicUsize::new(size), offset: AtomicU32::new(0) })
+        Buffer::alloc(size, name, pvalue, ptype)
     }
 
     fn __len__(&self) -> usize {
@@ -120,7 +130,7 @@ impl Buffer {
 
     /// The address the controller reaches the buffer at, offset included.
     #[getter]
-    fn phys_addr(&self) -> u64 {
+    pub(crate) fn phys_addr(&self) -> u64 {
         self.mem.iova() + self.offset.load(Ordering::Relaxed) as u64
     }
 
@@ -146,7 +156,7 @@ impl Buffer {
         Ok(self.byte(self.index(i)?).into_pyobject(py)?.into_any().unbind())
     }
 
-    fn __setitem__(&self, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn __setitem__(&self, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(s) = index.cast::<PySlice>() {
             // As PyNVMe: only the start counts; every element of the value is written.
             let start: Option<isize> = s.getattr("start")?.extract()?;

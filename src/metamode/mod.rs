@@ -88,6 +88,12 @@ impl Prp {
         Ok(Prp { mem, offset: 0, size })
     }
 
+    /// Over memory the caller already holds (a Python `Buffer`, shared host memory): the
+    /// data pointer presents `mem`'s IOVA plus `offset`, transfers `size` bytes.
+    pub fn from_mem(mem: DmaBuffer, offset: usize, size: usize) -> Prp {
+        Prp { mem, offset, size }
+    }
+
     /// `size` bytes filled with a PyNVMe pattern (`ptype` 0, 32, 0xBEEF, 0x1234, 0x4321).
     pub fn with_pattern(ctrl: &Controller, size: usize, ptype: u32, pvalue: u32) -> Result<Prp, MetaError> {
         let p = Prp::new(ctrl, size)?;
@@ -328,6 +334,15 @@ impl IoCq {
         IoCq::with_sqe(ctrl, qid, entries, mem, cmd::create_io_cq(qid, entries, 0, iv, ien))
     }
 
+    /// `IOCQ(nvme0, qid, qsize, prp1, pc, iv, ien)` with every field of the command the
+    /// test's: `pc` false asks for a queue that is not physically contiguous (`mem` is
+    /// then a PRP list, §5.3); a controller with CAP.CQR set refuses it (Invalid Field).
+    pub fn create(ctrl: &Controller, qid: u16, entries: u32, mem: Prp, pc: bool, iv: u16, ien: bool) -> Result<IoCq, MetaError> {
+        let mut sqe = cmd::create_io_cq(qid, entries, 0, iv, ien);
+        sqe.dw[11] = (sqe.dw[11] & !1) | pc as u32;
+        IoCq::with_sqe(ctrl, qid, entries, mem, sqe)
+    }
+
     /// From a Create I/O CQ command the test shaped itself (PRP1 is set to `mem.addr()`).
     pub fn with_sqe(ctrl: &Controller, qid: u16, entries: u32, mem: Prp, mut sqe: Sqe) -> Result<IoCq, MetaError> {
         sqe.set_prp1(mem.addr());
@@ -450,6 +465,17 @@ impl IoSq {
         IoSq::with_sqe(ctrl, qid, entries, mem, cqid, cmd::create_io_sq(qid, entries, 0, cqid, 0))
     }
 
+    /// `IOSQ(nvme0, qid, qsize, prp1, cqid, pc, qprio, nvmsetid)`: every field of Create
+    /// I/O Submission Queue the test's (`pc` false: `mem` is a PRP list, §5.4; QPRIO in
+    /// CDW11 bits 2:1, NVM Set Identifier in CDW12 bits 15:0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(ctrl: &Controller, qid: u16, entries: u32, mem: Prp, cqid: u16, pc: bool, qprio: u8, nvmsetid: u16) -> Result<IoSq, MetaError> {
+        let mut sqe = cmd::create_io_sq(qid, entries, 0, cqid, qprio);
+        sqe.dw[11] = (sqe.dw[11] & !1) | pc as u32;
+        sqe.dw[12] = nvmsetid as u32;
+        IoSq::with_sqe(ctrl, qid, entries, mem, cqid, sqe)
+    }
+
     /// From a Create I/O SQ command the test shaped itself (PRP1 is set to `mem.addr()`).
     pub fn with_sqe(ctrl: &Controller, qid: u16, entries: u32, mem: Prp, cqid: u16, mut sqe: Sqe) -> Result<IoSq, MetaError> {
         sqe.set_prp1(mem.addr());
@@ -509,6 +535,17 @@ impl IoSq {
     /// `sq.write(cid, nsid, lba, lba_count, prp1)`: a Write of `count` LBAs from `buf`.
     pub fn write(&self, cid: u16, nsid: u32, lba: u64, count: u32, buf: &Prp) -> Result<Sqe, MetaError> {
         self.send(with(cmd::write(nsid, lba, count), cid, buf))
+    }
+    /// A Read or Write (`write`) of `count` LBAs with PRP1 and PRP2 as given (any
+    /// addresses: a PRP list for PRP2, unaligned ones), placed at the tail slot without
+    /// ringing: PyNVMe3's `sq.read/write(cid, nsid, lba, lba_count, prp1=, prp2=)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rw_prps(&self, write: bool, cid: u16, nsid: u32, lba: u64, count: u32, prp1: u64, prp2: u64) -> Result<Sqe, MetaError> {
+        let mut s = if write { cmd::write(nsid, lba, count) } else { cmd::read(nsid, lba, count) };
+        s.set_cid(cid);
+        s.set_prp1(prp1);
+        s.set_prp2(prp2);
+        self.send(s)
     }
     /// `sq.flush(cid, nsid)`.
     pub fn flush(&self, cid: u16, nsid: u32) -> Result<Sqe, MetaError> {

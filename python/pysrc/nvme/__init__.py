@@ -10,6 +10,11 @@ import random
 
 from nvplan import _native
 from nvplan._native import (
+    CQE,
+    IOCQ,
+    IOSQ,
+    PRP,
+    SQE,
     Buffer,
     IoWorker,
     Namespace,
@@ -19,6 +24,7 @@ from nvplan._native import (
     NvmeEnumerateError,
     NvmeShutdownStatusTimeoutError,
     Pcie,
+    PRPList,
     Qpair,
     QpairCreationError,
     QpairDeletionError,
@@ -44,6 +50,11 @@ def srand(seed):
 
 
 __all__ = [
+    "CQE",
+    "IOCQ",
+    "IOSQ",
+    "PRP",
+    "SQE",
     "Buffer",
     "Controller",
     "IoWorker",
@@ -53,6 +64,7 @@ __all__ = [
     "NvmeDeletionError",
     "NvmeEnumerateError",
     "NvmeShutdownStatusTimeoutError",
+    "PRPList",
     "Pcie",
     "Qpair",
     "QpairCreationError",

@@ -6,6 +6,11 @@ runs); ``import nvme`` gives them under PyNVMe's names and conventions, and
 """
 
 from nvplan._native import (
+    CQE,
+    IOCQ,
+    IOSQ,
+    PRP,
+    SQE,
     Buffer,
     Controller,
     IoWorker,
@@ -16,6 +21,7 @@ from nvplan._native import (
     NvmeEnumerateError,
     NvmeShutdownStatusTimeoutError,
     Pcie,
+    PRPList,
     Qpair,
     QpairCreationError,
     QpairDeletionError,
@@ -26,6 +32,11 @@ from nvplan._native import (
 )
 
 __all__ = [
+    "CQE",
+    "IOCQ",
+    "IOSQ",
+    "PRP",
+    "SQE",
     "Buffer",
     "Controller",
     "IoWorker",
@@ -35,6 +46,7 @@ __all__ = [
     "NvmeDeletionError",
     "NvmeEnumerateError",
     "NvmeShutdownStatusTimeoutError",
+    "PRPList",
     "Pcie",
     "Qpair",
     "QpairCreationError",
