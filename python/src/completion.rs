@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nvplan::driver::{Completion, CplKind};
+use nvplan::ioworker::direct::{DirectLbas, Outcome};
 use pyo3::exceptions::{PyAssertionError, PyTimeoutError, PyTypeError, PyUserWarning};
 use pyo3::prelude::*;
 
@@ -25,6 +26,17 @@ pub(crate) struct Pending {
     pub(crate) _buf: Option<Py<PyAny>>,
     /// An Asynchronous Event Request (delivered but not counted by `waitdone`).
     pub(crate) aer: bool,
+    /// The LBAs the command holds in the verification state until it completes.
+    pub(crate) lbas: Option<DirectLbas>,
+}
+
+/// How the library's verification state should take a completion.
+pub(crate) fn outcome(c: &Completion) -> Outcome {
+    match c.kind {
+        CplKind::Device if c.cqe.status().is_success() => Outcome::Success,
+        CplKind::Device => Outcome::Failed,
+        _ => Outcome::Unknown,
+    }
 }
 
 /// Issues a `UserWarning`.

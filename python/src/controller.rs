@@ -73,7 +73,7 @@ impl Controller {
         let cid = self.drv.admin_submit(&sqe, data, ctx, !aer).map_err(|e| PyAssertionError::new_err(format!("error in submitting admin commands: {e}")))?;
         let mut st = self.lock();
         st.latest_cid = cid;
-        st.pending.insert(ctx, Pending { cb, _buf: buf.map(|b| b.clone().unbind()), aer });
+        st.pending.insert(ctx, Pending { cb, _buf: buf.map(|b| b.clone().unbind()), aer, lbas: None });
         Ok(())
     }
 

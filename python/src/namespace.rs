@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::time::Duration;
+
+use nvplan::ioworker::direct::{DirectLbas, holds_lbas, stamp};
 use nvplan::nvme::{Sqe, cmd};
 use pyo3::exceptions::PyAssertionError;
 use pyo3::prelude::*;
@@ -54,15 +57,34 @@ impl Namespace {
         sqe.dw[11] = (lba >> 32) as u32;
         sqe.dw[12] = io_flags.wrapping_shl(16) | lba_count.wrapping_sub(1) & 0xffff;
         sqe.dw[13..16].copy_from_slice(&dw13_15);
+        let lba_size = self.lba_size(py)?;
         let data = match buf {
             Some(b) => {
-                let want = lba_count as usize * self.lba_size(py)?;
-                Some(b.cast::<Buffer>()?.borrow().data_range_max(want))
+                let b = b.cast::<Buffer>()?.borrow();
+                if sqe.opcode() == 0x01 {
+                    // PyNVMe's scripts find the LBA and a write token in what they wrote.
+                    let (iova, len) = b.data_range_max(lba_count as usize * lba_size);
+                    let off = (iova - b.mem.iova()) as usize;
+                    stamp(&b.mem, off, lba, (len / lba_size) as u32, lba_size);
+                }
+                Some(b.data_range_max(lba_count as usize * lba_size))
             }
             None => None,
         };
-        qpair.borrow().send(&sqe, data, buf, cb)?;
+        let lbas = self.hold(py, sqe.opcode(), &[(lba, lba_count)])?;
+        qpair.borrow().send(&sqe, data, buf, cb, lbas)?;
         Ok(qpair.clone())
+    }
+
+    /// Holds the LBAs of a command in the verification state until it completes (waiting
+    /// up to 2 s for I/O workers that use them).
+    fn hold(&self, py: Python<'_>, opcode: u8, ranges: &[(u64, u32)]) -> PyResult<Option<DirectLbas>> {
+        if !holds_lbas(opcode) {
+            return Ok(None);
+        }
+        let drv = self.ctrl.bind(py).borrow().drv.clone();
+        let nsid = self.nsid;
+        py.detach(|| DirectLbas::hold(&drv, nsid, opcode, ranges, Duration::from_secs(2))).map(Some).map_err(PyAssertionError::new_err)
     }
 }
 
@@ -237,7 +259,7 @@ impl Namespace {
     /// Flush (00h).
     #[pyo3(signature = (qpair, cb=None))]
     fn flush<'py>(&self, qpair: &Bound<'py, Qpair>, cb: Option<Py<PyAny>>) -> PyResult<Bound<'py, Qpair>> {
-        qpair.borrow().send(&cmd::flush(self.nsid), None, None, cb)?;
+        qpair.borrow().send(&cmd::flush(self.nsid), None, None, cb, None)?;
         Ok(qpair.clone())
     }
 
@@ -246,6 +268,7 @@ impl Namespace {
     #[pyo3(signature = (qpair, buf, range_count, attribute=4, cb=None))]
     fn dsm<'py>(
         &self,
+        py: Python<'py>,
         qpair: &Bound<'py, Qpair>,
         buf: &Bound<'py, PyAny>,
         range_count: u32,
@@ -257,8 +280,12 @@ impl Namespace {
         }
         let mut sqe = crate::controller::raw(0x09, self.nsid, [range_count - 1, attribute, 0, 0, 0, 0]);
         sqe.dw[0] = 0x09;
-        let data = buf.cast::<Buffer>()?.borrow().data_range_max(range_count as usize * 16);
-        qpair.borrow().send(&sqe, Some(data), Some(buf), cb)?;
+        let b = buf.cast::<Buffer>()?.borrow();
+        let data = b.data_range_max(range_count as usize * 16);
+        let ranges = dsm_ranges(&b, range_count);
+        drop(b);
+        let lbas = if attribute & 4 != 0 { self.hold(py, 0x09, &ranges)? } else { None };
+        qpair.borrow().send(&sqe, Some(data), Some(buf), cb, lbas)?;
         Ok(qpair.clone())
     }
 
@@ -267,6 +294,7 @@ impl Namespace {
     #[allow(clippy::too_many_arguments)]
     fn send_cmd<'py>(
         &self,
+        py: Python<'py>,
         opcode: u32,
         qpair: &Bound<'py, Qpair>,
         buf: Option<&Bound<'py, PyAny>>,
@@ -285,7 +313,18 @@ impl Namespace {
             Some(b) => Some(b.cast::<Buffer>()?.borrow().data_range()),
             None => None,
         };
-        qpair.borrow().send(&sqe, data, buf, cb)?;
+        let op = (opcode & 0xff) as u8;
+        let lbas = if nsid != self.nsid {
+            None
+        } else if op == 0x09 {
+            match buf {
+                Some(b) if cdw11 & 4 != 0 => self.hold(py, op, &dsm_ranges(&b.cast::<Buffer>()?.borrow(), (cdw10 & 0xff) + 1))?,
+                _ => None,
+            }
+        } else {
+            self.hold(py, op, &[(cdw10 as u64 | (cdw11 as u64) << 32, (cdw12 & 0xffff) + 1)])?
+        };
+        qpair.borrow().send(&sqe, data, buf, cb, lbas)?;
         Ok(qpair.clone())
     }
 
@@ -297,4 +336,12 @@ impl Namespace {
 
     /// Nothing to release; kept for compatibility.
     fn close(&self) {}
+}
+
+/// The (start LBA, count) of the first `n` Dataset Management ranges in `b` (§6.7, Figure
+/// 364: context attributes, length in LBAs, starting LBA).
+fn dsm_ranges(b: &Buffer, n: u32) -> Vec<(u64, u32)> {
+    let (iova, len) = b.data_range();
+    let off = (iova - b.mem.iova()) as usize;
+    (0..(n as usize).min(len / 16)).map(|i| (b.mem.read_u64(off + i * 16 + 8), b.mem.read_u32(off + i * 16 + 4))).collect()
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nvplan::driver::{DataPtr, QPair, QpairOptions};
+use nvplan::ioworker::direct::DirectLbas;
 use nvplan::nvme::Sqe;
 use pyo3::exceptions::PyAssertionError;
 use pyo3::prelude::*;
@@ -29,7 +30,14 @@ pub struct Qpair {
 
 impl Qpair {
     /// Sends an I/O command now; `waitdone()` delivers its completion.
-    pub(crate) fn send(&self, sqe: &Sqe, data: Option<(u64, usize)>, buf: Option<&Bound<'_, PyAny>>, cb: Option<Py<PyAny>>) -> PyResult<()> {
+    pub(crate) fn send(
+        &self,
+        sqe: &Sqe,
+        data: Option<(u64, usize)>,
+        buf: Option<&Bound<'_, PyAny>>,
+        cb: Option<Py<PyAny>>,
+        lbas: Option<DirectLbas>,
+    ) -> PyResult<()> {
         let ctx = self.next_ctx.fetch_add(1, Ordering::Relaxed);
         let data = match data {
             Some((iova, len)) if len > 0 => DataPtr::PrpAt { iova, len },
@@ -37,11 +45,12 @@ impl Qpair {
         };
         let mut g = self.qp.lock().unwrap_or_else(|e| e.into_inner());
         let qp = g.as_mut().ok_or_else(|| PyAssertionError::new_err("the qpair was deleted"))?;
+        // On a refused submission `lbas` is dropped here, releasing them unchanged.
         let cid = qp.submit(sqe, data, ctx).map_err(|e| PyAssertionError::new_err(format!("error in submitting io commands: {e}")))?;
         qp.ring();
         drop(g);
         self.latest_cid.store(cid, Ordering::Relaxed);
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx, Pending { cb, _buf: buf.map(|b| b.clone().unbind()), aer: false });
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx, Pending { cb, _buf: buf.map(|b| b.clone().unbind()), aer: false, lbas });
         Ok(())
     }
 }
@@ -125,8 +134,12 @@ impl Qpair {
                 return Err(completion::waitdone_timeout());
             }
             for c in got {
-                let p = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.ctx);
+                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.ctx);
                 self.latest_latency_us.store(c.submitted.elapsed().as_micros() as u64, Ordering::Relaxed);
+                // Released before the callback, which may send a command on the same LBAs.
+                if let Some(l) = p.as_mut().and_then(|p| p.lbas.take()) {
+                    l.finish(completion::outcome(&c));
+                }
                 deliver(py, &c, p.as_ref().and_then(|p| p.cb.as_ref()), self.qid)?;
                 reaped += 1;
             }

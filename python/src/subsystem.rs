@@ -56,8 +56,8 @@ impl Subsystem {
     /// afterwards).
     #[pyo3(signature = (sec=10))]
     fn power_cycle(&self, py: Python<'_>, sec: u64) -> PyResult<bool> {
-        let _ = sec;
         self.poweroff(py)?;
+        py.detach(|| std::thread::sleep(Duration::from_secs(sec)));
         self.poweron(py)
     }
 

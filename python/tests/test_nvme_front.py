@@ -120,7 +120,7 @@ def test_ioworker_context_manager_runs_beside_admin_commands(nvme0, nvme0n1):
 def test_power_cycle_keeps_flushed_data(nvme0, nvme0n1, subsystem):
     q = d.Qpair(nvme0, 8)
     w = d.Buffer(512)
-    w[0:4] = b"keep"
+    w[100:104] = b"keep"
     nvme0n1.write(q, w, 3, 1).waitdone()
     nvme0n1.flush(q).waitdone()
     q.delete()
@@ -129,7 +129,7 @@ def test_power_cycle_keeps_flushed_data(nvme0, nvme0n1, subsystem):
     q = d.Qpair(nvme0, 8)
     r = d.Buffer(512)
     nvme0n1.read(q, r, 3, 1).waitdone()
-    assert r[0:4] == b"keep"
+    assert r[100:104] == b"keep"
     q.delete()
 
 

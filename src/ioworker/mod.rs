@@ -2,6 +2,7 @@
 //! LBA and statistics, running on its own thread and queue pair.
 
 pub mod config;
+pub mod direct;
 pub(crate) mod generator;
 pub mod result;
 pub mod stats;
@@ -32,10 +33,10 @@ pub fn with_flush<R, E>(ctrl: &crate::driver::Controller, nsid: Option<u32>, f: 
 }
 
 /// Runs `f`, a Dataset Management (deallocate) of `ranges` of namespace `nsid` sent
-/// outside the workers, with those LBAs locked in the verification state so that no
-/// worker uses them meanwhile; afterwards they read as deallocated blocks do when `ok`
-/// says it succeeded (zeroes or unknown, per Identify Namespace DLFEAT), as unknown if
-/// not. Waits up to `wait` for workers to release the LBAs.
+/// outside the workers, with those LBAs held in the verification state so that no worker
+/// uses them meanwhile; afterwards they read as deallocated blocks do when `ok` says it
+/// succeeded (zeroes or unknown, per Identify Namespace DLFEAT), as unknown if not. Waits
+/// up to `wait` for workers to release the LBAs.
 pub fn deallocating<R>(
     ctrl: &crate::driver::Controller,
     nsid: u32,
@@ -44,38 +45,8 @@ pub fn deallocating<R>(
     f: impl FnOnce() -> R,
     ok: impl Fn(&R) -> bool,
 ) -> Result<R, String> {
-    let tables: Vec<_> = ctrl.attachments::<verify::VerifyTable>().into_iter().filter(|(k, _)| *k as u32 == nsid).map(|(_, t)| t).collect();
-    let deadline = std::time::Instant::now() + wait;
-    let mut held: Vec<(&verify::VerifyTable, u64, u64)> = Vec::new();
-    let release = |held: &[(&verify::VerifyTable, u64, u64)], value: &dyn Fn(&verify::VerifyTable) -> Option<(u8, verify::Landing)>| {
-        for &(t, lba, n) in held {
-            match value(t) {
-                Some((v, landing)) => t.unlock_write(lba, n, |_, _| v, landing, || false),
-                None => t.unlock_range(lba, n, |_, _| None),
-            }
-        }
-    };
-    for t in &tables {
-        for &(slba, nlb) in ranges {
-            let n = (nlb as u64).min(t.nlba().saturating_sub(slba));
-            if n == 0 {
-                continue;
-            }
-            while !t.try_lock(slba, n) {
-                if std::time::Instant::now() >= deadline {
-                    release(&held, &|_| None);
-                    return Err(format!("LBAs {slba:#x}+{nlb} stayed in use by I/O workers for {} ms", wait.as_millis()));
-                }
-                std::thread::yield_now();
-            }
-            held.push((t, slba, n));
-        }
-    }
+    let held = direct::DirectLbas::hold(ctrl, nsid, 0x09, ranges, wait)?;
     let r = f();
-    let done = ok(&r);
-    release(&held, &|t| {
-        let landing = if t.volatile() { verify::Landing::Volatile } else { verify::Landing::Durable };
-        Some(if done && t.dealloc_zeroes { (verify::ZEROES, landing) } else { (verify::UNKNOWN, verify::Landing::Durable) })
-    });
+    held.finish(if ok(&r) { direct::Outcome::Success } else { direct::Outcome::Unknown });
     Ok(r)
 }

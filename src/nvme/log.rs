@@ -209,6 +209,10 @@ pub mod async_event {
     pub const TYPE_SMART: u8 = 1;
     /// Notice event type.
     pub const TYPE_NOTICE: u8 = 2;
+    /// I/O Command Specific Status event type.
+    pub const TYPE_IO_COMMAND_SPECIFIC: u8 = 6;
+    /// I/O command specific information: Sanitize Operation Completed.
+    pub const SANITIZE_COMPLETED: u8 = 0x01;
     /// Error information: write to an invalid doorbell register.
     pub const ERROR_INVALID_DOORBELL_REGISTER: u8 = 0x00;
     /// Error information: invalid doorbell write value.

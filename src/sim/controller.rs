@@ -728,7 +728,7 @@ impl ControllerThread {
                 let gde = (!self.sh.written.load(Ordering::Relaxed) as u16) << 8;
                 v[2..4].copy_from_slice(&(self.sanitize_status | gde).to_le_bytes());
                 v[4..8].copy_from_slice(&self.sanitize_cdw10.to_le_bytes());
-                (v, None)
+                (v, Some(async_event::TYPE_IO_COMMAND_SPECIFIC))
             }
             _ => return Err(Status::INVALID_LOG_PAGE.with_dnr(true)),
         };
@@ -1009,6 +1009,9 @@ impl ControllerThread {
                 drop(resume);
                 self.sanitize_status = 1;
                 self.sh.written.store(false, Ordering::Relaxed);
+                // NVMe 1.4 §5.24 and Figure 146: completion is reported with an I/O Command
+                // Specific Status event, Sanitize Operation Completed, log page 81h.
+                self.sh.raise_event(async_event::TYPE_IO_COMMAND_SPECIFIC, async_event::SANITIZE_COMPLETED, lid::SANITIZE_STATUS);
                 self.sanitize_cdw10 = sqe.dw[10];
                 let poh = self.power_on_hours();
                 self.selftest.abort(selftest::RESULT_ABORTED_BY_SANITIZE, poh);
