@@ -17,8 +17,9 @@ import subprocess
 import sys
 import time
 
-import nvme as d
 import nvplan
+
+import nvme as d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECS = float(os.environ.get("NVPLAN_BENCH_SECS", "5"))

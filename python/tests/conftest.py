@@ -3,9 +3,8 @@
 import os
 from collections import namedtuple
 
-import pytest
-
 import nvme as d
+import pytest
 
 Counts = namedtuple("Counts", "data_read data_written reads writes unsafe_shutdowns")
 

@@ -2,10 +2,9 @@
 
 import os
 
-import pytest
-
 import nvme as d
 import nvplan
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

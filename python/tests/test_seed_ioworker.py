@@ -12,7 +12,6 @@ import os
 import time
 
 import pytest
-
 from conftest import delta, smart
 
 
@@ -367,7 +366,7 @@ def test_performance(nvme0, nvme0n1, caplog):
         random = True
         readp = 100
         iosize = iok*1024//nvme0n1.sector_size
-        l = []  # noqa: E741 (as written in the example)
+        l = []
         for i in range(qcount):
             a = nvme0n1.ioworker(io_size=iosize,
                                  lba_align=iosize,
@@ -449,7 +448,7 @@ def test_power_cycle_dirty(nvme0, nvme0n1, subsystem, caplog):
             subsystem.poweroff()
         # power on and reset controller
         time.sleep(5)
-        start = time.time()  # noqa: F841 (as written in the example)
+        start = time.time()
         subsystem.poweron()
         nvme0.reset()
         logging.info(cmdlog_list)

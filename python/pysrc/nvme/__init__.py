@@ -44,7 +44,7 @@ class Controller(_native.Controller):
 
 def srand(seed):
     """Seeds Python's ``random`` and nvplan's I/O workers, so a script repeats."""
-    logging.info("setup random seed: 0x%x" % seed)
+    logging.getLogger("nvme").info("setup random seed: %#x", seed)
     random.seed(seed)
     _native.srand(seed)
 

@@ -6,9 +6,8 @@ controller). A ``conftest.py`` that defines the same option and fixtures (PyNVMe
 takes precedence: the plugin then adds neither.
 """
 
-import pytest
-
 import nvme as d
+import pytest
 
 _HELP = "device under test: sim, sim:<options> (as nvplan run --target), or a PCI address (vfio-pci)"
 
