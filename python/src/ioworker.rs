@@ -42,6 +42,8 @@ pub struct IoWorker {
     state: Mutex<State>,
     out: Outputs,
     finished: Mutex<Option<IoWorkerResult>>,
+    /// I/Os per second of the ended worker, when `output_io_per_second` was given.
+    per_second: Mutex<Option<Vec<u64>>>,
 }
 
 fn assert_that(ok: bool, msg: &str) -> PyResult<()> {
@@ -50,10 +52,20 @@ fn assert_that(ok: bool, msg: &str) -> PyResult<()> {
 
 fn get<'py, T: FromPyObjectOwned<'py>>(kw: Option<&Bound<'py, PyDict>>, key: &str) -> PyResult<Option<T>> {
     match kw.map(|k| k.get_item(key)).transpose()?.flatten() {
-        Some(v) if !v.is_none() => Ok(Some(v.extract::<T>().map_err(|e| {
-            let e: PyErr = e.into();
-            PyTypeError::new_err(format!("ioworker {key}: {e}"))
-        })?)),
+        Some(v) if !v.is_none() => {
+            // A whole float (1e6, 10.0) counts where an int is due, as in PyNVMe.
+            let v = match v.cast::<pyo3::types::PyFloat>() {
+                Ok(f) if f.value().fract() == 0.0 => match v.extract::<T>() {
+                    Ok(t) => return Ok(Some(t)),
+                    Err(_) => (f.value() as i64).into_pyobject(v.py())?.into_any(),
+                },
+                _ => v,
+            };
+            Ok(Some(v.extract::<T>().map_err(|e| {
+                let e: PyErr = e.into();
+                PyTypeError::new_err(format!("ioworker {key}: {e}"))
+            })?))
+        }
         _ => Ok(None),
     }
 }
@@ -282,6 +294,7 @@ impl IoWorker {
                 op_percentage: op.map(|o| o.cast_into::<PyDict>().map(Bound::unbind)).transpose()?,
             },
             finished: Mutex::new(None),
+            per_second: Mutex::new(None),
         })
     }
 
@@ -314,6 +327,7 @@ impl IoWorker {
             d.set_item("latency_distribution", l.clone())?;
         }
         if let (Some(out), Some(v)) = (&self.out.io_per_second, &r.io_per_second) {
+            *self.per_second.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.iter().copied().take((r.mseconds / 1000) as usize).collect());
             let out = out.bind(py);
             for &x in v.iter().take((r.mseconds / 1000) as usize) {
                 out.append(x)?;
@@ -421,6 +435,17 @@ impl IoWorker {
             *self.lock() = State::Done;
         }
         running
+    }
+
+    /// A per-second count at the `slowest_percentage` point (slowest first) over the
+    /// mean: how steady the worker's IOPS were (needs `output_io_per_second`).
+    #[pyo3(signature = (slowest_percentage=99.9))]
+    fn iops_consistency(&self, slowest_percentage: f64) -> PyResult<f64> {
+        let g = self.per_second.lock().unwrap_or_else(|e| e.into_inner());
+        let v = g.as_ref().ok_or_else(|| PyAssertionError::new_err("iops consistency data is not collected"))?;
+        assert_that(slowest_percentage > 0.0, "the percentage must be larger than 0")?;
+        assert_that(slowest_percentage < 100.0, "the percentage must be smaller than 100")?;
+        nvplan::ioworker::stats::iops_consistency(v, slowest_percentage).ok_or_else(|| PyAssertionError::new_err("output list is empty"))
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyResult<PyRef<'_, Self>> {

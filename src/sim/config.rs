@@ -111,6 +111,9 @@ pub struct SimConfig {
     pub self_test_short: Duration,
     /// How long an extended device self-test runs (Identify EDSTT rounds it up to minutes).
     pub self_test_extended: Duration,
+    /// How long a Format NVM with a secure erase (SES 1: user data, 2: cryptographic)
+    /// takes to complete; a format without one completes at once.
+    pub format_erase: Duration,
 }
 
 impl Default for SimConfig {
@@ -136,6 +139,7 @@ impl Default for SimConfig {
             seed: 0x5eed,
             self_test_short: Duration::from_millis(300),
             self_test_extended: Duration::from_secs(3),
+            format_erase: Duration::from_millis(100),
         }
     }
 }

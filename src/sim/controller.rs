@@ -455,6 +455,9 @@ impl ControllerThread {
             let cqe = Cqe::new(dw0, sq.head as u16, 0, sqe.cid(), status);
             let latency = self.sh.cfg.latency.admin;
             let mut delay = latency.fixed + latency.jitter / 2;
+            if AdminOpcode::from(sqe.opcode()) == AdminOpcode::FormatNvm && status.is_success() && (sqe.dw[10] >> 9) & 7 != 0 {
+                delay += self.sh.cfg.format_erase;
+            }
             match fault {
                 Some(FaultAction::DropCompletion) => continue,
                 Some(FaultAction::Delay(d)) => delay += d,
@@ -977,7 +980,9 @@ impl ControllerThread {
         if lbaf > id.nlbaf as usize || pi != 0 {
             return Err(Status::INVALID_FORMAT.with_dnr(true));
         }
-        if ses > 1 {
+        // User data erase and cryptographic erase (FNA bit 2): the simulator's media holds
+        // no key, so both leave the blocks reading as deallocated.
+        if ses > 2 {
             return Err(Status::INVALID_FIELD.with_dnr(true));
         }
         let targets: Vec<usize> = match sqe.nsid() {
@@ -1047,6 +1052,8 @@ fn identify_controller(sh: &Shared) -> IdentifyController {
     id.lpa = 1 << 1 | 1 << 2;
     id.elpe = (super::ERROR_LOG_ENTRIES - 1) as u8;
     id.npss = NPSS;
+    // Cryptographic erase is supported as a secure erase of Format NVM.
+    id.fna = 1 << 2;
     id.wctemp = WCTEMP;
     id.cctemp = CCTEMP;
     id.sanicap = 1 << 1;
