@@ -177,12 +177,12 @@ impl Buffer {
 
     /// Bytes `byte_begin..=byte_end` as a little-endian int, or as text with `type=str`.
     #[pyo3(signature = (byte_end, byte_begin=None, r#type=None))]
-    fn data(&self, py: Python<'_>, byte_end: usize, byte_begin: Option<usize>, r#type: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        let begin = byte_begin.unwrap_or(byte_end);
-        if begin > byte_end || byte_end >= self.mem.len() {
-            return Err(PyIndexError::new_err(format!("bytes {begin}..={byte_end} outside the buffer's {}", self.mem.len())));
-        }
-        let mut v = vec![0u8; byte_end - begin + 1];
+    fn data(&self, py: Python<'_>, byte_end: isize, byte_begin: Option<isize>, r#type: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        // As PyNVMe: the bytes of the slice [begin:end+1], Python's negative indices included.
+        let n = self.mem.len() as isize;
+        let at = |i: isize| if i < 0 { (i + n).max(0) } else { i.min(n) } as usize;
+        let (begin, end) = (at(byte_begin.unwrap_or(byte_end)), at(byte_end + 1));
+        let mut v = vec![0u8; end.saturating_sub(begin)];
         self.mem.read(begin, &mut v);
         data_value(py, &v, r#type)
     }

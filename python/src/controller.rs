@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nvplan::driver::{Controller as Driver, ControllerOptions, CplKind, DataPtr};
-use nvplan::nvme::Sqe;
+use nvplan::nvme::{AdminOpcode, Sqe};
 use nvplan::transport::SharedTransport;
 use pyo3::exceptions::{PyAssertionError, PySystemError};
 use pyo3::prelude::*;
@@ -66,6 +66,7 @@ impl Controller {
             None => None,
         };
         let data = match range {
+            Some((iova, _)) if AdminOpcode::from(sqe.opcode()).prp1_only() => DataPtr::Raw { prp1: iova, prp2: 0 },
             Some((iova, len)) if len > 0 => DataPtr::PrpAt { iova, len },
             _ => DataPtr::None,
         };

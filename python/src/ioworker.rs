@@ -340,7 +340,10 @@ impl IoWorker {
             }
         }
         if let (Some(out), Some(v)) = (&self.out.cmdlog, &r.cmdlog) {
-            // Oldest first; slots never used stay at the front as zeroes.
+            // Oldest first; slots never used stay at the front as zeroes. PyNVMe lists the
+            // commands it sent and reaped: those a reset or power loss caught (status
+            // 7FFFh, no completion) are in nvplan's report, not here.
+            let v: Vec<_> = v.iter().filter(|e| e.status != 0x7fff).collect();
             let out = out.bind(py);
             let n = out.len();
             let pad = n.saturating_sub(v.len());

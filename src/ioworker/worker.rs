@@ -148,10 +148,23 @@ impl RunningWorker {
             error_message: Some("the worker thread ended without a result".into()),
             ..Default::default()
         });
-        // The thread deletes its queue pair after sending the result; do not wait for it
-        // (a dead device could make that slow).
-        drop(self.thread.take());
+        self.settle();
         r
+    }
+
+    /// Waits (5 s at most: a dead device could make it slow) for the thread to delete its
+    /// queue pair after sending the result, so its queue ID is free again when the caller
+    /// goes on, as a script that creates a queue pair next expects.
+    fn settle(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
     }
 
     /// Asks the worker to stop now: no new I/O; it waits briefly for outstanding commands
@@ -164,7 +177,7 @@ impl RunningWorker {
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<IoWorkerResult> {
         match self.result.recv_timeout(timeout) {
             Ok(r) => {
-                drop(self.thread.take());
+                self.settle();
                 Some(r)
             }
             Err(mpsc::RecvTimeoutError::Timeout) => None,

@@ -103,6 +103,15 @@ opcodes! {
     }
 }
 
+impl AdminOpcode {
+    /// Whether the command's data pointer is PRP Entry 1 alone: the queue memory of Create
+    /// I/O Submission/Completion Queue (a PRP list when not contiguous), §5.3 and §5.4;
+    /// PRP Entry 2 is reserved there, whatever the queue's size.
+    pub fn prp1_only(self) -> bool {
+        matches!(self, AdminOpcode::CreateIoSq | AdminOpcode::CreateIoCq)
+    }
+}
+
 opcodes! {
     /// NVM command set I/O opcodes (Figure 346).
     NvmOpcode {
