@@ -32,12 +32,14 @@ cd "$work/pynvme-2.3.2"
 rm -f nvme.so
 if [ "$full" = 1 ]; then
     tests=(driver_test.py scripts/test_examples.py scripts/psd.py)
+    limit=900
 else
+    limit=120
     mapfile -t tests < <(grep -v '^\s*#' "$here/ci-subset.txt" | sed '/^\s*$/d')
 fi
 junit="$work/results.xml"
 set +e
-python3 -m pytest "${tests[@]}" --pciaddr "$addr" -p no:cacheprovider --timeout 120 \
+python3 -m pytest "${tests[@]}" --pciaddr "$addr" -p no:cacheprovider --timeout "$limit" \
     -o log_cli=false -o python_files='*.py' -q -rfE --junitxml="$junit" "${args[@]}"
 set -e
 python3 "$here/check.py" "$junit" "$here/known-failures.txt"
