@@ -109,8 +109,16 @@ impl Drop for DirectLbas {
     }
 }
 
-/// Write token of the next LBA written by a script (PyNVMe's convention, see [`stamp`]).
+/// Write token of the next LBA written by a script (PyNVMe's convention, see [`stamp`]):
+/// a count of the LBAs this process wrote, the workers' included.
 static TOKEN: AtomicU64 = AtomicU64::new(1);
+
+/// Counts `lbas` written by an I/O worker in the token sequence (a worker carries its own
+/// write serial in its verification trailer, not a token; the count keeps a script's
+/// tokens telling how much was written between two of its writes).
+pub fn advance_token(lbas: u64) {
+    TOKEN.fetch_add(lbas, Ordering::Relaxed);
+}
 
 /// Stamps `nlb` LBAs of `lba_size` bytes at `offset` of `buf` as PyNVMe's driver does
 /// before a script's Write: the LBA number in the first 8 bytes and a write token that

@@ -410,6 +410,8 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
     w.start = Instant::now();
     w.main_loop(&stop);
     let result = w.finish();
+    // Writes of the host are counted in one sequence, the workers' too (see direct::stamp).
+    super::direct::advance_token(result.lba_count_write);
     let _ = res_tx.send(result);
     // The queue pair is deleted when `w` drops, after the result went out.
     drop(w);
