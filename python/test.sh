@@ -6,7 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${NVPLAN_VENV:-$root/target/pyenv}
 if [ ! -x "$venv/bin/python3" ]; then
-    python3 -m venv "$venv"
+    command -v python3 >/dev/null || { echo "python/test.sh: needs Python 3.10 or newer (apt-get install python3 python3-venv)" >&2; exit 2; }
+    python3 -m venv "$venv" || { rm -rf "$venv"; echo "python/test.sh: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 2; }
 fi
 py=$venv/bin/python3
 "$py" -m pip install --quiet --upgrade pip
