@@ -11,7 +11,7 @@ use common::{pattern, rig, rig_with};
 use nvplan::driver::{Controller, ControllerOptions, CplKind, DataPtr, QPair, QpairOptions};
 use nvplan::nvme::features::{Arbitration, NumberOfQueues, Select, fid};
 use nvplan::nvme::identify::cns;
-use nvplan::nvme::log::{ErrorLogEntry, lid};
+use nvplan::nvme::log::{ErrorLogEntry, async_event, lid};
 use nvplan::nvme::regs::{cq_head_doorbell, sq_tail_doorbell};
 use nvplan::nvme::sqe::Psdt;
 use nvplan::nvme::{Cqe, Sqe, Status, cmd};
@@ -1009,6 +1009,13 @@ fn sanitize_block_erase_erases_every_namespace_and_reports_completion() {
     q.execute_ok(&cmd::flush(u32::MAX), DataPtr::None).unwrap();
 
     assert_ok(&raw(c, &cmd::sanitize(2)));
+    // The operation runs on after the command completed (§8.15): in progress first.
+    let status = c.get_log_page(lid::SANITIZE_STATUS, 0, 512, false).unwrap();
+    if r.is_sim() {
+        assert_eq!(u16::from_le_bytes([status[2], status[3]]) & 0x7, 2, "SSTAT: in progress");
+        assert!(u16::from_le_bytes([status[0], status[1]]) < 0xffff, "SPROG: how far it got");
+    }
+    wait_sanitized(c);
     assert!(read_lbas(&mut q, 1, 10, 8, 512).iter().all(|&b| b == 0));
     assert!(read_lbas(&mut q, 2, 10, 2, 4096).iter().all(|&b| b == 0));
     let status = c.get_log_page(lid::SANITIZE_STATUS, 0, 512, false).unwrap();
@@ -1017,6 +1024,40 @@ fn sanitize_block_erase_erases_every_namespace_and_reports_completion() {
     assert_eq!(u32::from_le_bytes(status[4..8].try_into().unwrap()), 2, "SCDW10 of the sanitize");
     // Namespaces keep their format.
     assert_eq!(c.namespace(2).unwrap().lba_size(), 4096);
+}
+
+/// Waits (10 s at most) until the Sanitize Status log says no sanitize is in progress.
+fn wait_sanitized(c: &Controller) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = c.get_log_page(lid::SANITIZE_STATUS, 0, 512, false).unwrap();
+        if u16::from_le_bytes([p[2], p[3]]) & 0x7 != 2 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "sanitize still in progress after 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A sanitize runs on after its command (a second one is Sanitize In Progress) and its
+/// end is announced with the Sanitize Operation Completed event (Figure 146).
+#[test]
+fn sanitize_completion_raises_its_event_and_a_second_sanitize_waits() {
+    let r = rig(cfg());
+    let c = &r.ctrl;
+    c.submit_aer().unwrap();
+    assert_ok(&raw(c, &cmd::sanitize(2)));
+    if r.is_sim() {
+        assert_status(&raw(c, &cmd::sanitize(2)), Status::SANITIZE_IN_PROGRESS, false);
+    }
+    wait_sanitized(c);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut events = Vec::new();
+    while events.is_empty() && Instant::now() < deadline {
+        c.poll_admin();
+        events = c.take_events();
+    }
+    assert_eq!(events, vec![async_event::dword0(async_event::TYPE_IO_COMMAND_SPECIFIC, async_event::SANITIZE_COMPLETED, lid::SANITIZE_STATUS)]);
 }
 
 /// Sanitize Status log SSTAT bit 8 (Global Data Erased) is set while no user data has
@@ -1028,6 +1069,7 @@ fn sanitize_status_reports_global_data_erased_until_the_next_write() {
     let mut q = c.create_qpair(QpairOptions::default()).unwrap();
     write_lbas(&mut q, 1, 0, &pattern(4096, 8), 512);
     assert_ok(&raw(c, &cmd::sanitize(2)));
+    wait_sanitized(c);
     let sstat = |c: &Controller| {
         let p = c.get_log_page(lid::SANITIZE_STATUS, 0, 512, false).unwrap();
         u16::from_le_bytes([p[2], p[3]])

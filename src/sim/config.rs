@@ -114,6 +114,8 @@ pub struct SimConfig {
     /// How long a Format NVM with a secure erase (SES 1: user data, 2: cryptographic)
     /// takes to complete; a format without one completes at once.
     pub format_erase: Duration,
+    /// How long a sanitize operation runs after its command completed.
+    pub sanitize_time: Duration,
 }
 
 impl Default for SimConfig {
@@ -140,6 +142,7 @@ impl Default for SimConfig {
             self_test_short: Duration::from_millis(300),
             self_test_extended: Duration::from_secs(3),
             format_erase: Duration::from_millis(100),
+            sanitize_time: Duration::from_millis(500),
         }
     }
 }

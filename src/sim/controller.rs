@@ -130,6 +130,8 @@ pub(crate) struct ControllerThread {
     powered_before: Duration,
     sanitize_status: u16,
     sanitize_cdw10: u32,
+    /// A sanitize operation in progress: when it started and when it completes.
+    sanitize_run: Option<(Instant, Instant)>,
     fw: Firmware,
     selftest: SelfTest,
 }
@@ -163,6 +165,7 @@ impl ControllerThread {
             powered_before: Duration::ZERO,
             sanitize_status: 0,
             sanitize_cdw10: 0,
+            sanitize_run: None,
             fw: Firmware::new(id_ctrl_fr),
             selftest: SelfTest::default(),
         }
@@ -181,6 +184,7 @@ impl ControllerThread {
                 if self.enabled && self.ready_at.is_none() && !self.sh.fatal.load(Ordering::Acquire) {
                     work += self.post_due();
                     work += self.process_admin();
+                    work += self.sanitize_progress();
                     work += self.deliver_events();
                 }
             }
@@ -193,6 +197,9 @@ impl ControllerThread {
                 timeout = timeout.min(t.saturating_duration_since(now));
             }
             if let Some(t) = self.admin_pending.iter().map(|p| p.0).min() {
+                timeout = timeout.min(t.saturating_duration_since(now));
+            }
+            if let Some((_, t)) = self.sanitize_run {
                 timeout = timeout.min(t.saturating_duration_since(now));
             }
             let sh = self.sh.clone();
@@ -725,7 +732,15 @@ impl ControllerThread {
             lid::COMMANDS_EFFECTS => (commands_effects(), None),
             lid::SANITIZE_STATUS => {
                 let mut v = vec![0u8; 512];
-                v[0..2].copy_from_slice(&0xFFFFu16.to_le_bytes());
+                // SPROG: the fraction done (of 65536) while in progress, FFFFh otherwise.
+                let sprog = match self.sanitize_run {
+                    Some((start, end)) => {
+                        let total = end.saturating_duration_since(start).as_secs_f64().max(1e-9);
+                        (start.elapsed().as_secs_f64() / total * 65536.0).min(65535.0) as u16
+                    }
+                    None => 0xFFFF,
+                };
+                v[0..2].copy_from_slice(&sprog.to_le_bytes());
                 // SSTAT: status in bits 2:0; Global Data Erased (bit 8) while no user data
                 // was written since manufacture or the last sanitize.
                 let gde = (!self.sh.written.load(Ordering::Relaxed) as u16) << 8;
@@ -1002,6 +1017,9 @@ impl ControllerThread {
     }
 
     fn sanitize(&mut self, sqe: &Sqe) -> Result<u32, Status> {
+        if self.sanitize_run.is_some() {
+            return Err(Status::SANITIZE_IN_PROGRESS);
+        }
         match sqe.dw[10] & 7 {
             // Exit Failure Mode: nothing failed, nothing to do.
             1 => Ok(0),
@@ -1012,17 +1030,34 @@ impl ControllerThread {
                     ns.erase(ns.lba_shift());
                 }
                 drop(resume);
-                self.sanitize_status = 1;
+                // The command completes at once and the operation goes on in the
+                // background (§8.15): in progress (SSTAT 2) until `sanitize_time` passed,
+                // across resets and power cycles, as a drive resumes it.
+                self.sanitize_status = 2;
+                let now = Instant::now();
+                self.sanitize_run = Some((now, now + self.sh.cfg.sanitize_time));
                 self.sh.written.store(false, Ordering::Relaxed);
-                // NVMe 1.4 §5.24 and Figure 146: completion is reported with an I/O Command
-                // Specific Status event, Sanitize Operation Completed, log page 81h.
-                self.sh.raise_event(async_event::TYPE_IO_COMMAND_SPECIFIC, async_event::SANITIZE_COMPLETED, lid::SANITIZE_STATUS);
                 self.sanitize_cdw10 = sqe.dw[10];
                 let poh = self.power_on_hours();
                 self.selftest.abort(selftest::RESULT_ABORTED_BY_SANITIZE, poh);
                 Ok(0)
             }
             _ => Err(Status::INVALID_FIELD.with_dnr(true)),
+        }
+    }
+
+    /// Completes a sanitize operation whose time has come: SSTAT 1, and the Sanitize
+    /// Operation Completed event (NVMe 1.4 Figure 146: I/O command specific status, log
+    /// page 81h).
+    fn sanitize_progress(&mut self) -> usize {
+        match self.sanitize_run {
+            Some((_, end)) if Instant::now() >= end => {
+                self.sanitize_run = None;
+                self.sanitize_status = 1;
+                self.sh.raise_event(async_event::TYPE_IO_COMMAND_SPECIFIC, async_event::SANITIZE_COMPLETED, lid::SANITIZE_STATUS);
+                1
+            }
+            _ => 0,
         }
     }
 }
