@@ -48,6 +48,14 @@ impl DirectLbas {
     /// waiting up to `wait` for workers to release them. Namespaces no verifying worker
     /// has run on have no table and need nothing held.
     pub fn hold(ctrl: &Controller, nsid: u32, opcode: u8, ranges: &[(u64, u32)], wait: Duration) -> Result<DirectLbas, String> {
+        // What workers must learn of even before one ran (they skip uncorrectable LBAs and
+        // expect zeroes): Write Uncorrectable, Write Zeroes, deallocation make the table.
+        if matches!(opcode, 0x04 | 0x08 | 0x09)
+            && let Some(ns) = ctrl.namespace(nsid)
+        {
+            let t = super::worker::table_of(&ns).map_err(|e| format!("cannot allocate the verification table for {} LBAs: {e}", ns.nlba()))?;
+            t.sync_epoch(ctrl.data_epoch());
+        }
         let tables: Vec<Arc<VerifyTable>> = ctrl.attachments::<VerifyTable>().into_iter().filter(|(k, _)| *k as u32 == nsid).map(|(_, t)| t).collect();
         let mut held = DirectLbas { held: Vec::new(), opcode };
         let deadline = Instant::now() + wait;

@@ -282,6 +282,14 @@ fn write_cache_on(ctrl: &Controller) -> bool {
     ctrl.identify().vwc_present() && ctrl.get_features(fid::VOLATILE_WRITE_CACHE, 0).map_or(true, |v| v & 1 != 0)
 }
 
+/// The verification table of a namespace in its current format, made on first use.
+pub(crate) fn table_of(ns: &Namespace) -> std::io::Result<Arc<VerifyTable>> {
+    let lba = ns.lba_size();
+    ns.controller().attachment::<VerifyTable, std::io::Error>(ns.nsid as u64 | (lba as u64) << 32, || {
+        VerifyTable::new(ns.nlba(), lba, ns.id.deallocated_read_value() == DeallocatedRead::Zeroes)
+    })
+}
+
 fn fail(res_tx: &SyncSender<IoWorkerResult>, ready: &SyncSender<()>, code: i32, msg: String) {
     let _ = ready.send(());
     let _ = res_tx.send(IoWorkerResult { error: code, error_message: Some(msg), ..Default::default() });
@@ -313,9 +321,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
     let verifying = !cfg.verify_disable;
     let writes = resolved.ops.iter().any(|o| changes_data(o.0)) || cfg.io_sequence.iter().flatten().any(|s| changes_data(s.opcode));
     let blind_writer = !verifying && writes;
-    let table = match ctrl.attachment::<VerifyTable, std::io::Error>(ns.nsid as u64 | (lba as u64) << 32, || {
-        VerifyTable::new(ns.nlba(), lba, ns.id.deallocated_read_value() == DeallocatedRead::Zeroes)
-    }) {
+    let table = match table_of(&ns) {
         Ok(t) => t,
         Err(e) => return fail(&res_tx, &ready, code::INIT_FAIL, format!("cannot allocate the verification table for {} LBAs: {e}", ns.nlba())),
     };
