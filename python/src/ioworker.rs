@@ -143,7 +143,7 @@ impl IoWorker {
         let mqes = dns.controller().cap().max_queue_entries();
         let mut c = IoWorkerConfig::default();
 
-        let qdepth: u32 = get(kw, "qdepth")?.unwrap_or(63);
+        let qdepth: u32 = get(kw, "qdepth")?.unwrap_or(64);
         assert_that((2..=1024).contains(&qdepth), "qdepth should be in [2, 1024]")?;
         assert_that(qdepth <= mqes, "qdepth is larger than specification")?;
         // One region, or several as lists (PyNVMe3).
@@ -245,9 +245,9 @@ impl IoWorker {
         c.lba_start = get::<u64>(kw, "lba_start")?.map(|l| l.max(region_start));
         c.read_percentage = read_percentage as u8;
         c.sgl_percentage = get(kw, "sgl_percentage")?.unwrap_or(0);
-        // I/Os outstanding (PyNVMe3: the queue has one entry more), within what the
-        // controller's largest queue holds.
-        c.qdepth = qdepth.min(mqes - 1);
+        // PyNVMe's qdepth is the size of the worker's queue: one entry stays empty, so
+        // 64 (the default) keeps 63 I/Os outstanding, as PyNVMe3's default does.
+        c.qdepth = qdepth - 1;
         c.qprio = get(kw, "qprio")?.unwrap_or(0);
         c.region_start = starts;
         c.region_end = ends;
