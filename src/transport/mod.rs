@@ -10,9 +10,11 @@
 pub mod dma;
 pub mod pci;
 pub mod sim;
+pub mod space;
 pub mod vfio;
 
 pub use dma::DmaBuffer;
+pub use space::AddressSpace;
 
 use std::sync::Arc;
 
