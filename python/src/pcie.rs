@@ -153,9 +153,14 @@ impl Pcie {
         self.reset(py, None)
     }
 
-    /// Closes the function (a simulator stops once nothing uses it).
-    fn close(&self) {
-        self.transport.lock().unwrap_or_else(|e| e.into_inner()).take();
+    /// Closes the function: a drive is shut down and given back at once, even while
+    /// controller objects of the script still refer to it (PyNVMe's `pcie` fixture closes
+    /// it after each test, and the next test opens it again); a simulator stops once
+    /// nothing uses it.
+    fn close(&self, py: Python<'_>) {
+        if let Some(t) = self.transport.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            py.detach(move || t.close());
+        }
     }
 }
 

@@ -108,7 +108,7 @@ enum Memory {
     /// A pool of its own.
     Pool(Arc<Pool>),
     /// A shared address space, mapped into the container while the subscription lives.
-    Space(AddressSpace, Option<Subscription>),
+    Space(AddressSpace, Mutex<Option<Subscription>>),
 }
 
 impl std::fmt::Debug for VfioTransport {
@@ -160,7 +160,7 @@ impl VfioTransport {
             Some(space) => {
                 let mapper = Arc::new(ContainerMapper { container, ranges, gone: gone.clone(), name: name.clone() });
                 let sub = space.subscribe(mapper)?;
-                Memory::Space(space.clone(), Some(sub))
+                Memory::Space(space.clone(), Mutex::new(Some(sub)))
             }
         };
         let device = Arc::new(Mutex::new(Some(device)));
@@ -191,29 +191,33 @@ impl VfioTransport {
                 }
                 eprintln!("nvplan: {name}: the kernel asks for the device back (unplug or unbind); releasing it");
                 gone.store(true, Ordering::Release);
-                // Replace BAR0 by anonymous all-ones memory in place, so concurrent readers
-                // see a device that is gone rather than fault, and the device file has no
-                // mapping left.
-                // SAFETY: `bar_ptr..+bar_len` is the BAR mapping this transport owns; a
-                // MAP_FIXED anonymous mapping replaces it atomically, and the transport never
-                // made references into it.
-                unsafe {
-                    let p = libc::mmap(
-                        bar_ptr as *mut libc::c_void,
-                        bar_len,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                        -1,
-                        0,
-                    );
-                    if p != libc::MAP_FAILED {
-                        std::ptr::write_bytes(p.cast::<u8>(), 0xff, bar_len);
-                    }
-                }
+                // SAFETY: `bar_ptr..+bar_len` is this transport's BAR mapping, which lives
+                // (as the mapping or its stand-in) until the transport drops, after this
+                // thread is joined.
+                unsafe { replace_bar(bar_ptr as *mut u8, bar_len) };
                 drop(device.lock().unwrap_or_else(|e| e.into_inner()).take());
             })
             .ok()?;
         Some((efd, closing, h))
+    }
+
+    /// Shuts the controller down and releases the function at once, though handles to the
+    /// transport remain (see [`Transport::close`]). Idempotent.
+    fn release(&self) {
+        if self.device.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            return;
+        }
+        if !self.is_gone() {
+            self.quiesce();
+        }
+        self.gone.store(true, Ordering::Release);
+        if let Memory::Space(_, sub) = &self.memory {
+            sub.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+        // SAFETY: the BAR mapping (or its stand-in) lives until the transport drops; a late
+        // register access reads the all-ones stand-in.
+        unsafe { replace_bar(self.bar.ptr.as_ptr(), self.bar.len) };
+        drop(self.device.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 
     /// Whether the kernel took the device back.
@@ -266,8 +270,8 @@ impl Drop for VfioTransport {
         }
         // The controller stopped DMA: the shared space's regions leave the container (a
         // pool is unmapped when its last buffer drops).
-        if let Memory::Space(_, sub) = &mut self.memory {
-            sub.take();
+        if let Memory::Space(_, sub) = &self.memory {
+            sub.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
         if let Some((efd, closing, h)) = self.watcher.take() {
             closing.store(true, Ordering::Release);
@@ -331,6 +335,10 @@ impl Transport for VfioTransport {
         }
     }
 
+    fn close(&self) {
+        self.release();
+    }
+
     fn power_off(&self, _dirty: bool) -> Result<(), TransportError> {
         Err(TransportError::Unsupported {
             what: "power off (a VFIO function has no power switch; power loss runs on the simulator, or on QEMU by killing it as tests/qemu does)",
@@ -384,6 +392,24 @@ impl VfioTransport {
             done += n as usize;
         }
         Ok(())
+    }
+}
+
+/// Replaces BAR0's mapping by anonymous all-ones memory in place, so concurrent readers see
+/// a device that is gone rather than fault, and the device file has no mapping left (a
+/// group whose device is still mapped cannot leave its container).
+///
+/// # Safety
+/// `ptr..ptr+len` must be the transport's BAR mapping (or its stand-in), never accessed
+/// through references.
+unsafe fn replace_bar(ptr: *mut u8, len: usize) {
+    // SAFETY: per the contract, the range is ours; a MAP_FIXED anonymous mapping replaces
+    // it atomically, and the fill writes only inside the new mapping.
+    unsafe {
+        let p = libc::mmap(ptr.cast(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        if p != libc::MAP_FAILED {
+            std::ptr::write_bytes(p.cast::<u8>(), 0xff, len);
+        }
     }
 }
 
