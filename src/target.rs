@@ -6,9 +6,9 @@ use std::sync::Arc;
 use crate::devices;
 use crate::driver::{Controller, ControllerOptions};
 use crate::plan::Target;
-use crate::transport::SharedTransport;
 use crate::transport::sim::SimTransport;
 use crate::transport::vfio::{VfioOptions, VfioTransport};
+use crate::transport::{AddressSpace, SharedTransport};
 
 /// The file-system root sysfs is read under: `$NVPLAN_SYSFS_ROOT`, else `/`.
 pub fn sysfs_root() -> PathBuf {
@@ -27,15 +27,28 @@ pub fn open(target: &Target) -> Result<SharedTransport, String> {
 /// the serial only of functions the kernel's nvme driver holds, so for one bound to
 /// vfio-pci each such function is opened in turn and asked (Identify Controller).
 pub fn open_vfio(root: &Path, text: &str) -> Result<SharedTransport, String> {
+    open_vfio_in(root, text, None)
+}
+
+/// Like [`open_vfio`]; with `memory`, the function takes its DMA memory from that address
+/// space, shared with other devices and buffers (see [`VfioTransport::open_in`]).
+pub fn open_vfio_in(root: &Path, text: &str, memory: Option<&AddressSpace>) -> Result<SharedTransport, String> {
+    let open = |addr: &str| {
+        let opts = VfioOptions::at(root, addr);
+        match memory {
+            Some(m) => VfioTransport::open_in(&opts, m),
+            None => VfioTransport::open(&opts),
+        }
+    };
     let fail = |e: &dyn std::fmt::Display| format!("vfio:{text}: {e}");
     match devices::resolve(root, text) {
-        Ok(addr) => Ok(Arc::new(VfioTransport::open(&VfioOptions::at(root, &addr)).map_err(|e| e.to_string())?)),
+        Ok(addr) => Ok(Arc::new(open(&addr).map_err(|e| e.to_string())?)),
         Err(devices::DevicesError::NotFound { .. }) => {
             let funcs = devices::scan(root).map_err(|e| fail(&e))?;
             let on_vfio: Vec<&str> = funcs.iter().filter(|f| f.driver.as_deref() == Some("vfio-pci")).map(|f| f.address.as_str()).collect();
             let mut hits: Vec<(&str, SharedTransport)> = Vec::new();
             for &addr in &on_vfio {
-                let Ok(t) = VfioTransport::open(&VfioOptions::at(root, addr)) else { continue };
+                let Ok(t) = open(addr) else { continue };
                 let t: SharedTransport = Arc::new(t);
                 let serial = Controller::new(t.clone(), ControllerOptions::default()).map(|c| c.info().id.serial());
                 if serial.is_ok_and(|s| s.trim() == text.trim()) {

@@ -4,15 +4,15 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use nvplan::ioworker::verify::fill_pattern;
-use nvplan::sim::AddressSpace;
+use nvplan::transport::AddressSpace;
 use nvplan::transport::DmaBuffer;
 use pyo3::exceptions::{PyAssertionError, PyIndexError, PyMemoryError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PySlice};
 
-/// The host memory every buffer and every simulator opened from Python share, so that a
-/// buffer made before a controller (or used with several in turn) reaches each of them at
-/// its one address, as physical memory does.
+/// The host memory every buffer and every controller (simulated or VFIO) opened from
+/// Python share, so that a buffer made before a controller (or used with several in turn)
+/// reaches each of them at its one address, as physical memory does.
 pub(crate) fn host_memory() -> &'static AddressSpace {
     static MEM: OnceLock<AddressSpace> = OnceLock::new();
     MEM.get_or_init(AddressSpace::new)

@@ -26,14 +26,16 @@ impl Pcie {
     }
 }
 
-/// Opens the transport a script's address names.
+/// Opens the transport a script's address names. Simulators and VFIO functions alike take
+/// their DMA memory from [`host_memory`], where every `Buffer` lives, so a buffer reaches
+/// every controller at its `phys_addr`.
 fn open(addr: &str) -> Result<SharedTransport, String> {
     let text = if addr == "sim" || addr.starts_with("sim:") || addr.starts_with("vfio:") { addr.to_string() } else { format!("vfio:{addr}") };
     match parse_target(&text)? {
         Target::Sim(cfg) => Ok(Arc::new(SimTransport::new_in(cfg, host_memory()).map_err(|e| format!("sim: {e}"))?)),
         Target::Vfio(a) => {
             let a = if a.matches(':').count() == 1 && a.contains('.') { format!("0000:{a}") } else { a };
-            nvplan::target::open_vfio(&nvplan::target::sysfs_root(), &a)
+            nvplan::target::open_vfio_in(&nvplan::target::sysfs_root(), &a, Some(host_memory()))
         }
     }
 }
@@ -151,9 +153,14 @@ impl Pcie {
         self.reset(py, None)
     }
 
-    /// Closes the function (a simulator stops once nothing uses it).
-    fn close(&self) {
-        self.transport.lock().unwrap_or_else(|e| e.into_inner()).take();
+    /// Closes the function: a drive is shut down and given back at once, even while
+    /// controller objects of the script still refer to it (PyNVMe's `pcie` fixture closes
+    /// it after each test, and the next test opens it again); a simulator stops once
+    /// nothing uses it.
+    fn close(&self, py: Python<'_>) {
+        if let Some(t) = self.transport.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            py.detach(move || t.close());
+        }
     }
 }
 

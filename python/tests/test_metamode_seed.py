@@ -110,13 +110,25 @@ def test_prp_valid_offset_in_prplist(nvme0):
     entries = [prp_list.data(0x20 + i * 8 + 7, 0x20 + i * 8) for i in range(9)]
     assert all(a != 0 and a % 4096 == 0 for a in entries[:8]) and entries[8] == 0
     assert prp_list.data(0x1F, 0) == 0
-    # Two LBAs of (unwritten, zero) data landed at PRP1's offset; the bytes before it kept
-    # the 0xff pattern.
+    # LBAs 0 and 1 landed at PRP1's offset (as a plain read returns them: zeroes on a fresh
+    # simulator, what earlier tests wrote on a drive); the bytes before it kept the 0xff
+    # pattern.
     lba = nvme0n1_lba_size(nvme0)
     assert buf[0:0x10] == b"\xff" * 0x10
-    assert buf[0x10:0x10 + 2 * lba] == bytes(2 * lba)
+    assert buf[0x10:0x10 + 2 * lba] == read_lbas(nvme0, 0, 2, lba)
     with pytest.raises(AssertionError):
         prp_list[512] = PRP()
+
+
+def read_lbas(nvme0, start, n, lba):
+    ns, q = Namespace(nvme0), Qpair(nvme0, 8)
+    try:
+        b = Buffer(n * lba)
+        ns.read(q, b, start, n).waitdone()
+        return b[0:n * lba]
+    finally:
+        q.delete()
+        ns.close()
 
 
 def nvme0n1_lba_size(nvme0):
@@ -211,7 +223,10 @@ def test_same_cid(nvme0):
     # leaves the controller's answer open): both complete, both name CID 1.
     assert (cq[0].cid, cq[1].cid) == (1, 1)
     assert (cq[0].status, cq[1].status) == (0, 0)
-    assert (cq[0].sqhd, cq[1].sqhd) == (1, 2)
+    # SQ Head: the simulator posts each completion with the head as it was then (1, 2);
+    # QEMU's controller fetches both before posting either (2, 2). Both are right
+    # (docs/qemu.md).
+    assert cq[0].sqhd in (1, 2) and cq[1].sqhd == 2
 
 
 def test_aer_doorbell_out_of_range(nvme0, buf):

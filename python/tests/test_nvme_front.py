@@ -140,5 +140,10 @@ def test_pcie_config_space_has_nvme_class_and_pm_capability(pcie):
 
 def test_run_plan_returns_the_summary():
     s = nvplan.run_plan(os.path.join(ROOT, "plans", "quickstart.yaml"), time_scale=0.1)
-    assert s["outcome"] == "pass"
+    failed = [
+        (p["name"], p["outcome"], p["checks"], [(w["name"], w["outcome"], w["error"], w["error_message"], w["checks"])
+                                                for w in p["workers"] if w["outcome"] != "pass"])
+        for p in s["phases"] if p["outcome"] != "pass"
+    ]
+    assert s["outcome"] == "pass", failed
     assert s["phases"]

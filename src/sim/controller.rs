@@ -141,7 +141,7 @@ impl ControllerThread {
         let id_ctrl = identify_controller(&sh);
         let id_ctrl_fr = id_ctrl.fr;
         ControllerThread {
-            view: sh.dma.view(),
+            view: dma::view(&sh.dma),
             feat: Features::defaults(sh.cfg.max_io_queues),
             sh,
             rx,

@@ -2,98 +2,23 @@
 //! a real device) and the walkers that turn PRPs and SGLs into host memory segments.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::nvme::opcode::DataDirection;
 use crate::nvme::pod::{self, Pod};
 use crate::nvme::prp::{self, Prp2Use};
 use crate::nvme::sgl::{DESCRIPTOR_BYTES, SglDescriptor, SglType};
 use crate::nvme::status::Status;
-use crate::transport::TransportError;
-use crate::transport::dma::{DmaBuffer, DmaOwner, HostMemory};
+use crate::transport::space::{Region, Space};
 
-/// First IOVA handed out. Deliberately far from any host virtual address, so a driver that
-/// passes a pointer instead of an IOVA gets a Data Transfer Error rather than luck.
-const IOVA_BASE: u64 = 0x0000_0010_0000_0000;
-/// Unmapped gap after every region, so an overrun faults instead of reaching a neighbour.
-const IOVA_GUARD: u64 = 1 << 20;
 /// Most SGL descriptors one command may chain through before the walk is refused.
 const MAX_SGL_DESCRIPTORS: usize = 65536;
 
-pub(crate) struct Region {
-    iova: u64,
-    len: usize,
-    mem: HostMemory,
-}
-
-/// The table of DMA mappings, shared by the transport (which allocates) and the
-/// controller's threads (which translate).
-pub(crate) struct DmaSpace {
-    table: RwLock<Arc<Vec<Arc<Region>>>>,
-    generation: AtomicU64,
-    next_iova: Mutex<u64>,
-}
-
-struct Mapping {
-    region: Arc<Region>,
-    space: Weak<DmaSpace>,
-}
-
-impl DmaOwner for Mapping {}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if let Some(space) = self.space.upgrade() {
-            space.remove(self.region.iova);
-        }
-    }
-}
-
-impl DmaSpace {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(DmaSpace { table: RwLock::new(Arc::new(Vec::new())), generation: AtomicU64::new(1), next_iova: Mutex::new(IOVA_BASE) })
-    }
-
-    /// Allocates zeroed memory and maps it at a fresh IOVA.
-    pub(crate) fn alloc(self: &Arc<Self>, len: usize) -> Result<DmaBuffer, TransportError> {
-        let mem = HostMemory::new(len).map_err(|source| TransportError::DmaAlloc { len, source })?;
-        let mapped = mem.len();
-        let iova = {
-            let mut next = self.next_iova.lock().unwrap_or_else(|e| e.into_inner());
-            let iova = *next;
-            *next = iova + (mapped as u64).next_multiple_of(1 << 21) + IOVA_GUARD;
-            iova
-        };
-        let ptr = mem.ptr();
-        let region = Arc::new(Region { iova, len: mapped, mem });
-        {
-            let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
-            let mut v: Vec<Arc<Region>> = t.as_ref().clone();
-            let pos = v.partition_point(|r| r.iova < iova);
-            v.insert(pos, region.clone());
-            *t = Arc::new(v);
-            self.generation.fetch_add(1, Ordering::Release);
-        }
-        let owner = Arc::new(Mapping { region, space: Arc::downgrade(self) });
-        // SAFETY: `ptr` points to `len` bytes of a private anonymous mapping owned by
-        // `region`, which `owner` keeps alive; nothing else references it by Rust reference.
-        Ok(unsafe { DmaBuffer::from_raw(ptr, len, iova, owner) })
-    }
-
-    fn remove(&self, iova: u64) {
-        let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<Arc<Region>> = t.as_ref().clone();
-        v.retain(|r| r.iova != iova);
-        *t = Arc::new(v);
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// A view for one processing thread.
-    pub(crate) fn view(self: &Arc<Self>) -> DmaView {
-        let regions = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
-        DmaView { generation: self.generation.load(Ordering::Acquire), regions, space: self.clone(), last: std::cell::Cell::new(0) }
-    }
+/// A view of `space` for one processing thread.
+pub(crate) fn view(space: &Arc<Space>) -> DmaView {
+    let regions = space.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+    DmaView { generation: space.generation.load(Ordering::Acquire), regions, space: space.clone(), last: std::cell::Cell::new(0) }
 }
 
 /// A processing thread's snapshot of the mapping table. Regions unmapped by the host stay
@@ -102,7 +27,7 @@ impl DmaSpace {
 pub(crate) struct DmaView {
     generation: u64,
     regions: Arc<Vec<Arc<Region>>>,
-    space: Arc<DmaSpace>,
+    space: Arc<Space>,
     /// Index of the region the last translation hit (data buffers come in runs).
     last: std::cell::Cell<usize>,
 }
@@ -393,10 +318,17 @@ mod tests {
 
     const P: usize = 4096;
 
-    fn space_with(len: usize) -> (Arc<DmaSpace>, DmaBuffer) {
-        let s = DmaSpace::new();
+    struct S(Arc<Space>);
+    impl S {
+        fn view(&self) -> DmaView {
+            view(&self.0)
+        }
+    }
+
+    fn space_with(len: usize) -> (S, crate::transport::DmaBuffer) {
+        let s = crate::transport::space::AddressSpace::new();
         let b = s.alloc(len).unwrap();
-        (s, b)
+        (S(s.0), b)
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl IoThread {
     pub(crate) fn new(idx: usize, shared: Arc<Shared>, rx: Receiver<IoMsg>) -> Self {
         let cfg = &shared.cfg;
         let exec = Exec {
-            view: shared.dma.view(),
+            view: super::dma::view(&shared.dma),
             segs: Vec::with_capacity(64),
             scratch: Vec::new(),
             rng: Rng::stream(cfg.seed, idx as u64),

@@ -33,8 +33,8 @@ use std::time::Instant;
 use crate::nvme::log::{ErrorLogEntry, async_event, lid};
 use crate::nvme::regs::{self as nregs, Cap, Vs, offset};
 use crate::nvme::status::Status;
+use crate::transport::space::Space;
 use crate::transport::{DmaBuffer, TransportError};
-use dma::DmaSpace;
 use fault::Faults;
 use namespace::Namespace;
 use regs::{Registers, Waker};
@@ -104,7 +104,7 @@ pub(crate) enum CtrlMsg {
 pub(crate) struct Shared {
     pub(crate) cfg: SimConfig,
     pub(crate) regs: Registers,
-    pub(crate) dma: Arc<DmaSpace>,
+    pub(crate) dma: Arc<Space>,
     pub(crate) namespaces: Vec<Arc<Namespace>>,
     pub(crate) faults: Faults,
     pub(crate) events: Mutex<Events>,
@@ -195,34 +195,9 @@ impl Shared {
     }
 }
 
-/// Host memory as simulated controllers reach it: an address space of DMA buffers that
-/// one or more simulators share (see [`Simulator::new_in`]). Cheap to clone.
-#[derive(Clone)]
-pub struct AddressSpace(Arc<DmaSpace>);
-
-impl AddressSpace {
-    /// An empty address space.
-    pub fn new() -> Self {
-        AddressSpace(DmaSpace::new())
-    }
-
-    /// Allocates zeroed, page-aligned memory at a fresh address of this space.
-    pub fn alloc(&self, len: usize) -> Result<DmaBuffer, TransportError> {
-        self.0.alloc(len)
-    }
-}
-
-impl Default for AddressSpace {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Debug for AddressSpace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AddressSpace")
-    }
-}
+/// Host memory as simulated controllers reach it (moved to the transport layer, where a
+/// VFIO function can share it too; the name stays here for the simulator's users).
+pub use crate::transport::space::AddressSpace;
 
 /// The simulated controller. Dropping it stops its threads.
 pub struct Simulator {
@@ -412,7 +387,7 @@ impl Simulator {
 
     /// Allocates DMA memory mapped into the controller's IOVA space.
     pub fn dma_alloc(&self, len: usize) -> Result<DmaBuffer, TransportError> {
-        self.shared.dma.alloc(len)
+        AddressSpace(self.shared.dma.clone()).alloc(len)
     }
 
     /// Removes power. `dirty`: no shutdown, so unflushed writes in the volatile write

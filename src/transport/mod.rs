@@ -10,9 +10,11 @@
 pub mod dma;
 pub mod pci;
 pub mod sim;
+pub mod space;
 pub mod vfio;
 
 pub use dma::DmaBuffer;
+pub use space::AddressSpace;
 
 use std::sync::Arc;
 
@@ -115,6 +117,13 @@ pub trait Transport: Send + Sync {
         let _ = (offset, data);
         Err(TransportError::Unsupported { what: "PCI configuration space access", transport: "this" })
     }
+
+    /// Gives the device back now, though handles to the transport may live on (a script's
+    /// controller objects): a real function is shut down and released, so another process,
+    /// or the next `open` of the same function, can have it; its registers read all ones
+    /// from then on, which the driver treats as a device that is gone. The default does
+    /// nothing (a simulator stops when its last handle drops).
+    fn close(&self) {}
 }
 
 /// A shared transport handle.

@@ -7,6 +7,11 @@
 //! device-request notification (unplug, unbind): the function is then released at once so
 //! the removal does not hang, and registers read all ones from then on, which the driver
 //! treats as a device that is gone.
+//!
+//! Opened with [`VfioTransport::open_in`], the function takes its DMA memory from an
+//! [`AddressSpace`] instead of a pool of its own: every region of the space, made before the
+//! function was opened or after, is mapped into its container at the region's own IOVA, so
+//! buffers shared by several devices (the Python front's) reach each of them.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -22,6 +27,7 @@ use vfio_ioctls::{VfioContainer, VfioDevice, VfioRegionInfoCap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::dma::DmaOwner;
+use super::space::{AddressSpace, DmaMapper, Subscription};
 use super::{DmaBuffer, ResetKind, Transport, TransportError};
 use crate::nvme::regs::offset;
 
@@ -86,7 +92,7 @@ pub struct VfioTransport {
     /// The function; taken (and so released) when the kernel asks for it back.
     device: Arc<Mutex<Option<VfioDevice>>>,
     gone: Arc<AtomicBool>,
-    pool: Arc<Pool>,
+    memory: Memory,
     watcher: Option<(Arc<EventFd>, Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
@@ -96,6 +102,14 @@ pub struct VfioTransport {
 unsafe impl Send for VfioTransport {}
 // SAFETY: see `Send`: `&self` methods only do volatile MMIO or lock.
 unsafe impl Sync for VfioTransport {}
+
+/// Where a function's DMA memory comes from.
+enum Memory {
+    /// A pool of its own.
+    Pool(Arc<Pool>),
+    /// A shared address space, mapped into the container while the subscription lives.
+    Space(AddressSpace, Mutex<Option<Subscription>>),
+}
 
 impl std::fmt::Debug for VfioTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,6 +121,19 @@ impl VfioTransport {
     /// Opens the function: group and container, bus mastering, BAR0, the DMA pool and the
     /// device-request watcher. The function must be bound to `vfio-pci` (`nvplan bind`).
     pub fn open(opts: &VfioOptions) -> Result<VfioTransport, TransportError> {
+        Self::open_with(opts, None)
+    }
+
+    /// Like [`VfioTransport::open`], with every DMA allocation (queues, PRP lists, data
+    /// buffers) taken from `memory`, whose every region, existing or to come, is mapped into
+    /// the function's IOMMU container at its own IOVA while the transport lives. Fails when
+    /// a region lies outside the IOVA ranges the IOMMU accepts, or cannot be pinned
+    /// (`ulimit -l`).
+    pub fn open_in(opts: &VfioOptions, memory: &AddressSpace) -> Result<VfioTransport, TransportError> {
+        Self::open_with(opts, Some(memory))
+    }
+
+    fn open_with(opts: &VfioOptions, memory: Option<&AddressSpace>) -> Result<VfioTransport, TransportError> {
         let addr = opts.sysfs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let name = format!("vfio:{addr}");
         let driver = std::fs::read_link(opts.sysfs.join("driver")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
@@ -127,10 +154,17 @@ impl VfioTransport {
         enable_bus_master(&device, &name)?;
         let bar = map_bar0(&device, &name)?;
         let ranges = iova_ranges(&container).map_err(|e| os_err(format!("{name}: VFIO_IOMMU_GET_INFO"), e))?;
-        let pool = Arc::new(Pool::new(container, ranges));
-        let device = Arc::new(Mutex::new(Some(device)));
         let gone = Arc::new(AtomicBool::new(false));
-        let mut t = VfioTransport { name, bar, device, gone, pool, watcher: None };
+        let memory = match memory {
+            None => Memory::Pool(Arc::new(Pool::new(container, ranges))),
+            Some(space) => {
+                let mapper = Arc::new(ContainerMapper { container, ranges, gone: gone.clone(), name: name.clone() });
+                let sub = space.subscribe(mapper)?;
+                Memory::Space(space.clone(), Mutex::new(Some(sub)))
+            }
+        };
+        let device = Arc::new(Mutex::new(Some(device)));
+        let mut t = VfioTransport { name, bar, device, gone, memory, watcher: None };
         t.watcher = t.watch_requests();
         Ok(t)
     }
@@ -157,29 +191,33 @@ impl VfioTransport {
                 }
                 eprintln!("nvplan: {name}: the kernel asks for the device back (unplug or unbind); releasing it");
                 gone.store(true, Ordering::Release);
-                // Replace BAR0 by anonymous all-ones memory in place, so concurrent readers
-                // see a device that is gone rather than fault, and the device file has no
-                // mapping left.
-                // SAFETY: `bar_ptr..+bar_len` is the BAR mapping this transport owns; a
-                // MAP_FIXED anonymous mapping replaces it atomically, and the transport never
-                // made references into it.
-                unsafe {
-                    let p = libc::mmap(
-                        bar_ptr as *mut libc::c_void,
-                        bar_len,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                        -1,
-                        0,
-                    );
-                    if p != libc::MAP_FAILED {
-                        std::ptr::write_bytes(p.cast::<u8>(), 0xff, bar_len);
-                    }
-                }
+                // SAFETY: `bar_ptr..+bar_len` is this transport's BAR mapping, which lives
+                // (as the mapping or its stand-in) until the transport drops, after this
+                // thread is joined.
+                unsafe { replace_bar(bar_ptr as *mut u8, bar_len) };
                 drop(device.lock().unwrap_or_else(|e| e.into_inner()).take());
             })
             .ok()?;
         Some((efd, closing, h))
+    }
+
+    /// Shuts the controller down and releases the function at once, though handles to the
+    /// transport remain (see [`Transport::close`]). Idempotent.
+    fn release(&self) {
+        if self.device.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            return;
+        }
+        if !self.is_gone() {
+            self.quiesce();
+        }
+        self.gone.store(true, Ordering::Release);
+        if let Memory::Space(_, sub) = &self.memory {
+            sub.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+        // SAFETY: the BAR mapping (or its stand-in) lives until the transport drops; a late
+        // register access reads the all-ones stand-in.
+        unsafe { replace_bar(self.bar.ptr.as_ptr(), self.bar.len) };
+        drop(self.device.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 
     /// Whether the kernel took the device back.
@@ -230,6 +268,11 @@ impl Drop for VfioTransport {
         if !self.is_gone() {
             self.quiesce();
         }
+        // The controller stopped DMA: the shared space's regions leave the container (a
+        // pool is unmapped when its last buffer drops).
+        if let Memory::Space(_, sub) = &self.memory {
+            sub.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
         if let Some((efd, closing, h)) = self.watcher.take() {
             closing.store(true, Ordering::Release);
             let _ = efd.write(1);
@@ -268,7 +311,10 @@ impl Transport for VfioTransport {
     }
 
     fn dma_alloc(&self, len: usize) -> Result<DmaBuffer, TransportError> {
-        self.pool.alloc(len)
+        match &self.memory {
+            Memory::Pool(pool) => pool.alloc(len),
+            Memory::Space(space, _) => space.alloc(len),
+        }
     }
 
     fn reset(&self, kind: ResetKind) -> Result<(), TransportError> {
@@ -287,6 +333,10 @@ impl Transport for VfioTransport {
                 enable_bus_master(d, &self.name)
             }
         }
+    }
+
+    fn close(&self) {
+        self.release();
     }
 
     fn power_off(&self, _dirty: bool) -> Result<(), TransportError> {
@@ -342,6 +392,24 @@ impl VfioTransport {
             done += n as usize;
         }
         Ok(())
+    }
+}
+
+/// Replaces BAR0's mapping by anonymous all-ones memory in place, so concurrent readers see
+/// a device that is gone rather than fault, and the device file has no mapping left (a
+/// group whose device is still mapped cannot leave its container).
+///
+/// # Safety
+/// `ptr..ptr+len` must be the transport's BAR mapping (or its stand-in), never accessed
+/// through references.
+unsafe fn replace_bar(ptr: *mut u8, len: usize) {
+    // SAFETY: per the contract, the range is ours; a MAP_FIXED anonymous mapping replaces
+    // it atomically, and the fill writes only inside the new mapping.
+    unsafe {
+        let p = libc::mmap(ptr.cast(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        if p != libc::MAP_FAILED {
+            std::ptr::write_bytes(p.cast::<u8>(), 0xff, len);
+        }
     }
 }
 
@@ -429,6 +497,60 @@ fn iova_ranges(container: &VfioContainer) -> io::Result<Vec<(u64, u64)>> {
     Ok(ranges)
 }
 
+/// A function's IOMMU container as an [`AddressSpace`] maps into it.
+struct ContainerMapper {
+    container: Arc<VfioContainer>,
+    /// Valid IOVA ranges, inclusive ends.
+    ranges: Vec<(u64, u64)>,
+    /// Set when the kernel took the function back: its container maps nothing any more,
+    /// and allocations must still succeed.
+    gone: Arc<AtomicBool>,
+    name: String,
+}
+
+impl DmaMapper for ContainerMapper {
+    fn map(&self, iova: u64, ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+        if self.gone.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !in_ranges(&self.ranges, iova, len) {
+            let last = iova.saturating_add(len as u64 - 1);
+            let have: Vec<String> = self.ranges.iter().map(|r| format!("{:#x}-{:#x}", r.0, r.1)).collect();
+            return Err(io::Error::other(format!(
+                "{}: IOVA {iova:#x}-{last:#x} lies outside the ranges the IOMMU accepts ({}; an Intel VT-d unit with a 39-bit address width ends at 0x7fffffffff)",
+                self.name,
+                have.join(", ")
+            )));
+        }
+        // SAFETY: the address space keeps `ptr..ptr+len` (anonymous memory, page aligned)
+        // alive until it calls `unmap` for this range, which it does before freeing it; the
+        // device only reaches it through the IOMMU mapping made here.
+        match unsafe { self.container.vfio_dma_map(iova, len, ptr.as_ptr()) } {
+            Ok(()) => Ok(()),
+            // Removed while mapping: nothing to map into any more.
+            Err(_) if self.gone.load(Ordering::Acquire) => Ok(()),
+            Err(e) => Err(io::Error::other(format!("{}: VFIO_IOMMU_MAP_DMA of {len} bytes at IOVA {iova:#x}: {e}{}", self.name, memlock_hint(&e)))),
+        }
+    }
+
+    fn unmap(&self, iova: u64, len: usize) {
+        // Fails harmlessly when the device already left the container (its mappings went
+        // with it).
+        let _ = self.container.vfio_dma_unmap(iova, len);
+    }
+}
+
+/// Whether `len` bytes at `iova` lie inside one of the IOMMU's valid ranges (inclusive ends).
+fn in_ranges(ranges: &[(u64, u64)], iova: u64, len: usize) -> bool {
+    let Some(last) = iova.checked_add((len as u64).saturating_sub(1)) else { return false };
+    ranges.iter().any(|r| iova >= r.0 && last <= r.1)
+}
+
+/// ENOMEM from MAP_DMA is RLIMIT_MEMLOCK (pinned pages are charged to it).
+fn memlock_hint(e: &vfio_ioctls::VfioError) -> &'static str {
+    if matches!(e, vfio_ioctls::VfioError::IommuDmaMap(s) if s.errno() == libc::ENOMEM) { " (raise the locked-memory limit: ulimit -l)" } else { "" }
+}
+
 /// DMA memory for one function: chunks of anonymous memory, each mapped into the IOMMU
 /// once, sub-allocated at page granularity.
 struct Pool {
@@ -500,15 +622,8 @@ impl Pool {
         let _ = map.advise(memmap2::Advice::DontFork);
         // SAFETY: the mapping is ours and lives in the chunk until the pool drops, after
         // which it is unmapped from the IOMMU before being freed.
-        unsafe { self.container.vfio_dma_map(iova, size, map.as_mut_ptr()) }.map_err(|e| {
-            // ENOMEM from MAP_DMA is RLIMIT_MEMLOCK (pinned pages are charged to it).
-            let hint = if matches!(&e, vfio_ioctls::VfioError::IommuDmaMap(s) if s.errno() == libc::ENOMEM) {
-                " (raise the locked-memory limit: ulimit -l)"
-            } else {
-                ""
-            };
-            io::Error::other(format!("VFIO_IOMMU_MAP_DMA of {size} bytes at IOVA {iova:#x}: {e}{hint}"))
-        })?;
+        unsafe { self.container.vfio_dma_map(iova, size, map.as_mut_ptr()) }
+            .map_err(|e| io::Error::other(format!("VFIO_IOMMU_MAP_DMA of {size} bytes at IOVA {iova:#x}: {e}{}", memlock_hint(&e))))?;
         st.next = iova + size as u64;
         Ok(Chunk { map, iova, free: BTreeMap::from([(0, size)]) })
     }
@@ -574,8 +689,20 @@ impl Drop for Allocation {
 
 #[cfg(test)]
 mod tests {
-    use super::{give_back, take};
+    use super::{give_back, in_ranges, take};
+    use crate::transport::space::IOVA_BASE;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn the_shared_space_fits_a_39_bit_iommu_around_the_msi_window() {
+        // What a 39-bit VT-d unit (QEMU's intel-iommu default) reports through VFIO.
+        let vtd39 = [(0, 0xfedf_ffff), (0xfef0_0000, (1 << 39) - 1)];
+        assert!(in_ranges(&vtd39, IOVA_BASE, 64 << 20));
+        assert!(in_ranges(&vtd39, (1 << 39) - 4096, 4096));
+        assert!(!in_ranges(&vtd39, (1 << 39) - 4096, 8192));
+        assert!(!in_ranges(&vtd39, 0xfee0_0000, 4096));
+        assert!(!in_ranges(&vtd39, u64::MAX - 4095, 8192));
+    }
 
     #[test]
     fn first_fit_splits_the_run_it_takes() {

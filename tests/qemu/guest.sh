@@ -129,6 +129,34 @@ bench)
     $NV run benches/qemu/randread-4k-qd64.yaml --target "vfio:$Q0" --quiet --out "$OUT/bench" >/dev/null
     python3 -c "import json; print('BENCH nvplan-vfio iops=%d' % json.load(open('$OUT/bench/summary.json'))['phases'][-1]['workers'][0]['iops'])"
     ;;
+python)
+    # The Python front through VFIO on NVPLANQ0: every Buffer and queue lives in the one
+    # address space all controllers opened from Python share, mapped into the function's
+    # IOMMU container at its own IOVA.
+    Q0=$(addr_of NVPLANQ0)
+    [ -n "$Q0" ] || { echo "NVPLANQ0 not found"; exit 1; }
+    $NV bind "$Q0" >/dev/null
+    PY=$(cat "$OUT/python")
+    export PATH=$(dirname "$PY"):$PATH PYTHONPATH=$OUT/../py PYTHONDONTWRITEBYTECODE=1 NVPLAN_PYNVME_DIR=$OUT/pynvme
+    here=python/tests/pynvme
+    check "PyNVMe 2.3.2's tests on NVPLANQ0" timeout 900 $here/run.sh --subset $here/qemu-subset.txt \
+        --known $here/known-failures-qemu.txt --pciaddr "$Q0"
+    # nvplan's own Python tests of the `nvme` front and of metamode (test_seed_ioworker.py
+    # is minutes of timed ioworkers: too long for the harness), but those that need the
+    # simulator's power switch.
+    deselect=(
+        # power_cycle: a VFIO function has no power switch
+        "not test_power_cycle_keeps_flushed_data"
+        # runs a plan on the embedded simulator, not on the device under test; inside the
+        # emulated guest the simulator's 128 KiB writes take over slow_latency's 1 s (-8)
+        "not test_run_plan_returns_the_summary"
+    )
+    k=
+    for d in "${deselect[@]}"; do k="${k:+$k and }$d"; done
+    check "nvplan's Python tests on NVPLANQ0" timeout 900 "$PY" -m pytest python/tests/test_nvme_front.py \
+        python/tests/test_metamode_seed.py -p no:cacheprovider -q \
+        --timeout 300 -rfE --pciaddr "$Q0" -k "$k"
+    ;;
 power-write | power-check)
     # Power loss: the harness kills QEMU once the write stage prints NVPLAN-POWER-FLUSHED.
     Q0=$(addr_of NVPLANQ0)

@@ -4,9 +4,10 @@
 #
 #   tests/qemu/run.sh            build, boot, run everything below, exit non-zero on failure
 #   tests/qemu/run.sh --shell    boot the guest to a shell (for debugging)
-#   NVPLAN_QEMU_STAGES="main power bench" tests/qemu/run.sh
-#                                choose stages (default: main power); `bench` sets nvplan's
-#                                4 KiB random-read IOPS beside fio's on the same controller
+#   NVPLAN_QEMU_STAGES="main power bench python" tests/qemu/run.sh
+#                                choose stages (default: main power python); `bench` sets
+#                                nvplan's 4 KiB random-read IOPS beside fio's on the same
+#                                controller
 #
 # The guest has three controllers, each behind its own PCIe root port (own IOMMU group):
 #   nvme0  serial NVPLANQ0: one 1 GiB namespace of 512 B LBAs (as the default simulator),
@@ -19,7 +20,10 @@
 # Stages (each one boot): `main` (devices and bind on the guest's sysfs, the driver test
 # suite, the reference plans), then power loss: `power-write` writes and flushes, QEMU is
 # killed while writes go on, and `power-check` boots on the same image files and reads
-# back what was flushed.
+# back what was flushed. `python`: the Python front (this checkout's wheel, installed under
+# target/qemu/py) through VFIO on NVPLANQ0: PyNVMe 2.3.2's own tests
+# (python/tests/pynvme/qemu-subset.txt, checked against known-failures-qemu.txt) and
+# nvplan's python/tests.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -56,12 +60,45 @@ if [ ! -f "$KDIR/boot/vmlinuz-$KVER" ]; then
 fi
 MODS=$KDIR/lib/modules/$KVER/kernel
 
+STAGES=${NVPLAN_QEMU_STAGES:-main power python}
+has_stage() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 # --- binaries ----------------------------------------------------------------------------
 cd "$ROOT"
-say "building nvplan and its test binaries"
+say "building nvplan"
 cargo build --release --quiet
-cargo test --release --no-run --message-format=json 2>/dev/null \
-    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' > "$WORK/test-binaries"
+if has_stage main || has_stage power; then
+    say "building the test binaries"
+    cargo test --release --no-run --message-format=json 2>/dev/null \
+        | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' > "$WORK/test-binaries"
+fi
+if has_stage python; then
+    # This checkout's Python package, as a wheel installed under $WORK/py (not into the
+    # machine's site-packages, which may hold another checkout's): the guest puts it first
+    # on PYTHONPATH. The guest runs the host's Python, named in $OUT/python.
+    PY=$(python3 -c 'import sys; print(sys.executable)')
+    pip_need=()
+    command -v maturin >/dev/null || pip_need+=(maturin)
+    "$PY" -c 'import pytest' 2>/dev/null || pip_need+=(pytest)
+    "$PY" -c 'import pytest_timeout' 2>/dev/null || pip_need+=(pytest-timeout)
+    if [ ${#pip_need[@]} -gt 0 ]; then
+        if [ "$(id -u)" = 0 ]; then
+            say "installing ${pip_need[*]} (pip)"
+            "$PY" -m pip install --quiet --root-user-action=ignore "${pip_need[@]}"
+        else
+            say "missing Python packages: ${pip_need[*]} (pip install ${pip_need[*]})"
+            exit 2
+        fi
+    fi
+    say "building the Python package"
+    rm -rf "$WORK/wheels" "$WORK/py"
+    (cd python && maturin build --release -o "$WORK/wheels" > "$WORK/wheel.log" 2>&1) || { cat "$WORK/wheel.log" >&2; exit 1; }
+    "$PY" -m pip install --quiet --root-user-action=ignore --no-deps --no-compile --target "$WORK/py" "$WORK"/wheels/nvplan-*.whl
+    printf '%s' "$PY" > "$OUT/python"
+    # The guest has no network: PyNVMe's suite is fetched and unpacked here, into the
+    # output directory (written by the guest: results, caches).
+    NVPLAN_PYNVME_DIR=$OUT/pynvme python/tests/pynvme/run.sh --fetch-only
+fi
 
 # --- initramfs ---------------------------------------------------------------------------
 INITRD=$WORK/initrd.gz
@@ -170,7 +207,6 @@ boot() {
 
 if [ "${1:-}" = --shell ]; then fresh_images; boot shell /dev/null; fi
 
-STAGES=${NVPLAN_QEMU_STAGES:-main power}
 # For quicker rounds: NVPLAN_QEMU_SUITES="admin metamode" and NVPLAN_QEMU_PLANS="plans/x.yaml"
 # (empty: none) narrow the main stage.
 printf '%s' "${NVPLAN_QEMU_SUITES:-}" > "$OUT/suites"
@@ -183,6 +219,11 @@ case " $STAGES " in *" bench "*)
     boot bench "$WORK/bench.log" || fail=1
     grep -ao 'BENCH .*' "$WORK/bench.log" >&2 || true ;;
 esac
+if has_stage python; then
+    fresh_images
+    boot python "$WORK/python.log" || fail=1
+    grep -a 'PyNVMe suite on nvplan\|NVPLAN-PYTEST' "$WORK/python.log" >&2 || true
+fi
 case " $STAGES " in *" power "*) ;; *) [ $fail = 0 ] && say "all stages passed"; exit $fail ;; esac
 # Power loss: the images start fresh so the check reads only what this write stage left.
 fresh_images

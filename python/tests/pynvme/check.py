@@ -1,10 +1,13 @@
-"""Compares a pytest JUnit XML result of PyNVMe's suite with the known-failures list.
+"""Compares a pytest JUnit XML result of PyNVMe's suite with the known-failures lists.
 
-Each line of the list is ``<test id> | <reason>``; a test id is ``file::name`` (without
+    check.py RESULTS.xml [LIST...]
+
+Each line of a list is ``<test id> | <reason>``; a test id is ``file::name`` (without
 parameters: every parametrisation of a listed test may fail). Exit status 1 when a test
 failed that is not listed, or a listed test passed in every parametrisation that ran.
 """
 
+import os
 import sys
 import xml.etree.ElementTree as ET
 
@@ -27,8 +30,11 @@ def test_id(case):
     return f"{path}.py::{name}"
 
 
-def main(junit, known_path):
-    known = load_known(known_path)
+def main(junit, known_paths):
+    known = {}
+    for path in known_paths:
+        known.update(load_known(path))
+    lists = ", ".join(os.path.basename(p) for p in known_paths) or "no known-failures list"
     outcome = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         tid = test_id(case)
@@ -47,11 +53,11 @@ def main(junit, known_path):
     print(f"PyNVMe suite on nvplan: {len(outcome)} test functions, {passed} passed, "
           f"{len(failed)} failed ({len(failed) - len(unexpected)} listed), {len(skipped)} skipped")
     for t in unexpected:
-        print(f"  failed and not in known-failures.txt: {t}")
+        print(f"  failed and not in {lists}: {t}")
     for t in stale:
-        print(f"  listed in known-failures.txt but passed: {t} (remove it from the list)")
+        print(f"  listed in {lists} but passed: {t} (remove it from the list)")
     return 1 if unexpected or stale else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2:]))
