@@ -11,7 +11,7 @@ use super::dma::{self, DmaView, Seg};
 use super::fault::{FaultAction, FaultQueue};
 use super::firmware::{self, Firmware};
 use super::io::IoMsg;
-use super::queue::{CqState, PostError, SqState};
+use super::queue::{CqState, SqState};
 use super::regs::Idle;
 use super::selftest::{self, SelfTest};
 use super::{CtrlMsg, Shared, lock};
@@ -331,7 +331,8 @@ impl ControllerThread {
         self.sh.page_size.store(page as usize, Ordering::SeqCst);
         let (sqs, cqs) = (aqa.asqs() as u32 + 1, aqa.acqs() as u32 + 1);
         self.asq = Some(SqState::new(0, asq, sqs, 0, 0));
-        self.acq = Some(CqState::new(0, acq, cqs));
+        // The admin CQ always signals vector 0 (NVMe 1.4 §7.5.1.1).
+        self.acq = Some(CqState::new(0, acq, cqs).with_irq(Some(0)));
         r.open_doorbell(0, false, sqs, 0);
         r.open_doorbell(0, true, cqs, 0);
         for t in self.io_threads() {
@@ -400,10 +401,12 @@ impl ControllerThread {
     }
 
     fn post_admin(&mut self, cqe: Cqe) {
-        if let Some(cq) = self.acq.as_mut()
-            && cq.post_or_queue(&self.view, &self.sh.regs, cqe) == Err(PostError::Unmapped)
-        {
-            self.sh.set_fatal();
+        if let Some(cq) = self.acq.as_mut() {
+            match cq.post_or_queue(&self.view, &self.sh.regs, cqe) {
+                Ok(true) => self.sh.msix.signal(0, &self.view),
+                Ok(false) => {}
+                Err(_) => self.sh.set_fatal(),
+            }
         }
     }
 
@@ -413,7 +416,12 @@ impl ControllerThread {
             && !cq.overflow.is_empty()
         {
             match cq.drain_overflow(&self.view, &self.sh.regs) {
-                Ok(k) => n += k,
+                Ok(k) => {
+                    n += k;
+                    if k > 0 {
+                        self.sh.msix.signal(0, &self.view);
+                    }
+                }
                 Err(_) => self.sh.set_fatal(),
             }
         }
@@ -557,7 +565,7 @@ impl ControllerThread {
     fn create_cq(&mut self, sqe: &Sqe) -> Result<u32, Status> {
         let qid = sqe.dw[10] as u16;
         let size = (sqe.dw[10] >> 16) + 1;
-        let (pc, iv) = (sqe.dw[11] & 1 != 0, (sqe.dw[11] >> 16) as u16);
+        let (pc, ien, iv) = (sqe.dw[11] & 1 != 0, sqe.dw[11] & 2 != 0, (sqe.dw[11] >> 16) as u16);
         let dnr = |s: Status| s.with_dnr(true);
         if qid == 0 || qid as u32 > self.feat.queues.cq || self.cqs.contains_key(&qid) {
             return Err(dnr(Status::INVALID_QUEUE_ID));
@@ -580,7 +588,7 @@ impl ControllerThread {
         }
         let owner = 1 + qid as usize % self.io_tx.len();
         self.sh.regs.open_doorbell(qid, true, size, owner as u32);
-        self.send_io(owner, IoMsg::AddCq(CqState::new(qid, sqe.prp1(), size)));
+        self.send_io(owner, IoMsg::AddCq(CqState::new(qid, sqe.prp1(), size).with_irq(ien.then_some(iv))));
         self.cqs.insert(qid, (owner, 0));
         Ok(0)
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::dma::{DmaView, Seg, SglCaps, seg_len};
 use super::fault::{FaultAction, FaultQueue};
 use super::namespace::Namespace;
-use super::queue::{CqState, PostError, SqState};
+use super::queue::{CqState, SqState};
 use super::regs::Idle;
 use super::{Counters, Shared};
 use crate::nvme::features::Arbitration;
@@ -275,10 +275,16 @@ impl IoThread {
 
     fn post(&mut self, cqid: u16, cqe: Cqe) {
         let Exec { shared, view, .. } = &self.exec;
-        if let Some(cq) = self.cqs[cqid as usize].as_mut()
-            && cq.post_or_queue(view, &shared.regs, cqe) == Err(PostError::Unmapped)
-        {
-            shared.set_fatal();
+        if let Some(cq) = self.cqs[cqid as usize].as_mut() {
+            match cq.post_or_queue(view, &shared.regs, cqe) {
+                Ok(true) => {
+                    if let Some(iv) = cq.irq {
+                        shared.msix.signal(iv, view);
+                    }
+                }
+                Ok(false) => {}
+                Err(_) => shared.set_fatal(),
+            }
         }
     }
 
@@ -288,7 +294,12 @@ impl IoThread {
         for cq in self.cqs.iter_mut().flatten() {
             if !cq.overflow.is_empty() {
                 match cq.drain_overflow(view, &shared.regs) {
-                    Ok(k) => n += k,
+                    Ok(k) => {
+                        n += k;
+                        if let (true, Some(iv)) = (k > 0, cq.irq) {
+                            shared.msix.signal(iv, view);
+                        }
+                    }
                     Err(_) => shared.set_fatal(),
                 }
             }
