@@ -44,7 +44,11 @@ impl Msix {
         let table = pci::read32(t.as_ref(), cap + 4)?;
         let pba = pci::read32(t.as_ref(), cap + 8)?;
         if table & 7 != 0 || pba & 7 != 0 {
-            return Err(DriverError::Transport(TransportError::InvalidState(format!("MSI-X table (BIR {}) or PBA (BIR {}) is not in BAR0", table & 7, pba & 7))));
+            return Err(DriverError::Transport(TransportError::InvalidState(format!(
+                "MSI-X table (BIR {}) or PBA (BIR {}) is not in BAR0",
+                table & 7,
+                pba & 7
+            ))));
         }
         Ok(Some(Msix { t: t.clone(), cap, table: (table & !7) as usize, pba: (pba & !7) as usize, vectors }))
     }

@@ -4,7 +4,8 @@
 //!
 //! NVMe 1.4 §7.5.1.1: a completion posted to a CQ with IEN = 1 signals its IV. Interrupt
 //! Coalescing (Set Features 08h) is accepted but not modelled: every completion signals at
-//! once, which §5.21.1.8 allows (the aggregation values are limits, not obligations).
+//! once. §5.21.1.8 makes THR a "desired minimum" and TIME a "recommended maximum" delay,
+//! so signalling at once conforms.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
