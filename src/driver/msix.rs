@@ -97,7 +97,7 @@ impl Msix {
     /// Points vector `v` at `iova` (DWORD aligned) with message `data`, then unmasks it.
     /// The vector is masked while its address and data change (§6.8.3.5).
     pub fn program(&self, v: u16, iova: u64, data: u32) -> Result<(), DriverError> {
-        if iova % 4 != 0 {
+        if !iova.is_multiple_of(4) {
             return Err(DriverError::InvalidArgument(format!("MSI-X message address {iova:#x} is not DWORD aligned")));
         }
         let e = self.entry(v)?;

@@ -166,7 +166,7 @@ impl DmaView {
     /// A 4-byte memory write to host memory at `iova` (DWORD aligned), as a release store:
     /// an MSI-X message, ordered after the completion entries written before it.
     pub(crate) fn write_u32_release(&self, iova: u64, v: u32) -> Result<(), Status> {
-        if iova % 4 != 0 {
+        if !iova.is_multiple_of(4) {
             return Err(Status::DATA_TRANSFER_ERROR);
         }
         let p = self.translate(iova, 4).ok_or(Status::DATA_TRANSFER_ERROR)?;
