@@ -140,3 +140,12 @@ fn create_cq_with_a_vector_beyond_the_table_is_invalid_interrupt_vector() {
     let e = r.ctrl.create_qpair(QpairOptions { entries: 8, ien: true, iv: Some(vectors), ..Default::default() }).unwrap_err();
     assert_eq!(e.status().map(|s| (s.sct(), s.sc())), Some((1, 8)), "{e}");
 }
+
+#[test]
+fn sim_queues_option_gives_a_vector_per_queue() {
+    let c = SimConfig::parse_options("queues=128").unwrap();
+    assert_eq!(c.interrupt_vectors, 129);
+    let c = SimConfig::parse_options("queues=4096").unwrap();
+    assert_eq!(c.interrupt_vectors, 2048, "MSI-X has at most 2048 vectors");
+    assert_eq!(SimConfig::parse_options("queues=16").unwrap().interrupt_vectors, 65);
+}
