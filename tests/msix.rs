@@ -149,3 +149,33 @@ fn sim_queues_option_gives_a_vector_per_queue() {
     assert_eq!(c.interrupt_vectors, 2048, "MSI-X has at most 2048 vectors");
     assert_eq!(SimConfig::parse_options("queues=16").unwrap().interrupt_vectors, 65);
 }
+
+/// Interrupt Coalescing (Feature 08h, NVMe 1.4 §5.21.1.8): THR 1 (two completions) and
+/// TIME 255 (25.5 ms).
+const COALESCE: u32 = 1 | 255 << 8;
+
+#[test]
+fn coalescing_holds_one_completion_until_the_aggregation_time() {
+    let (r, mut q, _m, word) = setup(true, true);
+    r.ctrl.set_features(0x08, COALESCE).unwrap();
+    let start = Instant::now();
+    read(&mut q);
+    assert_eq!(word.load_u32_acquire(0), 0, "held: one completion is below the threshold");
+    assert_eq!(wait_word(&word, Duration::from_secs(2)), DATA, "sent when the aggregation time passes");
+    assert!(start.elapsed() >= Duration::from_millis(25), "after {:?}", start.elapsed());
+}
+
+#[test]
+fn coalescing_sends_at_the_threshold_and_not_for_disabled_vectors() {
+    let (r, mut q, _m, word) = setup(true, true);
+    r.ctrl.set_features(0x08, COALESCE).unwrap();
+    read(&mut q);
+    assert_eq!(word.load_u32_acquire(0), 0);
+    read(&mut q);
+    assert_eq!(wait_word(&word, Duration::from_millis(20)), DATA, "the second completion reaches THR + 1");
+    // Coalescing Disable (Feature 09h bit 16) on the vector: every completion signals.
+    word.store_u32_release(0, 0);
+    r.ctrl.set_features(0x09, q.qid() as u32 | 1 << 16).unwrap();
+    read(&mut q);
+    assert_eq!(wait_word(&word, Duration::from_millis(20)), DATA);
+}

@@ -367,6 +367,7 @@ impl ControllerThread {
         self.ready_at = None;
         self.sh.regs.update_csts(|c| Csts(0).with_nssro(c.nssro()));
         self.feat = Features::defaults(self.sh.cfg.max_io_queues);
+        self.sh.msix.reset_features();
         // A Controller Level Reset activates a committed firmware image (§5.12) and aborts
         // a short device self-test (§8.11.1).
         if self.fw.controller_reset() {
@@ -403,7 +404,7 @@ impl ControllerThread {
     fn post_admin(&mut self, cqe: Cqe) {
         if let Some(cq) = self.acq.as_mut() {
             match cq.post_or_queue(&self.view, &self.sh.regs, cqe) {
-                Ok(true) => self.sh.msix.signal(0, &self.view),
+                Ok(true) => self.sh.msix.signal(0, &self.view, false, || 0),
                 Ok(false) => {}
                 Err(_) => self.sh.set_fatal(),
             }
@@ -419,7 +420,7 @@ impl ControllerThread {
                 Ok(k) => {
                     n += k;
                     if k > 0 {
-                        self.sh.msix.signal(0, &self.view);
+                        self.sh.msix.signal(0, &self.view, false, || 0);
                     }
                 }
                 Err(_) => self.sh.set_fatal(),
@@ -900,12 +901,16 @@ impl ControllerThread {
                 }
                 return Ok(self.feat.queues.to_dword());
             }
-            fid::INTERRUPT_COALESCING => self.feat.irq_coalescing = v & 0xffff,
+            fid::INTERRUPT_COALESCING => {
+                self.feat.irq_coalescing = v & 0xffff;
+                self.sh.msix.set_coalescing(v);
+            }
             fid::INTERRUPT_VECTOR_CONFIG => {
                 if v & 0xffff >= self.sh.cfg.interrupt_vectors as u32 {
                     return Err(invalid);
                 }
                 self.feat.irq_vector_config = v;
+                self.sh.msix.set_coalescing_disable(v as u16, v & 1 << 16 != 0);
             }
             fid::WRITE_ATOMICITY => self.feat.write_atomicity = v & 1,
             fid::ASYNC_EVENT_CONFIG => self.feat.async_event_config = v,

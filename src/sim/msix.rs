@@ -3,12 +3,13 @@
 //! Address, made through the device's DMA view like any other write to host memory.
 //!
 //! NVMe 1.4 §7.5.1.1: a completion posted to a CQ with IEN = 1 signals its IV. Interrupt
-//! Coalescing (Set Features 08h) is accepted but not modelled: every completion signals at
-//! once. §5.21.1.8 makes THR a "desired minimum" and TIME a "recommended maximum" delay,
-//! so signalling at once conforms.
+//! Coalescing (Set Features 08h, §5.21.1.8) holds an I/O vector's signal until THR + 1
+//! completions aggregated or TIME x 100 µs passed since the first of them; TIME 0 means no
+//! delay, so nothing is held. Vectors with Coalescing Disable (Feature 09h) and the admin
+//! queue's signal at once.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::dma::DmaView;
 
@@ -34,7 +35,18 @@ pub(crate) struct Msix {
     /// MSI-X Enable, mirrored from configuration space so completions on a function that
     /// never enabled MSI-X cost one load.
     enabled: AtomicBool,
+    /// Interrupt Coalescing: THR (7:0), TIME (15:8).
+    coalescing: AtomicU32,
+    /// Earliest aggregation deadline (ns on the simulator's clock), u64::MAX if none.
+    next_due: AtomicU64,
     state: Mutex<State>,
+}
+
+/// Completions aggregated on a vector, and when its signal is due.
+#[derive(Clone, Copy, Default)]
+struct Agg {
+    count: u32,
+    due: Option<u64>,
 }
 
 struct State {
@@ -43,16 +55,35 @@ struct State {
     /// `[address lo, address hi, data, vector control]` per vector.
     entries: Vec<[u32; 4]>,
     pending: Vec<u64>,
+    agg: Vec<Agg>,
+    /// Coalescing Disable per vector (Feature 09h).
+    no_coalescing: Vec<bool>,
 }
 
 impl State {
     fn reset(vectors: usize) -> Self {
-        State { enabled: false, function_mask: false, entries: vec![[0, 0, 0, MASK]; vectors], pending: vec![0; vectors.div_ceil(64)] }
+        State {
+            enabled: false,
+            function_mask: false,
+            entries: vec![[0, 0, 0, MASK]; vectors],
+            pending: vec![0; vectors.div_ceil(64)],
+            agg: vec![Agg::default(); vectors],
+            no_coalescing: vec![false; vectors],
+        }
     }
 
     fn message(&self, v: usize) -> Message {
         let e = &self.entries[v];
         ((e[1] as u64) << 32 | e[0] as u64, e[2])
+    }
+
+    /// Sends vector `v`'s message (into `out`), or sets its pending bit while masked.
+    fn fire(&mut self, v: usize, out: &mut Vec<Message>) {
+        if self.function_mask || self.entries[v][3] & MASK != 0 {
+            self.set_pending(v, true);
+        } else {
+            out.push(self.message(v));
+        }
     }
 
     fn is_pending(&self, v: usize) -> bool {
@@ -85,7 +116,15 @@ impl State {
 impl Msix {
     /// `vectors` table entries at BAR0 offset `table`, the PBA at `pba`, in reset state.
     pub(crate) fn new(vectors: usize, table: usize, pba: usize) -> Self {
-        Msix { table, pba, vectors, enabled: AtomicBool::new(false), state: Mutex::new(State::reset(vectors)) }
+        Msix {
+            table,
+            pba,
+            vectors,
+            enabled: AtomicBool::new(false),
+            coalescing: AtomicU32::new(0),
+            next_due: AtomicU64::new(u64::MAX),
+            state: Mutex::new(State::reset(vectors)),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -96,7 +135,29 @@ impl Msix {
     /// pending; Enable and Function Mask follow configuration space (`control`).
     pub(crate) fn reset(&self, control: u16) {
         *self.lock() = State::reset(self.vectors);
+        self.reset_features();
         self.set_control(control, None);
+    }
+
+    /// Controller reset: Features 08h and 09h back to their defaults, nothing aggregated.
+    pub(crate) fn reset_features(&self) {
+        let mut s = self.lock();
+        s.agg.fill(Agg::default());
+        s.no_coalescing.fill(false);
+        self.coalescing.store(0, Ordering::Relaxed);
+        self.next_due.store(u64::MAX, Ordering::Release);
+    }
+
+    /// Set Features 08h: THR (7:0), TIME (15:8).
+    pub(crate) fn set_coalescing(&self, v: u32) {
+        self.coalescing.store(v & 0xffff, Ordering::Relaxed);
+    }
+
+    /// Set Features 09h: Coalescing Disable of vector `iv`.
+    pub(crate) fn set_coalescing_disable(&self, iv: u16, cd: bool) {
+        if let Some(c) = self.lock().no_coalescing.get_mut(iv as usize) {
+            *c = cd;
+        }
     }
 
     /// Whether `off` (4-byte aligned) falls in the table or the PBA.
@@ -160,26 +221,71 @@ impl Msix {
         }
     }
 
-    /// Signals vector `iv`: sends its message, or sets its pending bit while it or the
-    /// function is masked. Nothing while MSI-X is disabled (INTx is not modelled).
+    /// Signals vector `iv` for one completion: sends its message, or sets its pending bit
+    /// while it or the function is masked. Nothing while MSI-X is disabled (INTx is not
+    /// modelled). `io`: an I/O queue's completion, subject to coalescing at time `now`.
     #[inline]
-    pub(crate) fn signal(&self, iv: u16, view: &DmaView) {
+    pub(crate) fn signal(&self, iv: u16, view: &DmaView, io: bool, now: impl FnOnce() -> u64) {
         if !self.enabled.load(Ordering::Acquire) {
             return;
         }
         let v = iv as usize;
-        let msg = {
+        let mut out = Vec::new();
+        {
             let mut s = self.lock();
             if !s.enabled || v >= s.entries.len() {
                 return;
             }
-            if s.function_mask || s.entries[v][3] & MASK != 0 {
-                s.set_pending(v, true);
-                return;
+            let c = self.coalescing.load(Ordering::Relaxed);
+            let (thr, time_ns) = ((c & 0xff) + 1, (c >> 8 & 0xff) as u64 * 100_000);
+            if io && time_ns > 0 && !s.no_coalescing[v] {
+                let a = &mut s.agg[v];
+                a.count += 1;
+                if a.count < thr {
+                    if a.due.is_none() {
+                        let due = now() + time_ns;
+                        a.due = Some(due);
+                        self.next_due.fetch_min(due, Ordering::AcqRel);
+                    }
+                    return;
+                }
+                *a = Agg::default();
             }
-            s.message(v)
-        };
-        send(view, &[msg]);
+            s.fire(v, &mut out);
+        }
+        send(view, &out);
+    }
+
+    /// The earliest aggregation deadline, if any.
+    #[inline]
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        Some(self.next_due.load(Ordering::Acquire)).filter(|&d| d != u64::MAX)
+    }
+
+    /// Signals the vectors whose aggregation time has passed at `now`.
+    pub(crate) fn fire_due(&self, now: u64, view: &DmaView) {
+        if self.next_due.load(Ordering::Acquire) > now {
+            return;
+        }
+        let mut out = Vec::new();
+        {
+            let mut s = self.lock();
+            let mut next = u64::MAX;
+            for v in 0..s.agg.len() {
+                match s.agg[v].due {
+                    Some(d) if d <= now => {
+                        s.agg[v] = Agg::default();
+                        if s.enabled {
+                            s.fire(v, &mut out);
+                        }
+                    }
+                    Some(d) => next = next.min(d),
+                    None => {}
+                }
+            }
+            self.next_due.store(next, Ordering::Release);
+        }
+        send(view, &out);
     }
 }
 
