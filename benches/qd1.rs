@@ -19,7 +19,7 @@ fn main() {
     let secs = common::duration();
     let t: SharedTransport = Arc::new(SimTransport::new(SimConfig::default()).expect("simulator"));
     let ctrl = Controller::new(t, ControllerOptions::default()).expect("bring-up");
-    let mut q = ctrl.create_qpair(QpairOptions { entries: 1024, prio: 0 }).expect("qpair");
+    let mut q = ctrl.create_qpair(QpairOptions { entries: 1024, prio: 0, ..Default::default() }).expect("qpair");
     let buf = ctrl.dma(4096).expect("buffer");
     let (iova, len) = (buf.iova(), 4096);
     let mut n = 0u64;

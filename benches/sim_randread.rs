@@ -68,7 +68,7 @@ fn main() {
     let sim = Simulator::new(cfg).expect("simulator");
     let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
     let ctrl = Controller::new(t, ControllerOptions::default()).expect("bring-up");
-    let mut q = ctrl.create_qpair(QpairOptions { entries: QD as u32 + 1, prio: 0 }).expect("qpair");
+    let mut q = ctrl.create_qpair(QpairOptions { entries: QD as u32 + 1, prio: 0, ..Default::default() }).expect("qpair");
     let pool = ctrl.dma(QD * 4096).expect("buffers");
     let bufs: Vec<_> = (0..QD).map(|i| pool.slice(i * 4096, 4096)).collect();
 

@@ -53,7 +53,7 @@ pub fn run(ctrl: &Controller, total: u64, seed: u64) -> Result<SmokeReport, Driv
     let max_lbas = (ctrl.info().max_transfer / lba).clamp(1, 64) as u64;
     let region = (total / lba as u64).min(ns.nlba());
     let sgl = ctrl.identify().sgl_supported();
-    let mut q = ctrl.create_qpair(QpairOptions { entries: 33, prio: 0 })?;
+    let mut q = ctrl.create_qpair(QpairOptions { entries: 33, prio: 0, ..Default::default() })?;
     let slot_bytes = max_lbas as usize * lba;
     let pool = ctrl.dma(32 * slot_bytes)?;
     let mut rng = Rng::new(seed);

@@ -583,7 +583,7 @@ fn full_completion_queue_delivers_each_completion_exactly_once() {
     let mut c = cfg();
     c.latency.set_io(NvmOpcode::Read.code(), Duration::from_millis(2), Duration::from_millis(1));
     let r = rig(c);
-    let mut q = r.ctrl.create_qpair(QpairOptions { entries: 4, prio: 0 }).unwrap();
+    let mut q = r.ctrl.create_qpair(QpairOptions { entries: 4, prio: 0, ..Default::default() }).unwrap();
     let bufs: Vec<_> = (0..3).map(|_| r.ctrl.dma(LBA).unwrap()).collect();
     let mut seen = vec![0u32; 64];
     let mut ctx = 0u64;
@@ -642,8 +642,8 @@ fn weighted_round_robin_serves_urgent_and_low_priority_queues() {
     r.ctrl.set_arbitration(arb).unwrap();
     assert_eq!(Arbitration::from_dword(r.ctrl.get_features(fid::ARBITRATION, 0).unwrap()), arb);
 
-    let mut urgent = r.ctrl.create_qpair(QpairOptions { entries: 32, prio: 0 }).unwrap();
-    let mut low = r.ctrl.create_qpair(QpairOptions { entries: 32, prio: 3 }).unwrap();
+    let mut urgent = r.ctrl.create_qpair(QpairOptions { entries: 32, prio: 0, ..Default::default() }).unwrap();
+    let mut low = r.ctrl.create_qpair(QpairOptions { entries: 32, prio: 3, ..Default::default() }).unwrap();
     let data = pattern(LBA, 25);
     let wbuf = r.ctrl.dma(LBA).unwrap();
     wbuf.write(0, &data);

@@ -127,7 +127,7 @@ fn slow_reads_cfg() -> SimConfig {
 #[test]
 fn cc_en_cleared_mid_io_drops_commands_and_driver_reports_them_aborted_within_timeout() {
     let r = rig_with(slow_reads_cfg(), short_timeout());
-    let mut q = r.ctrl.create_qpair(QpairOptions { entries: 32, prio: 0 }).unwrap();
+    let mut q = r.ctrl.create_qpair(QpairOptions { entries: 32, prio: 0, ..Default::default() }).unwrap();
     let _buf = submit_slow_reads(&mut q, 16);
     // Someone else clears CC.EN behind the driver's back.
     let t = r.ctrl.transport();

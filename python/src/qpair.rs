@@ -5,9 +5,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
-use nvplan::driver::{DataPtr, QPair, QpairOptions};
+use nvplan::driver::{DataPtr, Msix, QPair, QpairOptions};
 use nvplan::ioworker::direct::DirectLbas;
 use nvplan::nvme::Sqe;
+use nvplan::transport::DmaBuffer;
 use pyo3::exceptions::PyAssertionError;
 use pyo3::prelude::*;
 
@@ -26,7 +27,14 @@ pub struct Qpair {
     next_ctx: AtomicU64,
     latest_cid: AtomicU16,
     latest_latency_us: AtomicU64,
+    /// The CQ's interrupt vector (ien=True).
+    irq: Option<u16>,
+    /// The vector pointed at a word of its own, set up by the first `msix_*` call.
+    msix: Mutex<Option<(Msix, DmaBuffer)>>,
 }
+
+/// Message data the vector writes.
+const MSIX_DATA: u32 = 1;
 
 impl Qpair {
     /// Sends an I/O command now; `waitdone()` delivers its completion.
@@ -53,6 +61,24 @@ impl Qpair {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx, Pending { cb, _buf: buf.map(|b| b.clone().unbind()), aer: false, lbas });
         Ok(())
     }
+
+    /// The vector's MSI-X entry and message word, set up on first use: the vector writes
+    /// `MSIX_DATA` to the word, MSI-X enabled on the function.
+    fn with_msix<T>(&self, py: Python<'_>, f: impl FnOnce(&Msix, u16, &DmaBuffer) -> Result<T, nvplan::driver::DriverError>) -> PyResult<T> {
+        let iv = self.irq.ok_or_else(|| PyAssertionError::new_err("the qpair was created with ien=False: it has no interrupt"))?;
+        let err = |e: nvplan::driver::DriverError| PyAssertionError::new_err(format!("MSI-X: {e}"));
+        let mut g = self.msix.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            let c = self.ctrl.bind(py).borrow();
+            let m = Msix::find(c.transport()).map_err(err)?.ok_or_else(|| PyAssertionError::new_err("the function has no MSI-X capability"))?;
+            let word = c.drv.dma(4096).map_err(err)?;
+            m.program(iv, word.iova(), MSIX_DATA).map_err(err)?;
+            m.enable().map_err(err)?;
+            *g = Some((m, word));
+        }
+        let (m, word) = g.as_ref().expect("set up above");
+        f(m, iv, word).map_err(err)
+    }
 }
 
 #[pymethods]
@@ -60,7 +86,12 @@ impl Qpair {
     #[new]
     #[pyo3(signature = (nvme, depth, prio=0, ien=true, iv=0xffff))]
     fn new(py: Python<'_>, nvme: Py<Controller>, depth: u32, prio: u8, ien: bool, iv: u32) -> PyResult<Self> {
-        let _ = (ien, iv);
+        // PyNVMe: iv 0xffff is the queue's ID with interrupts on, vector 0 with them off.
+        let iv = match iv {
+            0xffff if ien => None,
+            0xffff => Some(0),
+            v => Some(u16::try_from(v).map_err(|_| PyAssertionError::new_err(format!("iv {v} is larger than 0xffff")))?),
+        };
         if !(2..=1024).contains(&depth) {
             return Err(PyAssertionError::new_err("qdepth should be in [2, 1024]"));
         }
@@ -72,10 +103,11 @@ impl Qpair {
         let timeout = Duration::from_millis(c.timeout_ms());
         drop(c);
         let mut qp = py
-            .detach(move || drv.create_qpair(QpairOptions { entries: depth, prio }))
+            .detach(move || drv.create_qpair(QpairOptions { entries: depth, prio, ien, iv }))
             .map_err(|e| QpairCreationError::new_err(format!("qpair create fail: {e}")))?;
         qp.set_timeout(timeout);
         let qid = qp.qid();
+        let irq = qp.interrupt_vector();
         Ok(Qpair {
             ctrl: nvme,
             qp: Mutex::new(Some(qp)),
@@ -84,6 +116,8 @@ impl Qpair {
             next_ctx: AtomicU64::new(1),
             latest_cid: AtomicU16::new(0),
             latest_latency_us: AtomicU64::new(0),
+            irq,
+            msix: Mutex::new(None),
         })
     }
 
@@ -151,6 +185,29 @@ impl Qpair {
     fn delete(&self, py: Python<'_>) {
         let qp = self.qp.lock().unwrap_or_else(|e| e.into_inner()).take();
         py.detach(move || drop(qp));
+    }
+
+    /// Zeroes the word the queue's MSI-X vector writes.
+    fn msix_clear(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_msix(py, |_, _, w| {
+            w.store_u32_release(0, 0);
+            Ok(())
+        })
+    }
+
+    /// Whether the queue's vector has sent a message since `msix_clear()`.
+    fn msix_isset(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with_msix(py, |_, _, w| Ok(w.load_u32_acquire(0) != 0))
+    }
+
+    /// Masks the queue's vector: completions set its pending bit instead.
+    fn msix_mask(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_msix(py, |m, iv, _| m.mask(iv))
+    }
+
+    /// Unmasks the queue's vector; a pending message is sent then.
+    fn msix_unmask(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_msix(py, |m, iv, _| m.unmask(iv))
     }
 
     /// Logs the most recent commands (kept for compatibility).

@@ -1,6 +1,7 @@
 """The nvme module's behaviour on nvplan's simulator, through the plugin's fixtures."""
 
 import os
+import time
 
 import nvme as d
 import nvplan
@@ -147,3 +148,26 @@ def test_run_plan_returns_the_summary():
     ]
     assert s["outcome"] == "pass", failed
     assert s["phases"]
+
+
+def test_qpair_msix_word_is_set_by_completions_held_while_masked(nvme0, nvme0n1, buf):
+    q = d.Qpair(nvme0, 8)
+    q.msix_clear()
+    assert not q.msix_isset()
+    nvme0n1.read(q, buf, 0, 1).waitdone()
+    deadline = time.time() + 2
+    while not q.msix_isset() and time.time() < deadline:
+        pass
+    assert q.msix_isset()
+    q.msix_clear()
+    q.msix_mask()
+    nvme0n1.read(q, buf, 0, 1).waitdone()
+    time.sleep(0.05)
+    assert not q.msix_isset()
+    q.msix_unmask()
+    assert q.msix_isset()
+    q.delete()
+    off = d.Qpair(nvme0, 8, ien=False)
+    with pytest.raises(AssertionError):
+        off.msix_isset()
+    off.delete()

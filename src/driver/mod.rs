@@ -5,10 +5,12 @@
 
 mod controller;
 mod error;
+mod msix;
 mod qpair;
 mod queue;
 
 pub use controller::{ArbitrationMechanism, Controller, ControllerInfo, ControllerOptions, Namespace, NamespaceInfo};
 pub use error::DriverError;
+pub use msix::Msix;
 pub use qpair::{QPair, QpairOptions};
 pub use queue::{Completion, CplKind, DataPtr, QueueCore, SglSegment, SubmitError};

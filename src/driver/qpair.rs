@@ -16,11 +16,16 @@ pub struct QpairOptions {
     pub entries: u32,
     /// SQ priority class for weighted round robin (0 urgent, 1 high, 2 medium, 3 low).
     pub prio: u8,
+    /// Interrupts Enabled (IEN) of the CQ: completions signal `iv` (NVMe 1.4 §5.3). Off by
+    /// default: the driver polls.
+    pub ien: bool,
+    /// Interrupt Vector (IV) of the CQ; None: the queue's ID.
+    pub iv: Option<u16>,
 }
 
 impl Default for QpairOptions {
     fn default() -> Self {
-        QpairOptions { entries: 64, prio: 0 }
+        QpairOptions { entries: 64, prio: 0, ien: false, iv: Some(0) }
     }
 }
 
@@ -30,6 +35,8 @@ pub struct QPair {
     ctrl: Controller,
     core: QueueCore,
     generation: u64,
+    /// The CQ's interrupt vector, when IEN = 1.
+    irq: Option<u16>,
 }
 
 impl std::fmt::Debug for QPair {
@@ -49,9 +56,10 @@ impl QPair {
         let generation = ctrl.generation();
         let page = ctrl.page_size();
         let pages = list_pages_for(info.max_transfer, page);
+        let iv = opts.iv.unwrap_or(qid);
         let build = || -> Result<QueueCore, DriverError> {
             let core = QueueCore::new(ctrl.transport().clone(), qid, opts.entries, page, pages, cap.dstrd(), ctrl.options().command_timeout)?;
-            ctrl.admin(&cmd::create_io_cq(qid, opts.entries, core.cq_memory().iova(), 0, false))?;
+            ctrl.admin(&cmd::create_io_cq(qid, opts.entries, core.cq_memory().iova(), iv, opts.ien))?;
             if let Err(e) = ctrl.admin(&cmd::create_io_sq(qid, opts.entries, core.sq_memory().iova(), qid, opts.prio)) {
                 let _ = ctrl.admin(&cmd::delete_io_cq(qid));
                 return Err(e);
@@ -59,7 +67,7 @@ impl QPair {
             Ok(core)
         };
         match build() {
-            Ok(core) => Ok(QPair { ctrl: ctrl.clone(), core, generation }),
+            Ok(core) => Ok(QPair { ctrl: ctrl.clone(), core, generation, irq: opts.ien.then_some(iv) }),
             Err(e) => {
                 ctrl.free_qid(qid);
                 Err(e)
@@ -70,6 +78,10 @@ impl QPair {
     /// Queue ID.
     pub fn qid(&self) -> u16 {
         self.core.qid()
+    }
+    /// The CQ's interrupt vector if it was created with interrupts enabled.
+    pub fn interrupt_vector(&self) -> Option<u16> {
+        self.irq
     }
     /// Entries per queue.
     pub fn entries(&self) -> u32 {

@@ -153,7 +153,9 @@ fn admin_command(ctrl: &Controller, a: &AdminSpec) -> Result<Cqe, String> {
 
 /// Flush and Dataset Management go through an I/O queue pair of their own.
 fn io_command(ctrl: &Controller, a: &AdminSpec) -> Result<Cqe, String> {
-    let mut q = ctrl.create_qpair(QpairOptions { entries: 2, prio: 0 }).map_err(|e| format!("cannot create a queue pair for the command: {e}"))?;
+    let mut q = ctrl
+        .create_qpair(QpairOptions { entries: 2, prio: 0, ..Default::default() })
+        .map_err(|e| format!("cannot create a queue pair for the command: {e}"))?;
     let run = |q: &mut crate::driver::QPair, sqe: &Sqe, data: DataPtr<'_>| q.execute(sqe, data).map(|c| c.cqe).map_err(|e| e.to_string());
     match a.command {
         AdminCommand::Flush => {

@@ -334,7 +334,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
     }
     let leave = |t: &VerifyTable| t.leave(verifying, blind_writer);
     let qdepth = resolved.qdepth as usize;
-    let q = match ctrl.create_qpair(QpairOptions { entries: qdepth as u32 + 1, prio: cfg.qprio }) {
+    let q = match ctrl.create_qpair(QpairOptions { entries: qdepth as u32 + 1, prio: cfg.qprio, ..Default::default() }) {
         Ok(q) => q,
         Err(e) => {
             leave(&table);
@@ -940,7 +940,7 @@ impl Worker {
             t.set_volatile(write_cache_on(&ctrl));
             t.power_lost(losses);
         }
-        match ctrl.create_qpair(QpairOptions { entries: self.slots.len() as u32 + 1, prio: self.cfg.qprio }) {
+        match ctrl.create_qpair(QpairOptions { entries: self.slots.len() as u32 + 1, prio: self.cfg.qprio, ..Default::default() }) {
             Ok(q) => {
                 self.pair_losses = losses;
                 // The old pair no longer exists on the controller; dropping it sends nothing.

@@ -192,7 +192,12 @@ impl SimConfig {
                     None => return Err("sim option `file=` must follow an `ns=` option".into()),
                 },
                 "mdts" => cfg.mdts = u8::try_from(num(v)?).map_err(|_| format!("sim option `mdts={v}` is too large"))?,
-                "queues" => cfg.max_io_queues = u16::try_from(num(v)?).map_err(|_| format!("sim option `queues={v}`: at most 65535"))?,
+                "queues" => {
+                    cfg.max_io_queues = u16::try_from(num(v)?).map_err(|_| format!("sim option `queues={v}`: at most 65535"))?;
+                    // A vector per I/O queue plus the admin queue's, as far as MSI-X goes
+                    // (2048), so a CQ can use its queue ID as its vector.
+                    cfg.interrupt_vectors = cfg.interrupt_vectors.max(cfg.max_io_queues.saturating_add(1).min(2048));
+                }
                 "mqes" => cfg.max_queue_entries = num(v)? as u32,
                 "sgl" => cfg.sgl = onoff(k, v)?,
                 "bitbucket" => cfg.sgl_bit_bucket = onoff(k, v)?,

@@ -11,7 +11,7 @@ use super::dma::{self, DmaView, Seg};
 use super::fault::{FaultAction, FaultQueue};
 use super::firmware::{self, Firmware};
 use super::io::IoMsg;
-use super::queue::{CqState, PostError, SqState};
+use super::queue::{CqState, SqState};
 use super::regs::Idle;
 use super::selftest::{self, SelfTest};
 use super::{CtrlMsg, Shared, lock};
@@ -338,7 +338,8 @@ impl ControllerThread {
         self.sh.page_size.store(page as usize, Ordering::SeqCst);
         let (sqs, cqs) = (aqa.asqs() as u32 + 1, aqa.acqs() as u32 + 1);
         self.asq = Some(SqState::new(0, asq, sqs, 0, 0));
-        self.acq = Some(CqState::new(0, acq, cqs));
+        // The admin CQ always signals vector 0 (NVMe 1.4 §7.5.1.1).
+        self.acq = Some(CqState::new(0, acq, cqs).with_irq(Some(0)));
         r.open_doorbell(0, false, sqs, 0);
         r.open_doorbell(0, true, cqs, 0);
         for t in self.io_threads() {
@@ -373,6 +374,7 @@ impl ControllerThread {
         self.ready_at = None;
         self.sh.regs.update_csts(|c| Csts(0).with_nssro(c.nssro()));
         self.feat = Features::defaults(self.sh.cfg.max_io_queues);
+        self.sh.msix.reset_features();
         // A Controller Level Reset activates a committed firmware image (§5.12) and aborts
         // a short device self-test (§8.11.1).
         if self.fw.controller_reset() {
@@ -407,10 +409,12 @@ impl ControllerThread {
     }
 
     fn post_admin(&mut self, cqe: Cqe) {
-        if let Some(cq) = self.acq.as_mut()
-            && cq.post_or_queue(&self.view, &self.sh.regs, cqe) == Err(PostError::Unmapped)
-        {
-            self.sh.set_fatal();
+        if let Some(cq) = self.acq.as_mut() {
+            match cq.post_or_queue(&self.view, &self.sh.regs, cqe) {
+                Ok(true) => self.sh.msix.signal(0, &self.view, false, || 0),
+                Ok(false) => {}
+                Err(_) => self.sh.set_fatal(),
+            }
         }
     }
 
@@ -420,7 +424,12 @@ impl ControllerThread {
             && !cq.overflow.is_empty()
         {
             match cq.drain_overflow(&self.view, &self.sh.regs) {
-                Ok(k) => n += k,
+                Ok(k) => {
+                    n += k;
+                    if k > 0 {
+                        self.sh.msix.signal(0, &self.view, false, || 0);
+                    }
+                }
                 Err(_) => self.sh.set_fatal(),
             }
         }
@@ -564,7 +573,7 @@ impl ControllerThread {
     fn create_cq(&mut self, sqe: &Sqe) -> Result<u32, Status> {
         let qid = sqe.dw[10] as u16;
         let size = (sqe.dw[10] >> 16) + 1;
-        let (pc, iv) = (sqe.dw[11] & 1 != 0, (sqe.dw[11] >> 16) as u16);
+        let (pc, ien, iv) = (sqe.dw[11] & 1 != 0, sqe.dw[11] & 2 != 0, (sqe.dw[11] >> 16) as u16);
         let dnr = |s: Status| s.with_dnr(true);
         if qid == 0 || qid as u32 > self.feat.queues.cq || self.cqs.contains_key(&qid) {
             return Err(dnr(Status::INVALID_QUEUE_ID));
@@ -587,7 +596,7 @@ impl ControllerThread {
         }
         let owner = 1 + qid as usize % self.io_tx.len();
         self.sh.regs.open_doorbell(qid, true, size, owner as u32);
-        self.send_io(owner, IoMsg::AddCq(CqState::new(qid, sqe.prp1(), size)));
+        self.send_io(owner, IoMsg::AddCq(CqState::new(qid, sqe.prp1(), size).with_irq(ien.then_some(iv))));
         self.cqs.insert(qid, (owner, 0));
         Ok(0)
     }
@@ -907,12 +916,16 @@ impl ControllerThread {
                 }
                 return Ok(self.feat.queues.to_dword());
             }
-            fid::INTERRUPT_COALESCING => self.feat.irq_coalescing = v & 0xffff,
+            fid::INTERRUPT_COALESCING => {
+                self.feat.irq_coalescing = v & 0xffff;
+                self.sh.msix.set_coalescing(v);
+            }
             fid::INTERRUPT_VECTOR_CONFIG => {
                 if v & 0xffff >= self.sh.cfg.interrupt_vectors as u32 {
                     return Err(invalid);
                 }
                 self.feat.irq_vector_config = v;
+                self.sh.msix.set_coalescing_disable(v as u16, v & 1 << 16 != 0);
             }
             fid::WRITE_ATOMICITY => self.feat.write_atomicity = v & 1,
             fid::ASYNC_EVENT_CONFIG => self.feat.async_event_config = v,

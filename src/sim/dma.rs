@@ -88,6 +88,20 @@ impl DmaView {
         Ok(())
     }
 
+    /// A 4-byte memory write to host memory at `iova` (DWORD aligned), as a release store:
+    /// an MSI-X message, ordered after the completion entries written before it.
+    pub(crate) fn write_u32_release(&self, iova: u64, v: u32) -> Result<(), Status> {
+        if !iova.is_multiple_of(4) {
+            return Err(Status::DATA_TRANSFER_ERROR);
+        }
+        let p = self.translate(iova, 4).ok_or(Status::DATA_TRANSFER_ERROR)?;
+        // SAFETY: `translate` checked that 4 bytes are mapped at `p`; region bases are page
+        // aligned and `iova` is 4-aligned, so `p` is aligned for a u32. The host only
+        // reads it with atomic or volatile loads, never through a Rust reference.
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(p.as_ptr().cast::<u32>()).store(v, Ordering::Release) };
+        Ok(())
+    }
+
     /// Reads a spec structure from host memory.
     pub(crate) fn read_obj<T: Pod>(&self, iova: u64) -> Result<T, Status> {
         let mut v = pod::zeroed::<T>();

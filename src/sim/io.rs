@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::dma::{DmaView, Seg, SglCaps, seg_len};
 use super::fault::{FaultAction, FaultQueue};
 use super::namespace::Namespace;
-use super::queue::{CqState, PostError, SqState};
+use super::queue::{CqState, SqState};
 use super::regs::Idle;
 use super::{Counters, Shared};
 use crate::nvme::features::Arbitration;
@@ -171,8 +171,9 @@ impl IoThread {
             if !idle.should_sleep(work) {
                 continue;
             }
-            let timeout = match self.pending.peek() {
-                Some(Reverse(p)) => Duration::from_nanos(p.due.saturating_sub(self.shared().now_ns())).min(Duration::from_millis(10)),
+            let due = self.pending.peek().map(|Reverse(p)| p.due).into_iter().chain(self.shared().msix.next_due()).min();
+            let timeout = match due {
+                Some(due) => Duration::from_nanos(due.saturating_sub(self.shared().now_ns())).min(Duration::from_millis(10)),
                 None => Duration::from_millis(100),
             };
             let shared = self.exec.shared.clone();
@@ -275,20 +276,36 @@ impl IoThread {
 
     fn post(&mut self, cqid: u16, cqe: Cqe) {
         let Exec { shared, view, .. } = &self.exec;
-        if let Some(cq) = self.cqs[cqid as usize].as_mut()
-            && cq.post_or_queue(view, &shared.regs, cqe) == Err(PostError::Unmapped)
-        {
-            shared.set_fatal();
+        if let Some(cq) = self.cqs[cqid as usize].as_mut() {
+            match cq.post_or_queue(view, &shared.regs, cqe) {
+                Ok(true) => {
+                    if let Some(iv) = cq.irq {
+                        shared.msix.signal(iv, view, true, || shared.now_ns());
+                    }
+                }
+                Ok(false) => {}
+                Err(_) => shared.set_fatal(),
+            }
         }
     }
 
     fn post_due(&mut self) -> usize {
         let mut n = 0;
         let Exec { shared, view, .. } = &self.exec;
+        if shared.msix.next_due().is_some() {
+            shared.msix.fire_due(shared.now_ns(), view);
+        }
         for cq in self.cqs.iter_mut().flatten() {
             if !cq.overflow.is_empty() {
                 match cq.drain_overflow(view, &shared.regs) {
-                    Ok(k) => n += k,
+                    Ok(k) => {
+                        n += k;
+                        if let Some(iv) = cq.irq {
+                            for _ in 0..k {
+                                shared.msix.signal(iv, view, true, || shared.now_ns());
+                            }
+                        }
+                    }
                     Err(_) => shared.set_fatal(),
                 }
             }

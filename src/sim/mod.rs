@@ -14,6 +14,7 @@ pub(crate) mod dma;
 pub mod fault;
 mod firmware;
 mod io;
+pub(crate) mod msix;
 pub(crate) mod namespace;
 pub(crate) mod pcie;
 pub(crate) mod queue;
@@ -127,6 +128,8 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     /// PCI configuration space (accessed from the host's thread).
     pub(crate) pcie: Mutex<pcie::ConfigSpace>,
+    /// MSI-X table, PBA and delivery.
+    pub(crate) msix: msix::Msix,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -260,10 +263,11 @@ impl Simulator {
         let threads_n = cfg.io_threads;
         let (ctrl_tx, ctrl_rx) = mpsc::channel();
         let regs = Registers::new(cap, vs, max_qid);
-        let config_space = new_config_space(regs.bar_size, cfg.interrupt_vectors);
+        let (config_space, msix) = new_config_space(regs.bar_size, cfg.interrupt_vectors);
         let shared = Arc::new(Shared {
             regs,
             pcie: Mutex::new(config_space),
+            msix,
             dma: memory.0.clone(),
             namespaces,
             faults: Faults::default(),
@@ -312,6 +316,9 @@ impl Simulator {
         if !r.powered.load(Ordering::Acquire) || r.bar_blocked.load(Ordering::Acquire) {
             return u32::MAX;
         }
+        if off & 3 == 0 && self.shared.msix.claims(off) {
+            return self.shared.msix.read32(off);
+        }
         match off {
             offset::CAP => r.cap.0 as u32,
             0x04 => (r.cap.0 >> 32) as u32,
@@ -336,6 +343,10 @@ impl Simulator {
     pub fn mmio_write32(&self, off: usize, v: u32) {
         let sh = &self.shared;
         let r = &sh.regs;
+        if r.powered.load(Ordering::Acquire) && !r.bar_blocked.load(Ordering::Acquire) && off & 3 == 0 && sh.msix.claims(off) {
+            sh.msix.write32(off, v, || sh.dma.view());
+            return;
+        }
         if !r.powered.load(Ordering::Acquire) || r.bar_blocked.load(Ordering::Acquire) || off & 3 != 0 || off >= r.bar_size {
             r.ignored_writes.fetch_add(1, Ordering::Relaxed);
             return;
@@ -401,8 +412,9 @@ impl Simulator {
     /// controller disabled.
     pub fn power_on(&self) {
         if !self.is_powered() {
-            let c = new_config_space(self.shared.regs.bar_size, self.shared.cfg.interrupt_vectors);
+            let (c, _) = new_config_space(self.shared.regs.bar_size, self.shared.cfg.interrupt_vectors);
             self.shared.regs.bar_blocked.store(!c.bar_enabled(), Ordering::SeqCst);
+            self.shared.msix.reset(c.msix_control());
             *lock(&self.shared.pcie) = c;
         }
         self.shared.ctrl_call(|ack| CtrlMsg::PowerOn { ack });
@@ -419,6 +431,8 @@ impl Simulator {
         self.shared.ctrl_call(|ack| CtrlMsg::FunctionReset { ack });
         let mut c = lock(&self.shared.pcie);
         c.after_function_reset();
+        // The MSI-X table is function state: back to reset, every vector masked.
+        self.shared.msix.reset(c.msix_control());
         self.shared.regs.bar_blocked.store(!c.bar_enabled(), Ordering::SeqCst);
     }
 
@@ -443,15 +457,18 @@ impl Simulator {
         if !self.is_powered() {
             return Ok(());
         }
-        let (effect, enabled) = {
+        let (effect, enabled, control) = {
             let mut c = lock(&self.shared.pcie);
             let e = c.write(off, data);
-            (e, c.bar_enabled())
+            (e, c.bar_enabled(), c.msix_control())
         };
         if effect.reset {
             self.function_reset();
         } else {
             self.shared.regs.bar_blocked.store(!enabled, Ordering::SeqCst);
+            // Clearing Function Mask (or setting Enable) sends what is pending (§6.8.2.3).
+            let dma = &self.shared.dma;
+            self.shared.msix.set_control(control, Some(&|| dma.view()));
         }
         Ok(())
     }
@@ -532,12 +549,12 @@ impl Drop for Simulator {
 /// Configuration space for a function whose registers and doorbells take `regs_bytes` of
 /// BAR0: the MSI-X table follows them, then the pending bit array, and BAR0 is the power
 /// of two that holds all three.
-fn new_config_space(regs_bytes: usize, vectors: u16) -> pcie::ConfigSpace {
+fn new_config_space(regs_bytes: usize, vectors: u16) -> (pcie::ConfigSpace, msix::Msix) {
     let vectors = vectors.clamp(1, 2048) as usize;
     let table = regs_bytes.next_multiple_of(4096);
     let pba = (table + vectors * 16).next_multiple_of(4096);
     let bar = (pba + vectors.div_ceil(64) * 8).next_power_of_two();
-    pcie::ConfigSpace::new(bar as u64, vectors as u16, table as u32, pba as u32)
+    (pcie::ConfigSpace::new(bar as u64, vectors as u16, table as u32, pba as u32), msix::Msix::new(vectors, table, pba))
 }
 
 fn spawn(name: String, shared: Arc<Shared>, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, SimError> {

@@ -85,8 +85,8 @@ impl ConfigSpace {
         c.mask16(PM + pci::PM_PMCSR, pci::PMCSR_STATE_MASK);
 
         // MSI-X (PCI Local Bus 3.0 §6.8.2): table and PBA in BAR0 (BIR 0) after the
-        // doorbells. Interrupts are not delivered (the driver polls); Enable and Function
-        // Mask are recorded.
+        // doorbells; Enable and Function Mask are writable (the simulator's `msix` acts on
+        // them).
         c.cap_header(MSIX, cap_id::MSIX, PCIE);
         c.set16(MSIX + 2, vectors.clamp(1, 2048) - 1);
         c.mask16(MSIX + 2, 1 << 14 | 1 << 15);
@@ -162,6 +162,11 @@ impl ConfigSpace {
     /// a reset it issues, vfio-pci included), so to the host it looks unchanged.
     pub(crate) fn after_function_reset(&mut self) {
         self.set_power_state(0);
+    }
+
+    /// MSI-X Message Control (Enable, Function Mask; PCI Local Bus 3.0 §6.8.2.3).
+    pub(crate) fn msix_control(&self) -> u16 {
+        self.get16(MSIX + 2)
     }
 
     fn power_state(&self) -> u16 {

@@ -91,6 +91,8 @@ pub(crate) struct CqState {
     pub(crate) phase: bool,
     /// Completions waiting for the host to free CQ entries.
     pub(crate) overflow: VecDeque<Cqe>,
+    /// Interrupt vector, when interrupts are enabled (IEN; the admin CQ always, vector 0).
+    pub(crate) irq: Option<u16>,
     host: RingCache,
 }
 
@@ -106,7 +108,13 @@ pub(crate) enum PostError {
 impl CqState {
     pub(crate) fn new(qid: u16, base: u64, size: u32) -> Self {
         // The first pass through a zeroed queue uses phase 1 (§4.6).
-        CqState { qid, base, size, tail: 0, phase: true, overflow: VecDeque::new(), host: RingCache::default() }
+        CqState { qid, base, size, tail: 0, phase: true, overflow: VecDeque::new(), irq: None, host: RingCache::default() }
+    }
+
+    /// The same queue, signalling vector `irq` (None: IEN = 0).
+    pub(crate) fn with_irq(mut self, irq: Option<u16>) -> Self {
+        self.irq = irq;
+        self
     }
 
     /// Whether the next entry would overwrite one the host has not consumed.
@@ -160,18 +168,20 @@ impl CqState {
         Ok(n)
     }
 
-    /// Posts now, or queues the completion until the host frees an entry.
-    pub(crate) fn post_or_queue(&mut self, view: &DmaView, regs: &Registers, cqe: Cqe) -> Result<(), PostError> {
+    /// Posts now (Ok(true)), or queues the completion until the host frees an entry
+    /// (Ok(false)).
+    pub(crate) fn post_or_queue(&mut self, view: &DmaView, regs: &Registers, cqe: Cqe) -> Result<bool, PostError> {
         if !self.overflow.is_empty() {
             self.overflow.push_back(cqe);
-            return Ok(());
+            return Ok(false);
         }
         match self.post(view, regs, &cqe) {
+            Ok(()) => Ok(true),
             Err(PostError::Full) => {
                 self.overflow.push_back(cqe);
-                Ok(())
+                Ok(false)
             }
-            r => r,
+            Err(e) => Err(e),
         }
     }
 }
