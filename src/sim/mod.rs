@@ -344,7 +344,7 @@ impl Simulator {
         let sh = &self.shared;
         let r = &sh.regs;
         if r.powered.load(Ordering::Acquire) && !r.bar_blocked.load(Ordering::Acquire) && off & 3 == 0 && sh.msix.claims(off) {
-            sh.msix.write32(off, v, || sh.dma.view());
+            sh.msix.write32(off, v, || dma::view(&sh.dma));
             return;
         }
         if !r.powered.load(Ordering::Acquire) || r.bar_blocked.load(Ordering::Acquire) || off & 3 != 0 || off >= r.bar_size {
@@ -468,7 +468,7 @@ impl Simulator {
             self.shared.regs.bar_blocked.store(!enabled, Ordering::SeqCst);
             // Clearing Function Mask (or setting Enable) sends what is pending (§6.8.2.3).
             let dma = &self.shared.dma;
-            self.shared.msix.set_control(control, Some(&|| dma.view()));
+            self.shared.msix.set_control(control, Some(&|| dma::view(dma)));
         }
         Ok(())
     }
