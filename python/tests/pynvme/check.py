@@ -1,6 +1,6 @@
 """Compares a pytest JUnit XML result of PyNVMe's suite with the known-failures lists.
 
-    check.py RESULTS.xml [LIST...]
+    check.py RESULTS.xml[:RESULTS2.xml...] [LIST...]
 
 Each line of a list is ``<test id> | <reason>``; a test id is ``file::name`` (without
 parameters: every parametrisation of a listed test may fail). Exit status 1 when a test
@@ -36,7 +36,8 @@ def main(junit, known_paths):
         known.update(load_known(path))
     lists = ", ".join(os.path.basename(p) for p in known_paths) or "no known-failures list"
     outcome = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
+    cases = [c for path in junit.split(":") if os.path.exists(path) for c in ET.parse(path).getroot().iter("testcase")]
+    for case in cases:
         tid = test_id(case)
         if case.find("skipped") is not None:
             state = "skipped"
@@ -50,8 +51,15 @@ def main(junit, known_paths):
     skipped = sorted(t for t, s in outcome.items() if all(x == "skipped" for x in s))
     unexpected = [t for t in failed if t not in known]
     stale = [t for t, s in outcome.items() if t in known and "failed" not in s and "passed" in s]
+    by_file = {}
+    for t, s in outcome.items():
+        f = by_file.setdefault(t.split("::")[0], [0, 0])
+        f[0] += 1
+        f[1] += "failed" not in s and "passed" in s
     print(f"PyNVMe suite on nvplan: {len(outcome)} test functions, {passed} passed, "
           f"{len(failed)} failed ({len(failed) - len(unexpected)} listed), {len(skipped)} skipped")
+    for f, (n, p) in sorted(by_file.items()):
+        print(f"  {f}: {p} of {n} passed")
     for t in unexpected:
         print(f"  failed and not in {lists}: {t}")
     for t in stale:
