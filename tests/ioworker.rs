@@ -836,17 +836,18 @@ fn ptype_32_pattern_is_on_the_media_without_verification() {
 }
 
 #[test]
-fn ptype_32_pattern_fills_all_but_the_trailer_with_verification() {
-    // With verification each written LBA ends in a 32-byte trailer (its LBA number, the
-    // write's serial number, generation and a CRC), so all but the last 32 bytes of each
-    // LBA carry the pattern.
+fn ptype_32_pattern_fills_all_but_the_head_and_trailer_with_verification() {
+    // With verification each written LBA starts with its LBA number (8 bytes, where
+    // PyNVMe's scripts find it) and ends in a 32-byte trailer (the LBA number again, the
+    // write's serial number, generation and a CRC): the bytes between carry the pattern.
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
     let res = run(&ns, IoWorkerConfig { ptype: 32, pvalue: 0x5a5a_5a5a, read_percentage: 0, lba_random: 0, region_end: vec![64], ..Default::default() });
     assert_clean(&res);
     let media = common::media(&r, 1, 0, 64 * LBA);
     for (lba, block) in media.chunks(LBA).enumerate() {
-        assert!(block[..LBA - 32].iter().all(|&b| b == 0x5a), "LBA {lba}");
+        assert_eq!(u64::from_le_bytes(block[..8].try_into().unwrap()), lba as u64, "the head names LBA {lba}");
+        assert!(block[8..LBA - 32].iter().all(|&b| b == 0x5a), "LBA {lba}");
         assert_eq!(u64::from_le_bytes(block[LBA - 32..LBA - 24].try_into().unwrap()), lba as u64, "the trailer names LBA {lba}");
     }
     // And they read back verified.

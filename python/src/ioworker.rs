@@ -260,10 +260,11 @@ impl IoWorker {
         c.verify_disable = get(kw, "verify_disable")?.unwrap_or(false);
         c.cmdlog_error_only = get(kw, "cmdlog_error_only")?.unwrap_or(false);
         c.output_percentile_latency_opcode = get(kw, "output_percentile_latency_opcode")?;
-        if let Some(st) = get::<f64>(kw, "start_time")? {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-            c.start_time = Some(Instant::now() + Duration::from_secs_f64((st - now).max(0.0)));
-        }
+        // Without a start time a worker begins on the second 100 ms boundary from now, as
+        // PyNVMe's do: workers started together (`with a, b:`) begin I/O together.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let st = get::<f64>(kw, "start_time")?.unwrap_or((now * 10.0).ceil() / 10.0 + 0.1);
+        c.start_time = Some(Instant::now() + Duration::from_secs_f64((st - now).max(0.0)));
         if let Some(s) = get::<f64>(kw, "slow_latency")? {
             c.slow_latency = Duration::from_secs_f64(s.max(0.0) / 1e6);
         }

@@ -48,6 +48,14 @@ impl std::fmt::Debug for QPair {
 impl QPair {
     pub(crate) fn create(ctrl: &Controller, opts: QpairOptions) -> Result<QPair, DriverError> {
         let cap = ctrl.cap();
+        // QPRIO only counts under weighted round robin (NVMe 1.4 §4.13, §5.4): asked for
+        // under round robin it would be silently ignored, so the request is refused.
+        if opts.prio != 0 && ctrl.cc().ams() == 0 {
+            return Err(DriverError::InvalidArgument(format!(
+                "queue priority {} has no effect under round robin arbitration (CC.AMS = 000b); bring the controller up with weighted round robin",
+                opts.prio
+            )));
+        }
         if opts.entries < 2 || opts.entries > cap.max_queue_entries() {
             return Err(DriverError::InvalidArgument(format!("queue entries {} outside 2..={} (CAP.MQES + 1)", opts.entries, cap.max_queue_entries())));
         }

@@ -10,10 +10,11 @@
 //! *generation* of the last write, which advances by one with every write of the LBA.
 //! The table is sparse memory: pages exist only where LBAs were touched.
 //!
-//! **Each written LBA carries its own proof.** The last 32 bytes of every LBA are a
+//! **Each written LBA carries its own proof.** The first 8 bytes of every LBA are its
+//! number (PyNVMe's place for it) and the last 32 bytes are a
 //! trailer: the LBA number, the writer's serial number of the write, where in the
 //! pattern pool the rest of the block came from, the pattern, the generation, a magic
-//! byte, and a CRC-32 of the whole block. A read checks the CRC (catches corruption), the
+//! byte, and a CRC-32 of the rest of the block. A read checks the CRC and the head (catch corruption), the
 //! LBA (catches misdirected writes) and the generation against the table (catches lost
 //! writes and stale data); since the block body is a known slice of a pattern pool, a
 //! miscompare names the first byte that differs.
@@ -46,6 +47,9 @@ use crate::util::rng::Rng;
 
 /// Bytes at the end of each LBA holding the verification trailer.
 pub const TRAILER: usize = 32;
+/// Bytes at the start of each written LBA holding its LBA number, where PyNVMe's scripts
+/// look for it; checked by comparison, so the CRC covers the rest.
+pub const HEAD: usize = 8;
 /// Lock bit of a state byte.
 const LOCK: u8 = 0x80;
 /// State: nothing known.
@@ -167,7 +171,7 @@ pub struct PatternPool {
     pub pvalue: u32,
     lba_size: usize,
     data: Vec<u8>,
-    /// CRC-32 of the body (all but the trailer) of each LBA-sized slice of the pool.
+    /// CRC-32 of the body (all but the head and the trailer) of each LBA-sized slice.
     body_crc: Vec<u32>,
 }
 
@@ -175,7 +179,7 @@ impl PatternPool {
     fn new(id: u16, ptype: u32, pvalue: u32, lba_size: usize) -> Self {
         let mut data = vec![0u8; POOL_BYTES.max(lba_size)];
         fill_pattern(ptype, pvalue, lba_size, &mut data);
-        let body_crc = data.chunks_exact(lba_size).map(|c| crc32fast::hash(&c[..lba_size - TRAILER])).collect();
+        let body_crc = data.chunks_exact(lba_size).map(|c| crc32fast::hash(&c[HEAD..lba_size - TRAILER])).collect();
         PatternPool { id, ptype, pvalue, lba_size, data, body_crc }
     }
     /// LBA-sized slices in the pool.
@@ -758,13 +762,16 @@ impl VerifyTable {
     }
 }
 
-/// Writes the trailer of one LBA in a write buffer whose body is pool slice `k`.
+/// Writes the head (the LBA number) and the trailer of one LBA in a write buffer whose
+/// body is pool slice `k`.
 ///
 /// # Safety
 /// `block` must point to `pool.lba_size` writable bytes of a buffer no command is using.
 #[inline]
 pub unsafe fn stamp(block: *mut u8, lba: u64, serial: u64, pool: &PatternPool, k: usize, gen_: u8) {
     let l = pool.lba_size;
+    // SAFETY: caller guarantees `l` (at least 512) writable bytes at `block`.
+    unsafe { std::ptr::copy_nonoverlapping(lba.to_le_bytes().as_ptr(), block, HEAD) };
     let mut t = [0u8; TRAILER];
     t[0..8].copy_from_slice(&lba.to_le_bytes());
     t[8..16].copy_from_slice(&serial.to_le_bytes());
@@ -772,7 +779,7 @@ pub unsafe fn stamp(block: *mut u8, lba: u64, serial: u64, pool: &PatternPool, k
     t[20..22].copy_from_slice(&pool.id.to_le_bytes());
     t[22] = gen_;
     t[23] = MAGIC;
-    let mut h = crc32fast::Hasher::new_with_initial_len(pool.body_crc[k], (l - TRAILER) as u64);
+    let mut h = crc32fast::Hasher::new_with_initial_len(pool.body_crc[k], (l - TRAILER - HEAD) as u64);
     h.update(&t[..TRAILER - 4]);
     let crc = h.finalize();
     t[TRAILER - 4..].copy_from_slice(&crc.to_le_bytes());
@@ -824,7 +831,7 @@ pub fn check(table: &VerifyTable, block: &[u8], lba: u64, expected: u8) -> Resul
         UNCORRECTABLE => Err(mis(MiscompareKind::UncorrectableReadable, None, None)),
         GEN_FIRST..=GEN_LAST => {
             let t = trailer(block);
-            let crc_ok = crc32fast::hash(&block[..block.len() - 4]) == t.crc;
+            let crc_ok = crc32fast::hash(&block[HEAD..block.len() - 4]) == t.crc;
             if !crc_ok {
                 if t.magic != MAGIC {
                     let first = expected_block(table, lba, expected, None).and_then(|e| first_diff(&e, block));
@@ -839,6 +846,9 @@ pub fn check(table: &VerifyTable, block: &[u8], lba: u64, expected: u8) -> Resul
             if t.gen_ != expected {
                 return Err(mis(MiscompareKind::Stale, Some(&t), Some(block.len() - TRAILER + 22)));
             }
+            if let Some(i) = first_diff(&block[..HEAD], &lba.to_le_bytes()) {
+                return Err(mis(MiscompareKind::Corrupted, Some(&t), Some(i)));
+            }
             Ok(())
         }
         _ => Ok(()),
@@ -852,7 +862,8 @@ pub fn observed(block: &[u8], lba: u64) -> Option<u8> {
         return Some(ZEROES);
     }
     let t = trailer(block);
-    let valid = t.magic == MAGIC && t.lba == lba && is_gen(t.gen_) && crc32fast::hash(&block[..block.len() - 4]) == t.crc;
+    let valid =
+        t.magic == MAGIC && t.lba == lba && is_gen(t.gen_) && block[..HEAD] == lba.to_le_bytes() && crc32fast::hash(&block[HEAD..block.len() - 4]) == t.crc;
     valid.then_some(t.gen_)
 }
 
