@@ -176,7 +176,7 @@ fn create_cq_with_size_one_or_above_mqes_is_invalid_queue_size() {
     let c = &r.ctrl;
     let max = c.cap().max_queue_entries();
     if r.is_sim() {
-        assert_eq!(max, 1024);
+        assert_eq!(max, 4096);
     }
     let mem = c.dma(max as usize * 16 + 4096).unwrap();
     // QSIZE 0 (one entry): a queue needs at least two.
