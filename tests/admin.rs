@@ -176,7 +176,7 @@ fn create_cq_with_size_one_or_above_mqes_is_invalid_queue_size() {
     let c = &r.ctrl;
     let max = c.cap().max_queue_entries();
     if r.is_sim() {
-        assert_eq!(max, 1024);
+        assert_eq!(max, 4096);
     }
     let mem = c.dma(max as usize * 16 + 4096).unwrap();
     // QSIZE 0 (one entry): a queue needs at least two.
@@ -215,21 +215,26 @@ fn create_cq_with_interrupt_vector_beyond_the_table_is_invalid_interrupt_vector(
 }
 
 #[test]
-fn create_queues_not_physically_contiguous_is_invalid_field() {
-    // CAP.CQR = 1: every I/O queue must be physically contiguous (PC = 1).
+fn create_queues_not_physically_contiguous_take_a_prp_list() {
+    // CAP.CQR = 0: PC = 0 gives in PRP1 a PRP list of the queue's pages (§5.3, §5.4);
+    // an entry with an offset is PRP Offset Invalid.
     let r = rig(cfg());
     let c = &r.ctrl;
-    assert!(c.cap().cqr());
-    let cq = c.dma(4096).unwrap();
-    let sq = c.dma(4096).unwrap();
-    let mut s = cmd::create_io_cq(40, 16, cq.iova(), 0, false);
+    assert!(!c.cap().cqr());
+    let list = c.dma(4096).unwrap();
+    let page = c.dma(4096).unwrap();
+    list.write_u64(0, page.iova() + 0x10);
+    let mut s = cmd::create_io_cq(40, 16, list.iova(), 0, false);
     s.dw[11] &= !1;
-    assert_status(&raw(c, &s), Status::INVALID_FIELD, true);
-    assert_ok(&raw(c, &cmd::create_io_cq(40, 16, cq.iova(), 0, false)));
-    let mut s = cmd::create_io_sq(40, 16, sq.iova(), 40, 0);
+    assert_status(&raw(c, &s), Status::INVALID_PRP_OFFSET, true);
+    list.write_u64(0, page.iova());
+    assert_ok(&raw(c, &s));
+    let sql = c.dma(4096).unwrap();
+    let sqp = c.dma(4096).unwrap();
+    sql.write_u64(0, sqp.iova());
+    let mut s = cmd::create_io_sq(40, 16, sql.iova(), 40, 0);
     s.dw[11] &= !1;
-    assert_status(&raw(c, &s), Status::INVALID_FIELD, true);
-    assert_ok(&raw(c, &cmd::create_io_sq(40, 16, sq.iova(), 40, 0)));
+    assert_ok(&raw(c, &s));
 }
 
 #[test]

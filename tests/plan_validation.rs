@@ -93,7 +93,7 @@ fn valid_plan_exits_0() {
 #[test]
 fn command_line_target_overrides_the_plans_target() {
     let valid = dir("valid").join("sweep-and-repeat.yaml");
-    // The plan's own target allows 1024-entry queues; this one 256.
+    // The plan's own target allows 4096-entry queues; this one 256.
     let o = nvplan().args(["validate", "--target", "sim:ns=1GiB,lba=4096,mdts=5,mqes=256"]).arg(&valid).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);

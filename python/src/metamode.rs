@@ -96,6 +96,26 @@ impl PrpList {
     }
 }
 
+/// The pages a `PRPList` names from entry 0 until the first unset one, following a
+/// `PRPList` in entry 511 (a chain): the memory of a non-contiguous queue (PC = 0).
+fn list_pages(list: &Bound<'_, PyAny>, out: &mut Vec<nvplan::metamode::Prp>) -> PyResult<()> {
+    let l = list.cast::<PrpList>()?;
+    let refs: Vec<Option<Py<PyAny>>> = {
+        let b = l.borrow();
+        let r = lock(&b.refs);
+        (0..PRP_LIST_ENTRIES).map(|i| r.get(&i).map(|o| o.clone_ref(list.py()))).collect()
+    };
+    for (i, e) in refs.into_iter().enumerate() {
+        let Some(e) = e else { break };
+        let e = e.into_bound(list.py());
+        if i == PRP_LIST_ENTRIES - 1 && e.is_instance_of::<PrpList>() {
+            return list_pages(&e, out);
+        }
+        out.push(e.cast::<Buffer>()?.borrow().prp());
+    }
+    Ok(())
+}
+
 /// `SQE(opcode, nsid)`: a 64-byte command. Dwords by index (`sqe[12] = 1`), fields by
 /// name; `prp1`/`prp2` take a Buffer (its `phys_addr`, kept alive) or an address.
 #[pyclass(module = "nvme", name = "SQE")]
@@ -314,8 +334,8 @@ fn rejected(py: Python<'_>, e: MetaError) -> PyErr {
 }
 
 /// `IOCQ(ctrlr, qid, qsize, prp1, iv=0, ien=False, pc=None)`: creates I/O CQ `qid` of
-/// `qsize` entries in `prp1` (Create I/O CQ with PC=1 for a PRP, PC=0 for a PRPList, or
-/// `pc` as given). `cq[i]` reads CQE `i`; `head` writes the head doorbell.
+/// `qsize` entries in `prp1` (Create I/O CQ with PC=1 for a PRP, PC=0 for a PRPList: the
+/// queue is then in the pages the list names; or `pc` as given). `cq[i]` reads CQE `i`; `head` writes the head doorbell.
 #[pyclass(module = "nvme", name = "IOCQ")]
 pub struct PyIoCq {
     cq: Mutex<Option<IoCq>>,
@@ -344,7 +364,14 @@ impl PyIoCq {
         let drv = driver(ctrlr)?;
         let mem = prp1.cast::<Buffer>()?.borrow().prp();
         let pc = pc.unwrap_or(!prp1.is_instance_of::<PrpList>());
-        let cq = py.detach(|| IoCq::create(&drv, qid, qsize, mem, pc, iv, ien)).map_err(|e| rejected(py, e))?;
+        let cq = if !pc && prp1.is_instance_of::<PrpList>() {
+            let mut pages = Vec::new();
+            list_pages(prp1, &mut pages)?;
+            py.detach(|| IoCq::with_pages(&drv, qid, qsize, &LibPrpList::from_prp(mem), pages, iv, ien))
+        } else {
+            py.detach(|| IoCq::create(&drv, qid, qsize, mem, pc, iv, ien))
+        }
+        .map_err(|e| rejected(py, e))?;
         Ok(PyIoCq { cq: Mutex::new(Some(cq)), qid, _mem: prp1.clone().unbind() })
     }
 
@@ -402,8 +429,9 @@ impl PyIoCq {
     }
 }
 
-/// `IOSQ(ctrlr, qid, qsize, prp1, cqid=None, pc=True, qprio=0, nvmsetid=0, cq=None)`:
-/// creates I/O SQ `qid` completing into `cq.id` (or `cqid`, or `qid`). `sq[i] = sqe`
+/// `IOSQ(ctrlr, qid, qsize, prp1, cqid=None, pc=None, qprio=0, nvmsetid=0, cq=None)`:
+/// creates I/O SQ `qid` completing into `cq.id` (or `cqid`, or `qid`); PC=0 for a
+/// `PRPList` (the queue is then in the pages the list names), PC=1 otherwise. `sq[i] = sqe`
 /// writes slot `i`; `tail` writes the tail doorbell with any value.
 #[pyclass(module = "nvme", name = "IOSQ")]
 pub struct PyIoSq {
@@ -440,7 +468,7 @@ impl PyIoSq {
 #[pymethods]
 impl PyIoSq {
     #[new]
-    #[pyo3(signature = (ctrlr, qid, qsize, prp1, cqid=None, pc=true, qprio=0, nvmsetid=0, cq=None))]
+    #[pyo3(signature = (ctrlr, qid, qsize, prp1, cqid=None, pc=None, qprio=0, nvmsetid=0, cq=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -449,7 +477,7 @@ impl PyIoSq {
         qsize: u32,
         prp1: &Bound<'_, PyAny>,
         cqid: Option<u16>,
-        pc: bool,
+        pc: Option<bool>,
         qprio: u8,
         nvmsetid: u16,
         cq: Option<PyRef<'_, PyIoCq>>,
@@ -460,7 +488,15 @@ impl PyIoSq {
         let drv = driver(ctrlr)?;
         let mem = prp1.cast::<Buffer>()?.borrow().prp();
         let cqid = cq.map(|c| c.qid).or(cqid).unwrap_or(qid);
-        let sq = py.detach(|| IoSq::create(&drv, qid, qsize, mem, cqid, pc, qprio, nvmsetid)).map_err(|e| rejected(py, e))?;
+        let pc = pc.unwrap_or(!prp1.is_instance_of::<PrpList>());
+        let sq = if !pc && prp1.is_instance_of::<PrpList>() && nvmsetid == 0 {
+            let mut pages = Vec::new();
+            list_pages(prp1, &mut pages)?;
+            py.detach(|| IoSq::with_pages(&drv, qid, qsize, &LibPrpList::from_prp(mem), pages, cqid, qprio))
+        } else {
+            py.detach(|| IoSq::create(&drv, qid, qsize, mem, cqid, pc, qprio, nvmsetid))
+        }
+        .map_err(|e| rejected(py, e))?;
         Ok(PyIoSq { sq: Mutex::new(Some(sq)), qid, cqid, refs: Mutex::new(HashMap::new()), _mem: prp1.clone().unbind() })
     }
 

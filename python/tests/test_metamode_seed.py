@@ -276,15 +276,41 @@ def test_metamode_qids_are_kept_from_qpairs(nvme0):
     q.delete()
 
 
+def test_metamode_queues_in_prp_lists(nvme0):
+    # A PRPList as queue memory asks for a non-contiguous queue (PC=0): CAP.CQR is 0, so
+    # the simulator takes it; 300 entries spread over pages the list names.
+    assert nvme0.cap & (1 << 16) == 0
+    cql, sql = PRPList(), PRPList()
+    for i in range(2):
+        cql[i] = PRP()
+    for i in range(5):
+        sql[i] = PRP()
+    cq = IOCQ(nvme0, 1, 300, cql)
+    sq = IOSQ(nvme0, 1, 300, sql, cq=cq)
+    buf = PRP(512)
+    # 310 writes: both queues wrap, the phase tag flips, every page boundary is crossed.
+    for i in range(310):
+        sq.write(cid=i, nsid=1, lba=i, lba_count=1, prp1=buf)
+        sq.tail = (sq.tail + 1) % 300
+        cqe = cq.wait_pbit(i % 300, 1 - (i // 300) % 2)
+        assert cqe.cid == i and cqe.status == 0
+        cq.head = (i + 1) % 300
+    sq.delete()
+    cq.delete()
+
+
 def test_metamode_refusals_warn_and_raise(nvme0):
     cq = IOCQ(nvme0, 1, 4, PRP(4*16))
     # Queue id in use: 01/01 Invalid Queue Identifier.
     with pytest.warns(UserWarning, match="ERROR status: 01/01"), pytest.raises(QpairCreationError):
         IOCQ(nvme0, 1, 4, PRP(4*16))
-    # A PRPList as queue memory asks for a non-contiguous queue (PC=0); the simulator
-    # sets CAP.CQR, so the spec has it refused with 00/02 Invalid Field in Command.
-    with pytest.warns(UserWarning, match="ERROR status: 00/02"), pytest.raises(QpairCreationError):
-        IOCQ(nvme0, 2, 4, PRPList())
+    # A PRPList entry with an offset: 00/13 PRP Offset Invalid (NVMe 1.4 section 5.3).
+    bad = PRPList()
+    page = PRP()
+    page.offset = 0x40
+    bad[0] = page
+    with pytest.warns(UserWarning, match="ERROR status: 00/13"), pytest.raises(QpairCreationError):
+        IOCQ(nvme0, 2, 4, bad)
     cq.delete()
     with pytest.raises(RuntimeError):
         cq.head = 0

@@ -317,6 +317,8 @@ fn create(ctrl: &Controller, qid: u16, what: &str, sqe: &Sqe) -> Result<bool, Me
 pub struct IoCq {
     entries: u32,
     mem: Prp,
+    /// The queue's pages when it is not physically contiguous (`mem` is then the list).
+    pages: Vec<Prp>,
     head: u32,
     // The next slot `waitdone` looks at and the phase it expects there.
     reap: (usize, bool),
@@ -336,7 +338,8 @@ impl IoCq {
 
     /// `IOCQ(nvme0, qid, qsize, prp1, pc, iv, ien)` with every field of the command the
     /// test's: `pc` false asks for a queue that is not physically contiguous (`mem` is
-    /// then a PRP list, §5.3); a controller with CAP.CQR set refuses it (Invalid Field).
+    /// then a PRP list, §5.3, and entries are read from `mem` itself: see [`IoCq::with_pages`]);
+    /// a controller with CAP.CQR set refuses it (Invalid Field).
     pub fn create(ctrl: &Controller, qid: u16, entries: u32, mem: Prp, pc: bool, iv: u16, ien: bool) -> Result<IoCq, MetaError> {
         let mut sqe = cmd::create_io_cq(qid, entries, 0, iv, ien);
         sqe.dw[11] = (sqe.dw[11] & !1) | pc as u32;
@@ -348,7 +351,16 @@ impl IoCq {
         sqe.set_prp1(mem.addr());
         let reserved = create(ctrl, qid, "Create I/O Completion Queue", &sqe)?;
         let held = Held::new(ctrl, qid, reserved, "Delete I/O Completion Queue", cmd::delete_io_cq);
-        Ok(IoCq { entries, mem, head: 0, reap: (0, true), held })
+        Ok(IoCq { entries, mem, pages: Vec::new(), head: 0, reap: (0, true), held })
+    }
+
+    /// A queue that is not physically contiguous (PC = 0, §5.3): `list` (PRP1) names
+    /// `pages` in order, 4 KiB of entries each (the last one maybe in part); `cq[i]` reads
+    /// slot `i` from the page it falls in.
+    pub fn with_pages(ctrl: &Controller, qid: u16, entries: u32, list: &PrpList, pages: Vec<Prp>, iv: u16, ien: bool) -> Result<IoCq, MetaError> {
+        let mut cq = IoCq::create(ctrl, qid, entries, list.page.clone(), false, iv, ien)?;
+        cq.pages = pages;
+        Ok(cq)
     }
 
     /// Queue id.
@@ -366,9 +378,8 @@ impl IoCq {
 
     /// CQE `slot` as it is in queue memory now (`cq[i]`).
     pub fn entry(&self, slot: usize) -> Result<Cqe, MetaError> {
-        let at = self.mem.offset + slot * 16;
-        self.mem.range(at, 16)?;
-        let m = &self.mem.mem;
+        let (p, at) = locate(&self.mem, &self.pages, slot, 16)?;
+        let m = &p.mem;
         // Dword 3 (phase tag) first, with acquire: the rest of the entry is read after it.
         let dw3 = m.load_u32_acquire(at + 12);
         Ok(Cqe { dw: [m.read_u32(at), m.read_u32(at + 4), m.read_u32(at + 8), dw3] })
@@ -450,6 +461,8 @@ pub struct IoSq {
     entries: u32,
     cqid: u16,
     mem: Prp,
+    /// The queue's pages when it is not physically contiguous (`mem` is then the list).
+    pages: Vec<Prp>,
     tail: u32,
     held: Held,
 }
@@ -481,7 +494,15 @@ impl IoSq {
         sqe.set_prp1(mem.addr());
         let reserved = create(ctrl, qid, "Create I/O Submission Queue", &sqe)?;
         let held = Held::new(ctrl, qid, reserved, "Delete I/O Submission Queue", cmd::delete_io_sq);
-        Ok(IoSq { entries, cqid, mem, tail: 0, held })
+        Ok(IoSq { entries, cqid, mem, pages: Vec::new(), tail: 0, held })
+    }
+
+    /// A queue that is not physically contiguous (PC = 0, §5.4): `list` (PRP1) names
+    /// `pages` in order, 4 KiB of entries each; `sq[i]` writes slot `i` into its page.
+    pub fn with_pages(ctrl: &Controller, qid: u16, entries: u32, list: &PrpList, pages: Vec<Prp>, cqid: u16, qprio: u8) -> Result<IoSq, MetaError> {
+        let mut sq = IoSq::create(ctrl, qid, entries, list.page.clone(), cqid, false, qprio, 0)?;
+        sq.pages = pages;
+        Ok(sq)
     }
 
     /// Queue id.
@@ -499,16 +520,14 @@ impl IoSq {
 
     /// Writes `sqe` into `slot` (`sq[i] = cmd`), as it is.
     pub fn set(&self, slot: usize, sqe: &Sqe) -> Result<(), MetaError> {
-        let at = self.mem.offset + slot * 64;
-        self.mem.range(at, 64)?;
-        self.mem.mem.write_obj(at, sqe);
+        let (p, at) = locate(&self.mem, &self.pages, slot, 64)?;
+        p.mem.write_obj(at, sqe);
         Ok(())
     }
     /// The SQE in `slot`.
     pub fn entry(&self, slot: usize) -> Result<Sqe, MetaError> {
-        let at = self.mem.offset + slot * 64;
-        self.mem.range(at, 64)?;
-        Ok(self.mem.mem.read_obj(at))
+        let (p, at) = locate(&self.mem, &self.pages, slot, 64)?;
+        Ok(p.mem.read_obj(at))
     }
 
     /// The tail doorbell value last written.
@@ -558,6 +577,20 @@ impl IoSq {
     pub fn delete(mut self) -> Result<Cqe, MetaError> {
         self.held.delete()
     }
+}
+
+/// The buffer and byte offset of queue entry `slot` of `size` bytes: in `mem` from its
+/// offset, or in `pages` (4 KiB of entries each, from each page's offset) when not empty.
+fn locate<'a>(mem: &'a Prp, pages: &'a [Prp], slot: usize, size: usize) -> Result<(&'a Prp, usize), MetaError> {
+    let off = slot * size;
+    let (p, at) = if pages.is_empty() {
+        (mem, mem.offset + off)
+    } else {
+        let p = pages.get(off / PRP_LIST_BYTES).ok_or_else(|| MetaError::OutOfRange(format!("slot {slot}: beyond the {} pages of the queue", pages.len())))?;
+        (p, p.offset + off % PRP_LIST_BYTES)
+    };
+    p.range(at, size)?;
+    Ok((p, at))
 }
 
 fn with(mut s: Sqe, cid: u16, buf: &Prp) -> Sqe {

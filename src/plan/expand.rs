@@ -500,11 +500,11 @@ mod tests {
 
     #[test]
     fn device_errors_of_a_sweep_combination_point_at_the_sweep_value() {
-        let doc = "name: t\nphases:\n  - name: a\n    sweep:\n      qdepth: [16, 2000]\n      io_size: [4KiB, 6KiB]\n    ioworkers: [{time: 1}]\n";
+        let doc = "name: t\nphases:\n  - name: a\n    sweep:\n      qdepth: [16, 5000]\n      io_size: [4KiB, 6KiB]\n    ioworkers: [{time: 1}]\n";
         assert_eq!(
             errors(doc, "ns=1GiB,lba=4096"),
             [
-                "p.yaml:5:20: qdepth: 2000 needs a queue of 2001 entries; the controller allows 1024 (CAP.MQES+1): use at most 1023",
+                "p.yaml:5:20: qdepth: 5000 needs a queue of 5001 entries; the controller allows 4096 (CAP.MQES+1): use at most 4095",
                 "p.yaml:6:23: io_size: 6 KiB is not a whole number of 4096-byte LBAs; use 4 KiB (1 LBA) or 8 KiB (2 LBAs)",
             ]
         );

@@ -124,7 +124,8 @@ impl Default for SimConfig {
             namespaces: vec![NamespaceConfig::memory(1 << 30, 512)],
             mdts: 7,
             max_io_queues: 64,
-            max_queue_entries: 1024,
+            // PyNVMe's psd.py creates a 4096-entry SQ (CAP.MQES allows up to 65536).
+            max_queue_entries: 4096,
             sgl: true,
             sgl_bit_bucket: true,
             write_cache: true,

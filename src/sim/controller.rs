@@ -11,7 +11,7 @@ use super::dma::{self, DmaView, Seg};
 use super::fault::{FaultAction, FaultQueue};
 use super::firmware::{self, Firmware};
 use super::io::IoMsg;
-use super::queue::{CqState, SqState};
+use super::queue::{CQE_BYTES, CqState, PostError, QueueMem, SQE_BYTES, SqState};
 use super::regs::Idle;
 use super::selftest::{self, SelfTest};
 use super::{CtrlMsg, Shared, lock};
@@ -337,9 +337,9 @@ impl ControllerThread {
         }
         self.sh.page_size.store(page as usize, Ordering::SeqCst);
         let (sqs, cqs) = (aqa.asqs() as u32 + 1, aqa.acqs() as u32 + 1);
-        self.asq = Some(SqState::new(0, asq, sqs, 0, 0));
+        self.asq = Some(SqState::new(0, QueueMem::Contig(asq), sqs, 0, 0));
         // The admin CQ always signals vector 0 (NVMe 1.4 §7.5.1.1).
-        self.acq = Some(CqState::new(0, acq, cqs).with_irq(Some(0)));
+        self.acq = Some(CqState::new(0, QueueMem::Contig(acq), cqs).with_irq(Some(0)));
         r.open_doorbell(0, false, sqs, 0);
         r.open_doorbell(0, true, cqs, 0);
         for t in self.io_threads() {
@@ -587,16 +587,13 @@ impl ControllerThread {
         if iv >= self.sh.cfg.interrupt_vectors {
             return Err(dnr(Status::INVALID_INTERRUPT_VECTOR));
         }
-        if !pc {
-            // CAP.CQR: only physically contiguous queues.
-            return Err(dnr(Status::INVALID_FIELD));
-        }
         if self.last_cc.iocqes() != 4 {
             return Err(dnr(Status::INVALID_FIELD));
         }
+        let mem = self.queue_mem(sqe.prp1(), pc, size as usize * CQE_BYTES as usize)?;
         let owner = 1 + qid as usize % self.io_tx.len();
         self.sh.regs.open_doorbell(qid, true, size, owner as u32);
-        self.send_io(owner, IoMsg::AddCq(CqState::new(qid, sqe.prp1(), size).with_irq(ien.then_some(iv))));
+        self.send_io(owner, IoMsg::AddCq(CqState::new(qid, mem, size).with_irq(ien.then_some(iv))));
         self.cqs.insert(qid, (owner, 0));
         Ok(0)
     }
@@ -618,16 +615,29 @@ impl ControllerThread {
         if !sqe.prp1().is_multiple_of(self.page() as u64) {
             return Err(dnr(Status::INVALID_PRP_OFFSET));
         }
-        if !pc || self.last_cc.iosqes() != 6 {
+        if self.last_cc.iosqes() != 6 {
             return Err(dnr(Status::INVALID_FIELD));
         }
+        let mem = self.queue_mem(sqe.prp1(), pc, size as usize * SQE_BYTES as usize)?;
         let entry = self.cqs.get_mut(&cqid).expect("checked above");
         entry.1 += 1;
         let owner = entry.0;
         self.sh.regs.open_doorbell(qid, false, size, owner as u32);
-        self.send_io(owner, IoMsg::AddSq(SqState::new(qid, sqe.prp1(), size, cqid, prio)));
+        self.send_io(owner, IoMsg::AddSq(SqState::new(qid, mem, size, cqid, prio)));
         self.sqs.insert(qid, (owner, cqid));
         Ok(0)
+    }
+
+    /// I/O queue memory from PRP1 (§4.1.2): contiguous, or (PC = 0, CAP.CQR = 0) a PRP
+    /// list of its pages, read once here; the host keeps it unchanged while the queue lives.
+    fn queue_mem(&mut self, prp1: u64, pc: bool, bytes: usize) -> Result<QueueMem, Status> {
+        if pc {
+            return Ok(QueueMem::Contig(prp1));
+        }
+        self.view.refresh();
+        let page = self.page();
+        let pages = self.view.queue_pages(prp1, bytes, page)?;
+        Ok(QueueMem::Pages { pages, shift: page.trailing_zeros() })
     }
 
     fn delete_sq(&mut self, sqe: &Sqe) -> Result<u32, Status> {

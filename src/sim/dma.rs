@@ -177,6 +177,36 @@ impl DmaView {
         Ok(())
     }
 
+    /// The pages of a queue that is not physically contiguous (PC = 0, §5.3/§5.4): the
+    /// `bytes.div_ceil(page)` entries of the PRP list at `list` (page aligned), whose last
+    /// entry in a list page points to the next list page when more than one queue page is
+    /// left, as for data (§4.3). An entry with an offset is Invalid PRP Offset (§5.3: "the
+    /// controller should return an error of PRP Offset Invalid"); an unmapped list is a Data
+    /// Transfer Error.
+    pub(crate) fn queue_pages(&self, list: u64, bytes: usize, page: usize) -> Result<Box<[u64]>, Status> {
+        let bad_offset = Status::INVALID_PRP_OFFSET.with_dnr(true);
+        if prp::page_offset(list, page) != 0 {
+            return Err(bad_offset);
+        }
+        let n = bytes.div_ceil(page);
+        let slots = page / prp::ENTRY_BYTES;
+        let mut pages = Vec::with_capacity(n);
+        let (mut list, mut idx) = (list, 0usize);
+        while pages.len() < n {
+            let entry = self.read_u64(list + (idx * prp::ENTRY_BYTES) as u64)?;
+            if prp::page_offset(entry, page) != 0 {
+                return Err(bad_offset);
+            }
+            if idx == slots - 1 && n - pages.len() > 1 {
+                (list, idx) = (entry, 0);
+                continue;
+            }
+            pages.push(entry);
+            idx += 1;
+        }
+        Ok(pages.into_boxed_slice())
+    }
+
     /// Maps an SGL data pointer for a transfer of `len` bytes (§4.4).
     pub(crate) fn map_sgl(&self, sgl1: SglDescriptor, len: usize, dir: DataDirection, caps: SglCaps, segs: &mut Vec<Seg>) -> Result<(), Status> {
         segs.clear();
@@ -386,6 +416,29 @@ mod tests {
         assert_eq!(segs.len(), 1);
         assert_eq!(seg_len(&segs), 6 * P - 0x200);
         assert_eq!(segs[0].ptr.unwrap().as_ptr(), buf.as_ptr().wrapping_add(10 * P + 0x200));
+    }
+
+    #[test]
+    fn queue_page_list_chains_and_checks_offsets() {
+        let (s, buf) = space_with(8 * P);
+        let v = s.view();
+        let page = |i: usize| buf.iova() + (i * P) as u64;
+        // 513 queue pages: 511 in the first list page, its last slot chains to page 1.
+        for i in 0..511 {
+            buf.write_u64(i * 8, page(4) + ((i as u64) << 12 << 4));
+        }
+        buf.write_u64(511 * 8, page(1));
+        buf.write_u64(P, page(5));
+        buf.write_u64(P + 8, page(6));
+        let pages = v.queue_pages(page(0), 513 * P - 16, P).unwrap();
+        assert_eq!(pages.len(), 513);
+        assert_eq!(&pages[510..], &[page(4) + (510 << 16), page(5), page(6)]);
+        // Exactly 512 pages: the last slot is a queue page, not a chain.
+        assert_eq!(v.queue_pages(page(0), 512 * P, P).unwrap()[511], page(1));
+        buf.write_u64(P + 8, page(6) + 0x40);
+        assert_eq!(v.queue_pages(page(0), 513 * P, P).unwrap_err(), Status::INVALID_PRP_OFFSET.with_dnr(true));
+        assert_eq!(v.queue_pages(page(0) + 8, P, P).unwrap_err(), Status::INVALID_PRP_OFFSET.with_dnr(true));
+        assert_eq!(v.queue_pages(0x42_0000_0000, P, P).unwrap_err(), Status::DATA_TRANSFER_ERROR);
     }
 
     #[test]

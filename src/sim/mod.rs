@@ -243,7 +243,8 @@ impl Simulator {
         let max_qid = cfg.max_io_queues;
         let cap = Cap(0)
             .with_mqes((cfg.max_queue_entries - 1) as u16)
-            .with_cqr(true)
+            // CQR = 0: I/O queues may be in non-contiguous pages (PC = 0, §4.1.2).
+            .with_cqr(false)
             .with_ams(1)
             .with_to(cfg.cap_timeout)
             .with_dstrd(cfg.doorbell_stride)

@@ -18,38 +18,79 @@ pub(crate) const CQE_BYTES: u64 = 16;
 /// A submission queue.
 pub(crate) struct SqState {
     pub(crate) qid: u16,
-    pub(crate) base: u64,
     pub(crate) size: u32,
     pub(crate) head: u32,
     pub(crate) cqid: u16,
     /// Queue priority class (0 urgent, 1 high, 2 medium, 3 low).
     pub(crate) prio: u8,
-    host: RingCache,
+    host: Ring,
 }
 
-/// The host address of a whole ring, translated once per DMA view generation (kept as an
-/// address so queue state can move between threads; it is only used with the view it came
-/// from, which keeps the mapping alive).
-#[derive(Default)]
-pub(crate) struct RingCache(Option<(u64, usize)>);
+/// Where a queue's entries are in host memory (NVMe 1.4 §4.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum QueueMem {
+    /// Physically contiguous from this IOVA (PC = 1, and the admin queues).
+    Contig(u64),
+    /// Page by page (PC = 0): the IOVAs of the PRP list's entries, each `1 << shift` bytes
+    /// (CC.MPS at creation), in queue order. Entries never straddle a page.
+    Pages { pages: Box<[u64]>, shift: u32 },
+}
 
-impl RingCache {
+/// Host addresses of a queue's memory, translated once per DMA view generation (kept as
+/// addresses so queue state can move between threads; only used with the view they came
+/// from, which keeps the mapping alive): one for a contiguous ring, one per page otherwise.
+pub(crate) struct Ring {
+    mem: QueueMem,
+    /// Generation `ptrs` was translated in; 0 (no view has it): not translated.
+    generation: u64,
+    ptrs: Box<[usize]>,
+}
+
+impl Ring {
+    fn new(mem: QueueMem) -> Self {
+        let n = match &mem {
+            QueueMem::Contig(_) => 1,
+            QueueMem::Pages { pages, .. } => pages.len(),
+        };
+        Ring { mem, generation: 0, ptrs: vec![0; n].into_boxed_slice() }
+    }
+
+    /// Host address of entry `slot` of `entry` bytes in a ring of `bytes`; `None` if any
+    /// part of the queue memory is unmapped.
     #[inline]
-    fn get(&mut self, view: &DmaView, base: u64, bytes: usize) -> Option<NonNull<u8>> {
-        match self.0 {
-            Some((g, p)) if g == view.generation() => NonNull::new(p as *mut u8),
-            _ => {
-                let p = view.translate(base, bytes)?;
-                self.0 = Some((view.generation(), p.as_ptr() as usize));
-                Some(p)
+    fn slot(&mut self, view: &DmaView, slot: u32, entry: u64, bytes: usize) -> Option<NonNull<u8>> {
+        if self.generation != view.generation() {
+            self.translate(view, bytes)?;
+        }
+        let off = slot as usize * entry as usize;
+        let p = match &self.mem {
+            QueueMem::Contig(_) => self.ptrs[0] + off,
+            QueueMem::Pages { shift, .. } => self.ptrs[off >> shift] + (off & ((1 << shift) - 1)),
+        };
+        NonNull::new(p as *mut u8)
+    }
+
+    #[cold]
+    fn translate(&mut self, view: &DmaView, bytes: usize) -> Option<()> {
+        self.generation = 0;
+        match &self.mem {
+            QueueMem::Contig(base) => self.ptrs[0] = view.translate(*base, bytes)?.as_ptr() as usize,
+            QueueMem::Pages { pages, shift } => {
+                for (i, (iova, p)) in pages.iter().zip(self.ptrs.iter_mut()).enumerate() {
+                    // The last page may be used only in part.
+                    let len = bytes.saturating_sub(i << shift).min(1 << shift);
+                    *p = view.translate(*iova, len)?.as_ptr() as usize;
+                }
             }
         }
+        self.generation = view.generation();
+        Some(())
     }
 }
 
 impl SqState {
-    pub(crate) fn new(qid: u16, base: u64, size: u32, cqid: u16, prio: u8) -> Self {
-        SqState { qid, base, size, head: 0, cqid, prio, host: RingCache::default() }
+    pub(crate) fn new(qid: u16, mem: QueueMem, size: u32, cqid: u16, prio: u8) -> Self {
+        SqState { qid, size, head: 0, cqid, prio, host: Ring::new(mem) }
     }
 }
 
@@ -70,13 +111,11 @@ impl SqState {
     /// memory (the controller then reports a fatal status, as a real one would).
     #[inline]
     pub(crate) fn fetch(&mut self, view: &DmaView) -> Option<Sqe> {
-        let ring = self.host.get(view, self.base, self.size as usize * SQE_BYTES as usize)?;
+        let p = self.host.slot(view, self.head, SQE_BYTES, self.size as usize * SQE_BYTES as usize)?;
         let mut sqe = Sqe::default();
-        // SAFETY: the whole ring is mapped (translated above, for this view generation) and
-        // `head < size`; the host wrote the entry before the tail doorbell we acquired.
-        unsafe {
-            std::ptr::copy_nonoverlapping(ring.as_ptr().add(self.head as usize * SQE_BYTES as usize), (&mut sqe as *mut Sqe).cast::<u8>(), SQE_BYTES as usize)
-        };
+        // SAFETY: `p` is entry `head < size` of the queue memory, all of it translated for
+        // this view generation; the host wrote it before the tail doorbell we acquired.
+        unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), (&mut sqe as *mut Sqe).cast::<u8>(), SQE_BYTES as usize) };
         self.head = (self.head + 1) % self.size;
         Some(sqe)
     }
@@ -85,7 +124,6 @@ impl SqState {
 /// A completion queue.
 pub(crate) struct CqState {
     pub(crate) qid: u16,
-    pub(crate) base: u64,
     pub(crate) size: u32,
     pub(crate) tail: u32,
     pub(crate) phase: bool,
@@ -93,7 +131,7 @@ pub(crate) struct CqState {
     pub(crate) overflow: VecDeque<Cqe>,
     /// Interrupt vector, when interrupts are enabled (IEN; the admin CQ always, vector 0).
     pub(crate) irq: Option<u16>,
-    host: RingCache,
+    host: Ring,
 }
 
 /// Why a completion could not be written.
@@ -106,9 +144,9 @@ pub(crate) enum PostError {
 }
 
 impl CqState {
-    pub(crate) fn new(qid: u16, base: u64, size: u32) -> Self {
+    pub(crate) fn new(qid: u16, mem: QueueMem, size: u32) -> Self {
         // The first pass through a zeroed queue uses phase 1 (§4.6).
-        CqState { qid, base, size, tail: 0, phase: true, overflow: VecDeque::new(), irq: None, host: RingCache::default() }
+        CqState { qid, size, tail: 0, phase: true, overflow: VecDeque::new(), irq: None, host: Ring::new(mem) }
     }
 
     /// The same queue, signalling vector `irq` (None: IEN = 0).
@@ -130,13 +168,11 @@ impl CqState {
         if self.is_full(regs) {
             return Err(PostError::Full);
         }
-        let ring = self.host.get(view, self.base, self.size as usize * CQE_BYTES as usize).ok_or(PostError::Unmapped)?;
-        // SAFETY: `tail < size`, inside the translated ring.
-        let p = unsafe { ring.add(self.tail as usize * CQE_BYTES as usize) };
+        let p = self.host.slot(view, self.tail, CQE_BYTES, self.size as usize * CQE_BYTES as usize).ok_or(PostError::Unmapped)?;
         let dw3 = cqe.with_phase(self.phase).dw[3];
         let words = p.as_ptr().cast::<u32>();
-        // SAFETY: `p` is an entry of the mapped ring; queue bases are page aligned, so each
-        // dword is aligned. The host reads dword 3 with an
+        // SAFETY: `p` is entry `tail < size` of the translated queue memory; queue pages
+        // are page aligned, so each dword is aligned. The host reads dword 3 with an
         // acquire load and the rest only after seeing a new phase tag.
         unsafe {
             words.write_volatile(cqe.dw[0]);
