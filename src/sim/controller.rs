@@ -11,7 +11,7 @@ use super::dma::{self, DmaView, Seg};
 use super::fault::{FaultAction, FaultQueue};
 use super::firmware::{self, Firmware};
 use super::io::IoMsg;
-use super::queue::{CQE_BYTES, CqState, PostError, QueueMem, SQE_BYTES, SqState};
+use super::queue::{CQE_BYTES, CqState, QueueMem, SQE_BYTES, SqState};
 use super::regs::Idle;
 use super::selftest::{self, SelfTest};
 use super::{CtrlMsg, Shared, lock};
