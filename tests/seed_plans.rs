@@ -294,12 +294,13 @@ fn ptype_32_puts_the_dword_on_the_media() {
     let mut b = vec![0u8; 512];
     let hit = (0..2_097_152u64).step_by(8).take(20_000).find(|&l| {
         sim.peek_media(1, l, &mut b);
-        b[0] != 0
+        b[8] != 0
     });
     let l = hit.expect("some LBA was written");
     sim.peek_media(1, l, &mut b);
-    // With verification the last 32 bytes are the trailer.
-    assert!(b[..480].iter().all(|&x| x == 0x5a), "LBA {l:#x}: {:02x?}", &b[..16]);
+    // With verification the first 8 bytes are the LBA number and the last 32 the trailer.
+    assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), l, "LBA {l:#x} names itself");
+    assert!(b[8..480].iter().all(|&x| x == 0x5a), "LBA {l:#x}: {:02x?}", &b[..16]);
 }
 
 #[test]
