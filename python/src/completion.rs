@@ -117,6 +117,15 @@ pub(crate) fn waitdone_timeout() -> PyErr {
 /// Polls `poll` without the GIL until it returns completions or `deadline` passes;
 /// Python signals (Ctrl-C) are checked between rounds.
 pub(crate) fn poll_until<T: Send>(py: Python<'_>, deadline: Instant, mut poll: impl FnMut() -> Vec<T> + Send) -> PyResult<Vec<T>> {
+    // A few polls with the GIL held first: a fast command completes within microseconds,
+    // less than releasing and taking back the GIL costs.
+    for _ in 0..64 {
+        let got = poll();
+        if !got.is_empty() {
+            return Ok(got);
+        }
+        std::hint::spin_loop();
+    }
     loop {
         let (got, expired) = py.detach(|| {
             let round = Instant::now() + Duration::from_millis(50);

@@ -31,7 +31,10 @@ impl Namespace {
     }
 
     fn lba_size(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.driver_ns(py)?.lba_size())
+        // The driver's identify data, without copying the namespace's (4 KiB) of it.
+        let c = self.ctrl.bind(py).borrow();
+        let info = c.drv.info_lba_size(self.nsid);
+        info.ok_or_else(|| NamespaceCreationError::new_err(format!("namespace {} is not active", self.nsid)))
     }
 
     /// Sends an LBA command with data: `lba_count` LBAs from `lba`, io flags in CDW12's
@@ -82,7 +85,13 @@ impl Namespace {
         if !holds_lbas(opcode) {
             return Ok(None);
         }
-        let drv = self.ctrl.bind(py).borrow().drv.clone();
+        let c = self.ctrl.bind(py).borrow();
+        // Without a verification table (no verifying worker ran) nothing is held.
+        if !c.drv.has_attachments() && !matches!(opcode, 0x04 | 0x08 | 0x09) {
+            return Ok(None);
+        }
+        let drv = c.drv.clone();
+        drop(c);
         let nsid = self.nsid;
         py.detach(|| DirectLbas::hold(&drv, nsid, opcode, ranges, Duration::from_secs(2))).map(Some).map_err(PyAssertionError::new_err)
     }

@@ -284,6 +284,16 @@ impl Controller {
         let info = self.inner.info.read().unwrap_or_else(|e| e.into_inner()).namespaces.iter().find(|n| n.nsid == nsid).cloned()?;
         Some(Namespace { nsid, id: info.id, ctrl: self.clone() })
     }
+    /// LBA size of active namespace `nsid` (without copying its identify data).
+    pub fn info_lba_size(&self, nsid: u32) -> Option<usize> {
+        self.inner.info.read().unwrap_or_else(|e| e.into_inner()).namespaces.iter().find(|n| n.nsid == nsid).map(|n| n.lba_size())
+    }
+
+    /// Whether an upper layer keeps state for this controller (e.g. a verification table).
+    pub fn has_attachments(&self) -> bool {
+        !lock(&self.inner.attachments).is_empty()
+    }
+
     /// Reset generation: changes with every reset, NSSR, and power cycle.
     pub fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
