@@ -92,8 +92,7 @@ impl Controller {
         let d2 = d.clone();
         let cqe = py.detach(move || drv.admin_raw(&sqe, DataPtr::Prp(&d2), timeout)).map_err(|e| PyAssertionError::new_err(e.to_string()))?;
         if !cqe.status().is_success() {
-            let s = (cqe.dw[3] >> 17) as u16;
-            warn(py, &format!("ERROR status: {:02x}/{:02x}", (s >> 8) & 7, s & 0xff))?;
+            warn(py, &format!("ERROR status: {}", cqe.status().code_text()))?;
         }
         let mut v = d.to_vec();
         v.truncate(len);
@@ -155,11 +154,11 @@ impl Controller {
                 let q = drv.get_features(0x07, 0).map_err(enumerate_err)?;
                 drv.grant_io_queues(q);
                 drv.mark_ready();
-                return Ok(Self::build(pcie, drv, None, false));
+                return Ok(Self::build(pcie, drv, None));
             }
             _ => None,
         };
-        Ok(Self::build(pcie, drv, init, true))
+        Ok(Self::build(pcie, drv, init))
     }
 
     /// Brings the controller up: by the driver, or by the script's init function.
@@ -537,7 +536,7 @@ impl Controller {
 }
 
 impl Controller {
-    fn build(pcie: Py<Pcie>, drv: Driver, init_func: Option<Py<PyAny>>, _pending_init: bool) -> Self {
+    fn build(pcie: Py<Pcie>, drv: Driver, init_func: Option<Py<PyAny>>) -> Self {
         Controller {
             pcie,
             drv,
