@@ -207,6 +207,9 @@ fn create_cq_with_interrupt_vector_beyond_the_table_is_invalid_interrupt_vector(
     let c = &r.ctrl;
     assert_eq!(r.sim().config().interrupt_vectors, 65);
     let mem = c.dma(4096).unwrap();
+    // MSI-X off: only vector 0 (pin-based interrupts).
+    assert_status(&raw(c, &cmd::create_io_cq(40, 16, mem.iova(), 1, true)), Status::INVALID_INTERRUPT_VECTOR, true);
+    nvplan::driver::Msix::find(c.transport()).unwrap().unwrap().enable().unwrap();
     for iv in [65u16, 66, 0xffff] {
         assert_status(&raw(c, &cmd::create_io_cq(40, 16, mem.iova(), iv, true)), Status::INVALID_INTERRUPT_VECTOR, true);
     }

@@ -36,17 +36,17 @@ fn wait_word(w: &DmaBuffer, within: Duration) -> u32 {
     }
 }
 
-/// A queue pair with IEN = 1 on vector = its queue ID, and MSI-X set up (enabled or not)
-/// with that vector pointed at a fresh word.
+/// A queue pair with the driver's default vector (its queue ID with MSI-X enabled, 0
+/// without), and that vector pointed at a fresh word.
 fn setup(ien: bool, enable: bool) -> (common::Rig, QPair, Msix, DmaBuffer) {
     let r = rig(cfg());
-    let q = r.ctrl.create_qpair(QpairOptions { entries: 8, ien, iv: None, ..Default::default() }).unwrap();
     let m = Msix::find(r.ctrl.transport()).unwrap().expect("the function has MSI-X");
-    let word = r.ctrl.dma(4096).unwrap();
-    m.program(q.qid(), word.iova(), DATA).unwrap();
     if enable {
         m.enable().unwrap();
     }
+    let q = r.ctrl.create_qpair(QpairOptions { entries: 8, ien, iv: None, ..Default::default() }).unwrap();
+    let word = r.ctrl.dma(4096).unwrap();
+    m.program(q.interrupt_vector().unwrap_or(q.qid()), word.iova(), DATA).unwrap();
     (r, q, m, word)
 }
 
@@ -139,6 +139,24 @@ fn create_cq_with_a_vector_beyond_the_table_is_invalid_interrupt_vector() {
     let vectors = r.sim().config().interrupt_vectors;
     let e = r.ctrl.create_qpair(QpairOptions { entries: 8, ien: true, iv: Some(vectors), ..Default::default() }).unwrap_err();
     assert_eq!(e.status().map(|s| (s.sct(), s.sc())), Some((1, 8)), "{e}");
+}
+
+/// NVMe 2.0 Base §5.5 (IV): without MSI-X (pin-based interrupts) only vector 0 exists.
+#[test]
+fn create_cq_with_a_nonzero_vector_while_msix_is_disabled_is_invalid_interrupt_vector() {
+    let r = rig(cfg());
+    let e = r.ctrl.create_qpair(QpairOptions { entries: 8, ien: true, iv: Some(1), ..Default::default() }).unwrap_err();
+    assert_eq!(e.status().map(|s| (s.sct(), s.sc())), Some((1, 8)), "{e}");
+}
+
+#[test]
+fn default_vector_is_the_queue_id_only_while_msix_is_enabled() {
+    let r = rig(cfg());
+    let q = r.ctrl.create_qpair(QpairOptions { entries: 8, ien: true, iv: None, ..Default::default() }).unwrap();
+    assert_eq!(q.interrupt_vector(), Some(0), "MSI-X disabled: vector 0");
+    Msix::find(r.ctrl.transport()).unwrap().unwrap().enable().unwrap();
+    let q2 = r.ctrl.create_qpair(QpairOptions { entries: 8, ien: true, iv: None, ..Default::default() }).unwrap();
+    assert_eq!(q2.interrupt_vector(), Some(q2.qid()));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use nvplan::driver::{Controller as Driver, ControllerOptions, CplKind, DataPtr};
+use nvplan::driver::{Msix, Controller as Driver, ControllerOptions, CplKind, DataPtr};
 use nvplan::nvme::{AdminOpcode, Sqe};
 use nvplan::transport::SharedTransport;
 use pyo3::exceptions::{PyAssertionError, PySystemError};
@@ -123,6 +123,12 @@ impl Controller {
     fn run_init(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.borrow();
+        // PyNVMe brings MSI-X up with the controller, so each I/O queue gets its own vector
+        // (every vector stays masked until a qpair's `msix_*` methods program it). Where the
+        // kernel owns the table (vfio-pci) MSI-X stays off and queues use vector 0.
+        if let Ok(Some(m)) = Msix::find(this.transport()) {
+            m.enable().map_err(enumerate_err)?;
+        }
         this.lock().pending.clear();
         let f = this.init_func.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|f| f.clone_ref(py));
         match f {

@@ -62,6 +62,14 @@ impl Qpair {
         Ok(())
     }
 
+    /// Masks the vector before its message word is freed: a later queue on the same
+    /// vector must not write into memory that has been handed out again.
+    fn release_msix(&self) {
+        if let (Some((m, _word)), Some(iv)) = (self.msix.lock().unwrap_or_else(|e| e.into_inner()).take(), self.irq) {
+            let _ = m.mask(iv);
+        }
+    }
+
     /// The vector's MSI-X entry and message word, set up on first use: the vector writes
     /// `MSIX_DATA` to the word, MSI-X enabled on the function.
     fn with_msix<T>(&self, py: Python<'_>, f: impl FnOnce(&Msix, u16, &DmaBuffer) -> Result<T, nvplan::driver::DriverError>) -> PyResult<T> {
@@ -78,6 +86,12 @@ impl Qpair {
         }
         let (m, word) = g.as_ref().expect("set up above");
         f(m, iv, word).map_err(err)
+    }
+}
+
+impl Drop for Qpair {
+    fn drop(&mut self) {
+        self.release_msix();
     }
 }
 
@@ -185,6 +199,7 @@ impl Qpair {
     fn delete(&self, py: Python<'_>) {
         let qp = self.qp.lock().unwrap_or_else(|e| e.into_inner()).take();
         py.detach(move || drop(qp));
+        self.release_msix();
     }
 
     /// Zeroes the word the queue's MSI-X vector writes.

@@ -35,10 +35,30 @@ impl std::fmt::Debug for Msix {
     }
 }
 
+/// The interrupt vector a new I/O completion queue `qid` gets when the caller names none:
+/// its own ID (modulo the table size) while MSI-X is enabled, else 0. NVMe 2.0 Base §5.5
+/// (Create I/O Completion Queue, IV): with pin-based or single-message MSI interrupts the
+/// field shall be 0h, and controllers refuse anything else (Invalid Interrupt Vector).
+pub(crate) fn default_vector(t: &dyn crate::transport::Transport, qid: u16) -> u16 {
+    let enabled_size = || -> Result<Option<u16>, TransportError> {
+        let Some(cap) = pci::cap_offset(t, cap_id::MSIX)? else { return Ok(None) };
+        let c = pci::read16(t, cap + 2)?;
+        Ok((c & CTRL_ENABLE != 0).then_some((c & 0x7ff) + 1))
+    };
+    match enabled_size() {
+        Ok(Some(vectors)) => qid % vectors,
+        _ => 0,
+    }
+}
+
 impl Msix {
     /// Finds the MSI-X capability; None when the function has none. The table and the
     /// PBA must be in BAR0 (BIR 0), the only BAR a transport maps.
+    /// Refused where the transport owns the table ([`crate::transport::Transport::host_owns_msix`]).
     pub fn find(t: &SharedTransport) -> Result<Option<Msix>, DriverError> {
+        if !t.host_owns_msix() {
+            return Err(DriverError::Transport(TransportError::Unsupported { what: "MSI-X table programming by the host", transport: "vfio-pci" }));
+        }
         let Some(cap) = pci::cap_offset(t.as_ref(), cap_id::MSIX)? else { return Ok(None) };
         let vectors = (pci::read16(t.as_ref(), cap + 2)? & 0x7ff) + 1;
         let table = pci::read32(t.as_ref(), cap + 4)?;

@@ -19,7 +19,7 @@ pub struct QpairOptions {
     /// Interrupts Enabled (IEN) of the CQ: completions signal `iv` (NVMe 1.4 §5.3). Off by
     /// default: the driver polls.
     pub ien: bool,
-    /// Interrupt Vector (IV) of the CQ; None: the queue's ID.
+    /// Interrupt Vector (IV) of the CQ; None: the queue's ID while MSI-X is enabled, else 0.
     pub iv: Option<u16>,
 }
 
@@ -64,7 +64,7 @@ impl QPair {
         let generation = ctrl.generation();
         let page = ctrl.page_size();
         let pages = list_pages_for(info.max_transfer, page);
-        let iv = opts.iv.unwrap_or(qid);
+        let iv = opts.iv.unwrap_or_else(|| super::msix::default_vector(ctrl.transport().as_ref(), qid));
         let build = || -> Result<QueueCore, DriverError> {
             let core = QueueCore::new(ctrl.transport().clone(), qid, opts.entries, page, pages, cap.dstrd(), ctrl.options().command_timeout)?;
             ctrl.admin(&cmd::create_io_cq(qid, opts.entries, core.cq_memory().iova(), iv, opts.ien))?;

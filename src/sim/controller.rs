@@ -584,7 +584,9 @@ impl ControllerThread {
         if !sqe.prp1().is_multiple_of(self.page() as u64) {
             return Err(dnr(Status::INVALID_PRP_OFFSET));
         }
-        if iv >= self.sh.cfg.interrupt_vectors {
+        // NVMe 2.0 Base §5.5 (IV): with pin-based interrupts (MSI-X disabled; MSI is not
+        // offered) only vector 0 exists.
+        if iv >= self.sh.cfg.interrupt_vectors || (iv != 0 && !self.sh.msix.enabled()) {
             return Err(dnr(Status::INVALID_INTERRUPT_VECTOR));
         }
         if self.last_cc.iocqes() != 4 {

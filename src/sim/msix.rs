@@ -148,6 +148,11 @@ impl Msix {
         self.next_due.store(u64::MAX, Ordering::Release);
     }
 
+    /// Whether MSI-X Enable is set.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
     /// Set Features 08h: THR (7:0), TIME (15:8).
     pub(crate) fn set_coalescing(&self, v: u32) {
         self.coalescing.store(v & 0xffff, Ordering::Relaxed);

@@ -118,6 +118,13 @@ pub trait Transport: Send + Sync {
         Err(TransportError::Unsupported { what: "PCI configuration space access", transport: "this" })
     }
 
+    /// Whether the host may program the function's MSI-X table in BAR0 itself. vfio-pci
+    /// owns the table (it is virtualised, writes to it are dropped) and enables MSI-X only
+    /// through its own interrupt ioctls, so a VFIO transport says no.
+    fn host_owns_msix(&self) -> bool {
+        true
+    }
+
     /// Gives the device back now, though handles to the transport may live on (a script's
     /// controller objects): a real function is shut down and released, so another process,
     /// or the next `open` of the same function, can have it; its registers read all ones

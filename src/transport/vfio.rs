@@ -350,6 +350,10 @@ impl Transport for VfioTransport {
         Err(TransportError::Unsupported { what: "power on", transport: "vfio" })
     }
 
+    fn host_owns_msix(&self) -> bool {
+        false
+    }
+
     fn config_read(&self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
         self.config_rw(offset, buf.len(), |fd, done, at| {
             // SAFETY: `buf[done..]` is valid for writes of `buf.len() - done` bytes.
