@@ -54,7 +54,10 @@ def python_ioworker():
     pcie = d.Pcie("sim")
     nvme0 = d.Controller(pcie)
     ns = d.Namespace(nvme0)
-    r = ns.ioworker(io_size=8, lba_align=8, read_percentage=100, qdepth=63, time=SECS).start().close()
+    # cpu_id=0: a plan pins each worker (the first to CPU 0); the same here, so both sides
+    # run the same worker.
+    r = ns.ioworker(io_size=8, lba_align=8, read_percentage=100, qdepth=63, time=SECS,
+                    cpu_id=0).start().close()
     pcie.close()
     return r.io_count_read * 1000 / r.mseconds
 
