@@ -1,0 +1,248 @@
+//! fio's `random_distribution` as nvplan's `distribution`: 100 weights, one per 1 % of the
+//! namespace, summing to 10000.
+//!
+//! `zoned` and `zoned_abs` zones whose edges fall on 1 % of the namespace carry over
+//! exactly: each zone's share of the I/O is spread evenly over its buckets (a share that
+//! does not divide evenly puts the remainder in its first buckets, one unit of 1/10000
+//! each). `zipf`, `pareto` and `normal` carry over as the mass of their documented
+//! distributions per 1 % of fio's value range, hottest values first; fio scatters those
+//! values over the file with a hash, nvplan lays them out in order, and all LBAs of one
+//! bucket are equally likely.
+
+/// One zone: its share of the I/O in percent and where it lies, in LBAs of the namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Zone {
+    pub access: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// A distribution mapped onto 100 buckets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Buckets {
+    pub weights: Vec<u32>,
+    /// Every zone edge fell on a bucket edge (zoned) / always false for the others.
+    pub exact: bool,
+}
+
+/// Splits `total` units over `n` slots as evenly as whole units allow, the remainder in the
+/// first slots.
+fn even(total: u64, n: usize) -> Vec<u64> {
+    let n64 = n.max(1) as u64;
+    (0..n as u64).map(|i| total / n64 + u64::from(i < total % n64)).collect()
+}
+
+/// Rounds masses (summing to about 1) to whole units of 1/10000 that sum to exactly
+/// 10000: each bucket gets its floor, the units left go to the largest remainders.
+pub(crate) fn quantize(mass: &[f64]) -> Vec<u32> {
+    let total: f64 = mass.iter().sum();
+    let scaled: Vec<f64> = mass.iter().map(|m| if total > 0.0 { m / total * 10000.0 } else { 100.0 }).collect();
+    let mut w: Vec<u32> = scaled.iter().map(|x| x.floor().max(0.0) as u32).collect();
+    let mut left = 10000i64 - w.iter().map(|&x| x as i64).sum::<i64>();
+    let mut order: Vec<usize> = (0..w.len()).collect();
+    order.sort_by(|&a, &b| (scaled[b] - scaled[b].floor()).total_cmp(&(scaled[a] - scaled[a].floor())).then(a.cmp(&b)));
+    let mut i = 0;
+    while left > 0 && !order.is_empty() {
+        w[order[i % order.len()]] += 1;
+        left -= 1;
+        i += 1;
+    }
+    w
+}
+
+/// The LBA where bucket `k` (0..=100) begins, as nvplan's generator cuts the namespace.
+pub(crate) fn bucket_edge(nsze: u64, k: u64) -> u64 {
+    if k >= 100 { nsze } else { nsze / 100 * k }
+}
+
+/// Maps zones (in LBAs of a namespace of `nsze` LBAs) onto buckets.
+pub(crate) fn zones(z: &[Zone], nsze: u64) -> Buckets {
+    // A zone edge is on a bucket edge when it is at most one LBA from one.
+    let on_edge = |lba: u64| -> Option<u64> {
+        let k = ((lba as f64) * 100.0 / nsze.max(1) as f64).round() as u64;
+        let k = k.min(100);
+        let e = nsze as f64 * k as f64 / 100.0;
+        ((lba as f64 - e).abs() <= 1.0).then_some(k)
+    };
+    let edges: Option<Vec<(u64, u64)>> = z.iter().map(|z| Some((on_edge(z.start)?, on_edge(z.end)?))).collect();
+    if let Some(edges) = edges
+        && z.iter().zip(&edges).all(|(z, &(a, b))| b > a || z.access == 0)
+    {
+        let mut w = vec![0u64; 100];
+        for (z, &(a, b)) in z.iter().zip(&edges) {
+            if b > a {
+                for (i, x) in even(z.access as u64 * 100, (b - a) as usize).into_iter().enumerate() {
+                    w[a as usize + i] += x;
+                }
+            }
+        }
+        if w.iter().sum::<u64>() == 10000 {
+            return Buckets { weights: w.into_iter().map(|x| x as u32).collect(), exact: true };
+        }
+    }
+    // Edges inside buckets: each bucket gets the zones' I/O in proportion to its overlap.
+    let mut mass = vec![0f64; 100];
+    for z in z.iter().filter(|z| z.end > z.start) {
+        let len = (z.end - z.start) as f64;
+        for (k, m) in mass.iter_mut().enumerate() {
+            let (bs, be) = (bucket_edge(nsze, k as u64), bucket_edge(nsze, k as u64 + 1));
+            let overlap = z.end.min(be).saturating_sub(z.start.max(bs)) as f64;
+            *m += z.access as f64 / 100.0 * overlap / len;
+        }
+    }
+    Buckets { weights: quantize(&mass), exact: false }
+}
+
+/// Sum of k^-theta for k = 1..=n: exact up to 100000 terms, then the integral of the rest
+/// (the midpoint rule; its error is far below 1/10000 of the total).
+fn harmonic(n: u64, theta: f64) -> f64 {
+    const EXACT: u64 = 100_000;
+    let m = n.min(EXACT);
+    let mut s: f64 = (1..=m).map(|k| (k as f64).powf(-theta)).sum();
+    if n > EXACT {
+        let (a, b) = (EXACT as f64 + 0.5, n as f64 + 0.5);
+        s += if (theta - 1.0).abs() < 1e-12 { (b / a).ln() } else { (b.powf(1.0 - theta) - a.powf(1.0 - theta)) / (1.0 - theta) };
+    }
+    s
+}
+
+fn rotate(mut w: Vec<f64>, by: f64) -> Vec<f64> {
+    let k = (by * 100.0).round().rem_euclid(100.0) as usize;
+    w.rotate_right(k);
+    w
+}
+
+/// zipf:theta over `n` values (blocks of the smallest size): rank 1 is the hottest.
+pub(crate) fn zipf(theta: f64, center: Option<f64>, n: u64) -> Buckets {
+    let n = n.max(1);
+    let total = harmonic(n, theta);
+    let edge = |j: u64| n * j / 100;
+    let mass: Vec<f64> = (0..100).map(|j| (harmonic(edge(j + 1), theta) - harmonic(edge(j), theta)) / total).collect();
+    Buckets { weights: quantize(&rotate(mass, center.unwrap_or(0.0))), exact: false }
+}
+
+/// pareto:h: fio draws (n-1) * U^p with p = ln(h)/ln(1-h), so a value fraction x has
+/// probability x^(1/p) of being below it.
+pub(crate) fn pareto(h: f64, center: Option<f64>) -> Buckets {
+    let p = h.ln() / (1.0 - h).ln();
+    let cdf = |x: f64| x.powf(1.0 / p);
+    let mass: Vec<f64> = (0..100).map(|j| cdf((j + 1) as f64 / 100.0) - cdf(j as f64 / 100.0)).collect();
+    Buckets { weights: quantize(&rotate(mass, center.unwrap_or(0.0))), exact: false }
+}
+
+/// Cumulative distribution of the mean of 12 uniform values on [0, 1] (Irwin-Hall / 12).
+fn mean12_cdf(x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let y = 12.0 * x;
+    let mut s = 0.0;
+    let mut binom = 1.0;
+    let mut fact = 1.0;
+    for i in 1..=12 {
+        fact *= i as f64;
+    }
+    for k in 0..=12u32 {
+        if (k as f64) > y {
+            break;
+        }
+        let term = binom * (y - k as f64).powi(12);
+        s += if k % 2 == 0 { term } else { -term };
+        binom = binom * (12 - k) as f64 / (k + 1) as f64;
+    }
+    (s / fact).clamp(0.0, 1.0)
+}
+
+/// normal:dev: fio averages 12 uniform values over its range and adds a uniform spread of
+/// `dev` % of the range (at most half of it), centred on `center` (default the middle).
+pub(crate) fn normal(dev: f64, center: Option<f64>) -> Buckets {
+    let d = (dev / 100.0).min(0.5);
+    let cdf = |x: f64| {
+        if d == 0.0 {
+            return mean12_cdf(x);
+        }
+        // Average over the spread (Simpson's rule on 200 intervals).
+        let n = 200;
+        let h = d / n as f64;
+        let mut s = 0.0;
+        for i in 0..=n {
+            let u = -d / 2.0 + i as f64 * h;
+            let w = if i == 0 || i == n {
+                1.0
+            } else if i % 2 == 1 {
+                4.0
+            } else {
+                2.0
+            };
+            s += w * mean12_cdf(x - u);
+        }
+        s * h / 3.0 / d
+    };
+    let mass: Vec<f64> = (0..100).map(|j| cdf((j + 1) as f64 / 100.0) - cdf(j as f64 / 100.0)).collect();
+    Buckets { weights: quantize(&rotate(mass, center.map_or(0.0, |c| c - 0.5))), exact: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(w: &[u32]) -> u32 {
+        w.iter().sum()
+    }
+
+    #[test]
+    fn jesd219_zones_give_the_reference_distribution() {
+        let n = 2_097_152; // 1 GiB of 512-byte LBAs
+        let at = |p: u64| n * p / 100;
+        let z = [Zone { access: 50, start: 0, end: at(5) }, Zone { access: 30, start: at(5), end: at(20) }, Zone { access: 20, start: at(20), end: n }];
+        let b = zones(&z, n);
+        assert!(b.exact);
+        let mut want = vec![1000; 5];
+        want.extend([200; 15]);
+        want.extend([25; 80]);
+        assert_eq!(b.weights, want);
+    }
+
+    #[test]
+    fn zones_that_do_not_divide_evenly_keep_their_share_exactly() {
+        let n = 1000;
+        let z = [Zone { access: 50, start: 0, end: 30 }, Zone { access: 50, start: 30, end: 1000 }];
+        let b = zones(&z, n);
+        assert!(b.exact);
+        assert_eq!(b.weights[..3], [1667, 1667, 1666]);
+        assert_eq!(sum(&b.weights[..3]), 5000);
+        assert_eq!(sum(&b.weights), 10000);
+    }
+
+    #[test]
+    fn zone_edges_inside_buckets_are_spread_by_overlap_and_flagged() {
+        let b = zones(&[Zone { access: 60, start: 0, end: 15 }, Zone { access: 40, start: 15, end: 1000 }], 1000);
+        assert!(!b.exact);
+        assert_eq!(sum(&b.weights), 10000);
+        assert_eq!(b.weights[0], 4000);
+        assert!((2020..=2021).contains(&b.weights[1]), "{:?}", &b.weights[..3]);
+    }
+
+    #[test]
+    fn zipf_pareto_and_normal_are_skewed_as_documented() {
+        let z = zipf(1.2, None, 327_680);
+        assert_eq!(sum(&z.weights), 10000);
+        assert!(z.weights[0] > 5000, "{:?}", &z.weights[..5]);
+        assert!(z.weights.windows(2).all(|w| w[0] >= w[1]), "hottest first");
+        let flat = zipf(0.0, None, 1_000_000);
+        assert!(flat.weights.iter().all(|&w| w == 100), "{:?}", flat.weights);
+        let p = pareto(0.2, None);
+        assert_eq!(sum(&p.weights), 10000);
+        assert!(p.weights[0] > p.weights[99]);
+        let g = normal(0.0, None);
+        assert_eq!(sum(&g.weights), 10000);
+        assert!(g.weights[49] > 1000 && g.weights[0] == 0, "{:?}", g.weights);
+        let wide = normal(50.0, None);
+        assert!(wide.weights[49] < g.weights[49], "a spread flattens the peak");
+        let moved = normal(0.0, Some(0.75));
+        assert_eq!(moved.weights[74], g.weights[49]);
+    }
+}
