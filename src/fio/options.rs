@@ -215,7 +215,7 @@ pub static OPTIONS: &[FioOption] = &[
     o("hugepage-size", I, "", "nvplan's buffers are its own DMA memory"),
     o("lockmem", I, "", PROCESS),
     // Verification.
-    o("verify", E, "", "nvplan verifies every read by default (verify_disable: true turns it off); a job that writes gets a read-back phase after its own"),
+    o("verify", E, "", "nvplan verifies every read by default (verify_disable: true turns it off); import-fio adds a read-back phase after a job that writes"),
     o("do_verify", E, "", "do_verify=0 leaves out the read-back phase"),
     o("verify_pattern", E, "ptype and pvalue", "patterns of 1, 2 or 4 bytes; longer ones and %o are refused"),
     off("verify_only", NO, "nvplan verifies only data written in the same run"),
