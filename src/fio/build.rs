@@ -107,13 +107,13 @@ const GIB: u64 = 1 << 30;
 
 /// Builds the workers: a first pass finds what the jobs address (files, namespaces), the
 /// second builds against the device (sized from the first when it is the simulator).
-pub(crate) fn build(jobs: &[Job], device: &Device, report: &mut Report) -> Built {
+pub(crate) fn build(jobs: &[Job], device: &Device, host_cpus: usize, report: &mut Report) -> Built {
     let sim_dev = |sizes: BTreeMap<u32, (u64, u64)>, fallback| Dev {
         ns: sizes,
         fallback,
         max_transfer: DRIVER_MAX_TRANSFER,
         max_queue_entries: 65536,
-        cpus: usize::MAX,
+        cpus: host_cpus,
         sim: true,
     };
     let given = match device {
@@ -122,7 +122,7 @@ pub(crate) fn build(jobs: &[Job], device: &Device, report: &mut Report) -> Built
             fallback: None,
             max_transfer: limits.max_transfer.min(usize::MAX >> 1) as u64,
             max_queue_entries: limits.max_queue_entries,
-            cpus: usize::MAX,
+            cpus: host_cpus,
             sim: false,
         }),
         Device::Simulator => None,
@@ -503,7 +503,12 @@ fn worker(
     let from = if job.get("iodepth").is_some() && asynchronous { vec![job.at("iodepth")] } else { job.get("ioengine").map(|o| vec![o.at]).unwrap_or_default() };
     w.set_at("qdepth", plain(qdepth), from, job.get("iodepth").is_none().then_some("iodepth=1"));
     if job.get("ioengine").is_some() {
-        report.warn(job.at("ioengine"), "ioengine", format!("ioengine={engine}: nvplan sends the commands itself, from user space (the plan's target)"));
+        let what = if matches!(engine.as_str(), "null" | "cpp_null") {
+            "fio's null engine does no I/O; the plan does it, on its target"
+        } else {
+            "nvplan sends the commands itself, from user space (the plan's target)"
+        };
+        report.warn(job.at("ioengine"), "ioengine", format!("ioengine={engine}: {what}"));
     }
     // Region, amount, time.
     stop_and_region(job, &rw, &sizes, &reg, lba, &mut w, report);

@@ -103,7 +103,7 @@ pub fn import(files: &[PathBuf], opts: &Options<'_>) -> Result<Imported, Vec<Not
     let mut report = job::Report::new(read.names.clone());
     report.warnings.extend(read.warnings.iter().cloned());
     let jobs: Vec<job::Job> = read.jobs.iter().map(|j| job::Job::new(j, &mut report)).collect();
-    let built = build::build(&jobs, &opts.device, &mut report);
+    let built = build::build(&jobs, &opts.device, opts.host.ncpus as usize, &mut report);
     let plan = phases::plan(&jobs, built, &opts.device, &plan_name, &mut report);
     let (errors, mut warnings) = report.finish();
     if !errors.is_empty() {

@@ -85,7 +85,7 @@ pub(crate) fn mix(job: &Job, dirs: &Dirs, fields: &mut Vec<Field>, report: &mut 
                 report.warn(
                     job.at(name),
                     name,
-                    format!("one flush per {n} writes on average, picked at random and queued with the I/O; fio waits for its sync after every {n}th write"),
+                    format!("one flush per {n} writes on average, picked at random and queued with the I/O; fio waits for a sync after every {n} writes"),
                 );
             }
         }

@@ -225,7 +225,7 @@ pub(crate) fn region(
         // Sizing the simulator: a region past its provisional end still needs room.
         _ if grow && start >= real => match io_size {
             Some(Amount::Bytes(b)) if b > 0 => b,
-            _ => min_bs.max(1),
+            _ => 1 << 30,
         },
         _ => real.saturating_sub(start),
     };
