@@ -153,7 +153,7 @@ pub(crate) fn build(jobs: &[Job], device: &Device, host_cpus: usize, report: &mu
     let mut needs = Needs::default();
     let out = pass(jobs, &dev, &layout, report, &mut needs);
     let sim = dev.sim.then(|| {
-        let biggest = out.iter().flat_map(|j| &j.workers).map(|w| max_size(w)).max().unwrap_or(0);
+        let biggest = out.iter().flat_map(|j| &j.workers).map(max_size).max().unwrap_or(0);
         let mdts = (7u8..=9).find(|m| 4096u64 << m >= biggest).filter(|&m| m > 7);
         let depth = out.iter().flat_map(|j| &j.workers).map(|w| w.qdepth).max().unwrap_or(1);
         SimShape { namespaces: dev.ns.values().map(|v| v.0).collect(), mdts, queue_entries: (depth >= 4096).then_some(depth + 1) }
@@ -219,7 +219,7 @@ fn finish_job(job: &Job, jo: &mut JobOut, report: &mut Report) {
     }
     if let Some(t) = job.parse("latency_target", report, |v| values::time(v, Duration::from_micros(1))) {
         let window = job.parse("latency_window", report, |v| values::time(v, Duration::from_micros(1))).unwrap_or(Duration::ZERO);
-        let percentile = job.parse("latency_percentile", report, |v| values::float_list(v)).and_then(|v| v.first().copied()).unwrap_or(100.0);
+        let percentile = job.parse("latency_percentile", report, values::float_list).and_then(|v| v.first().copied()).unwrap_or(100.0);
         if window.is_zero() {
             report.refuse(job.at("latency_target"), "latency_target", "needs latency_window: the time each queue depth is measured");
             return;
@@ -314,7 +314,7 @@ impl W<'_> {
 
 /// `n` bytes as the plan writes them, when they are whole LBAs.
 fn lbas_ok(job: &Job, report: &mut Report, option: &str, what: &str, n: u64, lba: u64) -> bool {
-    if n % lba == 0 {
+    if n.is_multiple_of(lba) {
         return true;
     }
     let hint = if option == "bs" || option == "bssplit" || option == "bsrange" {
@@ -513,7 +513,7 @@ fn worker(
     // Region, amount, time.
     stop_and_region(job, &rw, &sizes, &reg, lba, &mut w, report);
     super::ops::extras(job, &rw.dirs, &sizes, &reg, clone, dev.cpus, &mut w.fields, report);
-    if pct_random == 100 || job.get("random_distribution").is_some() {
+    if job.get("random_distribution").is_some() {
         distribution(job, rw.dirs, &reg, ns_bytes, lba, sizes.min(), pct_random, &mut w, report);
     }
     if !size_ok {
@@ -627,13 +627,13 @@ fn stop_and_region(job: &Job, rw: &Rw, sizes: &Sizes, reg: &Region, lba: u64, w:
 /// A duration as the plan writes it.
 pub(crate) fn fmt_time(d: Duration) -> String {
     let us = d.as_micros();
-    if us % 3_600_000_000 == 0 && us > 0 {
+    if us.is_multiple_of(3_600_000_000) && us > 0 {
         format!("{}h", us / 3_600_000_000)
-    } else if us % 60_000_000 == 0 && us > 0 {
+    } else if us.is_multiple_of(60_000_000) && us > 0 {
         format!("{}min", us / 60_000_000)
-    } else if us % 1_000_000 == 0 {
+    } else if us.is_multiple_of(1_000_000) {
         format!("{}s", us / 1_000_000)
-    } else if us % 1000 == 0 {
+    } else if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{us}us")
@@ -650,6 +650,10 @@ fn distribution(job: &Job, dirs: Dirs, reg: &Region, ns_bytes: u64, lba: u64, mi
         None => (text, ""),
     };
     if kind == "random" {
+        return;
+    }
+    if pct_random == 0 {
+        report.warn(at, "random_distribution", "ignored: the job does no random I/O");
         return;
     }
     if pct_random != 100 {
@@ -674,12 +678,8 @@ fn distribution(job: &Job, dirs: Dirs, reg: &Region, ns_bytes: u64, lba: u64, mi
                 let t = t.strip_prefix(kind).map(|t| t.trim_start_matches([':', '='])).unwrap_or(t);
                 zones_of(t, abs, job.kb_base, rs, re, lba)
             });
-            let Some(Some(z)) = zones else {
-                if matches!(zones, Some(None)) {
-                    report.refuse(at, "random_distribution", "no zones given");
-                }
-                return;
-            };
+            // No zones for the job's directions: fio draws uniformly (or the error is reported).
+            let Some(Some(z)) = zones else { return };
             dist::zones(&z, nsze)
         }
         "zipf" | "pareto" | "normal" | "gauss" => {
@@ -786,7 +786,7 @@ fn zones_of(t: &str, abs: bool, kb: u64, rs: u64, re: u64, lba: u64) -> Result<V
         return Err(format!("the zones' sizes add up to {given}%, more than 100%"));
     }
     let missing = parsed.iter().filter(|p| p.1.is_none()).count() as u64;
-    let fill = if missing > 0 { (100 - given) / missing } else { 0 };
+    let fill = (100 - given).checked_div(missing).unwrap_or(0);
     let mut perc = 0u64;
     for (a, s) in parsed {
         let s = s.unwrap_or(fill);

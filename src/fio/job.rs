@@ -207,7 +207,7 @@ pub(crate) fn per_direction<T: Clone + PartialEq + std::fmt::Debug>(
                 "{} use {t0} and {} use {t1}; an ioworker has one {} for all its I/O: split the job into one job per direction",
                 DIR_NAMES[*d0],
                 DIR_NAMES[*d1],
-                options::lookup(name).map_or(name, |d| d.nvplan.split(" (").next().unwrap_or(name))
+                options::lookup(name).map_or(name, |d| d.nvplan.split([' ', ',']).next().unwrap_or(name))
             ),
         );
         return Some(None);

@@ -106,9 +106,9 @@ pub(crate) fn mix(job: &Job, dirs: &Dirs, fields: &mut Vec<Field>, report: &mut 
 }
 
 fn fmt_hundredths(h: u32) -> String {
-    if h % 100 == 0 {
+    if h.is_multiple_of(100) {
         format!("{}", h / 100)
-    } else if h % 10 == 0 {
+    } else if h.is_multiple_of(10) {
         format!("{}.{}", h / 100, h % 100 / 10)
     } else {
         format!("{}.{:02}", h / 100, h % 100)

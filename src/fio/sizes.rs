@@ -116,7 +116,7 @@ pub(crate) fn split(t: &str, kb: u64, unaligned: bool) -> Result<Sizes, String> 
     if v.len() == 1 {
         return Ok(Sizes::Fixed(v[0].0));
     }
-    let fill = if missing > 0 { (100 - given) / missing } else { 0 };
+    let fill = (100 - given).checked_div(missing).unwrap_or(0);
     let mut w: Vec<(u64, u64)> = v.iter().map(|&(b, p)| (b, p.unwrap_or(fill))).collect();
     let total: u64 = w.iter().map(|e| e.1).sum();
     if total < 100 {

@@ -30,7 +30,7 @@ pub(crate) fn size(text: &str, kb_base: u64) -> Result<Amount, String> {
     }
     if t.starts_with('(') {
         let v = expr(t)?;
-        if !(v.is_finite() && v >= 0.0 && v < 1.8e19) {
+        if !(v.is_finite() && (0.0..1.8e19).contains(&v)) {
             return Err(format!("`{t}` is {v}, not a size"));
         }
         return Ok(Amount::Bytes(v as u64));
