@@ -410,8 +410,21 @@ fn an_imported_job_file_runs_on_the_simulator() {
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let out = dir.join("report");
     let o = nvplan(&["run", plan_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--time-scale", "0.5", "-q"]);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let failing: Vec<String> = s["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|w| w["outcome"] != "pass")
+                .map(move |w| format!("{} {}: {} {}", p["name"], w["name"], w["error"], w["error_message"]))
+        })
+        .collect();
+    assert_eq!(o.status.code(), Some(0), "{}\n{}\n{failing:?}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert_eq!(s["outcome"], "pass");
     let phases: Vec<(&str, usize)> =
         s["phases"].as_array().unwrap().iter().map(|p| (p["name"].as_str().unwrap(), p["workers"].as_array().unwrap().len())).collect();

@@ -247,6 +247,10 @@ struct Rw {
 
 fn rw(job: &Job, report: &mut Report) -> Option<Rw> {
     let text = job.text("rw").unwrap_or("read").trim().to_string();
+    if text.is_empty() {
+        report.refuse(job.at("rw"), "rw", "rw is empty (an environment variable that is not set?)");
+        return None;
+    }
     let (word, postfix) = match text.split_once(':') {
         Some((w, p)) => (w.trim(), Some(p.trim())),
         None => (text.as_str(), None),
@@ -337,6 +341,15 @@ fn worker(
     needs: &mut Needs,
     ctrls: &mut BTreeMap<u32, Loc>,
 ) -> Option<Worker> {
+    let engine = job.text("ioengine").unwrap_or("psync").trim().to_string();
+    let Some(asynchronous) = options::engine(&engine) else {
+        report.refuse(
+            job.at("ioengine"),
+            "ioengine",
+            format!("ioengine={engine} does no block I/O nvplan can carry (it runs NVMe commands from user space only)"),
+        );
+        return None;
+    };
     let rw = rw(job, report)?;
     let st = region::storage(job, clone, report)?;
     let nsid = match &st {
@@ -464,7 +477,6 @@ fn worker(
             format!("{what}; nvplan picks each offset independently, as with norandommap (after one pass about 63 % of the blocks are touched, some twice)"),
         );
     }
-    let engine = job.text("ioengine").unwrap_or("psync").trim().to_string();
     let kernel = matches!(engine.as_str(), "libaio" | "io_uring" | "sync" | "psync" | "vsync" | "pvsync" | "pvsync2" | "posixaio" | "mmap");
     let direct = job.flag("direct", report).unwrap_or(false) && job.flag("buffered", report) != Some(true);
     if kernel && !direct {
@@ -473,17 +485,6 @@ fn worker(
     }
     super::ops::mix(job, &rw.dirs, &mut w.fields, report);
     // Queue depth.
-    let asynchronous = match options::engine(&engine) {
-        Some(a) => a,
-        None => {
-            report.refuse(
-                job.at("ioengine"),
-                "ioengine",
-                format!("ioengine={engine} does no block I/O nvplan can carry (it runs NVMe commands from user space only)"),
-            );
-            return None;
-        }
-    };
     let depth = job.parse("iodepth", report, |v| values::count(v, job.kb_base)).unwrap_or(1).clamp(1, u32::MAX as u64) as u32;
     let qdepth = if asynchronous { depth } else { 1 };
     if !asynchronous && depth > 1 {

@@ -170,12 +170,11 @@ pub(crate) fn region(
     let align = job.parse("offset_align", report, |v| values::bytes(v, kb)).filter(|&a| a > 0).unwrap_or(min_bs.max(1));
     let loops = job.parse("loops", report, |v| values::count(v, kb)).unwrap_or(1).max(1);
     let percent_ok = |p: u64, name: &str, report: &mut Report| {
-        if p == 0 || p > 100 {
-            report.refuse(job.at(name), name, format!("{p}% is not a percentage fio takes (1 to 100)"));
-            false
-        } else {
-            true
+        // fio reads 0% as not given.
+        if p > 100 {
+            report.refuse(job.at(name), name, format!("{p}% is not a percentage fio takes (0 to 100)"));
         }
+        p > 0 && p <= 100
     };
     // The file or device whose size percentages are of.
     let (base, real) = match st {
@@ -216,6 +215,8 @@ pub(crate) fn region(
             let l = ((real as u128 * p as u128 / 100) as u64).min(real.saturating_sub(start));
             l - l % min_bs.max(1)
         }
+        // A file another job gives a size: fio uses the file as it finds it.
+        (None, None) if matches!(st, Storage::File(n) if layout.files.contains_key(n)) => real.saturating_sub(start),
         (None, None) if matches!(st, Storage::File(_)) => {
             if let Storage::File(n) = st {
                 report.refuse(job.at, "size", format!("fio needs a size for the file `{n}` it would create; give size="));

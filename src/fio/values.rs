@@ -51,6 +51,9 @@ pub(crate) fn size(text: &str, kb_base: u64) -> Result<Amount, String> {
     if suffix == "%" {
         return Ok(Amount::Percent(n));
     }
+    if suffix == "z" {
+        return Err(format!("`{t}`: zones (z) count in zonemode=zbd, which has no equivalent"));
+    }
     let other = if kb_base == 1000 { 1024 } else { 1000 };
     let (pow, base) = match suffix.as_str() {
         "" | "b" => (0, 1),
