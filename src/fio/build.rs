@@ -477,6 +477,13 @@ fn worker(
             format!("{what}; nvplan picks each offset independently, as with norandommap (after one pass about 63 % of the blocks are touched, some twice)"),
         );
     }
+    if !rw.random && rw.dirs[0] && rw.dirs[1] {
+        report.warn(
+            job.at("rw"),
+            "rw",
+            "fio keeps a sequential position per direction (reads and writes each walk the region from its start); an ioworker walks one position for both",
+        );
+    }
     let kernel = matches!(engine.as_str(), "libaio" | "io_uring" | "sync" | "psync" | "vsync" | "pvsync" | "pvsync2" | "posixaio" | "mmap");
     let direct = job.flag("direct", report).unwrap_or(false) && job.flag("buffered", report) != Some(true);
     if kernel && !direct {

@@ -20,15 +20,18 @@ pub(crate) enum Storage {
 
 /// Reads `filename` (or fio's made-up name for the clone's own file).
 pub(crate) fn storage(job: &Job, clone: u32, report: &mut Report) -> Option<Storage> {
-    let at = job.at("filename");
+    let opt = if job.get("filename").is_none() && job.get("libblkio_path").is_some() { "libblkio_path" } else { "filename" };
+    let at = job.at(opt);
     let nsid_opt = job.parse("xnvme_dev_nsid", report, |v| v.trim().parse::<u32>().map_err(|_| format!("`{v}` is not a namespace ID")));
-    let Some(name) = job.text("filename").or_else(|| job.text("libblkio_path")) else {
+    // libblkio's path is one path (a PCI function's sysfs directory has colons).
+    let names = match (job.text("filename"), job.text("libblkio_path")) {
+        (Some(f), _) => split_files(f),
+        (None, Some(p)) => vec![p.trim().to_string()],
         // fio's own name for a job's file: jobname.clone.filenumber.
-        return Some(Storage::File(format!("{}.{clone}.0", job.name)));
+        (None, None) => return Some(Storage::File(format!("{}.{clone}.0", job.name))),
     };
-    let names = split_files(name);
     if names.len() != 1 {
-        report.refuse(at, "filename", format!("{} files in one job; an ioworker runs on one region: give each file its own job", names.len()));
+        report.refuse(at, opt, format!("{} files in one job; an ioworker runs on one region: give each file its own job", names.len()));
         return None;
     }
     let f = names[0].as_str();
@@ -47,7 +50,7 @@ pub(crate) fn storage(job: &Job, clone: u32, report: &mut Report) -> Option<Stor
             }
             if let Some((c, n)) = dev(c, n) {
                 if n == 0 {
-                    report.refuse(at, "filename", format!("{f}: namespace IDs start at 1"));
+                    report.refuse(at, opt, format!("{f}: namespace IDs start at 1"));
                     return None;
                 }
                 return Some(Storage::Device { nsid: nsid_opt.unwrap_or(n), controller: Some(c) });
@@ -59,9 +62,9 @@ pub(crate) fn storage(job: &Job, clone: u32, report: &mut Report) -> Option<Stor
         let ns = f.split_whitespace().find_map(|w| w.strip_prefix("ns=")).and_then(|n| n.parse().ok()).unwrap_or(1);
         return Some(Storage::Device { nsid: nsid_opt.unwrap_or(ns), controller: None });
     }
-    if f.starts_with("/dev/") || is_pci_address(f) {
+    if f.starts_with("/dev/") || f.starts_with("/sys/bus/pci/devices/") || is_pci_address(f) {
         if !f.starts_with("/dev/") || nsid_opt.is_none() {
-            report.warn(at, "filename", format!("{f} is not an NVMe namespace; the plan runs on namespace {} of its target", nsid_opt.unwrap_or(1)));
+            report.warn(at, opt, format!("{f} is not an NVMe namespace; the plan runs on namespace {} of its target", nsid_opt.unwrap_or(1)));
         }
         return Some(Storage::Device { nsid: nsid_opt.unwrap_or(1), controller: None });
     }
