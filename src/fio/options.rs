@@ -453,6 +453,14 @@ mod tests {
     }
 
     #[test]
+    fn docs_fio_md_lists_every_option_of_the_table() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/fio.md"));
+        let missing: Vec<&str> =
+            OPTIONS.iter().flat_map(|o| std::iter::once(o.name).chain(o.aliases.iter().copied())).filter(|n| !doc.contains(&format!("`{n}`"))).collect();
+        assert!(missing.is_empty(), "docs/fio.md does not list {missing:?}");
+    }
+
+    #[test]
     fn every_refused_or_approximated_option_says_why() {
         for o in OPTIONS {
             if matches!(o.support, Support::Refused | Support::Approximated | Support::Ignored) {
