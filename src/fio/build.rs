@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::dist::{self, Zone};
+use super::dist;
 use super::job::{self, Dirs, Job, Report};
 use super::jobfile::Loc;
 use super::region::{self, Layout, Needs, Region, Storage};
@@ -520,9 +520,13 @@ fn worker(
     }
     // Region, amount, time.
     stop_and_region(job, &rw, &sizes, &reg, lba, &mut w, report);
-    super::ops::extras(job, &rw.dirs, &sizes, &reg, clone, dev.cpus, &mut w.fields, report);
-    if job.get("random_distribution").is_some() {
-        distribution(job, rw.dirs, &reg, ns_bytes, lba, sizes.min(), pct_random, &mut w, report);
+    super::ops::extras(job, &rw.dirs, &sizes, clone, dev.cpus, &mut w.fields, report);
+    if let Some(weights) = dist::from_job(job, rw.dirs, &reg, ns_bytes, lba, sizes.min(), pct_random, report) {
+        if !reg.whole {
+            // The distribution covers the namespace: the region is in its weights.
+            w.fields.retain(|f| f.key != "region_start" && f.key != "region_end");
+        }
+        w.set("distribution", Val::List(weights.iter().map(plain).collect()), &["random_distribution"]);
     }
     if !size_ok {
         return None;
@@ -531,7 +535,6 @@ fn worker(
 }
 
 /// `region_start`/`region_end`, and when the worker stops.
-#[allow(clippy::too_many_arguments)]
 fn stop_and_region(job: &Job, rw: &Rw, sizes: &Sizes, reg: &Region, lba: u64, w: &mut W, report: &mut Report) {
     let src = region::sources(job);
     if !reg.whole {
@@ -646,164 +649,4 @@ pub(crate) fn fmt_time(d: Duration) -> String {
     } else {
         format!("{us}us")
     }
-}
-
-/// `random_distribution` as 100 buckets, or why not.
-#[allow(clippy::too_many_arguments)]
-fn distribution(job: &Job, dirs: Dirs, reg: &Region, ns_bytes: u64, lba: u64, min_bs: u64, pct_random: u8, w: &mut W, report: &mut Report) {
-    let Some(text) = job.text("random_distribution").map(str::trim) else { return };
-    let at = job.at("random_distribution");
-    let (kind, arg) = match text.split_once([':', '=']) {
-        Some((k, a)) => (k.trim(), a.trim()),
-        None => (text, ""),
-    };
-    if kind == "random" {
-        return;
-    }
-    if pct_random == 0 {
-        report.warn(at, "random_distribution", "ignored: the job does no random I/O");
-        return;
-    }
-    if pct_random != 100 {
-        report.refuse(at, "random_distribution", "nvplan's distribution places random I/O only: it needs percentage_random=100");
-        return;
-    }
-    let nsze = ns_bytes / lba;
-    let (rs, re) = (reg.start / lba, reg.end / lba);
-    let one_arg = |a: &str| -> Result<(f64, Option<f64>), String> {
-        let mut p = a.split(':').map(str::trim);
-        let v = p.next().filter(|s| !s.is_empty()).map(|s| s.parse::<f64>().map_err(|_| format!("`{s}` is not a number"))).transpose()?;
-        let c = p.next().map(|s| s.parse::<f64>().map_err(|_| format!("`{s}` is not a number"))).transpose()?;
-        if c.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
-            return Err("the center is between 0 and 1".into());
-        }
-        Ok((v.unwrap_or(f64::NAN), c))
-    };
-    let buckets = match kind {
-        "zoned" | "zoned_abs" => {
-            let abs = kind == "zoned_abs";
-            let zones = job::per_direction(job, "random_distribution", dirs, report, None, |t| {
-                let t = t.strip_prefix(kind).map(|t| t.trim_start_matches([':', '='])).unwrap_or(t);
-                zones_of(t, abs, job.kb_base, rs, re, lba)
-            });
-            // No zones for the job's directions: fio draws uniformly (or the error is reported).
-            let Some(Some(z)) = zones else { return };
-            dist::zones(&z, nsze)
-        }
-        "zipf" | "pareto" | "normal" | "gauss" => {
-            if !reg.whole {
-                report.refuse(
-                    at,
-                    "random_distribution",
-                    "nvplan's distribution spreads over the whole namespace; this job has a region (size/offset): leave them out, or use a zoned distribution",
-                );
-                return;
-            }
-            let (v, c) = match one_arg(arg) {
-                Ok(x) => x,
-                Err(m) => return report.refuse(at, "random_distribution", m),
-            };
-            let b = match kind {
-                "zipf" => {
-                    let t = if v.is_nan() { 1.1 } else { v };
-                    if t == 1.0 || t < 0.0 {
-                        return report.refuse(at, "random_distribution", "zipf theta is 0 or more and not 1");
-                    }
-                    dist::zipf(t, c, (re - rs) * lba / min_bs.max(1))
-                }
-                "pareto" => {
-                    let h = if v.is_nan() { 0.2 } else { v };
-                    if !(h > 0.0 && h < 1.0) {
-                        return report.refuse(at, "random_distribution", "pareto's h is between 0 and 1");
-                    }
-                    dist::pareto(h, c)
-                }
-                _ => {
-                    let d = if v.is_nan() { 0.0 } else { v };
-                    if !(0.0..100.0).contains(&d) {
-                        return report.refuse(at, "random_distribution", "normal's deviation is 0 to 100");
-                    }
-                    dist::normal(d, c)
-                }
-            };
-            report.warn(
-                at,
-                "random_distribution",
-                format!("{kind}: the plan gives each 1 % of the namespace the share of I/O fio's {kind} gives 1 % of its values, hottest first; fio scatters hot blocks with a hash, and within each 1 % nvplan's offsets are uniform"),
-            );
-            b
-        }
-        _ => {
-            report.refuse(at, "random_distribution", format!("`{kind}` is not one of fio's distributions (random, zipf, pareto, normal, zoned, zoned_abs)"));
-            return;
-        }
-    };
-    if !buckets.exact && kind.starts_with("zoned") {
-        report.warn(at, "random_distribution", "a zone edge falls inside a 1 % bucket of the namespace: that bucket's share is split by overlap");
-    }
-    if !reg.whole {
-        // The distribution covers the namespace: the region is in its weights.
-        w.fields.retain(|f| f.key != "region_start" && f.key != "region_end");
-    }
-    w.set("distribution", Val::List(buckets.weights.iter().map(plain).collect()), &["random_distribution"]);
-}
-
-/// `access/size:access/size` in LBAs of the namespace, within the region.
-fn zones_of(t: &str, abs: bool, kb: u64, rs: u64, re: u64, lba: u64) -> Result<Vec<Zone>, String> {
-    let entries = values::split_entries(t);
-    if entries.is_empty() || entries.len() > 256 {
-        return Err("give 1 to 256 zones as access/size, e.g. zoned:60/10:30/20:10/70".into());
-    }
-    let mut parsed: Vec<(u32, Option<u64>)> = Vec::new();
-    for (a, s) in &entries {
-        let access = values::percent(a)? as u32;
-        let size = match s.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(s) if abs => Some(values::bytes(s, kb)? / lba),
-            Some(s) => {
-                let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
-                digits.parse::<u64>().ok().map(|p| p.min(100)).filter(|&p| p > 0)
-            }
-        };
-        parsed.push((access, size));
-    }
-    let access: u32 = parsed.iter().map(|p| p.0).sum();
-    if access != 100 {
-        return Err(format!("the zones' accesses add up to {access}%; fio wants exactly 100%"));
-    }
-    let len = re - rs;
-    let mut out = Vec::new();
-    if abs {
-        let mut at = rs;
-        for (a, s) in parsed {
-            let s = s.unwrap_or(0);
-            if s == 0 && a > 0 {
-                return Err("a zone with accesses needs a size (access/size)".into());
-            }
-            let end = at.saturating_add(s);
-            if end > re {
-                return Err("the zones are larger than the region (fio stops: zoned_abs sizes exceed file size)".into());
-            }
-            out.push(Zone { access: a, start: at, end });
-            at = end;
-        }
-        return Ok(out);
-    }
-    let given: u64 = parsed.iter().filter_map(|p| p.1).sum();
-    if given > 100 {
-        return Err(format!("the zones' sizes add up to {given}%, more than 100%"));
-    }
-    let missing = parsed.iter().filter(|p| p.1.is_none()).count() as u64;
-    let fill = (100 - given).checked_div(missing).unwrap_or(0);
-    let mut perc = 0u64;
-    for (a, s) in parsed {
-        let s = s.unwrap_or(fill);
-        if s == 0 && a > 0 {
-            return Err("a zone with accesses has no size left (the sizes already add up to 100%)".into());
-        }
-        let start = rs + len * perc / 100;
-        perc += s;
-        out.push(Zone { access: a, start, end: rs + len * perc / 100 });
-    }
-    Ok(out)
 }

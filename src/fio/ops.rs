@@ -6,7 +6,6 @@ use std::time::Duration;
 use super::build::{Field, Val, fmt_time, plain};
 use super::dist::quantize;
 use super::job::{DIR_NAMES, Dirs, Job, Report};
-use super::region::Region;
 use super::sizes::Sizes;
 use super::values;
 
@@ -149,8 +148,7 @@ fn total_rate(r: [Option<u64>; 3], share: [f64; 3], per_io: [f64; 3]) -> Option<
     (0..3).filter_map(|d| Some(r[d]? as f64 / per_io[d] / share[d].max(1e-9))).reduce(f64::min)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn extras(job: &Job, dirs: &Dirs, sizes: &Sizes, reg: &Region, clone: u32, cpus: usize, fields: &mut Vec<Field>, report: &mut Report) {
+pub(crate) fn extras(job: &Job, dirs: &Dirs, sizes: &Sizes, clone: u32, cpus: usize, fields: &mut Vec<Field>, report: &mut Report) {
     let share = shares(job, dirs, report);
     let mixed = dirs.iter().filter(|d| **d).count() > 1;
     // Rates.
@@ -242,7 +240,6 @@ pub(crate) fn extras(job: &Job, dirs: &Dirs, sizes: &Sizes, reg: &Region, clone:
     if !expect.is_empty() {
         fields.push(field(job, "expect", Val::Map(expect), &from));
     }
-    let _ = reg;
 }
 
 /// `cpus_allowed`/`cpumask` and the policy: one core per clone.
