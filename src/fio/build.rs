@@ -156,7 +156,7 @@ pub(crate) fn build(jobs: &[Job], device: &Device, host_cpus: usize, report: &mu
         let biggest = out.iter().flat_map(|j| &j.workers).map(max_size).max().unwrap_or(0);
         let mdts = (7u8..=9).find(|m| 4096u64 << m >= biggest).filter(|&m| m > 7);
         let depth = out.iter().flat_map(|j| &j.workers).map(|w| w.qdepth).max().unwrap_or(1);
-        SimShape { namespaces: dev.ns.values().map(|v| v.0).collect(), mdts, queue_entries: (depth >= 4096).then_some(depth + 1) }
+        SimShape { namespaces: dev.ns.values().map(|v| v.0).collect(), mdts, queue_entries: (depth >= 4096).then_some(depth.saturating_add(1)) }
     });
     Built { jobs: out, sim }
 }
@@ -578,7 +578,7 @@ fn stop_and_region(job: &Job, rw: &Rw, sizes: &Sizes, reg: &Region, lba: u64, w:
         let amount = if fill { reg.end - reg.start } else { reg.amount };
         if rw.skip > 0 {
             // Holes: fio stops at the end of the region, so count the I/Os of the passes.
-            let stride = sizes.max() + rw.skip as u64;
+            let stride = sizes.max().saturating_add(rw.skip as u64);
             let per_pass = (reg.end - reg.start).div_ceil(stride);
             let passes = (reg.amount / (reg.end - reg.start).max(1)).max(1);
             let ios = per_pass.saturating_mul(passes);
@@ -597,8 +597,8 @@ fn stop_and_region(job: &Job, rw: &Rw, sizes: &Sizes, reg: &Region, lba: u64, w:
     if rw.skip != 0 {
         let step = match sizes {
             Sizes::Fixed(b) => {
-                let s = *b as i64 + rw.skip;
-                (s % lba as i64 == 0).then_some((s / lba as i64, *b))
+                let s = i64::try_from(*b).ok().and_then(|b| b.checked_add(rw.skip));
+                s.filter(|s| s % lba as i64 == 0).map(|s| (s / lba as i64, *b))
             }
             Sizes::Weighted(_) => None,
         };

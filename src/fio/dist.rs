@@ -97,17 +97,22 @@ pub(crate) fn zones(z: &[Zone], nsze: u64) -> Buckets {
     Buckets { weights: quantize(&mass), exact: false }
 }
 
-/// Sum of k^-theta for k = 1..=n: exact up to 100000 terms, then the integral of the rest
-/// (the midpoint rule; its error is far below 1/10000 of the total).
-fn harmonic(n: u64, theta: f64) -> f64 {
-    const EXACT: u64 = 100_000;
-    let m = n.min(EXACT);
-    let mut s: f64 = (1..=m).map(|k| (k as f64).powf(-theta)).sum();
-    if n > EXACT {
-        let (a, b) = (EXACT as f64 + 0.5, n as f64 + 0.5);
-        s += if (theta - 1.0).abs() < 1e-12 { (b / a).ln() } else { (b.powf(1.0 - theta) - a.powf(1.0 - theta)) / (1.0 - theta) };
+/// Sums of k^-theta for k = 1..=e at each of the ascending `edges`, in one pass: exact up
+/// to 10000 terms, then the integral of the rest (midpoint rule; its error is far below
+/// 1/10000 of the total).
+fn harmonic_at(edges: &[u64], theta: f64) -> Vec<f64> {
+    const EXACT: u64 = 10_000;
+    let integral = |a: f64, b: f64| if (theta - 1.0).abs() < 1e-12 { (b / a).ln() } else { (b.powf(1.0 - theta) - a.powf(1.0 - theta)) / (1.0 - theta) };
+    let mut out = Vec::with_capacity(edges.len());
+    let (mut k, mut s) = (0u64, 0f64);
+    for &e in edges {
+        while k < e.min(EXACT) {
+            k += 1;
+            s += (k as f64).powf(-theta);
+        }
+        out.push(if e > EXACT { s + integral(EXACT as f64 + 0.5, e as f64 + 0.5) } else { s });
     }
-    s
+    out
 }
 
 fn rotate(mut w: Vec<f64>, by: f64) -> Vec<f64> {
@@ -119,9 +124,10 @@ fn rotate(mut w: Vec<f64>, by: f64) -> Vec<f64> {
 /// zipf:theta over `n` values (blocks of the smallest size): rank 1 is the hottest.
 pub(crate) fn zipf(theta: f64, center: Option<f64>, n: u64) -> Buckets {
     let n = n.max(1);
-    let total = harmonic(n, theta);
-    let edge = |j: u64| n * j / 100;
-    let mass: Vec<f64> = (0..100).map(|j| (harmonic(edge(j + 1), theta) - harmonic(edge(j), theta)) / total).collect();
+    let edges: Vec<u64> = (0..=100u64).map(|j| (n as u128 * j as u128 / 100) as u64).collect();
+    let h = harmonic_at(&edges, theta);
+    let total = h[100];
+    let mass: Vec<f64> = (0..100).map(|j| (h[j + 1] - h[j]) / total).collect();
     Buckets { weights: quantize(&rotate(mass, center.unwrap_or(0.0))), exact: false }
 }
 
@@ -189,7 +195,8 @@ pub(crate) fn normal(dev: f64, center: Option<f64>) -> Buckets {
         }
         s * h / 3.0 / d
     };
-    let mass: Vec<f64> = (0..100).map(|j| cdf((j + 1) as f64 / 100.0) - cdf(j as f64 / 100.0)).collect();
+    let at: Vec<f64> = (0..=100).map(|j| cdf(j as f64 / 100.0)).collect();
+    let mass: Vec<f64> = at.windows(2).map(|w| w[1] - w[0]).collect();
     Buckets { weights: quantize(&rotate(mass, center.map_or(0.0, |c| c - 0.5))), exact: false }
 }
 

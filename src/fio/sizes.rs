@@ -80,7 +80,7 @@ pub(crate) fn from_range(lo: u64, hi: u64) -> Result<Sizes, String> {
     }
     // Values at or above the last multiple's start, n x lo, become `hi`: lo + hi - n x lo.
     let mut v: Vec<(u64, u64)> = (1..n).map(|k| (k * lo, lo)).collect();
-    v.push((hi, lo + hi - n * lo));
+    v.push((hi, (lo as u128 + hi as u128 - n as u128 * lo as u128) as u64));
     let g = v.iter().fold(0, |g, s| gcd(g, s.1));
     Ok(Sizes::Weighted(v.into_iter().map(|(s, w)| (s, (w / g.max(1)) as u32)).collect()))
 }
@@ -136,6 +136,7 @@ pub(crate) fn split(t: &str, kb: u64, unaligned: bool) -> Result<Sizes, String> 
         }
     }
     Ok(match out.as_slice() {
+        [] => Sizes::Fixed(min),
         [(b, _)] => Sizes::Fixed(*b),
         _ => Sizes::Weighted(out),
     })
