@@ -316,13 +316,18 @@ fn random_job_file(rng: &mut Rng, corpus: &[String]) -> String {
         let at = rng.below(lines.len() as u64 + 1) as usize;
         lines.insert(at, line);
     }
-    // Mutations: drop, duplicate or cut lines, flip bytes.
-    for _ in 0..rng.below(4) {
+    // Mutations: drop, duplicate or cut lines, flip bytes, swap a value.
+    for _ in 0..rng.below(6) {
         if lines.is_empty() {
             break;
         }
         let i = rng.below(lines.len() as u64) as usize;
-        match rng.below(4) {
+        match rng.below(5) {
+            4 => {
+                if let Some((k, _)) = lines[i].split_once('=') {
+                    lines[i] = format!("{k}={}", VALUES[rng.below(VALUES.len() as u64) as usize]);
+                }
+            }
             0 => {
                 lines.remove(i);
             }
@@ -347,7 +352,7 @@ fn random_job_file(rng: &mut Rng, corpus: &[String]) -> String {
 
 #[test]
 fn random_and_mutated_job_files_never_make_the_importer_panic() {
-    let cases: u64 = std::env::var("NVPLAN_FIO_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let cases: u64 = std::env::var("NVPLAN_FIO_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let seed: u64 = std::env::var("NVPLAN_FIO_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let dir = root().join("tests/fio/cases");
     let corpus: Vec<String> = std::fs::read_dir(&dir)

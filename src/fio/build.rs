@@ -104,6 +104,10 @@ impl Dev {
 /// Largest transfer nvplan's driver prepares for (its default `max_transfer`).
 const DRIVER_MAX_TRANSFER: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;
+/// The simulator's largest namespace.
+const SIM_MAX_NS: u64 = 64 << 40;
+/// Most namespaces the import gives the simulator.
+const SIM_MAX_NSID: u32 = 64;
 
 /// Builds the workers: a first pass finds what the jobs address (files, namespaces), the
 /// second builds against the device (sized from the first when it is the simulator).
@@ -118,7 +122,7 @@ pub(crate) fn build(jobs: &[Job], device: &Device, host_cpus: usize, report: &mu
     };
     let given = match device {
         Device::Given { limits, .. } => Some(Dev {
-            ns: limits.namespaces.iter().map(|(&n, &(nlba, l))| (n, (nlba * l as u64, l as u64))).collect(),
+            ns: limits.namespaces.iter().map(|(&n, &(nlba, l))| (n, (nlba.saturating_mul(l as u64), l as u64))).collect(),
             fallback: None,
             max_transfer: limits.max_transfer.min(usize::MAX >> 1) as u64,
             max_queue_entries: limits.max_queue_entries,
@@ -145,8 +149,10 @@ pub(crate) fn build(jobs: &[Job], device: &Device, host_cpus: usize, report: &mu
             let mut want = needs.device.clone();
             let e = want.entry(1).or_default();
             *e = (*e).max(layout.end());
-            let top = want.keys().max().copied().unwrap_or(1);
-            let sizes = (1..=top).map(|n| (n, (want.get(&n).copied().unwrap_or(0).max(GIB).div_ceil(1 << 20) * (1 << 20), 512))).collect();
+            // Beyond what the simulator holds, the second pass refuses the job.
+            let top = want.keys().max().copied().unwrap_or(1).min(SIM_MAX_NSID);
+            let size = |n| want.get(&n).copied().unwrap_or(0).clamp(GIB, SIM_MAX_NS).div_ceil(1 << 20) * (1 << 20);
+            let sizes = (1..=top).map(|n| (n, (size(n), 512))).collect();
             sim_dev(sizes, None)
         }
     };
@@ -364,18 +370,19 @@ fn worker(
         }
         Storage::File(_) => 1,
     };
+    if dev.fallback.is_some() && nsid > SIM_MAX_NSID {
+        report.refuse(job.at("filename"), "filename", format!("namespace {nsid}: the simulator the import sets up has at most {SIM_MAX_NSID}; give --target"));
+        return None;
+    }
     let Some((ns_bytes, lba)) = dev.namespace(nsid) else {
         report.refuse(job.at("filename"), "filename", format!("the target has no namespace {nsid}"));
         return None;
     };
     let (sizes, size_opt) = sizes::sizes(job, rw.dirs, report)?;
     let reg = region::region(job, clone, &st, nsid, ns_bytes, sizes.min(), layout, dev.fallback.is_some(), needs, report)?;
-    if reg.end > ns_bytes && !dev.sim {
-        report.refuse(
-            job.at("size"),
-            "size",
-            format!("the region ends at {}, beyond namespace {nsid} of the target ({})", plan_bytes(reg.end), plan_bytes(ns_bytes)),
-        );
+    if reg.end > ns_bytes && dev.fallback.is_none() {
+        let most = if dev.sim { ", as large as the simulator makes one" } else { "" };
+        report.refuse(job.at("size"), "size", format!("the region ends at {}, beyond namespace {nsid} ({}{most})", plan_bytes(reg.end), plan_bytes(ns_bytes)));
         return None;
     }
     if let Storage::File(f) = &st
@@ -450,7 +457,7 @@ fn worker(
         } else {
             w.set_at("lba_align", plain(plan_bytes(align)), w.job.get(size_opt).map(|o| vec![o.at]).unwrap_or_default(), Some("ba = the smallest block size"));
         }
-        if reg.start % align != 0 {
+        if align > 0 && reg.start % align != 0 {
             report.warn(
                 job.at("offset"),
                 "offset",
@@ -606,7 +613,7 @@ fn stop_and_region(job: &Job, rw: &Rw, sizes: &Sizes, reg: &Region, lba: u64, w:
             Some((s, b)) => {
                 if s < 0 {
                     // fio's first I/O is at the start, then it wraps to the end and walks down.
-                    w.set("lba_start", plain(plan_bytes(reg.end - b)), &["rw"]);
+                    w.set("lba_start", plain(plan_bytes(reg.end.saturating_sub(b).max(reg.start))), &["rw"]);
                     report.warn(job.at("rw"), "rw", "fio reads the region's first block first and then walks down from its end; the plan starts at the end");
                 }
                 w.set("lba_step", plain(s), &["rw"]);

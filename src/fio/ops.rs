@@ -214,7 +214,7 @@ pub(crate) fn extras(job: &Job, dirs: &Dirs, sizes: &Sizes, clone: u32, cpus: us
     let mut expect: Vec<(String, Val)> = Vec::new();
     let mut from = Vec::new();
     if let Some(r) = rates(job, "rate_iops_min", dirs, report) {
-        let sum: u64 = r.iter().flatten().sum();
+        let sum = r.iter().flatten().fold(0u64, |a, &b| a.saturating_add(b));
         if sum > 0 {
             expect.push(("iops_min".into(), plain(sum)));
             from.push("rate_iops_min");
@@ -226,7 +226,7 @@ pub(crate) fn extras(job: &Job, dirs: &Dirs, sizes: &Sizes, clone: u32, cpus: us
         }
     }
     if let Some(r) = rates(job, "rate_min", dirs, report) {
-        let sum: u64 = r.iter().flatten().sum();
+        let sum = r.iter().flatten().fold(0u64, |a, &b| a.saturating_add(b));
         if sum > 0 {
             expect.push(("mbps_min".into(), plain(sum as f64 / 1e6)));
             from.push("rate_min");
