@@ -166,9 +166,10 @@ impl Checker<'_> {
             if !SWEEPABLE.contains(k) {
                 let message = match k.as_str() {
                     "name" | "expect" | "seed" => format!("`{k}` cannot be swept; a sweep varies I/O parameters"),
-                    _ => match suggest(k, SWEEPABLE.iter().map(String::as_str)) {
-                        Some(s) => format!("unknown sweep parameter `{k}`; did you mean `{s}`?"),
-                        None => format!("unknown sweep parameter `{k}`; a sweep varies ioworker parameters (docs/plans.md)"),
+                    _ => match (crate::fio::options::plan_hint(k), suggest(k, SWEEPABLE.iter().map(String::as_str))) {
+                        (Some(h), _) => format!("unknown sweep parameter `{k}`: {h}"),
+                        (None, Some(s)) => format!("unknown sweep parameter `{k}`; did you mean `{s}`?"),
+                        (None, None) => format!("unknown sweep parameter `{k}`; a sweep varies ioworker parameters (docs/plans.md)"),
                     },
                 };
                 self.key_err(&spath, k, k, message);

@@ -314,10 +314,13 @@ fn diagnose(e: &ValidationError, root: &Value, ctx: Option<(&str, usize)>, out: 
             let worker = definition(e) == Some("WorkerSpec");
             for k in unexpected {
                 let what = if worker { format!("unknown parameter `{k}`") } else { format!("unknown key `{k}` in {}", place(e)) };
-                let message = match suggest(k, known.iter().map(String::as_str)) {
-                    Some(s) => format!("{what}; did you mean `{s}`?"),
-                    None if worker => format!("{what}; docs/plans.md lists the ioworker parameters"),
-                    None => format!("{what}; known keys: {}", known.join(", ")),
+                // A fio word gets its nvplan name, from the table import-fio uses.
+                let fio = if worker { crate::fio::options::plan_hint(k) } else { None };
+                let message = match (fio, suggest(k, known.iter().map(String::as_str))) {
+                    (Some(h), _) => h,
+                    (None, Some(s)) => format!("{what}; did you mean `{s}`?"),
+                    (None, None) if worker => format!("{what}; docs/plans.md lists the ioworker parameters"),
+                    (None, None) => format!("{what}; known keys: {}", known.join(", ")),
                 };
                 out.push(Diag { path: path.clone(), key: Some(k.clone()), field: k.clone(), message });
             }
@@ -426,6 +429,21 @@ mod tests {
         assert_eq!(e, vec!["p.yaml:5:19: qdeph: unknown parameter `qdeph`; did you mean `qdepth`?"]);
         let e = errors("name: t\nphases: []\nseeed: 3\n");
         assert!(e.iter().any(|e| e.starts_with("p.yaml:3:1: seeed: unknown key `seeed` in the plan; did you mean `seed`?")), "{e:?}");
+    }
+
+    #[test]
+    fn fio_words_in_a_worker_get_the_nvplan_name_from_the_import_table() {
+        let e = errors(&format!("{HEAD}      - {{time: 1, bs: 4k, iodepth: 32, norandommap: 1}}\n"));
+        assert_eq!(
+            e,
+            vec![
+                "p.yaml:5:19: bs: fio's bs is io_size here (in LBAs or with a unit: 4KiB)",
+                "p.yaml:5:27: iodepth: fio's iodepth is qdepth here",
+                "p.yaml:5:40: norandommap: fio's norandommap has no ioworker parameter: nvplan picks every random offset independently, always",
+            ]
+        );
+        let e = errors("name: t\nphases:\n  - name: a\n    sweep: {rwmixread: [10]}\n    ioworkers: [{time: 1}]\n");
+        assert_eq!(e, vec!["p.yaml:4:13: rwmixread: unknown sweep parameter `rwmixread`: fio's rwmixread is read_percentage here"]);
     }
 
     #[test]
