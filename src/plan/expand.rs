@@ -333,12 +333,14 @@ fn worker(lp: &LoadedPlan, limits: &Limits, w: &WorkerSpec, at: &Where, time_sca
         v.to_vec().iter().enumerate().map(|(i, x)| lbas_of(field, &list(v, i), x)).collect::<Vec<_>>().into_iter().collect()
     };
     let lba_align: Vec<u32> = many("lba_align", &w.lba_align).unwrap_or_default().into_iter().map(|a| u32::try_from(a).unwrap_or(u32::MAX)).collect();
-    let region_start = many("region_start", &w.region_start).unwrap_or_else(|| vec![0]);
-    let region_end = many("region_end", &w.region_end).unwrap_or_else(|| vec![u64::MAX]);
+    // Written and readable; a value that is not was reported already.
+    let (starts, ends) = (many("region_start", &w.region_start), many("region_end", &w.region_end));
+    let region_start = starts.clone().unwrap_or_else(|| vec![0]);
+    let region_end = ends.clone().unwrap_or_else(|| vec![u64::MAX]);
     let lba_count = w.lba_count.as_ref().and_then(|v| lbas_of("lba_count", &[], v)).unwrap_or(0);
     let lba_start = w.lba_start.as_ref().and_then(|v| lbas_of("lba_start", &[], v));
-    if let Some(v) = &w.region_end {
-        for (i, &e) in region_end.iter().enumerate() {
+    if let (Some(v), Some(ends)) = (&w.region_end, &ends) {
+        for (i, &e) in ends.iter().enumerate() {
             if e > nsze {
                 err(
                     "region_end",
@@ -348,8 +350,8 @@ fn worker(lp: &LoadedPlan, limits: &Limits, w: &WorkerSpec, at: &Where, time_sca
             }
         }
     }
-    if let Some(v) = &w.region_start {
-        for (i, &s) in region_start.iter().enumerate() {
+    if let (Some(v), Some(starts)) = (&w.region_start, &starts) {
+        for (i, &s) in starts.iter().enumerate() {
             if s >= nsze {
                 err("region_start", &list(v, i), format!("{s:#x} is beyond the end of namespace {nsid} ({nsze:#x} LBAs)"));
             }
