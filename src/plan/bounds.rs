@@ -9,10 +9,11 @@ use super::load::LoadedPlan;
 use super::sweep;
 use super::yaml::Seg;
 
-/// Largest plan file, bytes.
+/// Largest plan file, bytes (a plan's `plan.resolved.yaml`, one phase per run, must load
+/// again: at the limits on runs below it is about 6 MiB).
 pub const MAX_PLAN_BYTES: usize = 8 << 20;
 /// Most nodes (scalars, lists, mappings) in the plan once its aliases are expanded.
-pub const MAX_NODES: usize = 500_000;
+pub const MAX_NODES: usize = 250_000;
 /// Most nodes that aliases may add, all aliases together: an alias copies the node its
 /// anchor names, so a few lines could otherwise describe billions of nodes.
 pub const MAX_ALIAS_NODES: usize = 100_000;
@@ -20,14 +21,20 @@ pub const MAX_ALIAS_NODES: usize = 100_000;
 pub const MAX_ALIAS_BYTES: usize = 1 << 20;
 /// Deepest nesting of lists and mappings (the document itself is level 1).
 pub const MAX_DEPTH: usize = 64;
-/// Most phases in a plan.
-pub const MAX_PHASES: usize = 10_000;
+/// Most phases in a plan: as many as phase runs, for `plan.resolved.yaml` writes one phase
+/// per run.
+pub const MAX_PHASES: usize = MAX_PHASE_RUNS as usize;
 /// Most ioworkers in one phase.
 pub const MAX_WORKERS: usize = 1024;
 /// Most phase runs in a plan: every phase's repeat x sweep combinations, added up.
 pub const MAX_PHASE_RUNS: u64 = sweep::MAX_RUNS;
-/// Most workers a plan runs, added up over its phase runs.
-pub const MAX_WORKER_RUNS: u64 = 1_000_000;
+/// Most workers a plan runs, added up over its phase runs (each is a thread, a queue
+/// pair and about 1.5 KB of configuration).
+pub const MAX_WORKER_RUNS: u64 = 50_000;
+/// Most nodes of all phase runs together: each run is a copy of its phase (workers,
+/// events, metamode steps; not its sweep lists), so a phase of many nodes run many times
+/// holds their product.
+pub const MAX_RUN_NODES: u64 = 150_000;
 
 /// `n` with thousands separated, for messages about limits.
 pub(crate) fn count(n: u64) -> String {
@@ -60,7 +67,7 @@ pub(crate) fn check(lp: &LoadedPlan) -> Vec<PlanError> {
         ));
         return errors;
     }
-    let (mut runs, mut worker_runs) = (0u64, 0u64);
+    let (mut runs, mut worker_runs, mut run_nodes) = (0u64, 0u64, 0u64);
     for (i, ph) in phases.iter().enumerate() {
         let path = [key("phases"), Seg::Index(i)];
         if ph.ioworkers.len() > MAX_WORKERS {
@@ -74,13 +81,12 @@ pub(crate) fn check(lp: &LoadedPlan) -> Vec<PlanError> {
                     count(MAX_WORKERS as u64)
                 ),
             ));
-            continue;
+            return errors;
         }
         let n = sweep::count(ph.sweep.as_ref()).saturating_mul(u64::from(ph.repeat.unwrap_or(1)));
         let at = if ph.sweep.is_some() { "sweep" } else { "repeat" };
-        let before = runs;
         runs = runs.saturating_add(n);
-        if runs > MAX_PHASE_RUNS && before <= MAX_PHASE_RUNS {
+        if runs > MAX_PHASE_RUNS {
             let message = if n > MAX_PHASE_RUNS {
                 format!("{} runs of this phase (repeat x sweep combinations); a plan runs at most {}: split the phase", count(n), count(MAX_PHASE_RUNS))
             } else {
@@ -91,20 +97,40 @@ pub(crate) fn check(lp: &LoadedPlan) -> Vec<PlanError> {
                 )
             };
             errors.push(lp.key_error(&path, at, at, message));
+            return errors;
         }
-        let before = worker_runs;
         worker_runs = worker_runs.saturating_add(n.saturating_mul(ph.ioworkers.len() as u64));
-        if worker_runs > MAX_WORKER_RUNS && before <= MAX_WORKER_RUNS && runs <= MAX_PHASE_RUNS {
+        if worker_runs > MAX_WORKER_RUNS {
             errors.push(lp.key_error(
                 &path,
                 "ioworkers",
                 "ioworkers",
                 format!(
-                    "this phase brings the plan to {} worker runs (ioworkers x repeat x sweep combinations, over all phases); a plan runs at most {}: split the plan into several plans",
+                    "this phase brings the plan to {} worker runs (ioworkers x runs, over all phases); a plan runs at most {}: split the plan into several plans",
                     count(worker_runs),
                     count(MAX_WORKER_RUNS)
                 ),
             ));
+            return errors;
+        }
+        // What each run copies: the phase as written, less its sweep lists.
+        let nodes = |p: &[Seg]| lp.tree_at(p).map_or(0, |n| n.size()) as u64;
+        let per_run = nodes(&path) - nodes(&[key("phases"), Seg::Index(i), key("sweep")]);
+        run_nodes = run_nodes.saturating_add(n.saturating_mul(per_run));
+        if run_nodes > MAX_RUN_NODES {
+            errors.push(lp.key_error(
+                &path,
+                at,
+                at,
+                format!(
+                    "this phase brings the plan to {} nodes once each run is written out ({} nodes x {} runs here); a plan expands to at most {}: run fewer repeats or sweep values, or split the plan",
+                    count(run_nodes),
+                    count(per_run),
+                    count(n),
+                    count(MAX_RUN_NODES)
+                ),
+            ));
+            return errors;
         }
     }
     errors
@@ -113,6 +139,66 @@ pub(crate) fn check(lp: &LoadedPlan) -> Vec<PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::load_str;
+
+    fn first_error(doc: &str) -> String {
+        load_str("p.yaml", doc).map(|_| ()).unwrap_err()[0].to_string()
+    }
+
+    fn phase(i: usize, rest: &str) -> String {
+        format!("  - {{name: p{i}, ioworkers: [{{time: 1}}]{rest}}}\n")
+    }
+
+    #[test]
+    fn more_phases_than_the_limit_is_an_error_at_the_first_too_many() {
+        let doc = format!("name: t\nphases:\n{}", (0..=MAX_PHASES).map(|i| phase(i, "")).collect::<String>());
+        assert_eq!(first_error(&doc), "p.yaml:10003:5: phases: 10,001 phases; a plan holds at most 10,000: split it into several plans");
+        let doc = format!("name: t\nphases:\n{}", (0..MAX_PHASES).map(|i| phase(i, "")).collect::<String>());
+        assert!(load_str("p.yaml", &doc).is_ok());
+    }
+
+    #[test]
+    fn more_workers_in_a_phase_than_the_limit_is_an_error_at_the_first_too_many() {
+        let w: String = (0..=MAX_WORKERS).map(|i| format!("      - {{name: w{i}, time: 1}}\n")).collect();
+        let doc = format!("name: t\nphases:\n  - name: a\n    ioworkers:\n{w}");
+        assert_eq!(first_error(&doc), "p.yaml:1029:9: ioworkers: 1,025 ioworkers in phase `a`; a phase runs at most 1,024: spread them over several phases");
+    }
+
+    #[test]
+    fn phase_runs_past_the_limit_are_an_error_at_the_phase_that_passes_it() {
+        let doc = format!("name: t\nphases:\n{}{}", phase(0, ", repeat: 6000"), phase(1, ", repeat: 4001"));
+        assert_eq!(
+            first_error(&doc),
+            "p.yaml:4:40: repeat: this phase brings the plan to 10,001 phase runs (repeat x sweep combinations); a plan runs at most 10,000: split the plan into several plans"
+        );
+        let doc =
+            "name: t\nphases:\n  - name: a\n    sweep: {qdepth: [1, 2, 3], read_percentage: [0, 50]}\n    repeat: 4294967295\n    ioworkers: [{time: 1}]\n";
+        assert_eq!(
+            first_error(doc),
+            "p.yaml:4:5: sweep: 25,769,803,770 runs of this phase (repeat x sweep combinations); a plan runs at most 10,000: split the phase"
+        );
+    }
+
+    #[test]
+    fn worker_runs_past_the_limit_are_an_error_at_the_phase_that_passes_it() {
+        let w: String = (0..6).map(|i| format!("      - {{name: w{i}, time: 1}}\n")).collect();
+        let doc = format!("name: t\nphases:\n  - name: a\n    repeat: 10000\n    ioworkers:\n{w}");
+        assert_eq!(
+            first_error(&doc),
+            "p.yaml:5:5: ioworkers: this phase brings the plan to 60,000 worker runs (ioworkers x runs, over all phases); a plan runs at most 50,000: split the plan into several plans"
+        );
+    }
+
+    #[test]
+    fn a_large_phase_run_many_times_is_an_error_at_its_repeat() {
+        let seq: Vec<String> = (0..1000).map(|i| format!("[{i}, 1, 2, 0]")).collect();
+        let doc = format!("name: t\nphases:\n  - name: a\n    repeat: 40\n    ioworkers: [{{io_sequence: [{}]}}]\n", seq.join(", "));
+        assert_eq!(
+            first_error(&doc),
+            "p.yaml:4:5: repeat: this phase brings the plan to 200,400 nodes once each run is written out (5,010 nodes x 40 runs here); a plan expands to at most 150,000: run fewer repeats or sweep values, or split the plan"
+        );
+        assert!(load_str("p.yaml", &doc.replace("repeat: 40", "repeat: 29")).is_ok());
+    }
 
     #[test]
     fn counts_are_written_with_thousands_separators() {

@@ -28,10 +28,28 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// Sorts errors by position and drops repeats (a sweep or a repeat finds the same one again).
+/// Most errors reported for one plan: past these, one more line says how many were left
+/// out. A generated plan with one mistake repeated can have hundreds of thousands.
+pub const MAX_ERRORS: usize = 100;
+
+/// Sorts errors by position, drops repeats (a sweep or a repeat finds the same one again)
+/// and keeps the first [`MAX_ERRORS`].
 pub(crate) fn tidy(errors: &mut Vec<PlanError>) {
     errors.sort();
     errors.dedup();
+    if errors.len() > MAX_ERRORS {
+        let left = errors.len() - MAX_ERRORS;
+        let next = &errors[MAX_ERRORS];
+        let e = PlanError {
+            file: next.file.clone(),
+            line: next.line,
+            col: next.col,
+            field: "plan".into(),
+            message: format!("{left} more errors from here on are not shown; fix the first {MAX_ERRORS} and validate again"),
+        };
+        errors.truncate(MAX_ERRORS);
+        errors.push(e);
+    }
 }
 
 /// The closest of `candidates` to `word` by edit distance, if it is close enough to be the
@@ -97,5 +115,18 @@ mod tests {
         let mut v = vec![e(3, 1), e(1, 5), e(3, 1), e(1, 2)];
         tidy(&mut v);
         assert_eq!(v.iter().map(|e| (e.line, e.col)).collect::<Vec<_>>(), vec![(1, 2), (1, 5), (3, 1)]);
+    }
+
+    #[test]
+    fn past_the_most_errors_one_line_counts_the_rest() {
+        let e = |line| PlanError { file: "f".into(), line, col: 1, field: "x".into(), message: "m".into() };
+        let mut v: Vec<PlanError> = (1..=MAX_ERRORS + 5).rev().map(e).collect();
+        tidy(&mut v);
+        assert_eq!(v.len(), MAX_ERRORS + 1);
+        assert_eq!(v[MAX_ERRORS - 1].line, MAX_ERRORS, "the first errors by position are kept");
+        assert_eq!(
+            v[MAX_ERRORS].to_string(),
+            format!("f:{}:1: plan: 5 more errors from here on are not shown; fix the first {MAX_ERRORS} and validate again", MAX_ERRORS + 1)
+        );
     }
 }

@@ -193,7 +193,10 @@ fn expand_phase(
     let repeat = ph.repeat.unwrap_or(1).max(1);
     let mut runs = Vec::new();
     for r in 0..repeat {
-        for (combo, workers) in &built {
+        // The last round takes the workers built rather than a copy: a plan near the limits
+        // on runs holds one set of them, not two.
+        let round = if r + 1 == repeat { std::mem::take(&mut built) } else { built.clone() };
+        for (combo, workers) in round {
             let k = runs.len();
             let mut label = ph.name.clone();
             if repeat > 1 {
@@ -203,10 +206,9 @@ fn expand_phase(
                 label += &format!(" {key}={}", label_value(v));
             }
             let workers: Vec<WorkerRun> = workers
-                .iter()
+                .into_iter()
                 .enumerate()
-                .map(|(j, w)| {
-                    let mut w = w.clone();
+                .map(|(j, mut w)| {
                     w.config.seed = ph.ioworkers[j].seed.unwrap_or_else(|| derive_seed(plan_seed, p, k, j));
                     w.spec.seed = Some(w.config.seed);
                     w

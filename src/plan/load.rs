@@ -38,11 +38,7 @@ impl LoadedPlan {
     pub(crate) fn tree_at(&self, path: &[Seg]) -> Option<&Node> {
         let mut node = &self.tree;
         for seg in path {
-            node = match (seg, &node.kind) {
-                (Seg::Key(k), yaml::Kind::Map(m)) => &m.iter().find(|e| &e.0 == k)?.3,
-                (Seg::Index(i), yaml::Kind::Seq(v)) => v.get(*i)?,
-                _ => return None,
-            };
+            node = node.child(seg)?;
         }
         Some(node)
     }

@@ -23,7 +23,7 @@ pub struct Node {
 /// Node contents.
 #[derive(Clone, Debug)]
 pub enum Kind {
-    /// A mapping: `(key, key line, key column, value)` in document order.
+    /// A mapping: `(key, key line, key column, value)`, sorted by key (see [`Node::entry`]).
     Map(Vec<(String, usize, usize, Node)>),
     /// A sequence.
     Seq(Vec<Node>),
@@ -82,7 +82,7 @@ struct Anchor {
     nodes: usize,
     /// Bytes of text (scalars and keys) in it.
     bytes: usize,
-    /// Levels of nesting in it (1 for a scalar).
+    /// Levels of lists and mappings in it (0 for a scalar).
     height: usize,
 }
 
@@ -131,6 +131,12 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
                 Err(SyntaxError { line, col, field: "yaml".into(), message: "the YAML ends in the middle of a list or mapping".into() })
             }
         }
+    }
+
+    /// The position of the next event.
+    fn next_pos(&mut self) -> Result<(usize, usize), SyntaxError> {
+        self.peek()?;
+        Ok(self.peeked.as_ref().map_or((1, 1), |p| (p.1, p.2)))
     }
 
     fn peek(&mut self) -> Result<&Event<'a>, SyntaxError> {
@@ -226,7 +232,7 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
             Event::Scalar(text, style, anchor, _) => {
                 self.count(line, col)?;
                 self.anchor_name(anchor)?;
-                let size = Size { nodes: 1, bytes: text.len(), height: 1 };
+                let size = Size { nodes: 1, bytes: text.len(), height: 0 };
                 let n = Node { kind: Kind::Scalar { text: text.into_owned(), plain: matches!(style, ScalarStyle::Plain) }, line, col };
                 self.remember(anchor, &n, size);
                 Ok((n, size))
@@ -344,6 +350,7 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
             if !merge {
                 self.field = Some(text.clone());
             }
+            let at = self.next_pos()?;
             let (value, vs) = self.node()?;
             size.add(vs);
             // Merge key (https://yaml.org/type/merge.html, a YAML 1.1 type): the entries of
@@ -353,7 +360,7 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
                     Kind::Map(_) => vec![value],
                     Kind::Seq(v) => v,
                     Kind::Scalar { .. } => {
-                        return Err(self.error(value.line, value.col, "`<<` merges mappings: give an alias of a mapping, or a list of them (`<<: [*a, *b]`)"));
+                        return Err(self.error(at.0, at.1, "`<<` merges mappings: give an alias of a mapping, or a list of them (`<<: [*a, *b]`)"));
                     }
                 };
                 for s in sources {
@@ -375,6 +382,9 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
                 entries.push(m);
             }
         }
+        // Sorted, so that finding a key (for every error's position) takes log n steps
+        // whatever the size of the mapping.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok((Node { kind: Kind::Map(entries), line, col }, size))
     }
 }
@@ -422,7 +432,10 @@ pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 
 /// Line and column (1-based, in characters) of byte `at` of `text` (at most its length).
 pub(crate) fn position(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
     let mut last = (1, 1);
     for (n, (from, l)) in lines(text).enumerate() {
         if from > at {
@@ -490,47 +503,52 @@ pub enum Seg {
 }
 
 impl Node {
+    /// Nodes in this one, itself and mapping keys included (as [`parse`] counts them).
+    pub fn size(&self) -> usize {
+        1 + match &self.kind {
+            Kind::Map(m) => m.iter().map(|e| 1 + e.3.size()).sum(),
+            Kind::Seq(v) => v.iter().map(Node::size).sum(),
+            Kind::Scalar { .. } => 0,
+        }
+    }
+
+    /// The entry of key `k`, when this is a mapping that has one.
+    pub fn entry(&self, k: &str) -> Option<&(String, usize, usize, Node)> {
+        match &self.kind {
+            Kind::Map(m) => m.binary_search_by(|e| e.0.as_str().cmp(k)).ok().map(|i| &m[i]),
+            _ => None,
+        }
+    }
+
+    /// The node at one step from this one.
+    pub fn child(&self, seg: &Seg) -> Option<&Node> {
+        match (seg, &self.kind) {
+            (Seg::Key(k), Kind::Map(_)) => self.entry(k).map(|e| &e.3),
+            (Seg::Index(i), Kind::Seq(v)) => v.get(*i),
+            _ => None,
+        }
+    }
+
     /// The position of the node at `path`, or of the deepest node on the way (and of the
     /// key, when the last step is a key that is written).
     pub fn locate(&self, path: &[Seg]) -> (usize, usize) {
         let mut node = self;
-        let mut pos = (self.line, self.col);
         for seg in path {
-            match (seg, &node.kind) {
-                (Seg::Key(k), Kind::Map(m)) => match m.iter().find(|e| &e.0 == k) {
-                    Some(e) => {
-                        pos = (e.3.line, e.3.col);
-                        node = &e.3;
-                    }
-                    None => return pos,
-                },
-                (Seg::Index(i), Kind::Seq(v)) => match v.get(*i) {
-                    Some(n) => {
-                        pos = (n.line, n.col);
-                        node = n;
-                    }
-                    None => return pos,
-                },
-                _ => return pos,
+            match node.child(seg) {
+                Some(n) => node = n,
+                None => break,
             }
         }
-        pos
+        (node.line, node.col)
     }
 
     /// The position of a key of the mapping at `path` (for "unknown field" errors).
     pub fn locate_key(&self, path: &[Seg], key: &str) -> Option<(usize, usize)> {
         let mut node = self;
         for seg in path {
-            node = match (seg, &node.kind) {
-                (Seg::Key(k), Kind::Map(m)) => &m.iter().find(|e| &e.0 == k)?.3,
-                (Seg::Index(i), Kind::Seq(v)) => v.get(*i)?,
-                _ => return None,
-            };
+            node = node.child(seg)?;
         }
-        match &node.kind {
-            Kind::Map(m) => m.iter().find(|e| e.0 == key).map(|e| (e.1, e.2)),
-            _ => None,
-        }
+        node.entry(key).map(|e| (e.1, e.2))
     }
 
     /// The document as JSON, scalars typed by the YAML 1.2 core schema (quoted ones stay
@@ -626,5 +644,147 @@ mod tests {
         let e = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!((e.line, e.col), (2, 1));
         assert!(e.message.contains("duplicate"));
+    }
+
+    /// The "billion laughs": nine levels of anchors, ten aliases each.
+    fn laughs(levels: usize) -> String {
+        let mut doc = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..levels {
+            doc += &format!("l{i}: &l{i} [{}]\n", vec![format!("*l{}", i - 1); 10].join(", "));
+        }
+        doc
+    }
+
+    #[test]
+    fn alias_bomb_stops_at_the_alias_node_limit() {
+        let e = parse(&laughs(9)).unwrap_err();
+        // l4 holds 11,111 nodes: its tenth copy in l5 passes 100,000.
+        // l3 holds 11,111 nodes; l1 to l3 added 12,330: the eighth copy of l3 in l4 passes
+        // 100,000.
+        assert_eq!((e.line, e.col, e.field.as_str()), (5, 45, "l4"), "{e:?}");
+        assert_eq!(
+            e.message,
+            "*l3 copies 11,111 nodes, bringing what aliases add to 101,218; aliases may add at most 100,000 nodes to a plan: write fewer aliases of large nodes, or split the plan"
+        );
+        assert!(parse(&laughs(4)).is_ok(), "four levels add 12,330 nodes: within the limit");
+    }
+
+    #[test]
+    fn aliases_of_long_text_stop_at_the_alias_byte_limit() {
+        let long = "x".repeat(300_000);
+        let e = parse(&format!("a: &a {long}\nb: [*a, *a, *a, *a]\n")).unwrap_err();
+        assert_eq!((e.line, e.col, e.field.as_str()), (2, 17, "b"), "{e:?}");
+        assert!(e.message.starts_with("*a copies 300,000 bytes of text, bringing what aliases add to 1,200,000; aliases may add at most 1,048,576"), "{e:?}");
+    }
+
+    #[test]
+    fn a_list_past_the_node_limit_stops_where_it_passes_it() {
+        let doc = format!("a: [{}]\n", vec!["0"; MAX_NODES].join(","));
+        let e = parse(&doc).unwrap_err();
+        // The mapping, its key, the list and 249,997 items: the next item is one too many.
+        assert_eq!((e.line, e.col, e.field.as_str()), (1, 5 + 2 * (MAX_NODES - 3), "a"), "{e:?}");
+        assert!(e.message.starts_with("the plan has more than 250,000 nodes"), "{e:?}");
+        assert!(parse(&format!("a: [{}]\n", vec!["0"; MAX_NODES - 3].join(","))).is_ok());
+    }
+
+    #[test]
+    fn nesting_past_the_depth_limit_is_an_error_in_flow_and_block_style() {
+        let ok = format!("a: {}{}\n", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        assert!(parse(&ok).is_ok(), "the mapping and 63 lists");
+        let flow = format!("a: {}{}\n", "[".repeat(300), "]".repeat(300));
+        let e = parse(&flow).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (1, "yaml"), "{e:?}");
+        assert!((MAX_DEPTH + 3..=MAX_DEPTH + 5).contains(&e.col), "at the first list too deep, or the one after: {e:?}");
+        assert_eq!(e.message, "lists and mappings nest more than 64 levels deep here; a plan nests at most 64: remove the extra levels");
+        let block: String = (0..300).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let e = parse(&block).unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (MAX_DEPTH + 1, depth_message().as_str()), "{e:?}");
+    }
+
+    #[test]
+    fn aliases_cannot_nest_past_the_depth_limit() {
+        // Each level is one list deeper than the one it copies: l62 nests 63 lists, and in
+        // l63's list, under the document's mapping, would reach 65 levels.
+        let mut doc = String::from("l0: &l0 [x]\n");
+        for i in 1..100 {
+            doc += &format!("l{i}: &l{i} [*l{}]\n", i - 1);
+        }
+        let e = parse(&doc).unwrap_err();
+        assert_eq!((e.line, e.col, e.field.as_str()), (64, 12, "l63"), "{e:?}");
+        assert_eq!(e.message, depth_message());
+    }
+
+    #[test]
+    fn an_alias_inside_the_node_it_names_is_an_error() {
+        let e = parse("a: &a {x: 1, <<: *a}\n").unwrap_err();
+        assert_eq!((e.line, e.col, e.field.as_str()), (1, 18, "a"), "{e:?}");
+        assert!(e.message.starts_with("*a is inside the node its anchor names"), "{e:?}");
+        let e = parse("a: &a [1, [2, *a]]\n").unwrap_err();
+        assert_eq!((e.line, e.col), (1, 15), "{e:?}");
+    }
+
+    #[test]
+    fn a_redefined_anchor_names_its_latest_node() {
+        // YAML 1.2 §3.2.2.2: an alias refers to the most recent node with its anchor.
+        let j = parse("a: &x 1\nb: *x\nc: &x 2\nd: *x\n").unwrap().to_json();
+        assert_eq!((j["b"].as_u64(), j["d"].as_u64()), (Some(1), Some(2)));
+    }
+
+    #[test]
+    fn merge_keys_take_mappings_only() {
+        let e = parse("a: &a 1\nb: {<<: *a}\n").unwrap_err();
+        assert_eq!((e.line, e.col, e.field.as_str()), (2, 9, "b"), "at the alias: {e:?}");
+        let e = parse("a: &a {x: 1}\nb: {<<: [*a, 2]}\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 14), "{e:?}");
+        let j = parse("a: &a {x: 1, y: 1}\nc: &c {x: 3, z: 3}\nb: {<<: [*a, *c], y: 2}\n").unwrap().to_json();
+        assert_eq!(j["b"], serde_json::json!({"x": 1, "y": 2, "z": 3}), "earlier mappings win; written keys win over merged ones");
+        let j = parse("b: {'<<': 1}\n").unwrap().to_json();
+        assert_eq!(j["b"]["<<"], 1, "a quoted `<<` is an ordinary key");
+    }
+
+    #[test]
+    fn crlf_and_cr_line_ends_count_lines_as_lf_does() {
+        for nl in ["\n", "\r\n", "\r"] {
+            let doc = ["name: x", "phases:", "  - name: a", "    qdepth: 8", ""].join(nl);
+            let n = parse(&doc).unwrap();
+            assert_eq!(n.locate(&[Seg::Key("phases".into()), Seg::Index(0), Seg::Key("qdepth".into())]), (4, 13), "{nl:?}");
+            assert_eq!(n.to_json()["phases"][0]["qdepth"], 8);
+            assert_eq!(position(&doc, doc.find("qdepth").unwrap()), (4, 5), "{nl:?}");
+        }
+    }
+
+    #[test]
+    fn tabs_in_indentation_are_an_error_at_the_tab() {
+        let e = parse("a:\n  b: 1\n\tc: 2\n").unwrap_err();
+        assert_eq!((e.line, e.col, e.field.as_str()), (3, 1, "yaml"), "{e:?}");
+        assert_eq!(e.message, "a tab in the indentation; YAML indents with spaces only: replace the tab with spaces");
+        assert!(parse("a: 1\t# a tab between a value and its comment\nb:\t2\n").is_ok(), "tabs separate within a line");
+    }
+
+    #[test]
+    fn control_characters_are_an_error_at_their_position() {
+        let e = parse("a: 1\nb: \u{0}\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 4), "{e:?}");
+        assert!(e.message.starts_with("a control character (U+0000)"), "{e:?}");
+    }
+
+    #[test]
+    fn whole_numbers_beyond_64_bits_stay_text() {
+        let j = parse("a: 18446744073709551615\nb: 18446744073709551616\nc: -9223372036854775808\nd: -9223372036854775809\ne: 1e400\n").unwrap().to_json();
+        assert_eq!(j["a"].as_u64(), Some(u64::MAX));
+        assert_eq!(j["b"], "18446744073709551616");
+        assert_eq!(j["c"].as_i64(), Some(i64::MIN));
+        assert_eq!(j["d"], "-9223372036854775809");
+        assert_eq!(j["e"], "1e400", "a float beyond f64 is no number either");
+    }
+
+    #[test]
+    fn lines_end_at_lf_crlf_or_cr() {
+        let l: Vec<(usize, &str)> = lines("a\r\nb\rc\n\nd").collect();
+        assert_eq!(l, [(0, "a"), (3, "b"), (5, "c"), (7, ""), (8, "d")]);
+        assert_eq!(position("ab\r\ncd", 5), (2, 2));
+        assert_eq!(position("ab\r\ncd", 99), (2, 3), "past the end: just after the last character");
+        assert_eq!(position("é\nü", 5), (2, 2), "columns count characters");
+        assert_eq!(position("é\nü", 4), (2, 1), "inside a character: at its start");
     }
 }
