@@ -31,9 +31,9 @@ pub const MAX_PHASE_RUNS: u64 = sweep::MAX_RUNS;
 /// Most workers a plan runs, added up over its phase runs (each is a thread, a queue
 /// pair and about 1.5 KB of configuration).
 pub const MAX_WORKER_RUNS: u64 = 50_000;
-/// Most nodes of all phase runs together: each run is a copy of its phase (workers,
-/// events, metamode steps; not its sweep lists), so a phase of many nodes run many times
-/// holds their product.
+/// Most nodes that repeats and sweeps add to a plan: every run of a phase after its first
+/// is a copy of it (workers, events, metamode steps; not its sweep lists), so a phase of
+/// many nodes run many times holds their product.
 pub const MAX_RUN_NODES: u64 = 150_000;
 
 /// `n` with thousands separated, for messages about limits.
@@ -60,8 +60,9 @@ pub(crate) fn check(lp: &LoadedPlan) -> Vec<PlanError> {
     let mut errors = Vec::new();
     let phases = &lp.plan.phases;
     if phases.len() > MAX_PHASES {
-        errors.push(lp.error(
-            &[key("phases"), Seg::Index(MAX_PHASES)],
+        errors.push(lp.key_error(
+            &[],
+            "phases",
             "phases",
             format!("{} phases; a plan holds at most {}: split it into several plans", count(phases.len() as u64), count(MAX_PHASES as u64)),
         ));
@@ -71,8 +72,9 @@ pub(crate) fn check(lp: &LoadedPlan) -> Vec<PlanError> {
     for (i, ph) in phases.iter().enumerate() {
         let path = [key("phases"), Seg::Index(i)];
         if ph.ioworkers.len() > MAX_WORKERS {
-            errors.push(lp.error(
-                &[key("phases"), Seg::Index(i), key("ioworkers"), Seg::Index(MAX_WORKERS)],
+            errors.push(lp.key_error(
+                &path,
+                "ioworkers",
                 "ioworkers",
                 format!(
                     "{} ioworkers in phase `{}`; a phase runs at most {}: spread them over several phases",
@@ -116,17 +118,17 @@ pub(crate) fn check(lp: &LoadedPlan) -> Vec<PlanError> {
         // What each run copies: the phase as written, less its sweep lists.
         let nodes = |p: &[Seg]| lp.tree_at(p).map_or(0, |n| n.size()) as u64;
         let per_run = nodes(&path) - nodes(&[key("phases"), Seg::Index(i), key("sweep")]);
-        run_nodes = run_nodes.saturating_add(n.saturating_mul(per_run));
+        run_nodes = run_nodes.saturating_add(n.saturating_sub(1).saturating_mul(per_run));
         if run_nodes > MAX_RUN_NODES {
             errors.push(lp.key_error(
                 &path,
                 at,
                 at,
                 format!(
-                    "this phase brings the plan to {} nodes once each run is written out ({} nodes x {} runs here); a plan expands to at most {}: run fewer repeats or sweep values, or split the plan",
-                    count(run_nodes),
+                    "the runs of this phase add {} copies of its {} nodes, bringing what repeats and sweeps add to {}; they may add at most {} nodes to a plan: run fewer repeats or sweep values, or split the plan",
+                    count(n - 1),
                     count(per_run),
-                    count(n),
+                    count(run_nodes),
                     count(MAX_RUN_NODES)
                 ),
             ));
@@ -152,7 +154,7 @@ mod tests {
     #[test]
     fn more_phases_than_the_limit_is_an_error_at_the_first_too_many() {
         let doc = format!("name: t\nphases:\n{}", (0..=MAX_PHASES).map(|i| phase(i, "")).collect::<String>());
-        assert_eq!(first_error(&doc), "p.yaml:10003:5: phases: 10,001 phases; a plan holds at most 10,000: split it into several plans");
+        assert_eq!(first_error(&doc), "p.yaml:2:1: phases: 10,001 phases; a plan holds at most 10,000: split it into several plans");
         let doc = format!("name: t\nphases:\n{}", (0..MAX_PHASES).map(|i| phase(i, "")).collect::<String>());
         assert!(load_str("p.yaml", &doc).is_ok());
     }
@@ -161,7 +163,7 @@ mod tests {
     fn more_workers_in_a_phase_than_the_limit_is_an_error_at_the_first_too_many() {
         let w: String = (0..=MAX_WORKERS).map(|i| format!("      - {{name: w{i}, time: 1}}\n")).collect();
         let doc = format!("name: t\nphases:\n  - name: a\n    ioworkers:\n{w}");
-        assert_eq!(first_error(&doc), "p.yaml:1029:9: ioworkers: 1,025 ioworkers in phase `a`; a phase runs at most 1,024: spread them over several phases");
+        assert_eq!(first_error(&doc), "p.yaml:4:5: ioworkers: 1,025 ioworkers in phase `a`; a phase runs at most 1,024: spread them over several phases");
     }
 
     #[test]
@@ -195,9 +197,9 @@ mod tests {
         let doc = format!("name: t\nphases:\n  - name: a\n    repeat: 40\n    ioworkers: [{{io_sequence: [{}]}}]\n", seq.join(", "));
         assert_eq!(
             first_error(&doc),
-            "p.yaml:4:5: repeat: this phase brings the plan to 200,400 nodes once each run is written out (5,010 nodes x 40 runs here); a plan expands to at most 150,000: run fewer repeats or sweep values, or split the plan"
+            "p.yaml:4:5: repeat: the runs of this phase add 39 copies of its 5,010 nodes, bringing what repeats and sweeps add to 195,390; they may add at most 150,000 nodes to a plan: run fewer repeats or sweep values, or split the plan"
         );
-        assert!(load_str("p.yaml", &doc.replace("repeat: 40", "repeat: 29")).is_ok());
+        assert!(load_str("p.yaml", &doc.replace("repeat: 40", "repeat: 30")).is_ok(), "29 copies add 145,290 nodes");
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub fn duration(v: &DurationValue) -> Result<Duration, String> {
             if !s.is_finite() || *s < 0.0 {
                 return Err(format!("{s} is not a duration; give seconds (0 or more) or a number with a unit like 30s"));
             }
-            Duration::try_from_secs_f64(*s).map_err(|_| format!("{s} seconds is too long"))?
+            Duration::try_from_secs_f64(*s).map_err(|_| format!("{s} seconds is more than 1000 hours; split the run"))?
         }
         DurationValue::Text(t) => parse_duration(t)?,
     };

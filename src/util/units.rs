@@ -51,7 +51,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}` is not a valid duration"));
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is too long"))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is longer than any duration nvplan counts; give a shorter one"))
 }
 
 #[cfg(test)]
