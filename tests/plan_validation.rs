@@ -311,9 +311,9 @@ fn a_plan_past_the_size_limit_stops_where_it_passes_it_and_a_file_without_end_is
 fn a_list_past_the_node_limit_stops_at_the_limit() {
     let text = format!("name: long\nphases: [{}]\n", vec!["{}"; MAX_NODES].join(","));
     let (err, path) = validate_text("long-list.yaml", text.as_bytes());
-    // Mapping, two keys, `long`, the list: the 249,995th item is the node past the limit.
+    // Mapping, two keys, `long`, the list: the 149,996th item is the node past the limit.
     let col = 10 + 3 * (MAX_NODES - 5);
-    assert!(err.starts_with(&format!("{}:2:{col}: phases: the plan has more than 250,000 nodes", path.display())), "{err}");
+    assert!(err.starts_with(&format!("{}:2:{col}: phases: the plan has more than 150,000 nodes", path.display())), "{err}");
 }
 
 #[test]
@@ -359,22 +359,22 @@ fn invalid_utf8_is_an_error_at_the_byte_not_at_the_start() {
 /// that is still within the limits on plans, so it loads again.
 #[test]
 fn the_resolved_plan_of_a_plan_at_the_run_limits_loads_again() {
-    let workers: String = (0..5).map(|i| format!("      - {{name: w{i}, time: 1, io_size: 8, read_percentage: 50}}\n")).collect();
+    let workers: String = (0..4).map(|i| format!("      - {{name: w{i}, time: 1, io_size: 8, read_percentage: 50}}\n")).collect();
     let text = format!(
         "name: at the limits\nphases:\n  - name: matrix\n    sweep: {{qdepth: [{}], lba_random: [{}]}}\n    ioworkers:\n{workers}",
         (1..=50).map(|q| q.to_string()).collect::<Vec<_>>().join(", "),
-        (1..=50).map(|q| q.to_string()).collect::<Vec<_>>().join(", ")
+        (1..=45).map(|q| q.to_string()).collect::<Vec<_>>().join(", ")
     );
     let plan = load_str("p.yaml", &text).unwrap();
     let runs = expand(&plan, &Limits::from_sim(&SimConfig::default()), None, 1.0).unwrap();
     let worker_runs: usize = runs.iter().map(|r| r.workers.len()).sum();
-    assert_eq!((runs.len(), worker_runs), (2500, 12_500));
+    assert_eq!((runs.len(), worker_runs), (2250, 9_000));
     assert!(worker_runs <= MAX_WORKER_RUNS as usize);
     let phase = plan.tree.child(&Seg::Key("phases".into())).and_then(|p| p.child(&Seg::Index(0))).unwrap();
     let sweep = phase.child(&Seg::Key("sweep".into())).unwrap();
-    let copied = 2499 * (phase.size() - sweep.size()) as u64;
+    let copied = 2249 * (phase.size() - sweep.size()) as u64;
     assert!((MAX_RUN_NODES * 8 / 10..=MAX_RUN_NODES).contains(&copied), "near the limit on what runs add: {copied}");
     let doc = serde_saphyr::to_string(&resolved(&plan, &runs, 1)).unwrap();
     let again = load_str("resolved.yaml", &doc).unwrap_or_else(|e| panic!("{}", e[0]));
-    assert_eq!(again.plan.phases.len(), 2500);
+    assert_eq!(again.plan.phases.len(), 2250);
 }

@@ -13,7 +13,7 @@ use super::yaml::Seg;
 /// again: at the limits on runs below it is about 6 MiB).
 pub const MAX_PLAN_BYTES: usize = 8 << 20;
 /// Most nodes (scalars, lists, mappings) in the plan once its aliases are expanded.
-pub const MAX_NODES: usize = 250_000;
+pub const MAX_NODES: usize = 150_000;
 /// Most nodes that aliases may add, all aliases together: an alias copies the node its
 /// anchor names, so a few lines could otherwise describe billions of nodes.
 pub const MAX_ALIAS_NODES: usize = 100_000;
@@ -30,11 +30,11 @@ pub const MAX_WORKERS: usize = 1024;
 pub const MAX_PHASE_RUNS: u64 = sweep::MAX_RUNS;
 /// Most workers a plan runs, added up over its phase runs (each is a thread, a queue
 /// pair and about 1.5 KB of configuration).
-pub const MAX_WORKER_RUNS: u64 = 50_000;
+pub const MAX_WORKER_RUNS: u64 = 30_000;
 /// Most nodes that repeats and sweeps add to a plan: every run of a phase after its first
 /// is a copy of it (workers, events, metamode steps; not its sweep lists), so a phase of
 /// many nodes run many times holds their product.
-pub const MAX_RUN_NODES: u64 = 150_000;
+pub const MAX_RUN_NODES: u64 = 100_000;
 
 /// `n` with thousands separated, for messages about limits.
 pub(crate) fn count(n: u64) -> String {
@@ -187,7 +187,7 @@ mod tests {
         let doc = format!("name: t\nphases:\n  - name: a\n    repeat: 10000\n    ioworkers:\n{w}");
         assert_eq!(
             first_error(&doc),
-            "p.yaml:5:5: ioworkers: this phase brings the plan to 60,000 worker runs (ioworkers x runs, over all phases); a plan runs at most 50,000: split the plan into several plans"
+            "p.yaml:5:5: ioworkers: this phase brings the plan to 60,000 worker runs (ioworkers x runs, over all phases); a plan runs at most 30,000: split the plan into several plans"
         );
     }
 
@@ -197,9 +197,9 @@ mod tests {
         let doc = format!("name: t\nphases:\n  - name: a\n    repeat: 40\n    ioworkers: [{{io_sequence: [{}]}}]\n", seq.join(", "));
         assert_eq!(
             first_error(&doc),
-            "p.yaml:4:5: repeat: the runs of this phase add 39 copies of its 5,010 nodes, bringing what repeats and sweeps add to 195,390; they may add at most 150,000 nodes to a plan: run fewer repeats or sweep values, or split the plan"
+            "p.yaml:4:5: repeat: the runs of this phase add 39 copies of its 5,010 nodes, bringing what repeats and sweeps add to 195,390; they may add at most 100,000 nodes to a plan: run fewer repeats or sweep values, or split the plan"
         );
-        assert!(load_str("p.yaml", &doc.replace("repeat: 40", "repeat: 30")).is_ok(), "29 copies add 145,290 nodes");
+        assert!(load_str("p.yaml", &doc.replace("repeat: 40", "repeat: 20")).is_ok(), "19 copies add 95,190 nodes");
     }
 
     #[test]

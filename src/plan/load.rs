@@ -112,7 +112,16 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedPlan, Vec<PlanError>> {
     let tree = yaml::parse(text).map_err(|e| vec![PlanError { file: file.into(), line: e.line, col: e.col, field: e.field, message: e.message }])?;
     let json = tree.to_json();
     let mut errors: Vec<PlanError> = match &*PLAN_VALIDATOR {
-        Ok(v) => diagnose_all(v, &json).into_iter().map(|d| d.at(file, &tree, &[])).collect(),
+        Ok(v) => {
+            // Each error positioned as it comes: a plan with an error in each of many nodes
+            // holds one list of them, not two.
+            let (mut errors, mut diags) = (Vec::new(), Vec::new());
+            for e in v.iter_errors(&json) {
+                diagnose(&e, &json, None, &mut diags);
+                errors.extend(diags.drain(..).map(|d| d.at(file, &tree, &[])));
+            }
+            errors
+        }
         Err(e) => vec![at(file, &tree, &[], "plan", format!("the plan schema does not compile: {e}"))],
     };
     if !errors.is_empty() {

@@ -681,9 +681,9 @@ mod tests {
     fn a_list_past_the_node_limit_stops_where_it_passes_it() {
         let doc = format!("a: [{}]\n", vec!["0"; MAX_NODES].join(","));
         let e = parse(&doc).unwrap_err();
-        // The mapping, its key, the list and 249,997 items: the next item is one too many.
+        // The mapping, its key, the list and 149,997 items: the next item is one too many.
         assert_eq!((e.line, e.col, e.field.as_str()), (1, 5 + 2 * (MAX_NODES - 3), "a"), "{e:?}");
-        assert!(e.message.starts_with("the plan has more than 250,000 nodes"), "{e:?}");
+        assert!(e.message.starts_with("the plan has more than 150,000 nodes"), "{e:?}");
         assert!(parse(&format!("a: [{}]\n", vec!["0"; MAX_NODES - 3].join(","))).is_ok());
     }
 
