@@ -461,7 +461,7 @@ fn inputs_at_the_limits_fit_the_memory_bound() {
     let _one = serial();
     let bomb = std::fs::read(root().join("tests/plans/invalid/alias-bomb.yaml")).unwrap();
     // Ten copies of a list of 9,999 items: just within what aliases may add.
-    let copies = format!("name: x\na: &a [{}]\nb: [{}]\nphases: []\n", vec!["1"; MAX_ALIAS_NODES / 10 - 1].join(","), vec!["*a"; 10].join(","));
+    let copies = format!("name: x\na: &a [{}]\nb: [{}]\nphases: []\n", vec!["1"; MAX_ALIAS_NODES / 10 - 1].join(","), ["*a"; 10].join(","));
     let list = format!("name: x\nphases: [{}]\n", vec!["{}"; MAX_NODES - 10].join(","));
     for (what, input) in [("bomb", bomb), ("copies", copies.into_bytes()), ("list", list.into_bytes())] {
         let base = HELD.load(Ordering::Relaxed);
