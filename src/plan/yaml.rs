@@ -345,6 +345,10 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
             let Kind::Scalar { text, plain } = key.kind else {
                 return Err(self.error(key.line, key.col, "a mapping key must be a plain value; write the key as text, e.g. `name:`"));
             };
+            if text.is_empty() {
+                // YAML allows it; no key of a plan is empty.
+                return Err(self.error(key.line, key.col, "an empty key; write the name of the field, e.g. `name:`"));
+            }
             size.add(ks);
             let merge = plain && text == "<<";
             if !merge {
@@ -596,6 +600,12 @@ fn core_scalar(t: &str) -> serde_json::Value {
     }
     let looks_float = t.bytes().any(|b| b.is_ascii_digit()) && t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
     if looks_float && let Ok(f) = t.parse::<f64>() {
+        // A float that is a whole number (`8.0`, `1e4`) is that number: JSON Schema takes it
+        // for an integer, and a parameter that counts reads it as one.
+        const EXACT: f64 = (1u64 << 53) as f64;
+        if f.fract() == 0.0 && f.abs() <= EXACT {
+            return Value::from(f as i64);
+        }
         return serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::String(t.into()));
     }
     Value::String(t.to_string())
@@ -766,6 +776,22 @@ mod tests {
         let e = parse("a: 1\nb: \u{0}\n").unwrap_err();
         assert_eq!((e.line, e.col), (2, 4), "{e:?}");
         assert!(e.message.starts_with("a control character (U+0000)"), "{e:?}");
+    }
+
+    #[test]
+    fn floats_that_are_whole_numbers_are_integers() {
+        let j = parse("a: 8.0\nb: 1e4\nc: -0.0\nd: 1.5\ne: 1e300\n").unwrap().to_json();
+        assert_eq!((j["a"].as_u64(), j["b"].as_u64(), j["c"].as_i64()), (Some(8), Some(10_000), Some(0)));
+        assert_eq!((j["d"].as_f64(), j["e"].as_f64()), (Some(1.5), Some(1e300)), "a fraction, or beyond 2^53: a float");
+    }
+
+    #[test]
+    fn an_empty_key_is_an_error() {
+        for doc in ["a:\n  '': 1\n", "a: {\"\": 1}\n"] {
+            let e = parse(doc).unwrap_err();
+            assert_eq!((e.line, e.field.as_str()), (2 - usize::from(doc.starts_with("a: {")), "a"), "{doc:?}: {e:?}");
+            assert!(e.message.starts_with("an empty key"), "{e:?}");
+        }
     }
 
     #[test]
