@@ -378,3 +378,11 @@ fn the_resolved_plan_of_a_plan_at_the_run_limits_loads_again() {
     let again = load_str("resolved.yaml", &doc).unwrap_or_else(|e| panic!("{}", e[0]));
     assert_eq!(again.plan.phases.len(), 2250);
 }
+
+#[test]
+fn a_key_of_megabytes_is_quoted_short() {
+    let text = format!("name: t\nphases:\n  - name: a\n    ioworkers:\n      - time: 1\n        ? {}\n        : 1\n", "q".repeat(2 << 20));
+    let (err, path) = validate_text("long-key.yaml", text.as_bytes());
+    let q = format!("{}...", "q".repeat(57));
+    assert_eq!(err, format!("{}:6:11: {q}: unknown parameter `{q}`; docs/plans.md lists the ioworker parameters", path.display()));
+}

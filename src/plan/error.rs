@@ -52,13 +52,22 @@ pub(crate) fn tidy(errors: &mut Vec<PlanError>) {
     }
 }
 
+/// User text quoted in a message, shortened: a key may be megabytes long.
+pub(crate) fn short(s: &str) -> String {
+    if s.chars().count() > 60 { format!("{}...", s.chars().take(57).collect::<String>()) } else { s.to_string() }
+}
+
 /// The closest of `candidates` to `word` by edit distance, if it is close enough to be the
 /// word meant.
 pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let w = word.to_ascii_lowercase();
-    let limit = (w.chars().count() / 3).max(2);
+    let len = w.chars().count();
+    let limit = (len / 3).max(2);
     candidates
         .into_iter()
+        // The distance is at least the difference in length: a word far longer than every
+        // name (a hostile key of megabytes) costs nothing.
+        .filter(|c| len.abs_diff(c.chars().count()) <= limit && len < 1024)
         .map(|c| (edit_distance(&w, &c.to_ascii_lowercase()), c))
         .filter(|&(d, c)| d <= limit && d < c.len())
         .min_by_key(|&(d, _)| d)
@@ -105,6 +114,7 @@ mod tests {
         assert_eq!(suggest("read_percent", keys), Some("read_percentage"));
         assert_eq!(suggest("lba_randmo", keys), Some("lba_random"));
         assert_eq!(suggest("banana", keys), None);
+        assert_eq!(suggest(&"q".repeat(1 << 20), keys), None, "a word of a megabyte is compared with nothing");
         assert_eq!(edit_distance("ab", "ba"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
     }

@@ -307,10 +307,11 @@ fn worker(lp: &LoadedPlan, limits: &Limits, w: &WorkerSpec, at: &Where, time_sca
         }
         Some(IoSizeSpec::Weighted(m)) => {
             let mut out: Vec<(u32, u32)> = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
             let mut ok = true;
             for (k, &wt) in m {
                 match size(&mut err, &LbaValue::Text(k.clone()), &[Seg::Key(k.clone())]) {
-                    Some(n) if out.iter().any(|o| o.0 == n) => {
+                    Some(n) if !seen.insert(n) => {
                         err("io_size", &[Seg::Key(k.clone())], format!("`{k}` is {} again; give each size once", lbas(n as u64)));
                         ok = false;
                     }

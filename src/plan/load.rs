@@ -12,7 +12,7 @@ use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
 use super::bounds::{self, MAX_PLAN_BYTES};
-use super::error::{PlanError, suggest, tidy};
+use super::error::{PlanError, short, suggest, tidy};
 use super::model::{self, Plan};
 use super::yaml::{self, Node, Seg};
 
@@ -371,14 +371,15 @@ fn diagnose(e: &ValidationError, root: &Value, ctx: Option<(&str, usize)>, out: 
             let known: Vec<String> =
                 schema_node(e).and_then(|n| n.get("properties")).and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default();
             let worker = definition(e) == Some("WorkerSpec");
-            for k in unexpected {
+            for key in unexpected {
+                let k = short(key);
                 let what = if worker { format!("unknown parameter `{k}`") } else { format!("unknown key `{k}` in {}", place(e)) };
-                let message = match suggest(k, known.iter().map(String::as_str)) {
+                let message = match suggest(key, known.iter().map(String::as_str)) {
                     Some(s) => format!("{what}; did you mean `{s}`?"),
                     None if worker => format!("{what}; docs/plans.md lists the ioworker parameters"),
                     None => format!("{what}; known keys: {}", known.join(", ")),
                 };
-                out.push(Diag { path: path.clone(), key: Some(k.clone()), field: k.clone(), message });
+                out.push(Diag { path: path.clone(), key: Some(key.clone()), field: k, message });
             }
         }
         ValidationErrorKind::Required { property } => {

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_saphyr::granit_parser::{ErrorKind, Event, Parser, ScalarStyle, ScanError, Span, options};
 
-use super::bounds::{MAX_ALIAS_BYTES, MAX_ALIAS_NODES, MAX_DEPTH, MAX_NODES, count};
+use super::bounds::{MAX_ALIAS_BYTES, MAX_ALIAS_NODES, MAX_DEPTH, MAX_NODES, MAX_PLAN_BYTES, count};
 
 /// A node and its position (1-based line and column).
 #[derive(Clone, Debug)]
@@ -63,7 +63,8 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         events: Parser::new_from_str_with_options(text, options),
         text,
         peeked: None,
-        anchors: Vec::new(),
+        anchors: HashMap::new(),
+        kept: Size::default(),
         names: HashMap::new(),
         nodes: 0,
         alias_nodes: 0,
@@ -76,7 +77,6 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 
 /// An anchored node, kept for its aliases.
 struct Anchor {
-    id: usize,
     node: Node,
     /// Nodes in it.
     nodes: usize,
@@ -98,7 +98,10 @@ struct Builder<'a, P> {
     events: P,
     text: &'a str,
     peeked: Option<(Event<'a>, usize, usize)>,
-    anchors: Vec<Anchor>,
+    /// Anchored nodes by anchor ID (a name defined again gets a new ID).
+    anchors: HashMap<usize, Anchor>,
+    /// What the anchors keep, together.
+    kept: Size,
     /// Anchor names by ID, for messages.
     names: HashMap<usize, String>,
     /// Nodes built so far, copies included.
@@ -114,7 +117,8 @@ struct Builder<'a, P> {
 
 impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P> {
     fn error(&self, line: usize, col: usize, message: impl Into<String>) -> SyntaxError {
-        SyntaxError { line, col, field: self.field.clone().unwrap_or_else(|| "yaml".into()), message: message.into() }
+        let field = self.field.as_deref().map_or_else(|| "yaml".into(), super::error::short);
+        SyntaxError { line, col, field, message: message.into() }
     }
 
     /// The next event and its position; the end of the events is an error at the end of
@@ -215,10 +219,28 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
         Ok(())
     }
 
-    fn remember(&mut self, id: usize, n: &Node, size: Size) {
-        if id != 0 {
-            self.anchors.push(Anchor { id, node: n.clone(), nodes: size.nodes, bytes: size.bytes, height: size.height });
+    /// Keeps a copy of node `n` of anchor `id` (0: none) for its aliases. Anchors inside an
+    /// anchored node are kept again with it: together they keep no more than a plan holds.
+    fn remember(&mut self, id: usize, n: &Node, size: Size) -> Result<(), SyntaxError> {
+        if id == 0 {
+            return Ok(());
         }
+        self.kept.nodes += size.nodes;
+        self.kept.bytes += size.bytes;
+        if self.kept.nodes > MAX_NODES || self.kept.bytes > MAX_PLAN_BYTES {
+            let name = self.names.get(&id).map_or_else(|| "this anchor".into(), |n| format!("&{n}"));
+            return Err(self.error(
+                n.line,
+                n.col,
+                format!(
+                    "{name} and the anchors before it keep more than {} nodes or {} bytes for their aliases (an anchor inside an anchored node counts again); anchor fewer or smaller nodes",
+                    count(MAX_NODES as u64),
+                    count(MAX_PLAN_BYTES as u64)
+                ),
+            ));
+        }
+        self.anchors.insert(id, Anchor { node: n.clone(), nodes: size.nodes, bytes: size.bytes, height: size.height });
+        Ok(())
     }
 
     fn alias_name(&self, id: usize) -> String {
@@ -234,7 +256,7 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
                 self.anchor_name(anchor)?;
                 let size = Size { nodes: 1, bytes: text.len(), height: 0 };
                 let n = Node { kind: Kind::Scalar { text: text.into_owned(), plain: matches!(style, ScalarStyle::Plain) }, line, col };
-                self.remember(anchor, &n, size);
+                self.remember(anchor, &n, size)?;
                 Ok((n, size))
             }
             Event::Alias(id) => self.alias(id, line, col),
@@ -255,7 +277,7 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
                 }
                 self.depth -= 1;
                 let n = Node { kind: Kind::Seq(items), line, col };
-                self.remember(anchor, &n, size);
+                self.remember(anchor, &n, size)?;
                 Ok((n, size))
             }
             Event::MappingStart(_, anchor, _) => {
@@ -267,7 +289,7 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
                 self.field = outer;
                 self.depth -= 1;
                 let (n, size) = r?;
-                self.remember(anchor, &n, size);
+                self.remember(anchor, &n, size)?;
                 Ok((n, size))
             }
             _ => Err(self.error(line, col, "unexpected YAML structure")),
@@ -277,7 +299,7 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
     /// A copy of the anchored node `id`, within the limits on what aliases add.
     fn alias(&mut self, id: usize, line: usize, col: usize) -> Result<(Node, Size), SyntaxError> {
         let name = self.alias_name(id);
-        let Some(a) = self.anchors.iter().rev().find(|a| a.id == id) else {
+        let Some(a) = self.anchors.get(&id) else {
             // The parser knows every anchor before its aliases; one it knows and this
             // builder does not is a list or mapping still being built: the alias is inside it.
             return Err(self.error(
@@ -377,7 +399,11 @@ impl<'a, P: Iterator<Item = Result<(Event<'a>, Span), ScanError>>> Builder<'a, P
             }
             if !written.insert(text.clone()) {
                 // YAML 1.2 §3.2.1.1: the keys of a mapping are unique.
-                return Err(self.error(key.line, key.col, format!("duplicate key `{text}`; a key appears once in a mapping: remove or rename one")));
+                return Err(self.error(
+                    key.line,
+                    key.col,
+                    format!("duplicate key `{}`; a key appears once in a mapping: remove or rename one", super::error::short(&text)),
+                ));
             }
             entries.push((text, key.line, key.col, value));
         }
@@ -722,6 +748,27 @@ mod tests {
         let e = parse(&doc).unwrap_err();
         assert_eq!((e.line, e.col, e.field.as_str()), (64, 12, "l63"), "{e:?}");
         assert_eq!(e.message, depth_message());
+    }
+
+    #[test]
+    fn anchors_inside_anchored_nodes_keep_no_more_than_a_plan_holds() {
+        // Each anchor keeps the list below it again: 64 copies of 10,000 items.
+        let list = format!("[{}]", vec!["1"; 10_000].join(","));
+        let doc = format!("a: {}{list}{}\n", (0..62).map(|i| format!("&a{i} [")).collect::<String>(), "]".repeat(62));
+        let e = parse(&doc).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (1, "a"), "{e:?}");
+        assert!(e.message.starts_with("&a"), "{e:?}");
+        assert!(e.message.contains("and the anchors before it keep more than 150,000 nodes or 8,388,608 bytes"), "{e:?}");
+        let plain = format!("a: {}{list}{}\n", "[".repeat(62), "]".repeat(62));
+        assert!(parse(&plain).is_ok(), "without the anchors it is an ordinary value");
+    }
+
+    #[test]
+    fn many_anchors_and_aliases_resolve_in_linear_time() {
+        let n = 40_000;
+        let doc = format!("a: [{}]\nb: [{}]\n", (0..n).map(|i| format!("&x{i} 1")).collect::<Vec<_>>().join(","), vec!["*x0"; n].join(","));
+        let j = parse(&doc).unwrap().to_json();
+        assert_eq!(j["b"].as_array().map(Vec::len), Some(n));
     }
 
     #[test]
