@@ -113,8 +113,7 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedPlan, Vec<PlanError>> {
     let json = tree.to_json();
     let mut errors: Vec<PlanError> = match &*PLAN_VALIDATOR {
         Ok(v) => {
-            // Each error positioned as it comes: a plan with an error in each of many nodes
-            // holds one list of them, not two.
+            // Each error positioned as it comes, its words not kept beside the others'.
             let (mut errors, mut diags) = (Vec::new(), Vec::new());
             for e in v.iter_errors(&json) {
                 diagnose(&e, &json, None, &mut diags);
