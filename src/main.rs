@@ -351,7 +351,9 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
             Some(tr) => Ok(tr),
             None => nvplan::target::open(&t),
         };
-        let summary = run_one(p, transport, seed, time_scale, &mut rep, quiet);
+        // A panic of nvplan's own still ends in a report that says the run failed.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_one(p, transport, seed, time_scale, &mut rep, quiet)));
+        let summary = ran.unwrap_or_else(|panic| exec::crashed(p, report::read_summary(rep.dir()).ok(), seed, time_scale, &*panic));
         all_ok &= summary.outcome == exec::Outcome::Pass;
         if let Some(e) = &summary.error {
             eprintln!("nvplan: {}: {e}", p.file);
@@ -382,6 +384,9 @@ struct RunObserver<'a> {
 }
 
 impl exec::Observer for RunObserver<'_> {
+    fn started(&mut self, s: &exec::Summary) {
+        self.report.update(s);
+    }
     fn phase_started(&mut self, run: &plan::PhaseRun, index: usize, total: usize) {
         self.progress.phase_started(run, index, total);
     }

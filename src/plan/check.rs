@@ -180,18 +180,16 @@ impl Checker<'_> {
                 self.err(&kpath, k, "no values; give at least one, e.g. [8, 256]");
             }
             // Values that label alike (8 and "8") would give two runs of one name.
-            let mut seen: Vec<String> = Vec::new();
+            let mut seen: BTreeSet<String> = BTreeSet::new();
             for (j, v) in values.iter().enumerate() {
                 let vpath = join(&kpath, &[Seg::Index(j)]);
                 if v.is_null() {
                     self.err(&vpath, k, "an empty sweep value; give the value to run with");
                     continue;
                 }
-                let label = sweep::label_value(v);
-                if seen.contains(&label) {
+                if !seen.insert(sweep::label_value(v)) {
                     self.err(&vpath, k, format!("{} is in the sweep twice; each value gives one run", super::load::render(v)));
                 }
-                seen.push(label);
                 let one = serde_json::json!({ k.clone(): v });
                 for d in diagnose_worker_value(&one) {
                     // `d.path` starts with the parameter; the value sits at `vpath`.
