@@ -6,6 +6,7 @@
 pub mod events;
 pub mod expect;
 pub mod metamode;
+pub mod steady;
 pub mod summary;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, availab
 use crate::plan::{EventRun, LoadedPlan, PhaseRun};
 use crate::transport::SharedTransport;
 
+pub use steady::SteadyStateSummary;
 pub use summary::{Check, Device, EventSummary, Latency, Outcome, PhaseSummary, STANDARD_PERCENTILES, Summary, WorkerSummary};
 
 /// What a running plan tells its caller: progress displays and report writers.
@@ -128,13 +130,23 @@ pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOp
     let mut verdict = Outcome::Pass;
     s.outcome = Outcome::Incomplete;
     observer.started(&s);
+    // Phases whose rounds ended: their remaining rounds are not run.
+    let mut rounds_over = std::collections::BTreeSet::new();
     for (i, pr) in runs.iter().enumerate() {
+        if pr.steady.is_some() && rounds_over.contains(&pr.phase) {
+            continue;
+        }
         if opts.stop.load(Ordering::Acquire) {
             s.phases.push(skipped(pr, started.elapsed().as_secs_f64()));
             continue;
         }
         observer.phase_started(pr, i, runs.len());
-        let p = run_phase(ctrl, pr, started, opts, &s.percentiles, observer);
+        let mut p = run_phase(ctrl, pr, started, opts, &s.percentiles, observer);
+        if let Some(st) = &pr.steady
+            && round(&mut s.steady_state, pr, st, &mut p)
+        {
+            rounds_over.insert(pr.phase);
+        }
         if p.outcome != Outcome::Pass && verdict == Outcome::Pass {
             verdict = if p.outcome == Outcome::Interrupted { Outcome::Interrupted } else { Outcome::Fail };
         }
@@ -148,6 +160,55 @@ pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOp
     s.seconds = started.elapsed().as_secs_f64();
     s.complete = !interrupted;
     s
+}
+
+/// Records a run of a steady-state phase: its tracking variable, and at the end of a round
+/// the verdict. True when the rounds are over (steady, or `max_rounds` run); then the
+/// phase's expectation of steady state is checked and lands on this run.
+fn round(all: &mut Vec<steady::SteadyStateSummary>, pr: &PhaseRun, st: &crate::plan::SteadyRun, p: &mut PhaseSummary) -> bool {
+    let rule = st.spec.rule();
+    let k = match all.iter().position(|x| x.phase == pr.name) {
+        Some(k) => k,
+        None => {
+            all.push(steady::SteadyStateSummary {
+                phase: pr.name.clone(),
+                cell: st.cell.clone(),
+                track: steady::track_name(&st.spec.track),
+                rule,
+                series: Vec::new(),
+                reached: None,
+                done: false,
+                window: None,
+                checks: Vec::new(),
+            });
+            all.len() - 1
+        }
+    };
+    let e = &mut all[k];
+    if st.tracked {
+        e.series.push(steady::track_value(p, &st.spec.track));
+    }
+    if !st.round_end || p.outcome == Outcome::Interrupted {
+        return false;
+    }
+    let v = steady::judge(&e.series, &rule);
+    (e.reached, e.window) = (v.reached, v.window);
+    e.done = e.reached.is_some() || pr.repeat_index + 1 >= rule.max_rounds;
+    if e.done
+        && let Some(want) = pr.expect.as_ref().and_then(|x| x.steady_state)
+    {
+        let actual = match e.reached {
+            Some(r) => format!("reached in round {r}"),
+            None => format!("not reached in {} rounds", e.series.len()),
+        };
+        let c = Check { what: "steady_state".into(), expected: if want { "reached" } else { "not reached" }.into(), actual, pass: want == e.reached.is_some() };
+        if !c.pass {
+            p.outcome = Outcome::Fail;
+        }
+        e.checks.push(c.clone());
+        p.checks.push(c);
+    }
+    e.done
 }
 
 /// The summary of a run that stopped on a panic of its own: the last summary written

@@ -175,6 +175,9 @@ pub struct Summary {
     pub seconds: f64,
     /// Phase runs, in order.
     pub phases: Vec<PhaseSummary>,
+    /// The rounds of each phase that runs until steady state (SNIA PTS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steady_state: Vec<super::steady::SteadyStateSummary>,
 }
 
 impl Summary {
@@ -195,6 +198,7 @@ impl Summary {
             complete: false,
             error: None,
             phases: Vec::new(),
+            steady_state: Vec::new(),
         }
     }
 }

@@ -85,7 +85,7 @@ pub(crate) fn check(lp: &LoadedPlan) -> Vec<PlanError> {
             ));
             return errors;
         }
-        let n = sweep::count(ph.sweep.as_ref()).saturating_mul(u64::from(ph.repeat.unwrap_or(1)));
+        let n = sweep::count(ph.sweep.as_ref()).saturating_mul(u64::from(ph.rounds()));
         let at = if ph.sweep.is_some() { "sweep" } else { "repeat" };
         runs = runs.saturating_add(n);
         if runs > MAX_PHASE_RUNS {

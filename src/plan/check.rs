@@ -110,7 +110,8 @@ impl Checker<'_> {
             self.errors.extend(e);
         }
         let sweep_ok = self.sweep(ph, path);
-        let runs = sweep::count(ph.sweep.as_ref()).saturating_mul(ph.repeat.unwrap_or(1) as u64);
+        self.errors.extend(super::steady::check(self.lp, ph, path));
+        let runs = sweep::count(ph.sweep.as_ref()).saturating_mul(ph.rounds() as u64);
         if runs > MAX_RUNS {
             let at = if ph.sweep.is_some() { "sweep" } else { "repeat" };
             self.err(&join(path, &[key(at)]), at, format!("{runs} runs of this phase (repeat x sweep combinations); at most {MAX_RUNS}: split the phase"));

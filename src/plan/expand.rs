@@ -41,6 +41,21 @@ pub struct PhaseRun {
     pub duration: Option<Duration>,
     /// Metamode steps.
     pub metamode: Option<super::metamode::MetamodeSpec>,
+    /// Rounds until steady state, when the phase runs so.
+    pub steady: Option<SteadyRun>,
+}
+
+/// The place of a run in the rounds of a steady-state phase.
+#[derive(Clone, Debug)]
+pub struct SteadyRun {
+    /// The rule and what it tracks.
+    pub spec: super::model::SteadyStateSpec,
+    /// This run is the tracked cell of its round.
+    pub tracked: bool,
+    /// This run ends its round: steady state is judged after it.
+    pub round_end: bool,
+    /// Label of the tracked cell (its sweep values), for reports.
+    pub cell: String,
 }
 
 /// One worker of a run.
@@ -152,13 +167,15 @@ fn expand_phase(
             ),
         ));
     }
-    let runs = sweep::count(ph.sweep.as_ref()).saturating_mul(ph.repeat.unwrap_or(1) as u64);
+    let runs = sweep::count(ph.sweep.as_ref()).saturating_mul(ph.rounds() as u64);
     if runs > sweep::MAX_RUNS {
         errors.push(lp.error(path, "repeat", format!("{runs} runs of this phase; at most {}: split the phase", sweep::MAX_RUNS)));
         return Err(errors);
     }
     let events = events(ph, path, time_scale);
     let combos = sweep::combinations(ph.sweep.as_ref(), path);
+    let tracked = ph.steady_state.as_ref().and_then(|s| super::steady::cell_index(s.cell.as_ref(), &combos));
+    let n_combos = combos.len();
     // Workers of each combination; repeats only change seeds.
     let mut built: Vec<(Combo, Vec<WorkerRun>)> = Vec::new();
     for combo in combos {
@@ -190,14 +207,20 @@ fn expand_phase(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let repeat = ph.repeat.unwrap_or(1).max(1);
+    let repeat = ph.rounds().max(1);
     let mut runs = Vec::new();
     for r in 0..repeat {
         // The last round takes the workers built rather than a copy: a plan near the limits
         // on runs holds one set of them, not two.
         let round = if r + 1 == repeat { std::mem::take(&mut built) } else { built.clone() };
-        for (combo, workers) in round {
+        for (c, (combo, workers)) in round.into_iter().enumerate() {
             let k = runs.len();
+            let steady = ph.steady_state.as_ref().map(|spec| SteadyRun {
+                spec: spec.clone(),
+                tracked: Some(c) == tracked,
+                round_end: c + 1 == n_combos,
+                cell: tracked.and_then(|t| combos_label(ph, t)).unwrap_or_default(),
+            });
             let mut label = ph.name.clone();
             if repeat > 1 {
                 label += &format!("#{}", r + 1);
@@ -230,10 +253,17 @@ fn expand_phase(
                 expect: ph.expect.clone(),
                 duration,
                 metamode: ph.metamode.clone(),
+                steady,
             });
         }
     }
     Ok(runs)
+}
+
+/// `key=value ...` of combination `i` of the phase's sweep.
+fn combos_label(ph: &PhaseSpec, i: usize) -> Option<String> {
+    let c = sweep::combinations(ph.sweep.as_ref(), &[]).into_iter().nth(i)?;
+    Some(c.values.iter().map(|(k, (v, _))| format!("{k}={}", label_value(v))).collect::<Vec<_>>().join(" "))
 }
 
 fn events(ph: &PhaseSpec, path: &[Seg], time_scale: f64) -> Vec<EventRun> {
@@ -469,6 +499,9 @@ pub fn resolved(plan: &LoadedPlan, runs: &[PhaseRun], seed: u64) -> Plan {
                 name: r.label.clone(),
                 repeat: None,
                 sweep: None,
+                // Every round as a phase of its own: the resolved plan runs them all.
+                steady_state: None,
+                expect: ph.expect.clone().map(|e| ExpectSpec { steady_state: None, ..e }),
                 ioworkers: r.workers.iter().map(|w| WorkerSpec { name: Some(w.name.clone()), ..w.spec.clone() }).collect(),
                 ..ph.clone()
             }

@@ -9,12 +9,13 @@ pub mod limits;
 pub mod load;
 pub mod metamode;
 pub mod model;
+mod steady;
 mod sweep;
 pub mod units;
 pub mod yaml;
 
 pub use error::PlanError;
-pub use expand::{EventAction, EventRun, PhaseRun, WorkerRun, derive_seed, expand, resolved};
+pub use expand::{EventAction, EventRun, PhaseRun, SteadyRun, WorkerRun, derive_seed, expand, resolved};
 pub use limits::{Limits, Target, parse_target, sim_config, target};
 pub use load::{LoadedPlan, load, load_bytes, load_str};
 pub use model::{Plan, schema};

@@ -134,6 +134,9 @@ pub struct ExpectSpec {
     /// Largest acceptable latency in µs at each percentile, e.g. `{99.9: 2000}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<BTreeMap<String, f64>>,
+    /// A phase with `steady_state`: whether its rounds reach steady state (true) or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_state: Option<bool>,
 }
 
 /// One I/O worker: PyNVMe3's ioworker parameters, with their names.
@@ -417,6 +420,88 @@ pub struct PhaseSpec {
     /// Raw queue steps (PyNVMe3 metamode), run in order alongside the workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metamode: Option<super::metamode::MetamodeSpec>,
+    /// Repeat the phase in rounds until a tracking variable is steady (SNIA PTS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_state: Option<SteadyStateSpec>,
+}
+
+impl PhaseSpec {
+    /// Times the phase (all its sweep combinations) runs at most: `repeat`, or the
+    /// steady-state rounds.
+    pub fn rounds(&self) -> u32 {
+        match &self.steady_state {
+            Some(s) => s.rule().max_rounds,
+            None => self.repeat.unwrap_or(1),
+        }
+    }
+}
+
+/// A value of a round that steady state tracks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackMetric {
+    /// I/Os per second (all workers of the cell together).
+    Iops,
+    /// MB/s, 10^6 bytes (all workers of the cell together).
+    Mbps,
+    /// Average latency, µs (over all the cell's I/Os).
+    LatencyMeanUs,
+    /// Largest latency, µs.
+    LatencyMaxUs,
+}
+
+/// What steady state tracks: `iops`, `mbps`, `latency_mean_us`, `latency_max_us`, or a
+/// latency percentile `{latency_us: 99.999}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TrackSpec {
+    /// A named value.
+    Metric(TrackMetric),
+    /// A latency percentile, µs (the largest of the cell's workers).
+    Percentile {
+        /// The percentile, strictly between 0 and 100.
+        latency_us: f64,
+    },
+}
+
+/// Rounds until steady state (SNIA PTS 2.0.2): the phase, every sweep combination of it
+/// being one round, runs again until the tracking variable of one cell is steady over a
+/// measurement window, or `max_rounds` rounds ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SteadyStateSpec {
+    /// The tracking variable.
+    pub track: TrackSpec,
+    /// The tracked cell: one value for every sweep key, e.g. `{io_size: 4KiB,
+    /// read_percentage: 0}` (leave out for a phase without sweep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<BTreeMap<String, serde_json::Value>>,
+    /// Rounds in the measurement window (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u32>,
+    /// Largest range of the window's values, % of their average (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<f64>,
+    /// Largest change of the least-squares line across the window, % of the average
+    /// (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slope: Option<f64>,
+    /// Rounds after which the phase stops, steady or not (default 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rounds: Option<u32>,
+}
+
+impl SteadyStateSpec {
+    /// The rule with the defaults filled in.
+    pub fn rule(&self) -> crate::exec::steady::Rule {
+        let d = crate::exec::steady::Rule::default();
+        crate::exec::steady::Rule {
+            window: self.window.unwrap_or(d.window),
+            range_pct: self.range.unwrap_or(d.range_pct),
+            slope_pct: self.slope.unwrap_or(d.slope_pct),
+            max_rounds: self.max_rounds.unwrap_or(d.max_rounds),
+        }
+    }
 }
 
 /// The simulated controller a plan runs on (everything optional).

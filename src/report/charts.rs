@@ -1450,6 +1450,7 @@ mod tests {
             complete: true,
             error: None,
             phases,
+            steady_state: Vec::new(),
         }
     }
 
