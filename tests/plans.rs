@@ -58,6 +58,10 @@ const REFERENCE: &[(&str, f64)] = &[
     ("quickstart.yaml", 0.1),
     ("jedec-enterprise-endurance.yaml", 0.0001),
     ("snia-iops-matrix.yaml", 0.005),
+    ("snia-pts-iops.yaml", 0.0005),
+    ("snia-pts-throughput.yaml", 0.0005),
+    ("snia-pts-latency.yaml", 0.0005),
+    ("snia-pts-write-saturation.yaml", 0.0005),
     ("power-cycle-dirty.yaml", 0.05),
     ("reset-during-io.yaml", 0.05),
 ];
@@ -65,12 +69,22 @@ const REFERENCE: &[(&str, f64)] = &[
 /// Runs `plans/NAME` shortened and checks that it passes, exits 0 and leaves a summary in
 /// which every phase passed and every event fired on time.
 fn run_reference(name: &str) -> Value {
+    run_reference_on(name, None).0
+}
+
+/// As [`run_reference`], on `target` instead of the plan's own when given; also the output
+/// directory.
+fn run_reference_on(name: &str, target: Option<&str>) -> (Value, PathBuf) {
     let _one = serial();
     let &(_, scale) = REFERENCE.iter().find(|r| r.0 == name).expect("listed in REFERENCE");
-    let out = out_dir(name);
+    let out = out_dir(&format!("{name}{}", target.map_or(String::new(), |t| format!("-{t}"))));
     let plan = root().join("plans").join(name);
     let scale = scale.to_string();
-    let o = nvplan(&["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--time-scale", &scale]);
+    let mut args = vec!["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--time-scale", &scale];
+    if let Some(t) = target {
+        args.extend(["--target", t]);
+    }
+    let o = nvplan(&args);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{name}: {stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     let s = summary(&out);
@@ -94,7 +108,7 @@ fn run_reference(name: &str) -> Value {
     let on_time = late.iter().filter(|&&l| l <= 10.0).count();
     assert!(on_time * 20 >= late.len() * 19, "{name}: {on_time} of {} events within 10 ms: {late:?}", late.len());
     assert!(late.iter().all(|&l| l < 100.0), "{name}: {late:?}");
-    s
+    (s, out)
 }
 
 #[test]
@@ -138,6 +152,105 @@ fn snia_matrix_runs_every_cell() {
     let cells: Vec<&Value> = s["phases"].as_array().unwrap().iter().filter(|p| p["name"] == "iops").collect();
     assert_eq!(cells.len(), 56, "8 block sizes × 7 mixes");
     assert_eq!(cells[0]["sweep"]["io_size"], "512B");
+}
+
+/// The steady-state record of phase `phase`.
+fn steady<'a>(s: &'a Value, phase: &str) -> &'a Value {
+    s["steady_state"].as_array().unwrap().iter().find(|r| r["phase"] == phase).expect("the phase ran in rounds")
+}
+
+#[test]
+fn snia_pts_iops_reaches_steady_state_only_after_garbage_collection_slowed_writes() {
+    let (s, out) = run_reference_on("snia-pts-iops.yaml", None);
+    let ss = steady(&s, "iops");
+    let series: Vec<f64> = ss["series"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let reached = ss["reached"].as_u64().expect("steady state reached") as usize;
+    assert_eq!(series.len(), reached, "no round runs after steady state");
+    assert_eq!(s["phases"].as_array().unwrap().iter().filter(|p| p["name"] == "iops").count(), 56 * reached, "56 cells a round");
+    // The GC model slows writes from 2 to 10 capacities written since the purge (the
+    // precondition writes 2): find the round in which the slowdown was complete.
+    let cap = 256u64 << 20;
+    let (mut written, mut ramp_done) = (0u64, None);
+    for p in s["phases"].as_array().unwrap() {
+        written += p["workers"].as_array().unwrap().iter().map(|w| w["lba_count_write"].as_u64().unwrap() * 512).sum::<u64>();
+        if p["name"] == "iops" && ramp_done.is_none() && written >= 10 * cap {
+            ramp_done = Some(p["repeat"].as_u64().unwrap() as usize + 1);
+        }
+    }
+    let ramp_done = ramp_done.expect("the rounds wrote past the slowdown");
+    assert!(reached > ramp_done, "steady in round {reached}, the slowdown ended in round {ramp_done}: {series:?}");
+    let avg = ss["window"]["average"].as_f64().unwrap();
+    assert!(series[0] > 1.5 * avg, "fresh out of the box is faster than steady state: {series:?}");
+    // GC adds 4 ms to 4 ms writes at 32 outstanding: 8000 IOPS fall to 4000.
+    assert!((3400.0..4600.0).contains(&avg), "{avg}");
+    assert_eq!(ss["checks"][0]["pass"], true);
+    pts_report_is_there(&out, "iops");
+}
+
+#[test]
+fn snia_pts_iops_without_garbage_collection_is_steady_in_the_fifth_round() {
+    let (s, _) = run_reference_on("snia-pts-iops.yaml", Some("sim:ns=256MiB,mdts=8,latency=4ms"));
+    let ss = steady(&s, "iops");
+    assert_eq!(ss["reached"], 5, "the first full window is steady: {}", ss["series"]);
+    assert_eq!(ss["window"]["first_round"], 1);
+}
+
+#[test]
+fn snia_pts_throughput_reaches_steady_state_for_both_block_sizes() {
+    let (s, out) = run_reference_on("snia-pts-throughput.yaml", None);
+    for phase in ["seq-128k", "seq-1024k"] {
+        let ss = steady(&s, phase);
+        assert!(ss["reached"].as_u64().is_some(), "{phase}: {ss}");
+        assert_eq!(ss["track"], "mbps");
+        pts_report_is_there(&out, phase);
+    }
+    // Purge, preconditioning and rounds of each block size, in that order.
+    let names: Vec<&str> = s["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names[..3], ["purge-128k", "precondition-128k", "precondition-128k"]);
+    assert_eq!(s["phases"][0]["events"][0]["detail"].as_str().map(|d| d.contains("sanitize")), Some(true), "{}", s["phases"][0]["events"][0]);
+}
+
+#[test]
+fn snia_pts_latency_tracks_the_average_write_latency_at_one_outstanding_io() {
+    let (s, out) = run_reference_on("snia-pts-latency.yaml", None);
+    let ss = steady(&s, "latency");
+    let reached = ss["reached"].as_u64().expect("steady") as usize;
+    assert_eq!(ss["track"], "latency_mean_us");
+    // 1 ms writes: the average is that plus the host's share.
+    let avg = ss["window"]["average"].as_f64().unwrap();
+    assert!((1000.0..1500.0).contains(&avg), "{avg}");
+    let cells: Vec<&Value> = s["phases"].as_array().unwrap().iter().filter(|p| p["name"] == "latency").collect();
+    assert_eq!(cells.len(), 9 * reached);
+    let all = cells[0]["workers"][0]["latency"].as_array().unwrap().iter().find(|l| l["class"] == "all").unwrap();
+    assert!(all["percentiles"].as_array().unwrap().iter().any(|p| p[0] == 99.999));
+    pts_report_is_there(&out, "latency");
+}
+
+#[test]
+fn snia_pts_write_saturation_writes_four_capacities_and_slows_down() {
+    let (s, out) = run_reference_on("snia-pts-write-saturation.yaml", None);
+    let w = &s["phases"][1]["workers"][0];
+    assert_eq!(w["lba_count_write"].as_u64().unwrap() * 512, 4 * (64 << 20), "stopped after four capacities");
+    let ts = &w["timeseries"];
+    let ios: Vec<f64> = ts["ios"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let n = ios.len();
+    assert!(n >= 8, "{ts}");
+    // Fastest interval fresh out of the box against the median once saturated (the last,
+    // partial interval left out).
+    let first = ios[..n / 4].iter().copied().fold(0.0, f64::max);
+    let mut late = ios[n / 2..n - 1].to_vec();
+    late.sort_by(f64::total_cmp);
+    let last = late[late.len() / 2];
+    assert!(first > 1.5 * last, "fresh out of the box {first} vs saturated {last} per interval: {ios:?}");
+    assert!(out.join("charts/01-wsat-iops.png").exists(), "IOPS over time is drawn");
+}
+
+/// The PTS report page of `phase`: one HTML file with its charts inside.
+fn pts_report_is_there(out: &Path, phase: &str) {
+    let page = out.join(format!("pts-{phase}.html"));
+    let html = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+    assert!(html.contains("data:image/png;base64,"), "charts are inside the page");
+    assert!(!html.contains("src=\"charts/"), "nothing outside the page");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use super::yaml::Seg;
 use crate::driver::{Controller, ControllerOptions};
 use crate::ioworker::available_cpus;
 use crate::sim::SimConfig;
-use crate::sim::config::{Latency, NamespaceConfig};
+use crate::sim::config::{GcModel, Latency, NamespaceConfig};
 use crate::util::units::parse_size;
 
 /// What the controller offers.
@@ -194,6 +194,15 @@ fn from_spec(plan: &LoadedPlan, sim: &SimSpec) -> Result<SimConfig, PlanError> {
         if f != Duration::ZERO || jitter != Duration::ZERO {
             cfg.latency.io[op as usize] = Latency { fixed: f, jitter };
         }
+    }
+    if let Some(gc) = &sim.gc {
+        let latency = duration(&gc.latency).map_err(|m| at(&[key("gc"), key("latency")], "latency", m))?;
+        let pct = |f: &str, v: Option<f64>, default: u32| match v {
+            None => Ok(default),
+            Some(x) if x.is_finite() && (0.0..=1000.0).contains(&x) => Ok((x * 100.0).round() as u32),
+            Some(x) => Err(at(&[key("gc"), key(f)], f, format!("{x} namespace capacities; give 0 to 1000 (e.g. 1 for one full write of the namespace)"))),
+        };
+        cfg.gc = Some(GcModel { latency, after_pct: pct("after", gc.after, 100)?, span_pct: pct("span", gc.span, 200)? });
     }
     cfg.validate().map_err(|m| plan.error(&base, "sim", m))?;
     Ok(cfg)

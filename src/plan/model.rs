@@ -536,9 +536,27 @@ pub struct SimSpec {
     /// Uniform random latency added to each command, upper bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<DurationValue>,
+    /// Garbage collection: write latency that rises with the data written since the last
+    /// purge (Format NVM, Sanitize), from fresh out of the box to a steady level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc: Option<SimGcSpec>,
     /// Serial number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
+}
+
+/// The simulator's garbage collection model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimGcSpec {
+    /// Extra write latency at the steady level, e.g. `400us`.
+    pub latency: DurationValue,
+    /// Namespace capacities written since the purge before writes slow down (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<f64>,
+    /// Capacities written after that until the steady level (default 2; 0: at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<f64>,
 }
 
 /// A namespace of the simulated controller.

@@ -21,18 +21,18 @@ use crate::exec::{EventSummary, Latency, Outcome, PhaseSummary, Summary, WorkerS
 /// Why a chart could not be written (file system, encoder, fonts).
 pub type ChartError = Box<dyn std::error::Error + Send + Sync>;
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(super) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 const FONT: &str = "sans-serif";
-const WIDTH: u32 = 1200;
-const HEIGHT: u32 = 700;
+pub(super) const WIDTH: u32 = 1200;
+pub(super) const HEIGHT: u32 = 700;
 /// Height taken by the title and subtitle of every chart.
 const HEADER: u32 = 74;
 
-const INK: RGBColor = RGBColor(33, 33, 33);
-const MUTED: RGBColor = RGBColor(100, 100, 100);
-const GRID: RGBColor = RGBColor(215, 215, 215);
-const GRID_LIGHT: RGBColor = RGBColor(240, 240, 240);
+pub(super) const INK: RGBColor = RGBColor(33, 33, 33);
+pub(super) const MUTED: RGBColor = RGBColor(100, 100, 100);
+pub(super) const GRID: RGBColor = RGBColor(215, 215, 215);
+pub(super) const GRID_LIGHT: RGBColor = RGBColor(240, 240, 240);
 /// Colour of a total over several workers.
 const TOTAL: RGBColor = RGBColor(20, 20, 20);
 
@@ -50,7 +50,7 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-fn color(i: usize) -> RGBColor {
+pub(super) fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
@@ -79,11 +79,11 @@ fn fonts() -> Result<(), ChartError> {
     if ok { Ok(()) } else { Err("the DejaVu fonts could not be loaded".into()) }
 }
 
-fn text(size: u32) -> TextStyle<'static> {
+pub(super) fn text(size: u32) -> TextStyle<'static> {
     TextStyle::from((FONT, size).into_font()).color(&INK)
 }
 
-fn bold(size: u32) -> TextStyle<'static> {
+pub(super) fn bold(size: u32) -> TextStyle<'static> {
     TextStyle::from((FONT, size, FontStyle::Bold).into_font()).color(&INK)
 }
 
@@ -234,7 +234,7 @@ pub fn slug(label: &str) -> String {
 
 /// Draws into `dir/.{stem}.tmp.png`, then renames it to `dir/name`, so a reader never
 /// sees half a picture.
-fn save(dir: &Path, name: &str, size: (u32, u32), draw: impl FnOnce(&Area) -> Result<(), ChartError>) -> Result<PathBuf, ChartError> {
+pub(super) fn save(dir: &Path, name: &str, size: (u32, u32), draw: impl FnOnce(&Area) -> Result<(), ChartError>) -> Result<PathBuf, ChartError> {
     fonts()?;
     std::fs::create_dir_all(dir)?;
     let path = dir.join(name);
@@ -256,7 +256,7 @@ fn save(dir: &Path, name: &str, size: (u32, u32), draw: impl FnOnce(&Area) -> Re
 }
 
 /// Title and subtitle on top; returns the area left for the chart.
-fn frame<'a>(root: &Area<'a>, title: &str, sub: &str) -> Result<Area<'a>, ChartError> {
+pub(super) fn frame<'a>(root: &Area<'a>, title: &str, sub: &str) -> Result<Area<'a>, ChartError> {
     let w = root.dim_in_pixel().0.saturating_sub(48);
     root.draw_text(&fit(root, title, &bold(24), w)?, &bold(24), (24, 12))?;
     root.draw_text(&fit(root, sub, &text(15), w)?, &text(15).color(&MUTED), (24, 46))?;
@@ -280,7 +280,7 @@ fn fit(area: &Area, s: &str, style: &TextStyle, max_w: u32) -> Result<String, Ch
     Ok("…".into())
 }
 
-fn device_line(s: &Summary) -> String {
+pub(super) fn device_line(s: &Summary) -> String {
     match &s.device {
         Some(d) => format!("{} (SN {}, FW {})", d.model.trim(), d.serial.trim(), d.firmware.trim()),
         None => s.target.clone(),
@@ -302,7 +302,7 @@ fn subtitle(s: &Summary, p: &PhaseSummary) -> String {
 // Legends
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Mark {
+pub(super) enum Mark {
     Line,
     Thick,
     Dashed,
@@ -319,14 +319,14 @@ fn dashes(mark: Mark) -> Option<(u32, u32)> {
     }
 }
 
-struct Entry {
+pub(super) struct Entry {
     label: String,
     color: RGBColor,
     mark: Mark,
 }
 
 impl Entry {
-    fn new(label: impl Into<String>, color: RGBColor, mark: Mark) -> Entry {
+    pub(super) fn new(label: impl Into<String>, color: RGBColor, mark: Mark) -> Entry {
         Entry { label: label.into(), color, mark }
     }
 }
@@ -335,7 +335,7 @@ const LEGEND_FONT: u32 = 15;
 
 /// Splits a legend column off the right of `area` (outside the plot, so it never covers
 /// data) and draws `entries` in it; returns the area left.
-fn with_legend<'a>(area: &Area<'a>, entries: &[Entry]) -> Result<Area<'a>, ChartError> {
+pub(super) fn with_legend<'a>(area: &Area<'a>, entries: &[Entry]) -> Result<Area<'a>, ChartError> {
     if entries.is_empty() {
         return Ok(area.clone());
     }
@@ -398,7 +398,7 @@ fn round_sig(v: f64, digits: i32) -> f64 {
 
 /// `v` with at most `digits` significant digits and no trailing zeros: `0.25`, `12.5`,
 /// `1200`.
-fn num(v: f64, digits: i32) -> String {
+pub(super) fn num(v: f64, digits: i32) -> String {
     if !v.is_finite() {
         return "–".into();
     }
@@ -412,7 +412,7 @@ fn num(v: f64, digits: i32) -> String {
 }
 
 /// `v` with a k / M / G suffix: `950`, `12.5k`, `1.2M`.
-fn si(v: f64, digits: i32) -> String {
+pub(super) fn si(v: f64, digits: i32) -> String {
     let r = round_sig(v, digits);
     let a = r.abs();
     if a >= 1e9 {
@@ -440,7 +440,7 @@ fn dur_us(us: f64) -> String {
 }
 
 /// A linear axis from 0 that holds `max` with some headroom; never empty.
-fn zero_range(max: f64) -> Range<f64> {
+pub(super) fn zero_range(max: f64) -> Range<f64> {
     let m = if max.is_finite() && max > 0.0 { max } else { 1.0 };
     0.0..m * 1.1
 }

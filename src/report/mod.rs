@@ -18,6 +18,7 @@ pub mod charts;
 pub mod csv;
 pub mod junit;
 pub mod manifest;
+pub mod pts;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<Pat
     std::fs::rename(&tmp, &path)?;
     Ok(path)
 }
+
+/// How often the report is rewritten inside the rounds of a steady-state phase.
+pub const ROUND_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Writes `dir/summary.json` atomically; returns its path.
 pub fn write_summary(dir: &Path, s: &Summary) -> std::io::Result<PathBuf> {
@@ -141,6 +145,8 @@ pub struct Report {
     lock: Option<PathBuf>,
     /// Files that could not be drawn or written (the others still are).
     pub problems: Vec<String>,
+    /// When the files were last brought up to date.
+    written: Option<std::time::Instant>,
 }
 
 impl Report {
@@ -162,6 +168,7 @@ impl Report {
             charted: 0,
             lock: Some(lock),
             problems: Vec::new(),
+            written: None,
         };
         Ok((r, note))
     }
@@ -209,7 +216,16 @@ impl Report {
     /// Brings every file up to `s`: charts of the phase runs not drawn yet, the summary,
     /// the CSVs, the JUnit file, and last the manifest (a reader that sees a manifest sees
     /// the files it lists).
+    ///
+    /// Inside the rounds of a steady-state phase (hundreds of short phase runs in a
+    /// shortened PTS test) the files are brought up to date at most every
+    /// [`ROUND_WRITE_EVERY`]: rewriting them after each run would cost more than the runs.
     pub fn update(&mut self, s: &Summary) {
+        let in_rounds = s.phases.last().is_some_and(|p| s.steady_state.iter().any(|r| r.phase == p.name && !r.done && p.outcome == crate::exec::Outcome::Pass));
+        if in_rounds && self.written.is_some_and(|t| t.elapsed() < ROUND_WRITE_EVERY) {
+            return;
+        }
+        self.written = Some(std::time::Instant::now());
         self.write(s, false);
     }
 
@@ -217,7 +233,10 @@ impl Report {
         let chart_dir = self.dir.join(CHARTS_DIR);
         while self.charted < s.phases.len() {
             let i = self.charted;
-            if s.phases[i].outcome != crate::exec::Outcome::Skipped {
+            // The rounds of a steady-state phase are drawn together by the PTS pages, not
+            // one run at a time (25 rounds of 56 cells would be 4200 charts).
+            let round = s.steady_state.iter().any(|r| r.phase == s.phases[i].name);
+            if s.phases[i].outcome != crate::exec::Outcome::Skipped && !round {
                 let r = charts::phase_charts(&chart_dir, s, i);
                 self.add_charts(r, &s.phases[i].label);
             }
@@ -226,6 +245,16 @@ impl Report {
         if ended {
             let r = charts::sweep_charts(&chart_dir, s);
             self.add_charts(r, "the sweeps");
+            match pts::pages(&self.dir, &chart_dir, s) {
+                Ok(paths) => {
+                    let (pages, charts): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| p.extension().is_some_and(|e| e == "html"));
+                    self.add_charts(Ok(charts), "the PTS pages");
+                    for p in pages {
+                        self.files.insert(p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+                    }
+                }
+                Err(e) => self.problems.push(format!("PTS pages: {e}")),
+            }
         }
         match write_summary(&self.dir, s) {
             Ok(_) => {

@@ -68,6 +68,42 @@ impl LatencyModel {
     }
 }
 
+/// Garbage collection as a flash drive shows it (what the SNIA PTS steady state is
+/// about): fresh out of the box every write finds an erased block; once the free blocks
+/// are used up, writes wait for blocks to be reclaimed. Modelled as extra write latency
+/// that grows linearly with the data written since the last purge (Format NVM, Sanitize):
+/// none until `after_pct` % of the namespace was written, all of `latency` once
+/// `after_pct + span_pct` % was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcModel {
+    /// Extra write latency once garbage collection runs at its steady level.
+    pub latency: Duration,
+    /// Data written since the purge before writes slow down, % of the namespace.
+    pub after_pct: u32,
+    /// Data written after that until the steady level, % of the namespace (0: at once).
+    pub span_pct: u32,
+}
+
+impl Default for GcModel {
+    fn default() -> Self {
+        GcModel { latency: Duration::ZERO, after_pct: 100, span_pct: 200 }
+    }
+}
+
+impl GcModel {
+    /// Extra latency of a write to a namespace of `capacity` bytes of which `written`
+    /// bytes were written since its purge.
+    pub fn extra(&self, written: u64, capacity: u64) -> Duration {
+        let pct = written as f64 * 100.0 / capacity.max(1) as f64;
+        let f = if self.span_pct == 0 {
+            if pct >= self.after_pct as f64 { 1.0 } else { 0.0 }
+        } else {
+            ((pct - self.after_pct as f64) / self.span_pct as f64).clamp(0.0, 1.0)
+        };
+        self.latency.mul_f64(f)
+    }
+}
+
 /// Everything that shapes the simulated controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimConfig {
@@ -101,6 +137,8 @@ pub struct SimConfig {
     pub idle_spin: Duration,
     /// Completion latency model.
     pub latency: LatencyModel,
+    /// Garbage collection: write latency rising with the data written since a purge.
+    pub gc: Option<GcModel>,
     /// Serial number (Identify Controller SN).
     pub serial: String,
     /// Model number (Identify Controller MN).
@@ -137,6 +175,7 @@ impl Default for SimConfig {
             io_threads: 1,
             idle_spin: Duration::from_micros(50),
             latency: LatencyModel::default(),
+            gc: None,
             serial: "NVPLANSIM0001".into(),
             model: "nvplan simulated NVMe controller".into(),
             seed: 0x5eed,
@@ -156,7 +195,9 @@ impl SimConfig {
     /// the last namespace by a file), `mdts`, `queues`, `mqes` (queue entries),
     /// `sgl=on|off`, `bitbucket=on|off`, `vwc=on|off`, `cache` (write cache capacity),
     /// `dstrd`, `threads`, `ready` (ready delay), `latency` (fixed latency of every I/O
-    /// opcode, e.g. `80us`), `jitter`, `serial`, `seed`.
+    /// opcode, e.g. `80us`), `jitter`, `gc` (garbage collection's extra write latency,
+    /// e.g. `400us`), `gc_after` and `gc_span` (% of the namespace written since a purge
+    /// before writes slow down, and until they reach the steady level), `serial`, `seed`.
     pub fn parse_options(opts: &str) -> Result<SimConfig, String> {
         let mut cfg = SimConfig { namespaces: Vec::new(), ..SimConfig::default() };
         let mut lba_pending = 0usize;
@@ -209,11 +250,14 @@ impl SimConfig {
                 "ready" => cfg.ready_delay = parse_duration(v).map_err(|e| format!("sim option ready: {e}"))?,
                 "latency" => latency.fixed = parse_duration(v).map_err(|e| format!("sim option latency: {e}"))?,
                 "jitter" => latency.jitter = parse_duration(v).map_err(|e| format!("sim option jitter: {e}"))?,
+                "gc" => cfg.gc.get_or_insert_with(GcModel::default).latency = parse_duration(v).map_err(|e| format!("sim option gc: {e}"))?,
+                "gc_after" => cfg.gc.get_or_insert_with(GcModel::default).after_pct = num(v)? as u32,
+                "gc_span" => cfg.gc.get_or_insert_with(GcModel::default).span_pct = num(v)? as u32,
                 "serial" => cfg.serial = v.to_string(),
                 "seed" => cfg.seed = num(v)?,
                 _ => {
                     return Err(format!(
-                        "unknown sim option `{k}` (known: ns, lba, file, mdts, queues, mqes, sgl, bitbucket, vwc, cache, dstrd, threads, ready, latency, jitter, serial, seed)"
+                        "unknown sim option `{k}` (known: ns, lba, file, mdts, queues, mqes, sgl, bitbucket, vwc, cache, dstrd, threads, ready, latency, jitter, gc, gc_after, gc_span, serial, seed)"
                     ));
                 }
             }
@@ -280,6 +324,21 @@ mod tests {
         assert!(!c.sgl && !c.write_cache);
         assert_eq!(c.latency.io[2].fixed, Duration::from_micros(80));
         assert_eq!(SimConfig::parse_options("").unwrap().namespaces.len(), 1);
+    }
+
+    #[test]
+    fn gc_latency_grows_linearly_from_after_to_after_plus_span() {
+        let c = SimConfig::parse_options("gc=400us,gc_after=100,gc_span=200").unwrap();
+        let gc = c.gc.unwrap();
+        let cap = 1000;
+        assert_eq!(gc.extra(0, cap), Duration::ZERO, "fresh out of the box");
+        assert_eq!(gc.extra(1000, cap), Duration::ZERO, "the first fill finds erased blocks");
+        assert_eq!(gc.extra(2000, cap), Duration::from_micros(200), "half way");
+        assert_eq!(gc.extra(3000, cap), Duration::from_micros(400));
+        assert_eq!(gc.extra(9000, cap), Duration::from_micros(400), "steady level");
+        let step = GcModel { span_pct: 0, ..gc };
+        assert_eq!((step.extra(999, cap), step.extra(1000, cap)), (Duration::ZERO, Duration::from_micros(400)));
+        assert_eq!(SimConfig::parse_options("").unwrap().gc, None, "no garbage collection unless asked");
     }
 
     #[test]

@@ -109,6 +109,8 @@ struct Exec {
     sgl_caps: SglCaps,
     max_transfer: Option<usize>,
     zero_latency: bool,
+    /// Garbage collection's extra latency for the write being executed.
+    gc_delay: u64,
 }
 
 pub(crate) struct IoThread {
@@ -135,7 +137,8 @@ impl IoThread {
             counters: shared.counters[idx].clone(),
             sgl_caps: SglCaps { bit_bucket: cfg.sgl_bit_bucket, excess_length: false },
             max_transfer: (cfg.mdts != 0).then(|| 4096usize << cfg.mdts),
-            zero_latency: cfg.latency.io.iter().all(|l| *l == Default::default()),
+            zero_latency: cfg.latency.io.iter().all(|l| *l == Default::default()) && cfg.gc.is_none(),
+            gc_delay: 0,
             shared: shared.clone(),
         };
         IoThread {
@@ -415,6 +418,7 @@ impl Exec {
     }
 
     fn finish(&mut self, sqe: &Sqe, sqid: u16, phase: bool, mut out: Outcome, fault: Option<FaultAction>) -> Outcome {
+        let gc = std::mem::take(&mut self.gc_delay);
         let st = out.status;
         if !st.is_success() && !st.same_code(Status::ABORT_REQUESTED) {
             self.shared.log_error(sqid, sqe.cid(), st, phase, sqe.slba(), sqe.nsid());
@@ -429,7 +433,7 @@ impl Exec {
             }
             Some(FaultAction::Delay(d)) => d.as_nanos() as u64,
             _ => 0,
-        };
+        } + gc;
         if !self.zero_latency || extra > 0 {
             let l = self.shared.cfg.latency.io[sqe.opcode() as usize];
             let jitter = l.jitter.as_nanos() as u64;
@@ -543,6 +547,10 @@ impl Exec {
                 ns.poke(target, &self.segs, len);
             }
             _ => ns.write(lba, nlb, &self.segs, sqe.fua()),
+        }
+        let written = ns.note_written(len as u64);
+        if let Some(gc) = &self.shared.cfg.gc {
+            self.gc_delay = gc.extra(written, ns.capacity()).as_nanos() as u64;
         }
         Counters::add(&self.counters.host_writes, 1);
         Counters::add(&self.counters.written_512, (len / 512) as u64);

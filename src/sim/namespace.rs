@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use memmap2::{MmapRaw, UncheckedAdvice};
@@ -101,6 +101,8 @@ pub(crate) struct Namespace {
     locks: Option<StripedLocks>,
     pub(crate) eui64: [u8; 8],
     pub(crate) nguid: [u8; 16],
+    /// Bytes written since the last Format NVM or Sanitize (the garbage collection model).
+    written_since_purge: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,7 +143,14 @@ impl Namespace {
             locks: concurrent.then(StripedLocks::new),
             eui64: h.to_be_bytes(),
             nguid,
+            written_since_purge: AtomicU64::new(0),
         })
+    }
+
+    /// Counts `bytes` written by the host; returns the bytes written since the last purge,
+    /// these included.
+    pub(crate) fn note_written(&self, bytes: u64) -> u64 {
+        self.written_since_purge.fetch_add(bytes, Ordering::Relaxed) + bytes
     }
 
     /// log2 of the LBA size.
@@ -418,6 +427,7 @@ impl Namespace {
     /// and the LBA size becomes `2^lbads`. Processing threads are paused by the caller.
     pub(crate) fn erase(&self, lbads: u32) {
         self.zero_media(0, self.capacity as usize);
+        self.written_since_purge.store(0, Ordering::Relaxed);
         lock(&self.cache).undo.clear();
         lock(&self.uncorrectable).clear();
         self.uncorrectable_ranges.store(0, Ordering::Release);
