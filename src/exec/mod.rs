@@ -370,9 +370,12 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
         let (iops, mbps) = (r.iops(), m.mbps());
         let io_start = std::time::UNIX_EPOCH + Duration::new(r.test_start_sec, r.test_start_nsec);
         let start_s = if r.test_start_sec == 0 { 0.0 } else { io_start.duration_since(t0_unix).map_or(0.0, |d| d.as_secs_f64()) };
+        let nsze = ctrl.namespace(w.nsid).map_or(u64::MAX, |n| n.nlba());
         workers.push(WorkerSummary {
             name: w.name.clone(),
             nsid: w.nsid,
+            qdepth: w.config.qdepth,
+            regions: w.config.region_start.iter().zip(&w.config.region_end).map(|(&s, &e)| (s, e.min(nsze))).collect(),
             cpu_id: cpu,
             outcome: Outcome::of(checks.iter().all(|c| c.pass)),
             start_s,

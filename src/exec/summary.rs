@@ -55,6 +55,13 @@ pub struct WorkerSummary {
     pub cpu_id: Option<usize>,
     /// Pass or fail of this worker's checks.
     pub outcome: Outcome,
+    /// I/Os outstanding (qdepth).
+    #[serde(default)]
+    pub qdepth: u32,
+    /// The LBA region(s) the worker used, `[start, end)`; the end is capped to the
+    /// namespace.
+    #[serde(default)]
+    pub regions: Vec<(u64, u64)>,
     /// Start of the worker's I/O, seconds from the phase start.
     #[serde(default)]
     pub start_s: f64,

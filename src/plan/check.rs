@@ -102,9 +102,10 @@ impl Checker<'_> {
         if ph.repeat == Some(0) {
             self.err(&join(path, &[key("repeat")]), "repeat", "0 runs; repeat must be at least 1 (leave it out to run once)");
         }
-        if ph.ioworkers.is_empty() && ph.events.is_empty() && ph.metamode.is_none() {
-            self.err(path, "ioworkers", format!("phase `{}` does nothing; give it ioworkers, events or metamode steps", ph.name));
+        if ph.ioworkers.is_empty() && ph.events.is_empty() && ph.metamode.is_none() && ph.purge.is_none() && ph.precondition.is_none() {
+            self.err(path, "ioworkers", format!("phase `{}` does nothing; give it ioworkers, events, metamode steps, purge or precondition", ph.name));
         }
+        self.errors.extend(super::pts::check(self.lp, ph, path));
         if let Some(m) = &ph.metamode {
             let e = super::metamode::check(self.lp, m, &join(path, &[key("metamode")]));
             self.errors.extend(e);

@@ -153,6 +153,8 @@ fn expand_phase(
     plan_seed: u64,
     time_scale: f64,
 ) -> Result<Vec<PhaseRun>, Vec<PlanError>> {
+    let written = super::pts::written_out(lp, limits, ph, path)?;
+    let ph = &written;
     let mut errors = Vec::new();
     if ph.ioworkers.len() > limits.io_queues as usize {
         errors.push(lp.key_error(
@@ -501,6 +503,9 @@ pub fn resolved(plan: &LoadedPlan, runs: &[PhaseRun], seed: u64) -> Plan {
                 sweep: None,
                 // Every round as a phase of its own: the resolved plan runs them all.
                 steady_state: None,
+                // The preconditioning worker and the active range are in the workers now.
+                precondition: None,
+                active_range: None,
                 expect: ph.expect.clone().map(|e| ExpectSpec { steady_state: None, ..e }),
                 ioworkers: r.workers.iter().map(|w| WorkerSpec { name: Some(w.name.clone()), ..w.spec.clone() }).collect(),
                 ..ph.clone()

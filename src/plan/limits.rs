@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::error::PlanError;
 use super::load::LoadedPlan;
-use super::model::{SimSpec, TargetSpec};
+use super::model::{PurgeMethod, SimSpec, TargetSpec};
 use super::units::{duration, opcode};
 use super::yaml::Seg;
 use crate::driver::{Controller, ControllerOptions};
@@ -31,6 +31,10 @@ pub struct Limits {
     pub sgl: bool,
     /// Host CPUs a worker can be pinned to.
     pub cpus: usize,
+    /// Purge methods the controller supports (Identify SANICAP, OACS, FNA).
+    pub purge: Vec<PurgeMethod>,
+    /// Index of each namespace's LBA format (FLBAS), which a Format purge keeps.
+    pub lbaf: BTreeMap<u32, u8>,
 }
 
 impl Limits {
@@ -46,6 +50,10 @@ impl Limits {
             io_queues: cfg.max_io_queues as u32,
             sgl: cfg.sgl,
             cpus: available_cpus(),
+            // As the simulated controller's Identify says (SANICAP block erase; Format
+            // with user data or cryptographic erase).
+            purge: vec![PurgeMethod::SanitizeBlock, PurgeMethod::FormatUserData, PurgeMethod::FormatCrypto],
+            lbaf: cfg.namespaces.iter().enumerate().map(|(i, ns)| (i as u32 + 1, u8::from(ns.lba_size == 4096))).collect(),
         }
     }
 
@@ -59,8 +67,27 @@ impl Limits {
             io_queues: info.io_queues.sq.min(info.io_queues.cq),
             sgl: info.id.sgl_supported(),
             cpus: available_cpus(),
+            purge: purge_methods(info.id.sanicap, info.id.oacs, info.id.fna),
+            lbaf: info.namespaces.iter().map(|n| (n.nsid, n.id.flbas & 0xf)).collect(),
         }
     }
+}
+
+/// The purge methods of a controller with these Identify Controller fields.
+pub fn purge_methods(sanicap: u32, oacs: u16, fna: u8) -> Vec<PurgeMethod> {
+    let mut v = Vec::new();
+    for (bit, m) in [(1, PurgeMethod::SanitizeBlock), (0, PurgeMethod::SanitizeCrypto), (2, PurgeMethod::SanitizeOverwrite)] {
+        if sanicap & 1 << bit != 0 {
+            v.push(m);
+        }
+    }
+    if oacs & crate::nvme::identify::oacs::FORMAT != 0 {
+        v.push(PurgeMethod::FormatUserData);
+        if fna & 1 << 2 != 0 {
+            v.push(PurgeMethod::FormatCrypto);
+        }
+    }
+    v
 }
 
 /// The controller a plan runs on.

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod load;
 pub mod metamode;
 pub mod model;
+pub mod pts;
 mod steady;
 mod sweep;
 pub mod units;

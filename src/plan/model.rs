@@ -423,6 +423,16 @@ pub struct PhaseSpec {
     /// Repeat the phase in rounds until a tracking variable is steady (SNIA PTS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steady_state: Option<SteadyStateSpec>,
+    /// Purge the drive at the start of the phase (SNIA PTS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge: Option<PurgeMethod>,
+    /// Workload-independent preconditioning: one more worker of sequential writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precondition: Option<PreconditionSpec>,
+    /// Share of the namespace the workers use, % from LBA 0 (default 100), for workers
+    /// that give no region of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_range: Option<f64>,
 }
 
 impl PhaseSpec {
@@ -502,6 +512,47 @@ impl SteadyStateSpec {
             max_rounds: self.max_rounds.unwrap_or(d.max_rounds),
         }
     }
+}
+
+/// How a phase purges the drive (SNIA PTS 2.0.2 §3: the device is returned to its state
+/// fresh out of the box before a test).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PurgeMethod {
+    /// The first the controller supports, in the order of this list.
+    Auto,
+    /// Sanitize, block erase (SANICAP bit 1).
+    SanitizeBlock,
+    /// Sanitize, crypto erase (SANICAP bit 0).
+    SanitizeCrypto,
+    /// Sanitize, overwrite (SANICAP bit 2).
+    SanitizeOverwrite,
+    /// Format NVM with user data erase (SES 1), keeping the LBA format.
+    FormatUserData,
+    /// Format NVM with cryptographic erase (SES 2; FNA bit 2), keeping the LBA format.
+    FormatCrypto,
+}
+
+/// Workload-independent preconditioning (SNIA PTS): sequential writes over the active
+/// range, a multiple of its size.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreconditionSpec {
+    /// Times the active range is written (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<f64>,
+    /// Size of each write (default 128KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_size: Option<LbaValue>,
+    /// Writes outstanding (default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdepth: Option<u32>,
+    /// Share of the namespace written, % from LBA 0 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_range: Option<f64>,
+    /// Namespace (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nsid: Option<u32>,
 }
 
 /// The simulated controller a plan runs on (everything optional).

@@ -1380,6 +1380,8 @@ mod tests {
         let bytes = ios.iter().map(|n| n * 4096).collect();
         let result = IoWorkerResult { mseconds: 3950, timeseries: Some(Timeseries::new(100, ios, bytes)), io_count_read: 36_000, ..Default::default() };
         WorkerSummary {
+            qdepth: 1,
+            regions: Vec::new(),
             name: name.into(),
             nsid: 1,
             cpu_id: None,

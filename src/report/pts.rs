@@ -311,13 +311,32 @@ fn before_rounds(s: &Summary, phase: &str) -> (Vec<String>, Vec<String>) {
                 e.status.as_deref().unwrap_or("none")
             ));
         }
-        // Bytes moved by the writers (MB/s over their run time).
-        let bytes: f64 = p.workers.iter().filter(|w| w.result.lba_count_write > 0).map(|w| w.mbps * 1e3 * w.result.mseconds as f64).sum();
+        // Bytes moved by the writers (MB/s over their run time), and where.
+        let writers: Vec<_> = p.workers.iter().filter(|w| w.result.lba_count_write > 0).collect();
+        let bytes: f64 = writers.iter().map(|w| w.mbps * 1e3 * w.result.mseconds as f64).sum();
         if bytes > 0.0 {
-            pre.push(format!("{}: {} MB written", p.label, num(bytes / 1e6, 4)));
+            let at = writers.iter().map(|w| format!("{} ({})", w.name, regions(&w.regions))).collect::<Vec<_>>().join(", ");
+            pre.push(format!("{}: {} MB written by {at}", p.label, num(bytes / 1e6, 4)));
         }
     }
     (purge, pre)
+}
+
+/// LBA regions as `LBA a to b`.
+fn regions(r: &[(u64, u64)]) -> String {
+    if r.is_empty() {
+        return "region not recorded".into();
+    }
+    r.iter().map(|(a, b)| format!("LBA {a} to {}", b.saturating_sub(1))).collect::<Vec<_>>().join(", ")
+}
+
+/// Outstanding I/O and active range of the rounds' workers, as the header gives them.
+fn rounds_io(s: &Summary, phase: &str) -> (String, String) {
+    let Some(p) = s.phases.iter().find(|p| p.name == phase && !p.workers.is_empty()) else { return (String::new(), String::new()) };
+    let total: u32 = p.workers.iter().map(|w| w.qdepth).sum();
+    let each = p.workers.iter().map(|w| format!("{} QD {}", w.name, w.qdepth)).collect::<Vec<_>>().join(", ");
+    let range = p.workers.iter().map(|w| format!("{}: {}", w.name, regions(&w.regions))).collect::<Vec<_>>().join("; ");
+    (format!("{total} ({} worker(s): {each})", p.workers.len()), range)
 }
 
 fn page(s: &Summary, r: &Rounds, charts: &[(&str, PathBuf)]) -> Result<String, ChartError> {
@@ -329,6 +348,7 @@ fn page(s: &Summary, r: &Rounds, charts: &[(&str, PathBuf)]) -> Result<String, C
     writeln!(h, "<h1>{}</h1>", esc(&title))?;
     // Header block.
     let (purge, pre) = before_rounds(s, &e.phase);
+    let (oio, range) = rounds_io(s, &e.phase);
     let dev = s.device.as_ref();
     let steady = match (e.reached, &e.window) {
         (Some(n), Some(w)) => format!("reached in round {n} (measurement window: rounds {} to {})", w.first_round, w.last_round),
@@ -342,6 +362,8 @@ fn page(s: &Summary, r: &Rounds, charts: &[(&str, PathBuf)]) -> Result<String, C
         ("Test platform", format!("nvplan {} on {} {}; target {}", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH, s.target)),
         ("Purge", if purge.is_empty() { "none in this plan".into() } else { purge.join("; ") }),
         ("Preconditioning", if pre.is_empty() { "none in this plan".into() } else { pre.join("; ") }),
+        ("Outstanding I/O", oio),
+        ("Active range", range),
         ("Tracking variable", format!("{} of {}", e.track, if e.cell.is_empty() { "the phase" } else { &e.cell })),
         (
             "Steady-state rule",
