@@ -358,6 +358,11 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
         if let Some(e) = &summary.error {
             eprintln!("nvplan: {}: {e}", p.file);
         }
+        // Rounds until steady state stop early: the plan as it ran holds the rounds that ran.
+        if runs.iter().any(|r| r.steady.is_some()) {
+            let ran: Vec<plan::PhaseRun> = runs.iter().filter(|r| r.steady.is_none() || summary.phases.iter().any(|p| p.label == r.label)).cloned().collect();
+            rep.resolved_plan(&plan::resolved(p, &ran, seed.or(p.plan.seed).unwrap_or(1)), &ran_with);
+        }
         let problems = rep.finish(&summary);
         for pr in &problems {
             eprintln!("nvplan: report: {pr}");
