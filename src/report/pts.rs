@@ -218,16 +218,20 @@ fn draw_window(area: &Area, e: &SteadyStateSummary, u: &str) -> Result<(), Chart
         .x_label_formatter(&|v| num(*v, 3))
         .y_label_formatter(&|v| si(*v, 4))
         .draw()?;
+    // The band behind the series, the average and the line over it, so none hides another.
     if let Some(w) = &e.window {
-        let (a, b) = (w.first_round as f64, w.last_round as f64);
         let band = e.rule.slope_pct / 100.0;
+        let (a, b) = (w.first_round as f64, w.last_round as f64);
         c.draw_series(std::iter::once(Rectangle::new([(a, w.average * (1.0 - band)), (b, w.average * (1.0 + band))], color(1).mix(0.15).filled())))?;
-        c.draw_series(DashedLineSeries::new(vec![(a, w.average), (b, w.average)], 9, 5, color(1).stroke_width(2)))?;
-        c.draw_series(LineSeries::new(vec![(a, w.intercept + w.slope * a), (b, w.intercept + w.slope * b)], color(2).stroke_width(2)))?;
     }
     let pts: Vec<(f64, f64)> = e.series.iter().enumerate().map(|(j, &v)| ((j + 1) as f64, v)).collect();
     c.draw_series(LineSeries::new(pts.clone(), color(0).stroke_width(3)))?;
     c.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color(0).filled())))?;
+    if let Some(w) = &e.window {
+        let (a, b) = (w.first_round as f64, w.last_round as f64);
+        c.draw_series(DashedLineSeries::new(vec![(a, w.average), (b, w.average)], 9, 5, color(1).stroke_width(2)))?;
+        c.draw_series(LineSeries::new(vec![(a, w.intercept + w.slope * a), (b, w.intercept + w.slope * b)], color(2).stroke_width(2)))?;
+    }
     Ok(())
 }
 
