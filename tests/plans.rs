@@ -186,6 +186,9 @@ fn snia_pts_iops_reaches_steady_state_only_after_garbage_collection_slowed_write
     assert!((3400.0..4600.0).contains(&avg), "{avg}");
     assert_eq!(ss["checks"][0]["pass"], true);
     pts_report_is_there(&out, "iops");
+    // The plan as it ran holds the rounds that ran, one phase each.
+    let resolved = plan::load(&out.join("plan.resolved.yaml")).expect("the resolved plan loads");
+    assert_eq!(resolved.plan.phases.len(), s["phases"].as_array().unwrap().len());
 }
 
 #[test]
