@@ -260,6 +260,7 @@ fn snia_pts_write_saturation_writes_four_capacities_and_slows_down() {
     let last = late[late.len() / 2];
     assert!(first > 1.5 * last, "fresh out of the box {first} vs saturated {last} per interval: {ios:?}");
     assert!(out.join("charts/01-wsat-iops.png").exists(), "IOPS over time is drawn");
+    pts_report_is_there(&out, "wsat");
 }
 
 /// The PTS report page of `phase`: one HTML file with its charts inside.

@@ -49,6 +49,7 @@ fn interrupted_fixture() -> Summary {
         events: vec![],
         workers: vec![],
         metamode: vec![],
+        report_page: None,
     };
     s.phases.push(skipped);
     s

@@ -272,6 +272,7 @@ fn skipped(pr: &PhaseRun, start_s: f64) -> PhaseSummary {
         events: Vec::new(),
         workers: Vec::new(),
         metamode: Vec::new(),
+        report_page: pr.report_page,
     }
 }
 
@@ -415,6 +416,7 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
         events: fired,
         workers,
         metamode: steps,
+        report_page: pr.report_page,
     }
 }
 

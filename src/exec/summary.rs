@@ -140,6 +140,9 @@ pub struct PhaseSummary {
     /// Metamode steps, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metamode: Vec<super::metamode::StepSummary>,
+    /// The PTS page the phase asked for (`write_saturation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_page: Option<crate::plan::model::ReportPage>,
 }
 
 /// A whole run of a plan. `outcome` and `complete` come first in `summary.json`: a reader

@@ -43,6 +43,8 @@ pub struct PhaseRun {
     pub metamode: Option<super::metamode::MetamodeSpec>,
     /// Rounds until steady state, when the phase runs so.
     pub steady: Option<SteadyRun>,
+    /// The PTS page the phase asks for (`report_page`).
+    pub report_page: Option<super::model::ReportPage>,
 }
 
 /// The place of a run in the rounds of a steady-state phase.
@@ -256,6 +258,7 @@ fn expand_phase(
                 duration,
                 metamode: ph.metamode.clone(),
                 steady,
+                report_page: ph.report_page,
             });
         }
     }

@@ -433,6 +433,17 @@ pub struct PhaseSpec {
     /// that give no region of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_range: Option<f64>,
+    /// A SNIA PTS report page of this phase besides the steady-state ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_page: Option<ReportPage>,
+}
+
+/// SNIA PTS report pages a phase can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportPage {
+    /// Write Saturation: IOPS against time and against the total data written.
+    WriteSaturation,
 }
 
 impl PhaseSpec {

@@ -1426,6 +1426,7 @@ mod tests {
             events,
             workers,
             metamode: Vec::new(),
+            report_page: None,
         }
     }
 

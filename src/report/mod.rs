@@ -19,6 +19,7 @@ pub mod csv;
 pub mod junit;
 pub mod manifest;
 pub mod pts;
+pub mod wsat;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -245,7 +246,10 @@ impl Report {
         if ended {
             let r = charts::sweep_charts(&chart_dir, s);
             self.add_charts(r, "the sweeps");
-            match pts::pages(&self.dir, &chart_dir, s) {
+            match pts::pages(&self.dir, &chart_dir, s).and_then(|mut v| {
+                v.extend(wsat::pages(&self.dir, &chart_dir, s)?);
+                Ok(v)
+            }) {
                 Ok(paths) => {
                     let (pages, charts): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| p.extension().is_some_and(|e| e == "html"));
                     self.add_charts(Ok(charts), "the PTS pages");

@@ -283,12 +283,12 @@ fn draw_2d(area: &Area, r: &Rounds, u: &str) -> Result<(), ChartError> {
     Ok(())
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Standard base64 (RFC 4648 §4), for the data URIs of the charts.
-fn base64(b: &[u8]) -> String {
+pub(super) fn base64(b: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
     for ch in b.chunks(3) {
@@ -343,23 +343,20 @@ fn rounds_io(s: &Summary, phase: &str) -> (String, String) {
     (format!("{total} ({} worker(s): {each})", p.workers.len()), range)
 }
 
-fn page(s: &Summary, r: &Rounds, charts: &[(&str, PathBuf)]) -> Result<String, ChartError> {
-    let e = r.e;
-    let mut h = String::new();
-    let title = format!("SNIA PTS: {} — {}", s.plan, e.phase);
-    writeln!(h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>", esc(&title))?;
+/// The start of a page, up to its title.
+pub(super) fn start(h: &mut String, title: &str) -> std::fmt::Result {
+    writeln!(h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>", esc(title))?;
     h.push_str("<style>body{font-family:sans-serif;max-width:1240px;margin:2em auto;color:#212121}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f3f3f3}.h td,.h th{text-align:left}img{max-width:100%}</style></head><body>\n");
-    writeln!(h, "<h1>{}</h1>", esc(&title))?;
-    // Header block.
-    let (purge, pre) = before_rounds(s, &e.phase);
-    let (oio, range) = rounds_io(s, &e.phase);
+    writeln!(h, "<h1>{}</h1>", esc(title))
+}
+
+/// The header rows every PTS page starts with: the plan, device, platform, purge,
+/// preconditioning, outstanding I/O and active range of `phase`.
+pub(super) fn header_rows(s: &Summary, phase: &str) -> Vec<(&'static str, String)> {
+    let (purge, pre) = before_rounds(s, phase);
+    let (oio, range) = rounds_io(s, phase);
     let dev = s.device.as_ref();
-    let steady = match (e.reached, &e.window) {
-        (Some(n), Some(w)) => format!("reached in round {n} (measurement window: rounds {} to {})", w.first_round, w.last_round),
-        _ if !e.done => format!("not reached yet after {} rounds (the run did not end)", e.series.len()),
-        _ => format!("not reached in {} rounds", e.series.len()),
-    };
-    let rows: Vec<(&str, String)> = vec![
+    vec![
         ("Plan", format!("{} ({})", s.plan, s.file)),
         ("Description", s.description.clone().unwrap_or_default()),
         ("Device", dev.map_or(s.target.clone(), |d| format!("{}, serial {}, firmware {}, {}", d.model, d.serial, d.firmware, d.transport))),
@@ -368,6 +365,33 @@ fn page(s: &Summary, r: &Rounds, charts: &[(&str, PathBuf)]) -> Result<String, C
         ("Preconditioning", if pre.is_empty() { "none in this plan".into() } else { pre.join("; ") }),
         ("Outstanding I/O", oio),
         ("Active range", range),
+    ]
+}
+
+/// The header table, with the time scale and outcome last.
+pub(super) fn header(h: &mut String, s: &Summary, mut rows: Vec<(&str, String)>) -> std::fmt::Result {
+    rows.push(("Time scale", if s.time_scale == 1.0 { "1 (as written)".into() } else { format!("{} (every duration of the plan multiplied)", s.time_scale) }));
+    rows.push(("Outcome", format!("{:?}", s.outcome).to_lowercase()));
+    h.push_str("<table class=\"h\">\n");
+    for (k, v) in rows {
+        writeln!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v))?;
+    }
+    h.push_str("</table>\n");
+    Ok(())
+}
+
+fn page(s: &Summary, r: &Rounds, charts: &[(&str, PathBuf)]) -> Result<String, ChartError> {
+    let e = r.e;
+    let mut h = String::new();
+    let title = format!("SNIA PTS: {} — {}", s.plan, e.phase);
+    start(&mut h, &title)?;
+    let steady = match (e.reached, &e.window) {
+        (Some(n), Some(w)) => format!("reached in round {n} (measurement window: rounds {} to {})", w.first_round, w.last_round),
+        _ if !e.done => format!("not reached yet after {} rounds (the run did not end)", e.series.len()),
+        _ => format!("not reached in {} rounds", e.series.len()),
+    };
+    let mut rows = header_rows(s, &e.phase);
+    rows.extend([
         ("Tracking variable", format!("{} of {}", e.track, if e.cell.is_empty() { "the phase" } else { &e.cell })),
         (
             "Steady-state rule",
@@ -380,14 +404,8 @@ fn page(s: &Summary, r: &Rounds, charts: &[(&str, PathBuf)]) -> Result<String, C
             ),
         ),
         ("Steady state", steady),
-        ("Time scale", if s.time_scale == 1.0 { "1 (as written)".into() } else { format!("{} (every duration of the plan multiplied)", s.time_scale) }),
-        ("Outcome", format!("{:?}", s.outcome).to_lowercase()),
-    ];
-    h.push_str("<table class=\"h\">\n");
-    for (k, v) in rows {
-        writeln!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v))?;
-    }
-    h.push_str("</table>\n");
+    ]);
+    header(&mut h, s, rows)?;
     if let Some(w) = &e.window {
         writeln!(
             h,
