@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand};
 
 use nvplan::driver::{Controller, ControllerOptions};
+use nvplan::power::{SharedSwitch, SwitchContext, SwitchSpec};
 use nvplan::progress::Progress;
 use nvplan::transport::SharedTransport;
 use nvplan::util::units::parse_size;
@@ -49,6 +50,11 @@ enum Cmd {
         /// `sim:<options>` or `vfio:<PCI address or serial>`.
         #[arg(long)]
         target: Option<String>,
+        /// The drive's power switch (overrides the plans' `target: {power: ...}`):
+        /// `command:off=CMD,on=CMD[,status=CMD][,timeout=30s]`, `slot[:NAME]`,
+        /// `quarch:HOST[:PORT][,module=N]` or `suspend`; docs/power.md.
+        #[arg(long, value_name = "SWITCH")]
+        power: Option<String>,
     },
     /// Runs plans: phases of ioworkers with timed events, checked against their
     /// expectations; leaves OUT/summary.json (OUT/<plan name>/summary.json for several
@@ -62,6 +68,12 @@ enum Cmd {
         /// `vfio:<PCI address or serial>` (a function bound with `nvplan bind`).
         #[arg(long)]
         target: Option<String>,
+        /// The drive's power switch, for power_cycle events (overrides the plans'
+        /// `target: {power: ...}`): `command:off=CMD,on=CMD[,status=CMD][,timeout=30s]`,
+        /// `slot[:NAME]`, `quarch:HOST[:PORT][,module=N]` or `suspend`; any may add
+        /// `ready=DURATION`. docs/power.md has an example of each.
+        #[arg(long, value_name = "SWITCH")]
+        power: Option<String>,
         /// Output directory (default: reports/<plan name>, or reports/ for several plans).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -147,14 +159,26 @@ fn open(target: &str) -> Result<SharedTransport, String> {
     nvplan::target::open(&t)
 }
 
-/// What plan `p` is checked against before it runs, on target `t`: the simulator's limits
-/// from its configuration; a real function is opened and asked, and stays open for the run.
-fn limits_of(p: &plan::LoadedPlan, t: &plan::Target) -> Result<(plan::Limits, Option<SharedTransport>), Vec<plan::PlanError>> {
+/// A drive opened before its plan runs, with its power switch.
+type Opened = (SharedTransport, Option<SharedSwitch>);
+
+/// What plan `p` is checked against before it runs, on target `t` with switch `power`: the
+/// simulator's limits from its configuration; a real function is opened and asked, and
+/// stays open (with its switch) for the run.
+fn limits_of(p: &plan::LoadedPlan, t: &plan::Target, power: Option<&SwitchSpec>) -> Result<(plan::Limits, Option<Opened>), Vec<plan::PlanError>> {
     let opened = match t {
         plan::Target::Sim(cfg) => return Ok((plan::Limits::from_sim(cfg), None)),
         plan::Target::Vfio(_) => nvplan::target::open(t).and_then(|tr| {
+            let switch = match power {
+                Some(spec) => {
+                    let ctx = SwitchContext { root: nvplan::target::sysfs_root(), address: tr.pci_address() };
+                    Some(spec.open(&ctx).map_err(|e| format!("{}: power switch: {e}", tr.describe()))?)
+                }
+                None => None,
+            };
             let ctrl = Controller::new(tr.clone(), ControllerOptions::default()).map_err(|e| format!("{}: {e}", tr.describe()))?;
-            Ok((plan::Limits::from_controller(&ctrl), Some(tr)))
+            ctrl.set_power_switch(switch.clone());
+            Ok((plan::Limits::from_controller(&ctrl), Some((tr, switch))))
         }),
     };
     opened.map_err(|message| vec![plan::PlanError { file: p.file.clone(), line: 1, col: 1, field: "target".into(), message }])
@@ -187,18 +211,25 @@ fn smoke(target: &str, out: &std::path::Path, size: &str, seed: u64) -> Result<b
 
 /// Every error of every plan goes to stderr, one per line; 0 when all plans are valid, 2
 /// otherwise.
-fn validate(plans: &[PathBuf], target: Option<&str>) -> ExitCode {
+fn validate(plans: &[PathBuf], target: Option<&str>, power: Option<&str>) -> ExitCode {
     if let Some(t) = target
         && let Err(e) = plan::parse_target(t)
     {
         eprintln!("nvplan: --target {t}: {e}");
         return ExitCode::from(2);
     }
+    if let Some(p) = power
+        && let Err(e) = SwitchSpec::parse(p)
+    {
+        eprintln!("nvplan: --power {p}: {e}");
+        return ExitCode::from(2);
+    }
     let mut all_ok = true;
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
             let t = plan::target(&p, target).map_err(|e| vec![e])?;
-            let (limits, _) = limits_of(&p, &t)?;
+            let sw = plan::power(&p, &t, target, power).map_err(|e| vec![e])?;
+            let (limits, _) = limits_of(&p, &t, sw.as_ref())?;
             let runs = plan::expand(&p, &limits, None, 1.0)?;
             Ok(runs)
         });
@@ -222,14 +253,15 @@ fn validate(plans: &[PathBuf], target: Option<&str>) -> ExitCode {
 /// one ends the process at once.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option<u64>, time_scale: f64, quiet: bool) -> ExitCode {
+fn run(plans: &[PathBuf], target: Option<&str>, power: Option<&str>, out: Option<&Path>, seed: Option<u64>, time_scale: f64, quiet: bool) -> ExitCode {
     // Every plan is checked before anything runs.
     let mut loaded = Vec::new();
     let mut invalid = false;
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
             let t = plan::target(&p, target).map_err(|e| vec![e])?;
-            let (limits, open) = limits_of(&p, &t)?;
+            let sw = plan::power(&p, &t, target, power).map_err(|e| vec![e])?;
+            let (limits, open) = limits_of(&p, &t, sw.as_ref())?;
             let runs = plan::expand(&p, &limits, seed, time_scale)?;
             Ok((p, (t, open), runs, path.clone()))
         });
@@ -274,11 +306,11 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
         }
         let ran_with = format!("the plan {} as it ran: seed {}, --time-scale {time_scale}; durations as written", p.file, seed.or(p.plan.seed).unwrap_or(1));
         rep.resolved_plan(&plan::resolved(p, &runs, seed.or(p.plan.seed).unwrap_or(1)), &ran_with);
-        let transport = match open {
-            Some(tr) => Ok(tr),
-            None => nvplan::target::open(&t),
+        let (transport, switch) = match open {
+            Some((tr, sw)) => (Ok(tr), sw),
+            None => (nvplan::target::open(&t), None),
         };
-        let summary = run_one(p, transport, seed, time_scale, &mut rep, quiet);
+        let summary = run_one(p, transport, switch, seed, time_scale, &mut rep, quiet);
         all_ok &= summary.outcome == exec::Outcome::Pass;
         if let Some(e) = &summary.error {
             eprintln!("nvplan: {}: {e}", p.file);
@@ -326,13 +358,14 @@ impl exec::Observer for RunObserver<'_> {
 fn run_one(
     p: &plan::LoadedPlan,
     transport: Result<SharedTransport, String>,
+    switch: Option<SharedSwitch>,
     seed: Option<u64>,
     time_scale: f64,
     rep: &mut report::Report,
     quiet: bool,
 ) -> exec::Summary {
     let mut obs = RunObserver { progress: Progress::new(quiet), report: rep };
-    let s = exec::run_plan(p, transport, seed, time_scale, &STOP, &mut obs);
+    let s = exec::run_plan_with(p, transport, switch, seed, time_scale, &STOP, &mut obs);
     obs.progress.finish();
     s
 }
@@ -441,8 +474,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
-        Cmd::Validate { plans, target } => return validate(&plans, target.as_deref()),
-        Cmd::Run { plans, target, out, seed, time_scale, quiet } => return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale, quiet),
+        Cmd::Validate { plans, target, power } => return validate(&plans, target.as_deref(), power.as_deref()),
+        Cmd::Run { plans, target, power, out, seed, time_scale, quiet } => {
+            return run(&plans, target.as_deref(), power.as_deref(), out.as_deref(), seed, time_scale, quiet);
+        }
         Cmd::Report { dirs, out } => report_cmd(&dirs, out.as_deref()),
         Cmd::Devices { json, sysfs_root: r } => return devices_cmd(&sysfs_root(r), json),
         Cmd::Bind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, true),

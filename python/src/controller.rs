@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use nvplan::driver::{Msix, Controller as Driver, ControllerOptions, CplKind, DataPtr};
+use nvplan::driver::{Controller as Driver, ControllerOptions, CplKind, DataPtr, Msix};
 use nvplan::nvme::{AdminOpcode, Sqe};
 use nvplan::transport::SharedTransport;
 use pyo3::exceptions::{PyAssertionError, PySystemError};

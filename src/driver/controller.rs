@@ -15,6 +15,7 @@ use crate::nvme::log::{ErrorLogEntry, SmartLog, lid};
 use crate::nvme::opcode::AdminOpcode;
 use crate::nvme::regs::{Aqa, Cap, Cc, Csts, NSSR_RESET_VALUE, ShutdownStatus, Vs, offset};
 use crate::nvme::{Cqe, Sqe, cmd};
+use crate::power::{PowerSwitch, SharedSwitch};
 use crate::transport::{DmaBuffer, ResetKind, SharedTransport};
 
 /// Arbitration mechanism to select in CC.AMS.
@@ -174,6 +175,31 @@ pub(crate) struct Inner {
     events: Mutex<VecDeque<u32>>,
     /// State that upper layers keep per controller (e.g. verification tables).
     attachments: Mutex<HashMap<(TypeId, u64), Arc<dyn Any + Send + Sync>>>,
+    /// The power switch declared for the drive; without one, the transport's own.
+    power: RwLock<Option<SharedSwitch>>,
+}
+
+/// How long each part of a power cycle took.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PowerCycleTimes {
+    /// From asking the switch for off to its on returning (the time without power, plus
+    /// the switch's own time).
+    pub switched: Duration,
+    /// From power on to the function answering configuration reads, usable again.
+    pub function_back: Duration,
+    /// From then to the controller ready (CSTS.RDY, identified, queues granted).
+    pub controller_ready: Duration,
+}
+
+impl PowerCycleTimes {
+    /// From power on to the controller ready.
+    pub fn on_to_ready(&self) -> Duration {
+        self.function_back + self.controller_ready
+    }
+}
+
+fn power_err(e: crate::power::PowerError) -> DriverError {
+    DriverError::Power(e.to_string())
 }
 
 /// A controller driven from user space. Cheap to clone; all clones share one admin queue.
@@ -238,6 +264,7 @@ impl Controller {
             power_losses: AtomicU64::new(0),
             events: Mutex::new(VecDeque::new()),
             attachments: Mutex::new(HashMap::new()),
+            power: RwLock::new(None),
             opts,
         });
         Ok(Controller { inner })
@@ -768,27 +795,94 @@ impl Controller {
 
     /// PCIe Function Level Reset through the transport, then bring-up again.
     pub fn function_reset(&self) -> Result<(), DriverError> {
+        self.pcie_reset(ResetKind::Function)
+    }
+
+    /// A reset outside the NVMe register set (FLR, hot reset, link disable) through the
+    /// transport, then bring-up again.
+    pub fn pcie_reset(&self, kind: ResetKind) -> Result<(), DriverError> {
         self.begin_reset();
-        self.inner.transport.reset(ResetKind::Function)?;
+        self.inner.transport.reset(kind)?;
         self.bring_up()
     }
 
-    /// Removes power (`dirty`: without shutdown notification). Queue pairs become invalid.
+    /// Declares the drive's power switch (`None`: the transport's own, if it has one).
+    pub fn set_power_switch(&self, switch: Option<SharedSwitch>) {
+        *self.inner.power.write().unwrap_or_else(|e| e.into_inner()) = switch;
+    }
+
+    /// The switch power events use: the one declared, else the transport's own.
+    pub fn power_switch(&self) -> Option<SharedSwitch> {
+        self.inner.power.read().unwrap_or_else(|e| e.into_inner()).clone().or_else(|| self.inner.transport.power_switch())
+    }
+
+    fn switch(&self) -> Result<SharedSwitch, DriverError> {
+        self.power_switch()
+            .ok_or_else(|| DriverError::InvalidArgument(format!("{} has no power switch; {}", self.inner.transport.describe(), crate::power::HOW_TO_DECLARE)))
+    }
+
+    /// Removes power with the drive's switch (`dirty`: without shutdown notification).
+    /// Queue pairs become invalid.
     pub fn power_off(&self, dirty: bool) -> Result<(), DriverError> {
+        self.power_off_with(self.switch()?.as_ref(), dirty)
+    }
+
+    /// Restores power with the drive's switch, waits for the function and brings the
+    /// controller up again.
+    pub fn power_on(&self) -> Result<(), DriverError> {
+        let sw = self.switch()?;
+        self.restore_power_with(sw.as_ref())?;
+        self.bring_up()
+    }
+
+    /// Removes power with `switch`. Clean (`dirty` false): a normal shutdown first, unless
+    /// one is complete already, which writes the volatile write cache back (NVMe 2.0
+    /// §3.6.3). Then the transport lets go of the function and the switch cuts power.
+    pub fn power_off_with(&self, switch: &dyn PowerSwitch, dirty: bool) -> Result<(), DriverError> {
+        if !dirty && self.csts().shst() != ShutdownStatus::Complete {
+            self.shutdown()?;
+        }
         if dirty {
             // Counted before power goes, so that anyone who saw a completion before the
             // loss and checks the count after recording it cannot miss the loss.
             self.inner.power_losses.fetch_add(1, Ordering::SeqCst);
         }
         self.begin_reset();
-        self.inner.transport.power_off(dirty)?;
-        Ok(())
+        self.inner.transport.detach_for_power_off()?;
+        switch.off().map_err(power_err)
     }
 
-    /// Restores power and brings the controller up again.
-    pub fn power_on(&self) -> Result<(), DriverError> {
-        self.inner.transport.power_on()?;
-        self.bring_up()
+    /// Restores power with `switch` and waits (up to the switch's ready time) for the
+    /// function to answer and be usable again; the controller stays disabled (bring it up
+    /// with [`Controller::reset`]). Returns how long the function took to answer.
+    pub fn restore_power_with(&self, switch: &dyn PowerSwitch) -> Result<Duration, DriverError> {
+        switch.on().map_err(power_err)?;
+        Ok(self.inner.transport.attach_after_power_on(switch.ready_timeout())?)
+    }
+
+    /// Power off, `off` without power, power on, controller up again, with `switch`; a
+    /// switch that powers off and on in one step (suspend to RAM) does so. Times each part.
+    pub fn power_cycle_with(&self, switch: &dyn PowerSwitch, dirty: bool, off: Duration) -> Result<PowerCycleTimes, DriverError> {
+        if !dirty && self.csts().shst() != ShutdownStatus::Complete {
+            self.shutdown()?;
+        }
+        if dirty {
+            self.inner.power_losses.fetch_add(1, Ordering::SeqCst);
+        }
+        self.begin_reset();
+        self.inner.transport.detach_for_power_off()?;
+        let t = Instant::now();
+        switch.cycle(off).map_err(power_err)?;
+        let switched = t.elapsed();
+        let function_back = self.inner.transport.attach_after_power_on(switch.ready_timeout())?;
+        let t = Instant::now();
+        self.bring_up()?;
+        Ok(PowerCycleTimes { switched, function_back, controller_ready: t.elapsed() })
+    }
+
+    /// Power cycle with the drive's switch (see [`Controller::power_cycle_with`]).
+    pub fn power_cycle(&self, dirty: bool, off: Duration) -> Result<PowerCycleTimes, DriverError> {
+        self.power_cycle_with(self.switch()?.as_ref(), dirty, off)
     }
 
     /// Normal shutdown (§7.6.2): CC.SHN = 01b, wait for CSTS.SHST = 10b.

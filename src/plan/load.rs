@@ -236,7 +236,8 @@ fn describe(e: &ValidationError) -> Option<String> {
         Some("IoSizeSpec") => "an I/O size like 8 or 4KiB, a list of sizes, or {size: weight}",
         Some("OneOrMany") => "LBAs like 0x100 or bytes like 1GiB, or a list of them",
         Some("RandomSpec") => "true, false or a percentage of random I/O (0-100)",
-        Some("TargetSpec") => "a target: `sim`, `sim:<options>` (e.g. sim:ns=1GiB,lba=4096) or {sim: {...}}",
+        Some("TargetSpec") => "a target: `sim`, `sim:<options>` (e.g. sim:ns=1GiB,lba=4096), `vfio:<address>`, {sim: {...}} or {vfio: <address>, power: ...}",
+        Some("PowerValue") => "a power switch: text like command:off=CMD,on=CMD, slot, quarch:HOST or suspend, or {kind: ..., ...}",
         _ => "",
     };
     if !own.is_empty() && e.schema_path().as_str().ends_with("/anyOf") && e.schema_path().iter().count() == 3 {
@@ -343,6 +344,8 @@ fn place(e: &ValidationError) -> &'static str {
         Some("EventSpec") => "an event",
         Some("AdminSpec") => "an admin command",
         Some("PowerCycleSpec") => "power_cycle",
+        Some("PcieSpec") => "pcie",
+        Some("PowerSpec") => "power",
         Some("ExpectSpec") => "expect",
         Some("SimSpec") => "sim",
         Some("SimNamespaceSpec") => "a namespace",
