@@ -166,6 +166,12 @@ type Opened = (SharedTransport, Option<SharedSwitch>);
 /// simulator's limits from its configuration; a real function is opened and asked, and
 /// stays open (with its switch) for the run.
 fn limits_of(p: &plan::LoadedPlan, t: &plan::Target, power: Option<&SwitchSpec>) -> Result<(plan::Limits, Option<Opened>), Vec<plan::PlanError>> {
+    if matches!(t, plan::Target::Vfio(_)) && power.is_none() {
+        let refused = plan::power_events_without_switch(p);
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+    }
     let opened = match t {
         plan::Target::Sim(cfg) => return Ok((plan::Limits::from_sim(cfg), None)),
         plan::Target::Vfio(_) => nvplan::target::open(t).and_then(|tr| {

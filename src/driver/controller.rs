@@ -170,7 +170,7 @@ pub(crate) struct Inner {
     ready: std::sync::atomic::AtomicBool,
     /// Incremented whenever the driver erases user data (Format NVM, Sanitize).
     data_epoch: AtomicU64,
-    /// Incremented when power is removed without shutdown, before it goes.
+    /// Incremented whenever power is removed, before it goes.
     power_losses: AtomicU64,
     events: Mutex<VecDeque<u32>>,
     /// State that upper layers keep per controller (e.g. verification tables).
@@ -736,8 +736,9 @@ impl Controller {
         self.inner.data_epoch.load(Ordering::Acquire)
     }
 
-    /// Power losses without shutdown notification so far (data in a volatile write cache
-    /// may have been lost at each).
+    /// Power removals so far: data in a volatile write cache that no flush or shutdown
+    /// covered may have been lost at each (after a clean shutdown, only writes completed
+    /// after it are at risk; a drive may well take them while power is still on).
     pub fn power_losses(&self) -> u64 {
         self.inner.power_losses.load(Ordering::SeqCst)
     }
@@ -842,12 +843,7 @@ impl Controller {
         if !dirty && self.csts().shst() != ShutdownStatus::Complete {
             self.shutdown()?;
         }
-        if dirty {
-            // Counted before power goes, so that anyone who saw a completion before the
-            // loss and checks the count after recording it cannot miss the loss.
-            self.inner.power_losses.fetch_add(1, Ordering::SeqCst);
-        }
-        self.begin_reset();
+        self.lose_power();
         self.inner.transport.detach_for_power_off()?;
         switch.off().map_err(power_err)
     }
@@ -866,10 +862,7 @@ impl Controller {
         if !dirty && self.csts().shst() != ShutdownStatus::Complete {
             self.shutdown()?;
         }
-        if dirty {
-            self.inner.power_losses.fetch_add(1, Ordering::SeqCst);
-        }
-        self.begin_reset();
+        self.lose_power();
         self.inner.transport.detach_for_power_off()?;
         let t = Instant::now();
         switch.cycle(off).map_err(power_err)?;
@@ -878,6 +871,15 @@ impl Controller {
         let t = Instant::now();
         self.bring_up()?;
         Ok(PowerCycleTimes { switched, function_back, controller_ready: t.elapsed() })
+    }
+
+    /// Counts a power loss and ends the queue pairs' generation. Counted even after a clean
+    /// shutdown: writes that completed after it are in no flush, and the switch takes them
+    /// with it. Counted before power goes, so that anyone who saw a completion before the
+    /// loss and checks the count after recording it cannot miss the loss.
+    fn lose_power(&self) {
+        self.inner.power_losses.fetch_add(1, Ordering::SeqCst);
+        self.begin_reset();
     }
 
     /// Power cycle with the drive's switch (see [`Controller::power_cycle_with`]).

@@ -175,14 +175,7 @@ fn expand_phase(
     }
     let events = events(ph, path, time_scale);
     if limits.power_switch.is_none() {
-        for e in events.iter().filter(|e| matches!(e.action, EventAction::PowerCycle { .. })) {
-            errors.push(lp.key_error(
-                &e.path,
-                "power_cycle",
-                "power_cycle",
-                format!("power_cycle needs a power switch, and the target has none: {}", crate::power::HOW_TO_DECLARE),
-            ));
-        }
+        errors.extend(events.iter().filter_map(|e| switchless(lp, e)));
     }
     let combos = sweep::combinations(ph.sweep.as_ref(), path);
     // Workers of each combination; repeats only change seeds.
@@ -258,6 +251,29 @@ fn expand_phase(
         }
     }
     Ok(runs)
+}
+
+/// The refusal of a power_cycle event on a target without a power switch.
+fn switchless(lp: &LoadedPlan, e: &EventRun) -> Option<PlanError> {
+    matches!(e.action, EventAction::PowerCycle { .. }).then(|| {
+        lp.key_error(
+            &e.path,
+            "power_cycle",
+            "power_cycle",
+            format!("a power cycle needs a power switch, and the target has none: {}", crate::power::HOW_TO_DECLARE),
+        )
+    })
+}
+
+/// Every power_cycle event of the plan, refused: for a drive declared without a power
+/// switch, found before the drive is opened.
+pub fn power_events_without_switch(lp: &LoadedPlan) -> Vec<PlanError> {
+    let mut errors = Vec::new();
+    for (p, ph) in lp.plan.phases.iter().enumerate() {
+        let path = [Seg::Key("phases".into()), Seg::Index(p)];
+        errors.extend(events(ph, &path, 1.0).iter().filter_map(|e| switchless(lp, e)));
+    }
+    errors
 }
 
 fn events(ph: &PhaseSpec, path: &[Seg], time_scale: f64) -> Vec<EventRun> {
