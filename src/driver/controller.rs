@@ -859,6 +859,16 @@ impl Controller {
     /// Power off, `off` without power, power on, controller up again, with `switch`; a
     /// switch that powers off and on in one step (suspend to RAM) does so. Times each part.
     pub fn power_cycle_with(&self, switch: &dyn PowerSwitch, dirty: bool, off: Duration) -> Result<PowerCycleTimes, DriverError> {
+        let mut times = self.cycle_power_with(switch, dirty, off)?;
+        let t = Instant::now();
+        self.bring_up()?;
+        times.controller_ready = t.elapsed();
+        Ok(times)
+    }
+
+    /// [`Controller::power_cycle_with`] but for the bring-up: the controller stays disabled
+    /// (PyNVMe's `Subsystem.power_cycle`, after which the script resets the controller).
+    pub fn cycle_power_with(&self, switch: &dyn PowerSwitch, dirty: bool, off: Duration) -> Result<PowerCycleTimes, DriverError> {
         if !dirty && self.csts().shst() != ShutdownStatus::Complete {
             self.shutdown()?;
         }
@@ -868,9 +878,7 @@ impl Controller {
         switch.cycle(off).map_err(power_err)?;
         let switched = t.elapsed();
         let function_back = self.inner.transport.attach_after_power_on(switch.ready_timeout())?;
-        let t = Instant::now();
-        self.bring_up()?;
-        Ok(PowerCycleTimes { switched, function_back, controller_ready: t.elapsed() })
+        Ok(PowerCycleTimes { switched, function_back, controller_ready: Duration::ZERO })
     }
 
     /// Counts a power loss and ends the queue pairs' generation. Counted even after a clean
