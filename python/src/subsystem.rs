@@ -59,7 +59,12 @@ impl Subsystem {
             return Ok(c.clone());
         }
         let drv = self.ctrl.bind(py).borrow().drv.clone();
-        drv.power_switch().ok_or_else(|| err(format!("{} has no power switch: give Subsystem(nvme0, power=\"slot\") (or command:..., quarch:HOST, suspend), or poweron_cb and poweroff_cb", drv.transport().describe())))
+        drv.power_switch().ok_or_else(|| {
+            err(format!(
+                "{} has no power switch: give Subsystem(nvme0, power=\"slot\") (or command:..., quarch:HOST, suspend), or poweron_cb and poweroff_cb",
+                drv.transport().describe()
+            ))
+        })
     }
 }
 
@@ -72,10 +77,15 @@ impl Subsystem {
             let spec = SwitchSpec::parse(text).map_err(err)?;
             let drv = nvme.bind(py).borrow().drv.clone();
             let ctx = SwitchContext { root: nvplan::target::sysfs_root(), address: drv.transport().pci_address() };
-            let sw = if matches!(spec, SwitchSpec::Sim) { drv.transport().power_switch().ok_or_else(|| err("power=\"sim\": this is not a simulator"))? } else { spec.open(&ctx).map_err(err)? };
+            let sw = if matches!(spec, SwitchSpec::Sim) {
+                drv.transport().power_switch().ok_or_else(|| err("power=\"sim\": this is not a simulator"))?
+            } else {
+                spec.open(&ctx).map_err(err)?
+            };
             drv.set_power_switch(Some(sw));
         }
-        let callbacks: Option<SharedSwitch> = (poweron_cb.is_some() || poweroff_cb.is_some()).then(|| Arc::new(Callbacks { on: poweron_cb, off: poweroff_cb }) as SharedSwitch);
+        let callbacks: Option<SharedSwitch> =
+            (poweron_cb.is_some() || poweroff_cb.is_some()).then(|| Arc::new(Callbacks { on: poweron_cb, off: poweroff_cb }) as SharedSwitch);
         Ok(Subsystem { ctrl: nvme, callbacks })
     }
 

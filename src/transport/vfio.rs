@@ -448,8 +448,20 @@ impl Transport for VfioTransport {
         if let Memory::Space(_, sub) = &self.memory {
             sub.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
-        let driver = std::fs::read_link(self.sysfs.join("driver")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-        if driver.as_deref() != Some("vfio-pci") {
+        // The kernel probes a new function as it appears; a driver that binds between
+        // nvplan's look and its bind is unbound on the next round.
+        for round in 0..3 {
+            let driver = std::fs::read_link(self.sysfs.join("driver")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+            if driver.as_deref() == Some("vfio-pci") {
+                break;
+            }
+            if round == 2 {
+                return Err(TransportError::InvalidState(format!(
+                    "{}: came back with {}, and stays there after two binds to vfio-pci",
+                    self.name,
+                    driver.as_deref().unwrap_or("no driver")
+                )));
+            }
             crate::devices::bind(&self.root, std::slice::from_ref(&self.address), false).map_err(|e| {
                 TransportError::InvalidState(format!(
                     "{}: came back with {}; giving it to vfio-pci failed: {e}",
