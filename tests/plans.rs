@@ -315,8 +315,7 @@ fn pcie_resets_and_d3hot_under_io_read_back_pmcsr_and_lose_no_data() {
     let details: Vec<&str> = p["events"].as_array().unwrap().iter().map(|e| e["detail"].as_str().unwrap()).collect();
     assert_eq!(details[0], "flr");
     assert_eq!(details[1], "pcie_hot");
-    // The simulated function: PowerState 3 in D3hot, where BAR0 answers all ones.
-    assert!(details[2].starts_with("D3hot for 50 ms, then D0; PMCSR reads 0x0003 in D3hot (CSTS 0xffffffff), 0x0000 back in D0"), "{}", details[2]);
+    assert_eq!(details[2], "D3hot for 50 ms, then D0; PMCSR reads 0x0003 in D3hot, 0x0000 back in D0");
     for w in p["workers"].as_array().unwrap() {
         assert_eq!(w["resumes"], 3, "{}: FLR, hot reset and D3hot each took its queue away", w["name"]);
         assert_eq!(w["miscompare_count"], 0);

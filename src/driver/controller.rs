@@ -800,11 +800,15 @@ impl Controller {
     }
 
     /// A reset outside the NVMe register set (FLR, hot reset, link disable) through the
-    /// transport, then bring-up again.
+    /// transport, then bring-up again (also when the reset failed).
     pub fn pcie_reset(&self, kind: ResetKind) -> Result<(), DriverError> {
         self.begin_reset();
-        self.inner.transport.reset(kind)?;
-        self.bring_up()
+        let reset = self.inner.transport.reset(kind);
+        // A reset that was refused or did not happen leaves the controller as it was: it
+        // is brought up again either way, so the workers can go on.
+        let up = self.bring_up();
+        reset?;
+        up
     }
 
     /// Declares the drive's power switch (`None`: the transport's own, if it has one).

@@ -146,10 +146,9 @@ fn pcie(ctrl: &Controller, p: PcieAction) -> Result<String, (String, Option<Stri
             }
             ctrl.begin_reset();
             let in_d3 = pci::set_power_state(t, 3).map_err(|e| fail(&e))?;
-            let csts = t.read32(crate::nvme::regs::offset::CSTS);
             std::thread::sleep(hold);
             let in_d0 = pci::set_power_state(t, 0).map_err(|e| fail(&e))?;
-            let detail = format!("PMCSR reads {in_d3:#06x} in D3hot (CSTS {csts:#010x}), {in_d0:#06x} back in D0");
+            let detail = format!("PMCSR reads {in_d3:#06x} in D3hot, {in_d0:#06x} back in D0");
             if in_d3 & pci::PMCSR_STATE_MASK != 3 || in_d0 & pci::PMCSR_STATE_MASK != 0 {
                 let _ = ctrl.reset();
                 return Err(("PowerState did not follow D0 -> D3hot -> D0".into(), Some(detail)));

@@ -126,6 +126,17 @@ pub trait Transport: Send + Sync {
         None
     }
 
+    /// BAR0 is about to stop answering for a while (the function goes to D3hot, where it
+    /// answers configuration requests only, PCI PM 1.2 §5.3.1.4): register reads give all
+    /// ones and writes go nowhere until [`Transport::bar_available`]. (vfio-pci sends
+    /// SIGBUS to a process that touches a BAR of a function in D3hot.)
+    fn bar_unavailable(&self) {}
+
+    /// BAR0 answers again (the function is back in D0).
+    fn bar_available(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
     /// Its power is about to be cut: from now on nothing touches the function (register
     /// reads give all ones) until [`Transport::attach_after_power_on`]. The controller is not
     /// shut down here: a dirty power loss is one without shutdown.

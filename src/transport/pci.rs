@@ -125,7 +125,8 @@ pub fn power_state(t: &dyn Transport) -> Result<u8, TransportError> {
 }
 
 /// Writes PowerState (0: D0, 3: D3hot), waits the recovery time a D3hot transition needs,
-/// and returns PMCSR as read back. D1 and D2 are refused unless PMC says they are supported.
+/// and returns PMCSR as read back. BAR0 is out of reach from leaving D0 to coming back
+/// ([`Transport::bar_unavailable`]). D1 and D2 are refused unless PMC says they are supported.
 pub fn set_power_state(t: &dyn Transport, state: u8) -> Result<u16, TransportError> {
     let pm = need(t, cap_id::POWER_MANAGEMENT, "power management")?;
     let pmc = read16(t, pm + PM_PMC)?;
@@ -139,11 +140,20 @@ pub fn set_power_state(t: &dyn Transport, state: u8) -> Result<u16, TransportErr
         return Err(TransportError::InvalidState(format!("{}: D{state} is not supported (PMC = {pmc:#06x}; D0 and D3hot always are)", t.describe())));
     }
     let before = read16(t, pm + PM_PMCSR)?;
+    let was = before & PMCSR_STATE_MASK;
+    if was == 0 && state != 0 {
+        // Only configuration requests are answered outside D0 (PCI PM 1.2 §5.3.1).
+        t.bar_unavailable();
+    }
     write16(t, pm + PM_PMCSR, (before & !PMCSR_STATE_MASK) | state as u16)?;
-    if state == 3 || before & PMCSR_STATE_MASK == D3HOT {
+    if state == 3 || was == D3HOT {
         std::thread::sleep(D3HOT_RECOVERY);
     }
-    read16(t, pm + PM_PMCSR)
+    let after = read16(t, pm + PM_PMCSR)?;
+    if after & PMCSR_STATE_MASK == 0 && was != 0 {
+        t.bar_available()?;
+    }
+    Ok(after)
 }
 
 /// ASPM Control of the PCI Express capability's Link Control (0 off, 1 L0s, 2 L1, 3 both).

@@ -101,7 +101,8 @@ pub struct VfioTransport {
     bar: Bar,
     /// The function; taken (and so released) when the kernel asks for it back.
     device: Arc<Mutex<Option<VfioDevice>>>,
-    container: Arc<VfioContainer>,
+    /// The IOMMU container; a new one each time the function is opened again.
+    container: Mutex<Arc<VfioContainer>>,
     /// Registers read all ones: the kernel took the function back, or its power is cut.
     gone: Arc<AtomicBool>,
     /// Between [`Transport::detach_for_power_off`] and [`Transport::attach_after_power_on`]:
@@ -211,7 +212,7 @@ impl VfioTransport {
             root,
             bar,
             device,
-            container: container_for_reopen,
+            container: Mutex::new(container_for_reopen),
             gone,
             detached: Arc::new(AtomicBool::new(false)),
             memory,
@@ -405,6 +406,17 @@ impl Transport for VfioTransport {
         Some(self.address.clone())
     }
 
+    fn bar_unavailable(&self) {
+        // SAFETY: the BAR mapping (or its stand-in) lives until the transport drops; a
+        // register access meanwhile reads the all-ones stand-in.
+        unsafe { replace_bar(self.bar.ptr.as_ptr(), self.bar.len) };
+    }
+
+    fn bar_available(&self) -> Result<(), TransportError> {
+        let dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
+        remap_bar0(self.held(&dev)?, &self.name, self.bar.ptr, self.bar.len)
+    }
+
     /// Registers read all ones from now on and nothing touches the function; the device
     /// stays open, so a switch outside the kernel (relay, Quarch, suspend) finds it where it
     /// was, and a hot-plug driver that removes the function gets it at once (the request
@@ -470,23 +482,31 @@ impl Transport for VfioTransport {
                 ))
             })?;
         }
-        // The group's device node may lag the bind by a moment.
-        let device = loop {
-            match VfioDevice::new(&self.sysfs, self.container.clone(), false) {
-                Ok(d) => break d,
+        // A container of its own each time: a failed open leaves its group cached in the
+        // container it was tried in (vfio-ioctls keeps it), and the old container's
+        // mappings went with its group anyway. The group's device node may lag the bind by
+        // a moment.
+        let (device, container) = loop {
+            let tried = VfioContainer::new(None).map(Arc::new).and_then(|c| VfioDevice::new(&self.sysfs, c.clone(), false).map(|d| (d, c)));
+            match tried {
+                Ok(dc) => break dc,
                 Err(_) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(vfio_err(format!("{}: opening the function again after power on", self.name), e)),
+                Err(e) => {
+                    let group = group_of(&self.sysfs).map_or("none".to_string(), |g| g.to_string());
+                    return Err(vfio_err(format!("{}: opening the function again after power on (IOMMU group {group})", self.name), e));
+                }
             }
         };
+        *self.container.lock().unwrap_or_else(|e| e.into_inner()) = container.clone();
         enable_bus_master(&device, &self.name)?;
         remap_bar0(&device, &self.name, self.bar.ptr, self.bar.len)?;
         *self.device.lock().unwrap_or_else(|e| e.into_inner()) = Some(device);
         self.gone.store(false, Ordering::Release);
         match &self.memory {
-            Memory::Pool(pool) => pool.remap().map_err(|e| os_err(format!("{}: mapping the DMA pool again", self.name), e))?,
+            Memory::Pool(pool) => pool.remap(container.clone()).map_err(|e| os_err(format!("{}: mapping the DMA pool again", self.name), e))?,
             Memory::Space(space, sub) => {
-                let mapper =
-                    Arc::new(ContainerMapper { container: self.container.clone(), ranges: self.ranges(), gone: self.gone.clone(), name: self.name.clone() });
+                let ranges = iova_ranges(&container).unwrap_or_else(|_| vec![(0, (1 << 39) - 1)]);
+                let mapper = Arc::new(ContainerMapper { container: container.clone(), ranges, gone: self.gone.clone(), name: self.name.clone() });
                 *sub.lock().unwrap_or_else(|e| e.into_inner()) = Some(space.subscribe(mapper)?);
             }
         }
@@ -540,11 +560,6 @@ impl VfioTransport {
     /// The open device, or an error saying it is gone.
     fn held<'a>(&self, dev: &'a Option<VfioDevice>) -> Result<&'a VfioDevice, TransportError> {
         dev.as_ref().ok_or_else(|| TransportError::InvalidState(format!("{}: the device is gone", self.name)))
-    }
-
-    /// The IOVA ranges of the container (a 39-bit window when they cannot be read).
-    fn ranges(&self) -> Vec<(u64, u64)> {
-        iova_ranges(&self.container).unwrap_or_else(|_| vec![(0, (1 << 39) - 1)])
     }
 
     /// Secondary bus reset through `VFIO_DEVICE_PCI_HOT_RESET`: the kernel resets the bus
@@ -634,8 +649,10 @@ impl VfioTransport {
         std::thread::sleep(Duration::from_millis(20));
         write16(&f, before & !super::pci::LNKCTL_LINK_DISABLE)?;
         if held & super::pci::LNKCTL_LINK_DISABLE == 0 {
-            // Nothing happened to the function: take it back as it is.
-            self.attach_after_power_on(Duration::from_secs(10))?;
+            // Nothing happened to the function: it is used as it was.
+            self.bar_available()?;
+            self.gone.store(false, Ordering::Release);
+            self.detached.store(false, Ordering::Release);
             return Err(TransportError::InvalidState(format!(
                 "{}: the upstream port {parent} ignores Link Disable (Link Control reads {held:#06x} after writing {:#06x})",
                 self.name,
@@ -734,7 +751,8 @@ fn cap_in(cfg: &[u8; 256], id: u8) -> Option<usize> {
     None
 }
 
-/// Maps BAR0 of a newly opened device over the transport's BAR range, in place.
+/// Maps BAR0 of the device over the transport's BAR range, in place (a device opened anew
+/// after power on, or the same one back in D0).
 fn remap_bar0(dev: &VfioDevice, name: &str, ptr: NonNull<u8>, len: usize) -> Result<(), TransportError> {
     let i = VFIO_PCI_BAR0_REGION_INDEX;
     let mut have = dev.get_region_size(i) as usize;
@@ -744,7 +762,7 @@ fn remap_bar0(dev: &VfioDevice, name: &str, ptr: NonNull<u8>, len: usize) -> Res
         }
     }
     if dev.get_region_flags(i) & VFIO_REGION_INFO_FLAG_MMAP == 0 || have < len {
-        return Err(TransportError::InvalidState(format!("{name}: after power on BAR0's mappable part is {have} bytes, {len} before")));
+        return Err(TransportError::InvalidState(format!("{name}: BAR0's mappable part is now {have} bytes, {len} before")));
     }
     // SAFETY: `ptr..ptr+len` is the transport's BAR range (the old mapping or its all-ones
     // stand-in), never accessed through references; MAP_FIXED replaces it in place with the
@@ -760,7 +778,7 @@ fn remap_bar0(dev: &VfioDevice, name: &str, ptr: NonNull<u8>, len: usize) -> Res
         )
     };
     if p == libc::MAP_FAILED {
-        return Err(os_err(format!("{name}: mapping BAR0 again after power on"), io::Error::last_os_error()));
+        return Err(os_err(format!("{name}: mapping BAR0 again"), io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -906,11 +924,13 @@ fn memlock_hint(e: &vfio_ioctls::VfioError) -> &'static str {
 /// DMA memory for one function: chunks of anonymous memory, each mapped into the IOMMU
 /// once, sub-allocated at page granularity.
 struct Pool {
-    container: Arc<VfioContainer>,
     state: Mutex<PoolState>,
 }
 
 struct PoolState {
+    /// The container the chunks are mapped into (replaced when the function is opened
+    /// again after power on).
+    container: Arc<VfioContainer>,
     /// Valid IOVA ranges, inclusive ends.
     ranges: Vec<(u64, u64)>,
     /// Next IOVA to hand out.
@@ -928,7 +948,7 @@ struct Chunk {
 impl Pool {
     fn new(container: Arc<VfioContainer>, ranges: Vec<(u64, u64)>) -> Pool {
         let next = ranges.iter().map(|r| r.0.max(IOVA_FLOOR)).find(|&s| ranges.iter().any(|r| s >= r.0 && s < r.1)).unwrap_or(ranges[0].0);
-        Pool { container, state: Mutex::new(PoolState { ranges, next, chunks: Vec::new() }) }
+        Pool { state: Mutex::new(PoolState { container, ranges, next, chunks: Vec::new() }) }
     }
 
     fn alloc(self: &Arc<Self>, len: usize) -> Result<DmaBuffer, TransportError> {
@@ -974,20 +994,21 @@ impl Pool {
         let _ = map.advise(memmap2::Advice::DontFork);
         // SAFETY: the mapping is ours and lives in the chunk until the pool drops, after
         // which it is unmapped from the IOMMU before being freed.
-        unsafe { self.container.vfio_dma_map(iova, size, map.as_mut_ptr()) }
+        unsafe { st.container.vfio_dma_map(iova, size, map.as_mut_ptr()) }
             .map_err(|e| io::Error::other(format!("VFIO_IOMMU_MAP_DMA of {size} bytes at IOVA {iova:#x}: {e}{}", memlock_hint(&e))))?;
         st.next = iova + size as u64;
         Ok(Chunk { map, iova, free: BTreeMap::from([(0, size)]) })
     }
 
-    /// Maps every chunk into the container again (after the function was opened anew: the
-    /// container's mappings went with its last group); a chunk still mapped is left as it is.
-    fn remap(&self) -> io::Result<()> {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    /// Maps every chunk into `container`, the function's container from now on (it was
+    /// opened anew after power on).
+    fn remap(&self, container: Arc<VfioContainer>) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.container = container;
         for c in &st.chunks {
             // SAFETY: the chunk's mapping lives until the pool drops, which unmaps it from the
             // IOMMU first.
-            match unsafe { self.container.vfio_dma_map(c.iova, c.map.len(), c.map.as_mut_ptr()) } {
+            match unsafe { st.container.vfio_dma_map(c.iova, c.map.len(), c.map.as_mut_ptr()) } {
                 Ok(()) => {}
                 Err(vfio_ioctls::VfioError::IommuDmaMap(e)) if e.errno() == libc::EEXIST => {}
                 Err(e) => return Err(io::Error::other(format!("VFIO_IOMMU_MAP_DMA of {} bytes at IOVA {:#x}: {e}{}", c.map.len(), c.iova, memlock_hint(&e)))),
@@ -1034,7 +1055,7 @@ impl Drop for Pool {
         for c in &st.chunks {
             // Fails harmlessly when the device already left the container (its mappings
             // went with it).
-            let _ = self.container.vfio_dma_unmap(c.iova, c.map.len());
+            let _ = st.container.vfio_dma_unmap(c.iova, c.map.len());
         }
     }
 }

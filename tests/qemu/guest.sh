@@ -176,12 +176,16 @@ switch)
     cycles() {
         python3 -c "import json,sys; s=json.load(open(sys.argv[1])); [print('POWER-CYCLE', sys.argv[2], p['label'], e['detail']) for p in s['phases'] for e in p['events'] if e['kind'] == 'power_cycle']" "$OUT/plans/$1/summary.json" "$1" 2>/dev/null
     }
-    for plan in plans/*.yaml plans/seed/*.yaml plans/metamode/*.yaml; do
+    plans="plans/*.yaml plans/seed/*.yaml plans/metamode/*.yaml"
+    [ -e "$OUT/plans-list" ] && plans=$(cat "$OUT/plans-list")
+    for plan in $plans; do
         grep -q "power_cycle:" "$plan" || continue
         name=$(basename "$plan" .yaml)
         check "plan $plan on QEMU, power cut by the slot's hot-plug driver" run_plan "$plan" "$Q0" "$name" --power "$POWER"
         cycles "$name"
     done
+    # What the kernel said about the slot and the function, when something failed.
+    [ $fails -gt 0 ] && dmesg | grep -iE "pciehp|vfio|iommu|nvme|01:00" | tail -80
     check "plans refuse a power cycle without a switch" bash -c "! $NV validate plans/power-cycle-dirty.yaml --target vfio:$Q0 2>&1 | tee /dev/stderr | grep -q ok"
     # PCIe resets, D-states and ASPM through VFIO, with what configuration space read back.
     check "PCIe resets and D3hot under verified I/O" run_plan tests/qemu/pcie-plan.yaml "$Q0" pcie
