@@ -113,6 +113,50 @@ pub struct VfioTransport {
     /// Offset of Link Control (PCI Express capability + 10h), which vfio-pci gives its user
     /// no write access to: writes to it go through sysfs.
     lnkctl: Option<usize>,
+    /// Stand-ins for the sysfs directory the device is opened through (see [`Handles`]).
+    handles: Handles,
+}
+
+/// Directories that stand in for the function's sysfs directory when vfio-ioctls opens it:
+/// named after the function, with an `iommu_group` link naming the group it is in at that
+/// open. vfio-ioctls reads that link again when the device drops, after it closes the
+/// device's file; by then a hot-plug removal, which waits only for that file, may have
+/// taken the function's own link away, and the crate would panic. A stand-in's link stays
+/// until the transport drops.
+struct Handles {
+    base: PathBuf,
+    made: std::sync::atomic::AtomicUsize,
+}
+
+impl Handles {
+    fn new() -> Handles {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        Handles { base: std::env::temp_dir().join(format!("nvplan-vfio-{}-{n}", std::process::id())), made: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// A stand-in for `sysfs` (a function's directory) as it is now.
+    fn make(&self, sysfs: &Path) -> io::Result<PathBuf> {
+        let group = std::fs::read_link(sysfs.join("iommu_group"))?;
+        let name = sysfs.file_name().ok_or_else(|| io::Error::other("no function address in the sysfs path"))?;
+        let dir = self.base.join(self.made.fetch_add(1, Ordering::Relaxed).to_string()).join(name);
+        std::fs::create_dir_all(&dir)?;
+        std::os::unix::fs::symlink(group, dir.join("iommu_group"))?;
+        Ok(dir)
+    }
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Opens the function at `sysfs` through a stand-in directory made by `handles`; `what`
+/// says what was attempted, for the error.
+fn open_device(handles: &Handles, sysfs: &Path, container: Arc<VfioContainer>, what: &str) -> Result<VfioDevice, TransportError> {
+    let path = handles.make(sysfs).map_err(|e| os_err(format!("{what}: {} (no IOMMU group: is the IOMMU on?)", sysfs.join("iommu_group").display()), e))?;
+    VfioDevice::new(&path, container, false).map_err(|e| vfio_err(what, e))
 }
 
 /// The thread waiting for the kernel's device-request notification.
@@ -179,12 +223,13 @@ impl VfioTransport {
             return Err(TransportError::InvalidState(format!("{name}: the function has {now}, not vfio-pci; run `nvplan bind {addr}` first")));
         }
         let container = Arc::new(VfioContainer::new(None).map_err(|e| vfio_err(format!("{name}: opening /dev/vfio/vfio"), e))?);
-        let device = VfioDevice::new(&opts.sysfs, container.clone(), false).map_err(|e| {
-            vfio_err(
-                format!("{name}: opening the function through VFIO (is every function of its IOMMU group bound to vfio-pci, and is /dev/vfio/<group> yours?)"),
-                e,
-            )
-        })?;
+        let handles = Handles::new();
+        let device = open_device(
+            &handles,
+            &opts.sysfs,
+            container.clone(),
+            &format!("{name}: opening the function through VFIO (is every function of its IOMMU group bound to vfio-pci, and is /dev/vfio/<group> yours?)"),
+        )?;
         enable_bus_master(&device, &name)?;
         let bar = map_bar0(&device, &name)?;
         let ranges = iova_ranges(&container).map_err(|e| os_err(format!("{name}: VFIO_IOMMU_GET_INFO"), e))?;
@@ -218,6 +263,7 @@ impl VfioTransport {
             memory,
             watcher: Mutex::new(None),
             lnkctl,
+            handles,
         };
         *t.watcher.lock().unwrap_or_else(|e| e.into_inner()) = t.watch_requests();
         Ok(t)
@@ -487,14 +533,12 @@ impl Transport for VfioTransport {
         // mappings went with its group anyway. The group's device node may lag the bind by
         // a moment.
         let (device, container) = loop {
-            let tried = VfioContainer::new(None).map(Arc::new).and_then(|c| VfioDevice::new(&self.sysfs, c.clone(), false).map(|d| (d, c)));
-            match tried {
-                Ok(dc) => break dc,
+            let what = format!("{}: opening the function again after power on (IOMMU group {})", self.name, group_of(&self.sysfs).map_or("none".to_string(), |g| g.to_string()));
+            let container = VfioContainer::new(None).map(Arc::new).map_err(|e| vfio_err(format!("{}: opening /dev/vfio/vfio", self.name), e))?;
+            match open_device(&self.handles, &self.sysfs, container.clone(), &what) {
+                Ok(d) => break (d, container),
                 Err(_) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => {
-                    let group = group_of(&self.sysfs).map_or("none".to_string(), |g| g.to_string());
-                    return Err(vfio_err(format!("{}: opening the function again after power on (IOMMU group {group})", self.name), e));
-                }
+                Err(e) => return Err(e),
             }
         };
         *self.container.lock().unwrap_or_else(|e| e.into_inner()) = container.clone();

@@ -149,7 +149,7 @@ python)
     # is minutes of timed ioworkers: too long for the harness), but those that need the
     # simulator's power switch.
     deselect=(
-        # power_cycle: a VFIO function has no power switch
+        # power_cycle: this stage declares no power switch (the switch stage cuts power)
         "not test_power_cycle_keeps_flushed_data"
         # runs a plan on the embedded simulator, not on the device under test; inside the
         # emulated guest the simulator's 128 KiB writes take over slow_latency's 1 s (-8)
