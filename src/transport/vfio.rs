@@ -102,7 +102,7 @@ pub struct VfioTransport {
     /// The function; taken (and so released) when the kernel asks for it back.
     device: Arc<Mutex<Option<VfioDevice>>>,
     /// The IOMMU container; a new one each time the function is opened again.
-    container: Mutex<Arc<VfioContainer>>,
+    container: Mutex<Option<Arc<VfioContainer>>>,
     /// Registers read all ones: the kernel took the function back, or its power is cut.
     gone: Arc<AtomicBool>,
     /// Between [`Transport::detach_for_power_off`] and [`Transport::attach_after_power_on`]:
@@ -257,7 +257,7 @@ impl VfioTransport {
             root,
             bar,
             device,
-            container: Mutex::new(container_for_reopen),
+            container: Mutex::new(Some(container_for_reopen)),
             gone,
             detached: Arc::new(AtomicBool::new(false)),
             memory,
@@ -503,9 +503,13 @@ impl Transport for VfioTransport {
         }
         self.stop_watcher();
         drop(self.device.lock().unwrap_or_else(|e| e.into_inner()).take());
-        if let Memory::Space(_, sub) = &self.memory {
-            sub.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // The old container goes, with any group it still holds open: a group file kept
+        // open keeps its group (and the group's number) alive in the kernel.
+        match &self.memory {
+            Memory::Space(_, sub) => drop(sub.lock().unwrap_or_else(|e| e.into_inner()).take()),
+            Memory::Pool(pool) => pool.leave_container(),
         }
+        self.container.lock().unwrap_or_else(|e| e.into_inner()).take();
         // The kernel probes a new function as it appears; a driver that binds between
         // nvplan's look and its bind is unbound on the next round.
         for round in 0..3 {
@@ -541,7 +545,7 @@ impl Transport for VfioTransport {
                 Err(e) => return Err(e),
             }
         };
-        *self.container.lock().unwrap_or_else(|e| e.into_inner()) = container.clone();
+        *self.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container.clone());
         enable_bus_master(&device, &self.name)?;
         remap_bar0(&device, &self.name, self.bar.ptr, self.bar.len)?;
         *self.device.lock().unwrap_or_else(|e| e.into_inner()) = Some(device);
@@ -973,8 +977,8 @@ struct Pool {
 
 struct PoolState {
     /// The container the chunks are mapped into (replaced when the function is opened
-    /// again after power on).
-    container: Arc<VfioContainer>,
+    /// again after power on; none in between).
+    container: Option<Arc<VfioContainer>>,
     /// Valid IOVA ranges, inclusive ends.
     ranges: Vec<(u64, u64)>,
     /// Next IOVA to hand out.
@@ -992,7 +996,7 @@ struct Chunk {
 impl Pool {
     fn new(container: Arc<VfioContainer>, ranges: Vec<(u64, u64)>) -> Pool {
         let next = ranges.iter().map(|r| r.0.max(IOVA_FLOOR)).find(|&s| ranges.iter().any(|r| s >= r.0 && s < r.1)).unwrap_or(ranges[0].0);
-        Pool { state: Mutex::new(PoolState { container, ranges, next, chunks: Vec::new() }) }
+        Pool { state: Mutex::new(PoolState { container: Some(container), ranges, next, chunks: Vec::new() }) }
     }
 
     fn alloc(self: &Arc<Self>, len: usize) -> Result<DmaBuffer, TransportError> {
@@ -1036,9 +1040,10 @@ impl Pool {
         }
         let map: memmap2::MmapRaw = memmap2::MmapOptions::new().len(size).populate().map_anon()?.into();
         let _ = map.advise(memmap2::Advice::DontFork);
+        let container = st.container.as_ref().ok_or_else(|| io::Error::other("the function is not open (its power was cut)"))?;
         // SAFETY: the mapping is ours and lives in the chunk until the pool drops, after
         // which it is unmapped from the IOMMU before being freed.
-        unsafe { st.container.vfio_dma_map(iova, size, map.as_mut_ptr()) }
+        unsafe { container.vfio_dma_map(iova, size, map.as_mut_ptr()) }
             .map_err(|e| io::Error::other(format!("VFIO_IOMMU_MAP_DMA of {size} bytes at IOVA {iova:#x}: {e}{}", memlock_hint(&e))))?;
         st.next = iova + size as u64;
         Ok(Chunk { map, iova, free: BTreeMap::from([(0, size)]) })
@@ -1048,17 +1053,22 @@ impl Pool {
     /// opened anew after power on).
     fn remap(&self, container: Arc<VfioContainer>) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.container = container;
         for c in &st.chunks {
             // SAFETY: the chunk's mapping lives until the pool drops, which unmaps it from the
             // IOMMU first.
-            match unsafe { st.container.vfio_dma_map(c.iova, c.map.len(), c.map.as_mut_ptr()) } {
+            match unsafe { container.vfio_dma_map(c.iova, c.map.len(), c.map.as_mut_ptr()) } {
                 Ok(()) => {}
                 Err(vfio_ioctls::VfioError::IommuDmaMap(e)) if e.errno() == libc::EEXIST => {}
                 Err(e) => return Err(io::Error::other(format!("VFIO_IOMMU_MAP_DMA of {} bytes at IOVA {:#x}: {e}{}", c.map.len(), c.iova, memlock_hint(&e)))),
             }
         }
+        st.container = Some(container);
         Ok(())
+    }
+
+    /// Lets go of the container (the function is being opened anew).
+    fn leave_container(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).container.take();
     }
 
     fn release(&self, chunk: usize, off: usize, len: usize) {
@@ -1099,7 +1109,9 @@ impl Drop for Pool {
         for c in &st.chunks {
             // Fails harmlessly when the device already left the container (its mappings
             // went with it).
-            let _ = st.container.vfio_dma_unmap(c.iova, c.map.len());
+            if let Some(container) = &st.container {
+                let _ = container.vfio_dma_unmap(c.iova, c.map.len());
+            }
         }
     }
 }

@@ -54,6 +54,26 @@ unplug() {
     [ $rc -ne 0 ] && [ -f "$OUT/unplug/summary.json" ]
 }
 
+# Runs a command for at most LIMIT seconds; one that overruns is killed after its threads'
+# waits (kernel wait channel and stack) and the kernel's last messages are printed.
+run_watched() {
+    local limit=$1 pid t
+    shift
+    "$@" &
+    pid=$!
+    for _ in $(seq "$limit"); do kill -0 $pid 2>/dev/null || break; sleep 1; done
+    if kill -0 $pid 2>/dev/null; then
+        echo "  still running after $limit s; its threads wait in:"
+        for t in /proc/$pid/task/*; do
+            echo "    $(cat "$t/comm"): $(cat "$t/wchan")"
+            head -6 "$t/stack" 2>/dev/null | sed 's/^/        /'
+        done
+        dmesg | tail -30 | sed 's/^/  dmesg: /'
+        kill -9 $pid
+    fi
+    wait $pid
+}
+
 # Runs a plan; a plan that fails runs once more, and the first failure stays in the log: a
 # guard against the emulator itself stalling for over a second on a loaded build machine,
 # which a plan's slow_latency (1 s by default) would report.
@@ -68,10 +88,11 @@ run_plan() {
     plans/snia-iops-matrix.yaml) scale=0.001 ;;
     plans/seed/full_disk_random_write.yaml) scale=0.005 ;;
     esac
-    timeout 300 $NV run "$plan" --target "vfio:$q" --time-scale $scale --quiet --out "$OUT/plans/$name" "$@" && return 0
+    run_watched 300 $NV run "$plan" --target "vfio:$q" --time-scale $scale --quiet --out "$OUT/plans/$name" "$@" && return 0
     python3 -c "import json; s=json.load(open('$OUT/plans/$name/summary.json')); [print('  first try:', p['name'], w['name'], w['error'], w['error_message']) for p in s['phases'] for w in p['workers'] if w['error']]" 2>/dev/null
     echo "  running $plan once more"
-    timeout 300 $NV run "$plan" --target "vfio:$q" --time-scale $scale --quiet --out "$OUT/plans/$name-again" "$@"
+    dmesg | grep -iE "vfio|iommu|pciehp|nvme" | tail -20 | sed 's/^/  dmesg: /'
+    run_watched 300 $NV run "$plan" --target "vfio:$q" --time-scale $scale --quiet --out "$OUT/plans/$name-again" "$@"
 }
 
 case $stage in
