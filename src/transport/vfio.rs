@@ -536,12 +536,32 @@ impl Transport for VfioTransport {
         // container it was tried in (vfio-ioctls keeps it), and the old container's
         // mappings went with its group anyway. The group's device node may lag the bind by
         // a moment.
+        let (mut bound, mut rebinds) = (Instant::now(), 0);
         let (device, container) = loop {
-            let what = format!("{}: opening the function again after power on (IOMMU group {})", self.name, group_of(&self.sysfs).map_or("none".to_string(), |g| g.to_string()));
+            let group = group_of(&self.sysfs);
+            let node = group.map(|g| Path::new("/dev/vfio").join(g.to_string()));
+            let class = group.map(|g| self.root.join("sys/class/vfio").join(g.to_string()));
+            let lost = node.as_ref().is_some_and(|n| !n.exists()) && class.as_ref().is_some_and(|c| c.exists());
+            let what = format!(
+                "{}: opening the function again after power on (IOMMU group {}{})",
+                self.name,
+                group.map_or("none".to_string(), |g| g.to_string()),
+                if lost { ": the kernel has the VFIO group, but devtmpfs made no /dev/vfio node for it" } else { "" }
+            );
             let container = VfioContainer::new(None).map(Arc::new).map_err(|e| vfio_err(format!("{}: opening /dev/vfio/vfio", self.name), e))?;
             match open_device(&self.handles, &self.sysfs, container.clone(), &what) {
                 Ok(d) => break (d, container),
-                Err(_) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) if start.elapsed() < timeout => {
+                    // devtmpfs can lose the node of a group that took the number (and minor)
+                    // an old group just gave up: the old node's removal overtakes the new
+                    // one's creation. Binding the function again makes the group anew.
+                    if lost && bound.elapsed() > Duration::from_millis(500) && rebinds < 3 {
+                        let _ = std::fs::write(self.root.join("sys/bus/pci/drivers/vfio-pci/unbind"), &self.address);
+                        let _ = std::fs::write(self.root.join("sys/bus/pci/drivers_probe"), &self.address);
+                        (bound, rebinds) = (Instant::now(), rebinds + 1);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 Err(e) => return Err(e),
             }
         };

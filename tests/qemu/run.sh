@@ -226,12 +226,13 @@ boot() {
         fi
         sleep 0.2
     done
-    wait $qpid 2>/dev/null || true
+    local qrc=0
+    wait $qpid 2>/dev/null || qrc=$?
     if [ -n "$relay" ]; then kill "$relay" 2>/dev/null; wait "$relay" 2>/dev/null || true; fi
     local rc
     rc=$(sed -n 's/.*NVPLAN-QEMU-DONE rc=\([0-9]*\).*/\1/p' "$log" | tail -1)
     if [ "${rc:-x}" != 0 ]; then
-        say "stage $stage failed (rc=${rc:-none}); guest output:"
+        say "stage $stage failed (rc=${rc:-none}, QEMU exit status $qrc); guest output:"
         cat "$log" >&2
         return 1
     fi
