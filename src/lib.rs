@@ -9,6 +9,7 @@
 pub mod devices;
 pub mod driver;
 pub mod exec;
+pub mod fio;
 pub mod ioworker;
 pub mod metamode;
 pub mod nvme;

@@ -101,6 +101,23 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Writes a plan equivalent to fio job files: one ioworker per job and clone,
+    /// stonewall and wait_for as phases, the job files' lines in comments. Options with no
+    /// equivalent are warnings on stderr and comments in the plan; options whose loss would
+    /// change the test fail the import (exit code 2), each named with its line. The plan is
+    /// checked as `validate` checks one.
+    ImportFio {
+        /// fio job files (several are read as fio reads them: a stonewall between files).
+        #[arg(required = true, value_name = "JOBFILE")]
+        jobfiles: Vec<PathBuf>,
+        /// Where to write the plan (default: stdout).
+        #[arg(long, value_name = "PLAN.yaml")]
+        out: Option<PathBuf>,
+        /// The controller the plan is for: sizes and percentages are of its namespaces, and
+        /// the plan names it (default: the simulator, sized to hold what the jobs address).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Prints the JSON Schema of plans (for editors and CI).
     Schema,
     /// Lists the NVMe functions (PCI class 0x010802): address, vendor:device, driver, IOMMU
@@ -255,6 +272,62 @@ fn validate(plans: &[PathBuf], target: Option<&str>, power: Option<&str>) -> Exi
     if all_ok { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
 
+/// `nvplan import-fio`: the plan to stdout or `--out`, warnings and refusals on stderr.
+fn import_fio(files: &[PathBuf], out: Option<&Path>, target: Option<&str>) -> ExitCode {
+    let device = match target {
+        None => nvplan::fio::Device::Simulator,
+        Some(t) => {
+            let limits = plan::parse_target(t).and_then(|tg| match tg {
+                plan::Target::Sim(cfg) => Ok(plan::Limits::from_sim(&cfg)),
+                plan::Target::Vfio(_) => nvplan::target::open(&tg).and_then(|tr| {
+                    let ctrl = Controller::new(tr.clone(), ControllerOptions::default()).map_err(|e| format!("{}: {e}", tr.describe()))?;
+                    Ok(plan::Limits::from_controller(&ctrl))
+                }),
+            });
+            match limits {
+                Ok(limits) => nvplan::fio::Device::Given { target: t.to_string(), limits },
+                Err(e) => {
+                    eprintln!("nvplan: --target {t}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let env = |v: &str| std::env::var(v).ok();
+    let opts = nvplan::fio::Options { device, env: &env, host: nvplan::fio::HostValues::here() };
+    match nvplan::fio::import(files, &opts) {
+        Ok(imported) => {
+            for w in &imported.warnings {
+                eprintln!("nvplan: warning: {w}");
+            }
+            match out {
+                Some(o) => {
+                    if let Err(e) = std::fs::write(o, &imported.yaml) {
+                        eprintln!("nvplan: {}: {e}", o.display());
+                        return ExitCode::from(2);
+                    }
+                    println!("{}: written ({} warnings)", o.display(), imported.warnings.len());
+                }
+                None => print!("{}", imported.yaml),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("nvplan: {p}");
+            }
+            let mut named: Vec<&str> = Vec::new();
+            for p in &problems {
+                if !named.contains(&p.option.as_str()) {
+                    named.push(&p.option);
+                }
+            }
+            eprintln!("nvplan: import-fio: not imported; fix or remove: {}", named.join(", "));
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Ctrl-C / SIGTERM: the first asks the run to stop and still write its report; a second
 /// one ends the process at once.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -316,7 +389,9 @@ fn run(plans: &[PathBuf], target: Option<&str>, power: Option<&str>, out: Option
             Some((tr, sw)) => (Ok(tr), sw),
             None => (nvplan::target::open(&t), None),
         };
-        let summary = run_one(p, transport, switch, seed, time_scale, &mut rep, quiet);
+        // A panic of nvplan's own still ends in a report that says the run failed.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_one(p, transport, switch, seed, time_scale, &mut rep, quiet)));
+        let summary = ran.unwrap_or_else(|panic| exec::crashed(p, report::read_summary(rep.dir()).ok(), seed, time_scale, &*panic));
         all_ok &= summary.outcome == exec::Outcome::Pass;
         if let Some(e) = &summary.error {
             eprintln!("nvplan: {}: {e}", p.file);
@@ -347,6 +422,9 @@ struct RunObserver<'a> {
 }
 
 impl exec::Observer for RunObserver<'_> {
+    fn started(&mut self, s: &exec::Summary) {
+        self.report.update(s);
+    }
     fn phase_started(&mut self, run: &plan::PhaseRun, index: usize, total: usize) {
         self.progress.phase_started(run, index, total);
     }
@@ -488,6 +566,7 @@ fn main() -> ExitCode {
         Cmd::Devices { json, sysfs_root: r } => return devices_cmd(&sysfs_root(r), json),
         Cmd::Bind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, true),
         Cmd::Unbind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, false),
+        Cmd::ImportFio { jobfiles, out, target } => return import_fio(&jobfiles, out.as_deref(), target.as_deref()),
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));
             Ok(true)

@@ -7,8 +7,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use nvplan::ioworker::{IoSize, OnReset};
+use nvplan::plan::bounds::{MAX_NODES, MAX_PLAN_BYTES, MAX_RUN_NODES, MAX_WORKER_RUNS};
 use nvplan::plan::model::ResetSpec;
-use nvplan::plan::{EventAction, Limits, expand, load, load_str, sim_config};
+use nvplan::plan::yaml::Seg;
+use nvplan::plan::{EventAction, Limits, expand, load, load_bytes, load_str, resolved, sim_config};
 use nvplan::sim::SimConfig;
 use nvplan::util::rng::Rng;
 
@@ -28,9 +30,12 @@ fn invalid_plans() -> Vec<(PathBuf, String)> {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let text = std::fs::read_to_string(&path).unwrap();
+        // Some plans are hostile on purpose: not UTF-8, a byte-order mark first, CR line ends.
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
         let header = text
-            .lines()
+            .trim_start_matches('\u{feff}')
+            .split(['\r', '\n'])
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
             .unwrap_or_else(|| panic!("{}: first line must be `# expect: LINE:COL FIELD`", path.display()));
@@ -259,4 +264,125 @@ fn mangled_plans_never_make_loading_or_expansion_panic() {
         });
         assert!(outcome.is_ok(), "variant {i} panicked:\n{variant}");
     }
+}
+
+/// The first error line of `nvplan validate` on `text` written to a file named `name`, and
+/// the file's path.
+fn validate_text(name: &str, text: &[u8]) -> (String, PathBuf) {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    let o = nvplan().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or_default().to_string();
+    (err, path)
+}
+
+#[test]
+fn crlf_cr_and_a_byte_order_mark_load_as_the_plain_plan_does() {
+    let text = std::fs::read_to_string(dir("valid").join("sweep-and-repeat.yaml")).unwrap();
+    let limits = Limits::from_sim(&SimConfig::parse_options("ns=1GiB,lba=4096,mdts=5").unwrap());
+    let runs = |t: &str| format!("{:?}", expand(&load_str("p.yaml", t).unwrap(), &limits, None, 1.0).unwrap());
+    let plain = runs(&text);
+    for (what, t) in [("CR LF", text.replace('\n', "\r\n")), ("CR", text.replace('\n', "\r")), ("BOM", format!("\u{feff}{text}"))] {
+        assert_eq!(runs(&t), plain, "{what}: the same runs");
+        // The same mistake is found on the same line and column.
+        let bad = t.replacen("qdepth: 16", "qdepth: 0", 1);
+        let e = load_str("p.yaml", &bad).unwrap_err();
+        assert_eq!(e[0].to_string(), "p.yaml:12:17: qdepth: 0 I/Os outstanding; give at least 1", "{what}");
+    }
+}
+
+#[test]
+fn a_plan_past_the_size_limit_stops_where_it_passes_it_and_a_file_without_end_is_not_read_to_its_end() {
+    let line = format!("# {}\n", "x".repeat(1021));
+    let text = format!("name: big\n{}", line.repeat(MAX_PLAN_BYTES / line.len() + 1));
+    let (err, path) = validate_text("big.yaml", text.as_bytes());
+    let at = MAX_PLAN_BYTES - 10;
+    let want = format!("{}:{}:{}: file: the plan goes past 8,388,608 bytes here", path.display(), 2 + at / line.len(), 1 + at % line.len());
+    assert!(err.starts_with(&want), "{err}\nwanted {want}");
+    let o = nvplan().args(["validate", "/dev/zero"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("/dev/zero:1:8388609: file: the plan goes past 8,388,608 bytes here"), "{err}");
+}
+
+#[test]
+fn a_list_past_the_node_limit_stops_at_the_limit() {
+    let text = format!("name: long\nphases: [{}]\n", vec!["{}"; MAX_NODES].join(","));
+    let (err, path) = validate_text("long-list.yaml", text.as_bytes());
+    // Mapping, two keys, `long`, the list: the 149,996th item is the node past the limit.
+    let col = 10 + 3 * (MAX_NODES - 5);
+    assert!(err.starts_with(&format!("{}:2:{col}: phases: the plan has more than 150,000 nodes", path.display())), "{err}");
+}
+
+#[test]
+fn nesting_far_past_the_depth_limit_is_an_error_and_no_stack_overflow() {
+    for (name, text) in [
+        ("deep-flow.yaml", format!("name: deep\nphases: {}{}\n", "[".repeat(100_000), "]".repeat(100_000))),
+        ("deep-block.yaml", format!("name: deep\nphases:\n{}", (0..2000).map(|i| format!("{}- \n", " ".repeat(i * 2))).collect::<String>())),
+        ("deep-map.yaml", format!("name: deep\nphases: {}x{}\n", "{a: ".repeat(100_000), "}".repeat(100_000))),
+    ] {
+        let (err, _) = validate_text(name, text.as_bytes());
+        assert!(err.contains(": lists and mappings nest more than 64 levels deep here"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn workers_and_phases_made_by_aliases_stop_at_their_limits() {
+    let workers = format!("name: many workers\nphases:\n  - name: a\n    ioworkers: [&w {{time: 1}}{}]\n", ", *w".repeat(1024));
+    let (err, path) = validate_text("many-workers.yaml", workers.as_bytes());
+    assert_eq!(err, format!("{}:4:5: ioworkers: 1,025 ioworkers in phase `a`; a phase runs at most 1,024: spread them over several phases", path.display()));
+    let phases = format!("name: many phases\nphases: [&p {{name: a, ioworkers: [{{time: 1}}]}}{}]\n", ", *p".repeat(10_000));
+    let (err, path) = validate_text("many-phases.yaml", phases.as_bytes());
+    assert_eq!(err, format!("{}:2:1: phases: 10,001 phases; a plan holds at most 10,000: split it into several plans", path.display()));
+}
+
+#[test]
+fn past_100_errors_the_last_line_counts_the_rest() {
+    let o = nvplan().arg("validate").arg(dir("invalid").join("many-errors.yaml")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 101, "{err}");
+    assert!(lines[100].ends_with(": plan: 50 more errors from here on are not shown; fix the first 100 and validate again"), "{}", lines[100]);
+}
+
+#[test]
+fn invalid_utf8_is_an_error_at_the_byte_not_at_the_start() {
+    let e = load_bytes("p.yaml", b"name: t\nphases:\n  - name: \xc3\x28\n").unwrap_err();
+    assert_eq!(e[0].to_string(), "p.yaml:3:11: file: byte 0xc3 (offset 26) is not UTF-8 text; save the plan as UTF-8");
+    let e = load_bytes("p.yaml", b"name: caf\xc3").unwrap_err();
+    assert_eq!((e[0].line, e[0].col), (1, 10), "a character cut off at the end");
+}
+
+/// `plan.resolved.yaml` writes one phase per run: a plan at the limits on runs gives one
+/// that is still within the limits on plans, so it loads again.
+#[test]
+fn the_resolved_plan_of_a_plan_at_the_run_limits_loads_again() {
+    let workers: String = (0..4).map(|i| format!("      - {{name: w{i}, time: 1, io_size: 8, read_percentage: 50}}\n")).collect();
+    let text = format!(
+        "name: at the limits\nphases:\n  - name: matrix\n    sweep: {{qdepth: [{}], lba_random: [{}]}}\n    ioworkers:\n{workers}",
+        (1..=50).map(|q| q.to_string()).collect::<Vec<_>>().join(", "),
+        (1..=45).map(|q| q.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    let plan = load_str("p.yaml", &text).unwrap();
+    let runs = expand(&plan, &Limits::from_sim(&SimConfig::default()), None, 1.0).unwrap();
+    let worker_runs: usize = runs.iter().map(|r| r.workers.len()).sum();
+    assert_eq!((runs.len(), worker_runs), (2250, 9_000));
+    assert!(worker_runs <= MAX_WORKER_RUNS as usize);
+    let phase = plan.tree.child(&Seg::Key("phases".into())).and_then(|p| p.child(&Seg::Index(0))).unwrap();
+    let sweep = phase.child(&Seg::Key("sweep".into())).unwrap();
+    let copied = 2249 * (phase.size() - sweep.size()) as u64;
+    assert!((MAX_RUN_NODES * 8 / 10..=MAX_RUN_NODES).contains(&copied), "near the limit on what runs add: {copied}");
+    let doc = serde_saphyr::to_string(&resolved(&plan, &runs, 1)).unwrap();
+    let again = load_str("resolved.yaml", &doc).unwrap_or_else(|e| panic!("{}", e[0]));
+    assert_eq!(again.plan.phases.len(), 2250);
+}
+
+#[test]
+fn a_key_of_megabytes_is_quoted_short() {
+    let text = format!("name: t\nphases:\n  - name: a\n    ioworkers:\n      - time: 1\n        ? {}\n        : 1\n", "q".repeat(2 << 20));
+    let (err, path) = validate_text("long-key.yaml", text.as_bytes());
+    let q = format!("{}...", "q".repeat(57));
+    assert_eq!(err, format!("{}:6:11: {q}: unknown parameter `{q}`; docs/plans.md lists the ioworker parameters", path.display()));
 }

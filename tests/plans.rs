@@ -267,6 +267,8 @@ fn sigterm_drains_the_workers_and_leaves_an_interrupted_summary() {
     assert_eq!(status.code(), Some(1));
     let s = summary(&out);
     assert_eq!(s["outcome"], "interrupted");
+    assert_eq!(s["complete"], false);
+    says_at_the_top(&out, "interrupted", false);
     let p = &s["phases"][0];
     assert_eq!(p["outcome"], "interrupted");
     let w = &p["workers"][0];
@@ -275,6 +277,113 @@ fn sigterm_drains_the_workers_and_leaves_an_interrupted_summary() {
     assert_eq!(p["events"][0]["outcome"], "skipped", "the reset at 30 s never came");
     assert_eq!(s["phases"][1]["outcome"], "skipped");
     interrupted_report_is_complete_so_far(&out);
+}
+
+/// `summary.json` begins with the run's outcome and whether it ended.
+fn says_at_the_top(out: &Path, outcome: &str, complete: bool) {
+    let text = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    let head = format!("{{\n  \"outcome\": \"{outcome}\",\n  \"complete\": {complete},\n");
+    assert!(text.starts_with(&head), "summary.json begins:\n{}", &text[..text.len().min(120)]);
+}
+
+/// Waits (30 s at most) until `out/summary.json` lists `phases` phase runs.
+fn wait_for_phases(out: &Path, phases: usize) {
+    let t = Instant::now();
+    loop {
+        let listed = std::fs::read_to_string(out.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|s| s["phases"].as_array().map(Vec::len));
+        if listed == Some(phases) {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no summary with {phases} phase runs in {}", out.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGKILL: the process ends at once, without a word.
+fn kill(child: &mut std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_run_killed_outright_leaves_a_summary_that_says_incomplete_never_pass() {
+    let _one = serial();
+    let spawn = |plan: &str, out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_nvplan"))
+            .args(["run", root().join("tests/plans/run").join(plan).to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Killed in its first phase run: the summary written as the run started.
+    let out = out_dir("killed-first");
+    let mut child = spawn("long.yaml", &out);
+    wait_for_phases(&out, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    kill(&mut child);
+    says_at_the_top(&out, "incomplete", false);
+    // Killed after a phase run that passed: still not `pass`.
+    let out = out_dir("killed-second");
+    let mut child = spawn("pass-then-long.yaml", &out);
+    wait_for_phases(&out, 1);
+    kill(&mut child);
+    says_at_the_top(&out, "incomplete", false);
+    let s = summary(&out);
+    assert_eq!((s["phases"][0]["label"].as_str(), s["phases"][0]["outcome"].as_str()), (Some("quick"), Some("pass")));
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!((m["outcome"].as_str(), m["complete"].as_bool(), m["ended"].is_null()), (Some("incomplete"), Some(false), true));
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("incomplete: the run had not ended when this report was written"), "{junit}");
+}
+
+#[test]
+fn a_worker_that_fails_half_way_fails_the_run_and_later_phases_still_run() {
+    let _one = serial();
+    let (o, out) = run_test_plan("worker-fails");
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    says_at_the_top(&out, "fail", true);
+    let s = summary(&out);
+    let p = &s["phases"][0];
+    assert_eq!(p["outcome"], "fail");
+    let w = &p["workers"][0];
+    assert_eq!((w["outcome"].as_str(), w["error"].as_i64()), (Some("fail"), Some(-6)));
+    assert!(w["error_message"].as_str().unwrap().contains("00/01 Invalid Command Opcode"), "{w}");
+    let sent = w["io_count_read"].as_u64().unwrap() + w["io_count_nonread"].as_u64().unwrap();
+    assert!((101..200).contains(&sent), "it stopped at the refused command, not at the end of its 200: {sent}");
+    assert!(w["mseconds"].as_u64().unwrap() < 1000, "half-way through its one second: {}", w["mseconds"]);
+    assert_eq!(s["phases"][1]["outcome"], "pass", "the next phase still ran");
+}
+
+/// Every summary a run hands its observer before its end says `incomplete` (or `fail`,
+/// once a phase run failed), and `complete: false`; only the final one says `pass`.
+#[test]
+fn summaries_before_the_end_of_a_run_never_say_pass() {
+    let _one = serial();
+    struct Seen(Vec<(Outcome, bool, usize)>);
+    impl exec::Observer for Seen {
+        fn started(&mut self, s: &Summary) {
+            self.0.push((s.outcome, s.complete, s.phases.len()));
+        }
+        fn phase_done(&mut self, s: &Summary) {
+            self.0.push((s.outcome, s.complete, s.phases.len()));
+        }
+    }
+    let p = plan::load_str(
+        "p.yaml",
+        "name: t\ntarget: sim:ns=64MiB\nphases:\n  - {name: a, ioworkers: [{io_count: 100}]}\n  - {name: b, ioworkers: [{io_count: 100}], expect: {iops_min: 1e12}}\n  - {name: c, ioworkers: [{io_count: 100}]}\n",
+    )
+    .unwrap();
+    let sim = Simulator::new(plan::sim_config(&p, None).unwrap()).unwrap();
+    let t: SharedTransport = Arc::new(SimTransport::attach(sim));
+    let mut seen = Seen(Vec::new());
+    let s = exec::run_plan(&p, Ok(t), None, 1.0, &AtomicBool::new(false), &mut seen);
+    use Outcome::{Fail, Incomplete};
+    assert_eq!(seen.0, [(Incomplete, false, 0), (Incomplete, false, 1), (Fail, false, 2), (Fail, false, 3)]);
+    assert_eq!((s.outcome, s.complete), (Fail, true));
 }
 
 /// The report of an interrupted run: every file its manifest lists, marked incomplete,

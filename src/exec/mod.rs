@@ -22,6 +22,8 @@ pub use summary::{Check, Device, EventSummary, Latency, Outcome, PhaseSummary, S
 
 /// What a running plan tells its caller: progress displays and report writers.
 pub trait Observer {
+    /// The run starts: `summary` holds no phase run yet (outcome `incomplete`).
+    fn started(&mut self, _summary: &Summary) {}
     /// Phase run `index` of `total` starts.
     fn phase_started(&mut self, _run: &PhaseRun, _index: usize, _total: usize) {}
     /// A few times a second while a phase runs.
@@ -136,6 +138,11 @@ pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOp
     asked.sort_by(f64::total_cmp);
     asked.dedup();
     s.percentiles = asked.into_iter().filter(|p| !STANDARD_PERCENTILES.contains(p)).collect();
+    // Until the run ends the summary says `incomplete`, or `fail` once a phase run failed:
+    // the last one written is all that is left of a run whose process dies.
+    let mut verdict = Outcome::Pass;
+    s.outcome = Outcome::Incomplete;
+    observer.started(&s);
     for (i, pr) in runs.iter().enumerate() {
         if opts.stop.load(Ordering::Acquire) {
             s.phases.push(skipped(pr, started.elapsed().as_secs_f64()));
@@ -143,20 +150,66 @@ pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOp
         }
         observer.phase_started(pr, i, runs.len());
         let p = run_phase(ctrl, pr, started, opts, &s.percentiles, observer);
-        if p.outcome != Outcome::Pass && s.outcome == Outcome::Pass {
-            s.outcome = if p.outcome == Outcome::Interrupted { Outcome::Interrupted } else { Outcome::Fail };
+        if p.outcome != Outcome::Pass && verdict == Outcome::Pass {
+            verdict = if p.outcome == Outcome::Interrupted { Outcome::Interrupted } else { Outcome::Fail };
         }
         s.phases.push(p);
+        s.outcome = if verdict == Outcome::Pass { Outcome::Incomplete } else { verdict };
         s.seconds = started.elapsed().as_secs_f64();
         observer.phase_done(&s);
     }
     let interrupted = opts.stop.load(Ordering::Acquire);
-    if interrupted {
-        s.outcome = Outcome::Interrupted;
-    }
+    s.outcome = if interrupted { Outcome::Interrupted } else { verdict };
     s.seconds = started.elapsed().as_secs_f64();
     s.complete = !interrupted;
     s
+}
+
+/// The summary of a run that stopped on a panic of its own: the last summary written
+/// (`last`, else an empty one), failed and incomplete, with the panic's message.
+pub fn crashed(plan: &LoadedPlan, last: Option<Summary>, seed: Option<u64>, time_scale: f64, panic: &(dyn std::any::Any + Send)) -> Summary {
+    let mut s = last.unwrap_or_else(|| Summary::start(plan, seed.or(plan.plan.seed).unwrap_or(1), time_scale, "not connected".into()));
+    s.outcome = Outcome::Fail;
+    s.complete = false;
+    s.error = Some(format!("nvplan stopped on an internal error ({}); the phase runs listed are those that ended before it", panic_message(panic)));
+    s
+}
+
+/// The message a panic carried.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "no message".into())
+}
+
+/// The event timeline stopped on a panic: one failed event says so.
+fn crashed_timeline(p: &(dyn std::any::Any + Send)) -> EventSummary {
+    EventSummary {
+        name: "timeline".into(),
+        kind: "timeline".into(),
+        detail: String::new(),
+        planned_s: 0.0,
+        actual_s: 0.0,
+        late_ms: 0.0,
+        duration_ms: 0.0,
+        status: None,
+        cdw0: None,
+        error: Some(format!("the event timeline stopped on an internal error ({}); what its events did is unknown", panic_message(p))),
+        allow_failure: false,
+        outcome: Outcome::Fail,
+    }
+}
+
+/// The metamode steps stopped on a panic: one failed step says so.
+fn crashed_step(p: &(dyn std::any::Any + Send)) -> metamode::StepSummary {
+    metamode::StepSummary {
+        index: 0,
+        step: "metamode".into(),
+        detail: String::new(),
+        outcome: Outcome::Fail,
+        expected: None,
+        actual: None,
+        error: Some(format!("the metamode steps stopped on an internal error ({}); what they did is unknown", panic_message(p))),
+        duration_ms: 0.0,
+    }
 }
 
 fn skipped(pr: &PhaseRun, start_s: f64) -> PhaseSummary {
@@ -247,8 +300,9 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
             }
             std::thread::sleep(TICK);
         }
-        let steps = steps.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-        (events.join().unwrap_or_default(), steps)
+        // A thread that panicked leaves a failure in the report, never a silent gap.
+        let steps = steps.map(|h| h.join().unwrap_or_else(|p| vec![crashed_step(&*p)])).unwrap_or_default();
+        (events.join().unwrap_or_else(|p| vec![crashed_timeline(&*p)]), steps)
     });
     let seconds = t0.elapsed().as_secs_f64();
     let results: Vec<IoWorkerResult> = slots
@@ -399,4 +453,34 @@ fn timeline(ctrl: &Controller, evs: &[EventRun], t0: Instant, cancel: &AtomicBoo
         out.push(summary);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_gives_a_failed_incomplete_summary_with_its_message() {
+        let plan = crate::plan::load_str("p.yaml", "name: t\nphases: [{name: a, ioworkers: [{io_count: 1}]}]\n").unwrap();
+        let payload: Box<dyn std::any::Any + Send> = Box::new(String::from("index out of bounds"));
+        let s = crashed(&plan, None, Some(5), 1.0, &*payload);
+        assert_eq!((s.outcome, s.complete, s.seed, s.phases.len()), (Outcome::Fail, false, 5, 0));
+        assert_eq!(s.error.as_deref(), Some("nvplan stopped on an internal error (index out of bounds); the phase runs listed are those that ended before it"));
+        let mut last = Summary::start(&plan, 1, 1.0, "sim".into());
+        last.phases.push(skipped(&crate::plan::expand(&plan, &crate::plan::Limits::from_sim(&Default::default()), None, 1.0).unwrap()[0], 0.0));
+        let s = crashed(&plan, Some(last), None, 1.0, &*payload);
+        assert_eq!((s.outcome, s.phases.len(), s.target.as_str()), (Outcome::Fail, 1, "sim"), "what was written before is kept");
+    }
+
+    #[test]
+    fn a_thread_that_panicked_leaves_a_failed_event_or_step() {
+        let p = std::thread::spawn(|| panic!("timeline {}", 7)).join().unwrap_err();
+        let e = crashed_timeline(&*p);
+        assert_eq!(e.outcome, Outcome::Fail);
+        assert!(!e.allow_failure);
+        assert_eq!(e.error.as_deref(), Some("the event timeline stopped on an internal error (timeline 7); what its events did is unknown"));
+        let p = std::thread::spawn(|| panic!("step")).join().unwrap_err();
+        let m = crashed_step(&*p);
+        assert_eq!((m.outcome, m.error.as_deref()), (Outcome::Fail, Some("the metamode steps stopped on an internal error (step); what they did is unknown")));
+    }
 }

@@ -18,6 +18,10 @@ pub enum Outcome {
     Interrupted,
     /// Not run (an earlier failure or an interrupt).
     Skipped,
+    /// The run has not ended: it is still going, or the process ended before it could
+    /// say how the run ended (killed, crashed, the host lost power). Only a plan's
+    /// outcome is ever this, in a summary written before the run's end.
+    Incomplete,
 }
 
 impl Outcome {
@@ -131,9 +135,21 @@ pub struct PhaseSummary {
     pub metamode: Vec<super::metamode::StepSummary>,
 }
 
-/// A whole run of a plan.
+/// A whole run of a plan. `outcome` and `complete` come first in `summary.json`: a reader
+/// sees at once whether the run passed and whether it ended.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Summary {
+    /// Outcome of the plan: `incomplete` in a summary written while the run goes on
+    /// (until a phase run fails: then `fail`), so that a run that never ends never says
+    /// `pass`.
+    pub outcome: Outcome,
+    /// Every phase run ran: false while the run goes on, when it was interrupted or could
+    /// not go on, and when the process died.
+    #[serde(default)]
+    pub complete: bool,
+    /// Why the run could not go on, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Plan name.
     pub plan: String,
     /// Plan file.
@@ -157,21 +173,12 @@ pub struct Summary {
     pub started_unix: u64,
     /// Length of the run so far, seconds.
     pub seconds: f64,
-    /// Outcome of the plan.
-    pub outcome: Outcome,
-    /// Every phase run ran: false while the run goes on, when it was interrupted or could
-    /// not go on, and when the process died.
-    #[serde(default)]
-    pub complete: bool,
-    /// Why the run could not go on, if it could not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
     /// Phase runs, in order.
     pub phases: Vec<PhaseSummary>,
 }
 
 impl Summary {
-    /// The summary of `plan` as it starts now on `target`: passing, no phase run yet.
+    /// The summary of `plan` as it starts now on `target`: incomplete, no phase run yet.
     pub fn start(plan: &crate::plan::LoadedPlan, seed: u64, time_scale: f64, target: String) -> Summary {
         Summary {
             plan: plan.plan.name.clone(),
@@ -184,7 +191,7 @@ impl Summary {
             seconds: 0.0,
             device: None,
             percentiles: Vec::new(),
-            outcome: Outcome::Pass,
+            outcome: Outcome::Incomplete,
             complete: false,
             error: None,
             phases: Vec::new(),

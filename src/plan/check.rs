@@ -176,9 +176,10 @@ impl Checker<'_> {
             if !SWEEPABLE.contains(k) {
                 let message = match k.as_str() {
                     "name" | "expect" | "seed" => format!("`{k}` cannot be swept; a sweep varies I/O parameters"),
-                    _ => match suggest(k, SWEEPABLE.iter().map(String::as_str)) {
-                        Some(s) => format!("unknown sweep parameter `{k}`; did you mean `{s}`?"),
-                        None => format!("unknown sweep parameter `{k}`; a sweep varies ioworker parameters (docs/plans.md)"),
+                    _ => match (crate::fio::options::plan_hint(k), suggest(k, SWEEPABLE.iter().map(String::as_str))) {
+                        (Some(h), _) => format!("unknown sweep parameter `{k}`: {h}"),
+                        (None, Some(s)) => format!("unknown sweep parameter `{k}`; did you mean `{s}`?"),
+                        (None, None) => format!("unknown sweep parameter `{k}`; a sweep varies ioworker parameters (docs/plans.md)"),
                     },
                 };
                 self.key_err(&spath, k, k, message);
@@ -189,18 +190,16 @@ impl Checker<'_> {
                 self.err(&kpath, k, "no values; give at least one, e.g. [8, 256]");
             }
             // Values that label alike (8 and "8") would give two runs of one name.
-            let mut seen: Vec<String> = Vec::new();
+            let mut seen: BTreeSet<String> = BTreeSet::new();
             for (j, v) in values.iter().enumerate() {
                 let vpath = join(&kpath, &[Seg::Index(j)]);
                 if v.is_null() {
                     self.err(&vpath, k, "an empty sweep value; give the value to run with");
                     continue;
                 }
-                let label = sweep::label_value(v);
-                if seen.contains(&label) {
+                if !seen.insert(sweep::label_value(v)) {
                     self.err(&vpath, k, format!("{} is in the sweep twice; each value gives one run", super::load::render(v)));
                 }
-                seen.push(label);
                 let one = serde_json::json!({ k.clone(): v });
                 for d in diagnose_worker_value(&one) {
                     // `d.path` starts with the parameter; the value sits at `vpath`.

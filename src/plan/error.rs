@@ -28,19 +28,46 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// Sorts errors by position and drops repeats (a sweep or a repeat finds the same one again).
+/// Most errors reported for one plan: past these, one more line says how many were left
+/// out. A generated plan with one mistake repeated can have hundreds of thousands.
+pub const MAX_ERRORS: usize = 100;
+
+/// Sorts errors by position, drops repeats (a sweep or a repeat finds the same one again)
+/// and keeps the first [`MAX_ERRORS`].
 pub(crate) fn tidy(errors: &mut Vec<PlanError>) {
     errors.sort();
     errors.dedup();
+    if errors.len() > MAX_ERRORS {
+        let left = errors.len() - MAX_ERRORS;
+        let next = &errors[MAX_ERRORS];
+        let e = PlanError {
+            file: next.file.clone(),
+            line: next.line,
+            col: next.col,
+            field: "plan".into(),
+            message: format!("{left} more errors from here on are not shown; fix the first {MAX_ERRORS} and validate again"),
+        };
+        errors.truncate(MAX_ERRORS);
+        errors.push(e);
+    }
+}
+
+/// User text quoted in a message, shortened: a key may be megabytes long.
+pub(crate) fn short(s: &str) -> String {
+    if s.chars().count() > 60 { format!("{}...", s.chars().take(57).collect::<String>()) } else { s.to_string() }
 }
 
 /// The closest of `candidates` to `word` by edit distance, if it is close enough to be the
 /// word meant.
 pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let w = word.to_ascii_lowercase();
-    let limit = (w.chars().count() / 3).max(2);
+    let len = w.chars().count();
+    let limit = (len / 3).max(2);
     candidates
         .into_iter()
+        // The distance is at least the difference in length: a word far longer than every
+        // name (a hostile key of megabytes) costs nothing.
+        .filter(|c| len.abs_diff(c.chars().count()) <= limit && len < 1024)
         .map(|c| (edit_distance(&w, &c.to_ascii_lowercase()), c))
         .filter(|&(d, c)| d <= limit && d < c.len())
         .min_by_key(|&(d, _)| d)
@@ -87,6 +114,7 @@ mod tests {
         assert_eq!(suggest("read_percent", keys), Some("read_percentage"));
         assert_eq!(suggest("lba_randmo", keys), Some("lba_random"));
         assert_eq!(suggest("banana", keys), None);
+        assert_eq!(suggest(&"q".repeat(1 << 20), keys), None, "a word of a megabyte is compared with nothing");
         assert_eq!(edit_distance("ab", "ba"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
     }
@@ -97,5 +125,18 @@ mod tests {
         let mut v = vec![e(3, 1), e(1, 5), e(3, 1), e(1, 2)];
         tidy(&mut v);
         assert_eq!(v.iter().map(|e| (e.line, e.col)).collect::<Vec<_>>(), vec![(1, 2), (1, 5), (3, 1)]);
+    }
+
+    #[test]
+    fn past_the_most_errors_one_line_counts_the_rest() {
+        let e = |line| PlanError { file: "f".into(), line, col: 1, field: "x".into(), message: "m".into() };
+        let mut v: Vec<PlanError> = (1..=MAX_ERRORS + 5).rev().map(e).collect();
+        tidy(&mut v);
+        assert_eq!(v.len(), MAX_ERRORS + 1);
+        assert_eq!(v[MAX_ERRORS - 1].line, MAX_ERRORS, "the first errors by position are kept");
+        assert_eq!(
+            v[MAX_ERRORS].to_string(),
+            format!("f:{}:1: plan: 5 more errors from here on are not shown; fix the first {MAX_ERRORS} and validate again", MAX_ERRORS + 1)
+        );
     }
 }

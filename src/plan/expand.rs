@@ -212,7 +212,10 @@ fn expand_phase(
     let repeat = ph.repeat.unwrap_or(1).max(1);
     let mut runs = Vec::new();
     for r in 0..repeat {
-        for (combo, workers) in &built {
+        // The last round takes the workers built rather than a copy: a plan near the limits
+        // on runs holds one set of them, not two.
+        let round = if r + 1 == repeat { std::mem::take(&mut built) } else { built.clone() };
+        for (combo, workers) in round {
             let k = runs.len();
             let mut label = ph.name.clone();
             if repeat > 1 {
@@ -222,10 +225,9 @@ fn expand_phase(
                 label += &format!(" {key}={}", label_value(v));
             }
             let workers: Vec<WorkerRun> = workers
-                .iter()
+                .into_iter()
                 .enumerate()
-                .map(|(j, w)| {
-                    let mut w = w.clone();
+                .map(|(j, mut w)| {
                     w.config.seed = ph.ioworkers[j].seed.unwrap_or_else(|| derive_seed(plan_seed, p, k, j));
                     w.spec.seed = Some(w.config.seed);
                     w
@@ -363,10 +365,11 @@ fn worker(lp: &LoadedPlan, limits: &Limits, w: &WorkerSpec, at: &Where, time_sca
         }
         Some(IoSizeSpec::Weighted(m)) => {
             let mut out: Vec<(u32, u32)> = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
             let mut ok = true;
             for (k, &wt) in m {
                 match size(&mut err, &LbaValue::Text(k.clone()), &[Seg::Key(k.clone())]) {
-                    Some(n) if out.iter().any(|o| o.0 == n) => {
+                    Some(n) if !seen.insert(n) => {
                         err("io_size", &[Seg::Key(k.clone())], format!("`{k}` is {} again; give each size once", lbas(n as u64)));
                         ok = false;
                     }
@@ -391,12 +394,14 @@ fn worker(lp: &LoadedPlan, limits: &Limits, w: &WorkerSpec, at: &Where, time_sca
         v.to_vec().iter().enumerate().map(|(i, x)| lbas_of(field, &list(v, i), x)).collect::<Vec<_>>().into_iter().collect()
     };
     let lba_align: Vec<u32> = many("lba_align", &w.lba_align).unwrap_or_default().into_iter().map(|a| u32::try_from(a).unwrap_or(u32::MAX)).collect();
-    let region_start = many("region_start", &w.region_start).unwrap_or_else(|| vec![0]);
-    let region_end = many("region_end", &w.region_end).unwrap_or_else(|| vec![u64::MAX]);
+    // Written and readable; a value that is not was reported already.
+    let (starts, ends) = (many("region_start", &w.region_start), many("region_end", &w.region_end));
+    let region_start = starts.clone().unwrap_or_else(|| vec![0]);
+    let region_end = ends.clone().unwrap_or_else(|| vec![u64::MAX]);
     let lba_count = w.lba_count.as_ref().and_then(|v| lbas_of("lba_count", &[], v)).unwrap_or(0);
     let lba_start = w.lba_start.as_ref().and_then(|v| lbas_of("lba_start", &[], v));
-    if let Some(v) = &w.region_end {
-        for (i, &e) in region_end.iter().enumerate() {
+    if let (Some(v), Some(ends)) = (&w.region_end, &ends) {
+        for (i, &e) in ends.iter().enumerate() {
             if e > nsze {
                 err(
                     "region_end",
@@ -406,8 +411,8 @@ fn worker(lp: &LoadedPlan, limits: &Limits, w: &WorkerSpec, at: &Where, time_sca
             }
         }
     }
-    if let Some(v) = &w.region_start {
-        for (i, &s) in region_start.iter().enumerate() {
+    if let (Some(v), Some(starts)) = (&w.region_start, &starts) {
+        for (i, &s) in starts.iter().enumerate() {
             if s >= nsze {
                 err("region_start", &list(v, i), format!("{s:#x} is beyond the end of namespace {nsid} ({nsze:#x} LBAs)"));
             }

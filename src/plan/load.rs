@@ -2,6 +2,7 @@
 //! position it was written at.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -10,7 +11,8 @@ use jsonschema::paths::LocationSegment;
 use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
-use super::error::{PlanError, suggest, tidy};
+use super::bounds::{self, MAX_PLAN_BYTES};
+use super::error::{PlanError, short, suggest, tidy};
 use super::model::{self, Plan};
 use super::yaml::{self, Node, Seg};
 
@@ -36,11 +38,7 @@ impl LoadedPlan {
     pub(crate) fn tree_at(&self, path: &[Seg]) -> Option<&Node> {
         let mut node = &self.tree;
         for seg in path {
-            node = match (seg, &node.kind) {
-                (Seg::Key(k), yaml::Kind::Map(m)) => &m.iter().find(|e| &e.0 == k)?.3,
-                (Seg::Index(i), yaml::Kind::Seq(v)) => v.get(*i)?,
-                _ => return None,
-            };
+            node = node.child(seg)?;
         }
         Some(node)
     }
@@ -60,21 +58,69 @@ fn at(file: &str, tree: &Node, path: &[Seg], field: &str, message: impl Into<Str
     PlanError { file: file.into(), line, col, field: field.into(), message: message.into() }
 }
 
-/// Reads and loads a plan file. A file that cannot be read is one error at 1:1.
+/// Reads and loads a plan file. A file that cannot be read is one error at 1:1; one larger
+/// than [`MAX_PLAN_BYTES`] is not read past that size.
 pub fn load(path: &Path) -> Result<LoadedPlan, Vec<PlanError>> {
     let file = path.display().to_string();
     let fail = |message: String| vec![PlanError { file: file.clone(), line: 1, col: 1, field: "file".into(), message }];
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the plan: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8 text (byte {}); save the plan as UTF-8", e.utf8_error().valid_up_to())))?;
-    load_str(&file, &text)
+    let mut bytes = Vec::new();
+    // One byte more than a plan may hold tells a plan too large from one at the limit, and
+    // a file that never ends (a pipe, a device) is not read without end.
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PLAN_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(format!("cannot read the plan: {e}")))?;
+    load_bytes(&file, &bytes)
+}
+
+/// Loads a plan from the bytes of a file; `file` names it in errors.
+pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<LoadedPlan, Vec<PlanError>> {
+    let at = |(line, col): (usize, usize), message: String| vec![PlanError { file: file.into(), line, col, field: "file".into(), message }];
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = e.valid_up_to();
+            let text = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+            if good >= MAX_PLAN_BYTES {
+                return Err(too_large(file, text));
+            }
+            // YAML 1.2 §5.2: a plan in UTF-8; UTF-16 and UTF-32 are allowed by YAML but not here.
+            return Err(at(yaml::position(text, good), format!("byte {:#04x} (offset {good}) is not UTF-8 text; save the plan as UTF-8", bytes[good])));
+        }
+    };
+    load_str(file, text)
+}
+
+/// The error of a plan over [`MAX_PLAN_BYTES`], at the place the limit is passed.
+fn too_large(file: &str, text: &str) -> Vec<PlanError> {
+    let mut cut = MAX_PLAN_BYTES.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let (line, col) = yaml::position(text, cut);
+    let message =
+        format!("the plan goes past {} bytes here; a plan file holds at most that many: split it into several plans", bounds::count(MAX_PLAN_BYTES as u64));
+    vec![PlanError { file: file.into(), line, col, field: "file".into(), message }]
 }
 
 /// Loads a plan from text; `file` names it in errors.
 pub fn load_str(file: &str, text: &str) -> Result<LoadedPlan, Vec<PlanError>> {
-    let tree = yaml::parse(text).map_err(|e| vec![PlanError { file: file.into(), line: e.line, col: e.col, field: "yaml".into(), message: e.message }])?;
+    if text.len() > MAX_PLAN_BYTES {
+        return Err(too_large(file, text));
+    }
+    // YAML 1.2 §5.2: a byte-order mark may start the stream; it is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let tree = yaml::parse(text).map_err(|e| vec![PlanError { file: file.into(), line: e.line, col: e.col, field: e.field, message: e.message }])?;
     let json = tree.to_json();
     let mut errors: Vec<PlanError> = match &*PLAN_VALIDATOR {
-        Ok(v) => diagnose_all(v, &json).into_iter().map(|d| d.at(file, &tree, &[])).collect(),
+        Ok(v) => {
+            // Each error positioned as it comes, its words not kept beside the others'.
+            let (mut errors, mut diags) = (Vec::new(), Vec::new());
+            for e in v.iter_errors(&json) {
+                diagnose(&e, &json, None, &mut diags);
+                errors.extend(diags.drain(..).map(|d| d.at(file, &tree, &[])));
+            }
+            errors
+        }
         Err(e) => vec![at(file, &tree, &[], "plan", format!("the plan schema does not compile: {e}"))],
     };
     if !errors.is_empty() {
@@ -83,7 +129,11 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedPlan, Vec<PlanError>> {
     }
     let plan: Plan = serde_json::from_value(json).map_err(|e| vec![at(file, &tree, &[], "plan", e.to_string())])?;
     let loaded = LoadedPlan { file: file.into(), plan, tree };
-    let mut errors = super::check::check(&loaded);
+    // The plan's shape first: the checks after it unroll sweeps.
+    let mut errors = super::bounds::check(&loaded);
+    if errors.is_empty() {
+        errors = super::check::check(&loaded);
+    }
     if errors.is_empty() {
         Ok(loaded)
     } else {
@@ -266,6 +316,14 @@ fn enum_names(e: &ValidationError) -> Option<Vec<String>> {
     (!names.is_empty()).then_some(names)
 }
 
+/// Whether text reads as a number (digits, sign, point, exponent, hex prefix) that did not
+/// fit one.
+fn looks_numeric(t: &str) -> bool {
+    let t = t.trim_start_matches(['-', '+']);
+    let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0o")).unwrap_or(t);
+    t.len() <= 60 && t.bytes().any(|b| b.is_ascii_digit()) && t.bytes().all(|b| b.is_ascii_hexdigit() || b"+-.eE".contains(&b))
+}
+
 /// A value as written, shortened for a message.
 pub(crate) fn render(v: &Value) -> String {
     let s = v.to_string();
@@ -313,14 +371,18 @@ fn diagnose(e: &ValidationError, root: &Value, ctx: Option<(&str, usize)>, out: 
             let known: Vec<String> =
                 schema_node(e).and_then(|n| n.get("properties")).and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default();
             let worker = definition(e) == Some("WorkerSpec");
-            for k in unexpected {
+            for key in unexpected {
+                let k = short(key);
                 let what = if worker { format!("unknown parameter `{k}`") } else { format!("unknown key `{k}` in {}", place(e)) };
-                let message = match suggest(k, known.iter().map(String::as_str)) {
-                    Some(s) => format!("{what}; did you mean `{s}`?"),
-                    None if worker => format!("{what}; docs/plans.md lists the ioworker parameters"),
-                    None => format!("{what}; known keys: {}", known.join(", ")),
+                // A fio word gets its nvplan name, from the table import-fio uses.
+                let fio = if worker { crate::fio::options::plan_hint(key) } else { None };
+                let message = match (fio, suggest(key, known.iter().map(String::as_str))) {
+                    (Some(h), _) => h,
+                    (None, Some(s)) => format!("{what}; did you mean `{s}`?"),
+                    (None, None) if worker => format!("{what}; docs/plans.md lists the ioworker parameters"),
+                    (None, None) => format!("{what}; known keys: {}", known.join(", ")),
                 };
-                out.push(Diag { path: path.clone(), key: Some(k.clone()), field: k.clone(), message });
+                out.push(Diag { path: path.clone(), key: Some(key.clone()), field: k, message });
             }
         }
         ValidationErrorKind::Required { property } => {
@@ -372,7 +434,11 @@ fn type_name(t: &TypeKind) -> String {
 }
 
 fn leaf_message(e: &ValidationError, ctx: Option<&str>, field: &str) -> String {
-    let found = render(e.instance());
+    let found = match e.instance().as_str() {
+        // A number too large for any type stays text (see yaml::core_scalar): show it as written.
+        Some(t) if matches!(e.kind(), ValidationErrorKind::Type { .. }) && looks_numeric(t) => t.to_string(),
+        _ => render(e.instance()),
+    };
     if let Some(c) = ctx {
         return format!("expected {c}, found {found}");
     }
@@ -432,6 +498,21 @@ mod tests {
     }
 
     #[test]
+    fn fio_words_in_a_worker_get_the_nvplan_name_from_the_import_table() {
+        let e = errors(&format!("{HEAD}      - {{time: 1, bs: 4k, iodepth: 32, norandommap: 1}}\n"));
+        assert_eq!(
+            e,
+            vec![
+                "p.yaml:5:19: bs: fio's bs is io_size here (in LBAs or with a unit: 4KiB)",
+                "p.yaml:5:27: iodepth: fio's iodepth is qdepth here",
+                "p.yaml:5:40: norandommap: fio's norandommap has no ioworker parameter: nvplan picks every random offset independently, always",
+            ]
+        );
+        let e = errors("name: t\nphases:\n  - name: a\n    sweep: {rwmixread: [10]}\n    ioworkers: [{time: 1}]\n");
+        assert_eq!(e, vec!["p.yaml:4:13: rwmixread: unknown sweep parameter `rwmixread`: fio's rwmixread is read_percentage here"]);
+    }
+
+    #[test]
     fn alternative_forms_collapse_into_one_message_at_the_value() {
         let e = errors(&format!("{HEAD}      - {{time: 1, io_size: abc}}\n"));
         assert_eq!(e, vec!["p.yaml:5:28: io_size: expected a number of LBAs like 8 or 0x100, or bytes with a unit like 4KiB, found \"abc\""]);
@@ -448,7 +529,7 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].starts_with("p.yaml:5:37: region_start: expected a number of LBAs"), "{e:?}");
         let e = errors(&format!("{HEAD}      - {{time: 1, io_size: {{'8': x}}}}\n"));
-        assert_eq!(e, vec!["p.yaml:5:34: io_size: expected a whole number (at least 0), found \"x\""]);
+        assert_eq!(e, vec!["p.yaml:5:34: io_size: expected a whole number from 0 to 4294967295, found \"x\""]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! YAML plans: model, loading with exact error locations, static checks, and expansion
 //! against a controller's limits into runs.
 
+pub mod bounds;
 mod check;
 pub mod error;
 pub mod expand;
@@ -15,7 +16,7 @@ pub mod yaml;
 pub use error::PlanError;
 pub use expand::{EventAction, EventRun, PcieAction, PhaseRun, WorkerRun, derive_seed, expand, power_events_without_switch, resolved};
 pub use limits::{Limits, Target, parse_target, power, sim_config, target};
-pub use load::{LoadedPlan, load, load_str};
+pub use load::{LoadedPlan, load, load_bytes, load_str};
 pub use model::{Plan, schema};
 pub use sweep::MAX_RUNS;
 pub use units::parse_status;

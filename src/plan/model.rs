@@ -628,7 +628,38 @@ pub fn schema() -> serde_json::Value {
     let mut s = gen_.into_root_schema_for::<Plan>();
     s.insert("$id".into(), "https://nvplan.dev/schema/plan.schema.json".into());
     s.insert("title".into(), "nvplan plan".into());
-    serde_json::to_value(&s).expect("schemas serialise")
+    let mut v = serde_json::to_value(&s).expect("schemas serialise");
+    bound_integers(&mut v);
+    v
+}
+
+/// Gives every integer of a fixed width the range of its type, so that a value the typed
+/// plan cannot hold (`qdepth: 4294967296`) is found by the schema, at its position, rather
+/// than by deserialisation, which cannot say where it is.
+fn bound_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let range: Option<(Value, Value)> = match m.get("format").and_then(Value::as_str) {
+                Some("uint8") => Some((0.into(), u8::MAX.into())),
+                Some("uint16") => Some((0.into(), u16::MAX.into())),
+                Some("uint32") => Some((0.into(), u32::MAX.into())),
+                Some("uint64") | Some("uint") => Some((0.into(), u64::MAX.into())),
+                Some("int8") => Some((i8::MIN.into(), i8::MAX.into())),
+                Some("int16") => Some((i16::MIN.into(), i16::MAX.into())),
+                Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+                Some("int64") | Some("int") => Some((i64::MIN.into(), i64::MAX.into())),
+                _ => None,
+            };
+            if let Some((lo, hi)) = range {
+                m.entry("minimum").or_insert(lo);
+                m.entry("maximum").or_insert(hi);
+            }
+            m.values_mut().for_each(bound_integers);
+        }
+        Value::Array(a) => a.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
 }
 
 /// Names of every worker parameter (the keys a sweep may use).

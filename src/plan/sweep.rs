@@ -8,8 +8,9 @@ use serde_json::Value;
 use super::model::{WorkerSpec, worker_fields};
 use super::yaml::Seg;
 
-/// Most runs (repeat x sweep combinations) one phase may expand to.
-pub const MAX_RUNS: u64 = 100_000;
+/// Most runs (repeat x sweep combinations) one phase, and one plan, may expand to
+/// ([`super::bounds`]).
+pub const MAX_RUNS: u64 = 10_000;
 
 /// Worker parameters a sweep may vary (all but the worker's identity and expectations).
 pub(crate) static SWEEPABLE: LazyLock<Vec<String>> =

@@ -57,10 +57,16 @@ pub fn amount(v: &LbaValue) -> Result<Amount, String> {
     };
     let clean = t.replace('_', "");
     if let Some(h) = clean.strip_prefix("0x").or_else(|| clean.strip_prefix("0X")) {
-        return u64::from_str_radix(h, 16).map(Amount::Lbas).map_err(|_| format!("`{t}` is not a hexadecimal LBA count"));
+        return u64::from_str_radix(h, 16).map(Amount::Lbas).map_err(|_| {
+            if !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                format!("`{t}` is above 0xffffffffffffffff, the largest LBA count")
+            } else {
+                format!("`{t}` is not a hexadecimal LBA count (digits 0-9 and a-f after 0x)")
+            }
+        });
     }
     if !clean.is_empty() && clean.bytes().all(|b| b.is_ascii_digit()) {
-        return clean.parse().map(Amount::Lbas).map_err(|_| format!("`{t}` is too large"));
+        return clean.parse().map(Amount::Lbas).map_err(|_| format!("`{t}` is above {}, the largest LBA count", u64::MAX));
     }
     parse_size(t).map(Amount::Bytes)
 }
@@ -108,7 +114,7 @@ pub fn duration(v: &DurationValue) -> Result<Duration, String> {
             if !s.is_finite() || *s < 0.0 {
                 return Err(format!("{s} is not a duration; give seconds (0 or more) or a number with a unit like 30s"));
             }
-            Duration::try_from_secs_f64(*s).map_err(|_| format!("{s} seconds is too long"))?
+            Duration::try_from_secs_f64(*s).map_err(|_| format!("{s} seconds is more than 1000 hours; split the run"))?
         }
         DurationValue::Text(t) => parse_duration(t)?,
     };

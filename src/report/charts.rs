@@ -293,6 +293,7 @@ fn subtitle(s: &Summary, p: &PhaseSummary) -> String {
         Outcome::Fail => "FAIL",
         Outcome::Interrupted => "interrupted",
         Outcome::Skipped => "skipped",
+        Outcome::Incomplete => "incomplete",
     };
     format!("{} · {} · {} s · {outcome}", s.plan, device_line(s), num(p.seconds, 3))
 }

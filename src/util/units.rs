@@ -12,7 +12,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         (u64::from_str_radix(&hex.replace('_', ""), 16).map_err(|e| format!("`{s}`: {e}"))?, "")
     } else {
         let split = t.find(|c: char| !(c.is_ascii_digit() || c == '_')).unwrap_or(t.len());
-        let n: u64 = t[..split].replace('_', "").parse().map_err(|_| format!("`{s}` is not a size (expected e.g. 4096, 4KiB, 1GiB)"))?;
+        let n: u64 = t[..split].replace('_', "").parse().map_err(|e: std::num::ParseIntError| match e.kind() {
+            std::num::IntErrorKind::PosOverflow => format!("`{s}` is {} bytes or more, beyond any size nvplan counts; give a smaller size", u64::MAX),
+            _ => format!("`{s}` is not a size (expected e.g. 4096, 4KiB, 1GiB)"),
+        })?;
         (n, t[split..].trim())
     };
     let mult: u64 = match suffix.to_ascii_lowercase().as_str() {
@@ -27,7 +30,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "tb" => 1_000_000_000_000,
         _ => return Err(format!("`{s}`: unknown size unit `{suffix}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)")),
     };
-    num.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    num.checked_mul(mult).ok_or_else(|| format!("`{s}` is {} bytes or more, beyond any size nvplan counts; give a smaller size", u64::MAX))
 }
 
 /// Parses a duration: a plain number is seconds (fractions allowed); suffixes `ns`, `us`,
@@ -48,7 +51,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}` is not a valid duration"));
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is too long"))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is longer than any duration nvplan counts; give a shorter one"))
 }
 
 #[cfg(test)]
