@@ -132,7 +132,11 @@ impl Handles {
     fn new() -> Handles {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        Handles { base: std::env::temp_dir().join(format!("nvplan-vfio-{}-{n}", std::process::id())), made: std::sync::atomic::AtomicUsize::new(0) }
+        let base = std::env::temp_dir().join(format!("nvplan-vfio-{}-{n}", std::process::id()));
+        // Left by an earlier process with this process ID (after a reboot, or a crash):
+        // its links would stand in the way of ours.
+        let _ = std::fs::remove_dir_all(&base);
+        Handles { base, made: std::sync::atomic::AtomicUsize::new(0) }
     }
 
     /// A stand-in for `sysfs` (a function's directory) as it is now.
