@@ -540,7 +540,7 @@ impl Transport for VfioTransport {
         // container it was tried in (vfio-ioctls keeps it), and the old container's
         // mappings went with its group anyway. The group's device node may lag the bind by
         // a moment.
-        let (mut bound, mut rebinds) = (Instant::now(), 0);
+        let mut made = Instant::now();
         let (device, container) = loop {
             let group = group_of(&self.sysfs);
             let node = group.map(|g| Path::new("/dev/vfio").join(g.to_string()));
@@ -558,15 +558,30 @@ impl Transport for VfioTransport {
                 Err(_) if start.elapsed() < timeout => {
                     // devtmpfs can lose the node of a group that took the number (and minor)
                     // an old group just gave up: the old node's removal overtakes the new
-                    // one's creation. Binding the function again makes the group anew.
-                    if lost && bound.elapsed() > Duration::from_millis(500) && rebinds < 3 {
-                        let _ = std::fs::write(self.root.join("sys/bus/pci/drivers/vfio-pci/unbind"), &self.address);
-                        let _ = std::fs::write(self.root.join("sys/bus/pci/drivers_probe"), &self.address);
-                        (bound, rebinds) = (Instant::now(), rebinds + 1);
+                    // one's creation. The kernel still has the group, so its node is made
+                    // as udev would make it, from the class device's numbers.
+                    if lost && made.elapsed() > Duration::from_millis(200) {
+                        if let (Some(g), Some(n)) = (group, node.as_ref()) {
+                            make_group_node(&self.root, g, n);
+                        }
+                        made = Instant::now();
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // What the kernel shows now, for whoever reads the report.
+                    let driver = std::fs::read_link(self.sysfs.join("driver")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+                    let nodes: Vec<String> =
+                        std::fs::read_dir("/dev/vfio").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+                    return Err(TransportError::InvalidState(format!(
+                        "{e} (after {} ms; driver {}, {} {}, /dev/vfio holds [{}])",
+                        start.elapsed().as_millis(),
+                        driver.as_deref().unwrap_or("none"),
+                        class.as_ref().map_or("no group".into(), |c| c.display().to_string()),
+                        if class.as_ref().is_some_and(|c| c.exists()) { "exists" } else { "absent" },
+                        nodes.join(" ")
+                    )));
+                }
             }
         };
         *self.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container.clone());
@@ -792,6 +807,16 @@ fn physical_vendor_id(sysfs: &Path) -> Option<u16> {
 /// The function's IOMMU group number.
 fn group_of(sysfs: &Path) -> Option<u32> {
     std::fs::read_link(sysfs.join("iommu_group")).ok()?.file_name()?.to_str()?.parse().ok()
+}
+
+/// Makes the character device `node` of VFIO group `group` from the numbers the kernel
+/// gives in `sys/class/vfio/<group>/dev`; errors are left to the open that follows.
+fn make_group_node(root: &Path, group: u32, node: &Path) {
+    let Ok(dev) = std::fs::read_to_string(root.join("sys/class/vfio").join(group.to_string()).join("dev")) else { return };
+    let Some((Ok(major), Ok(minor))) = dev.trim().split_once(':').map(|(a, b)| (a.parse::<u32>(), b.parse::<u32>())) else { return };
+    let Ok(path) = std::ffi::CString::new(node.as_os_str().as_encoded_bytes()) else { return };
+    // SAFETY: `path` is a NUL-terminated string that outlives the call; mknod reads only it.
+    let _ = unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(major, minor)) };
 }
 
 /// The descriptor of `/dev/vfio/<group>` this process holds (vfio-ioctls opens it and
