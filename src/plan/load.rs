@@ -535,7 +535,12 @@ mod tests {
     #[test]
     fn enums_list_their_names_and_suggest_one() {
         let e = errors("name: t\nphases:\n  - name: a\n    events: [{at: 1, reset: controler}]\n");
-        assert_eq!(e, vec!["p.yaml:4:29: reset: expected one of controller, subsystem, pcie, found \"controler\"; did you mean `controller`?"]);
+        assert_eq!(
+            e,
+            vec![
+                "p.yaml:4:29: reset: expected one of controller, subsystem, pcie, flr, pcie_hot, link_disable, found \"controler\"; did you mean `controller`?"
+            ]
+        );
     }
 
     #[test]
