@@ -696,7 +696,11 @@ impl VfioTransport {
         // SAFETY: `req` is a 16-byte vfio_pci_hot_reset with one group fd; the kernel only
         // reads it.
         if unsafe { libc::ioctl(fd, VFIO_DEVICE_PCI_HOT_RESET as _, req.as_ptr()) } != 0 {
-            return Err(os_err(format!("{}: VFIO_DEVICE_PCI_HOT_RESET (secondary bus reset)", self.name), io::Error::last_os_error()));
+            let err = io::Error::last_os_error();
+            // ENOTTY: the kernel has no way to reset the bus or slot (a slot under ACPI hot-plug, a
+            // bridge that may not be reset).
+            let hint = if err.raw_os_error() == Some(libc::ENOTTY) { " (the kernel offers no bus or slot reset here; use reset: flr)" } else { "" };
+            return Err(os_err(format!("{}: VFIO_DEVICE_PCI_HOT_RESET (secondary bus reset){hint}", self.name), err));
         }
         Ok(())
     }

@@ -184,7 +184,7 @@ python)
         python/tests/test_metamode_seed.py -p no:cacheprovider -q \
         --timeout 300 -rfE --pciaddr "$Q0" -k "$k"
     ;;
-switch)
+switch | pcie)
     # Power cycles through a real mechanism: nvplan's `command` switch runs power.sh, which
     # cuts the slot's power through the guest's PCIe hot-plug driver and has the host add
     # the controller again through QEMU's monitor.
@@ -201,6 +201,8 @@ switch)
     }
     plans="plans/*.yaml plans/seed/*.yaml plans/metamode/*.yaml"
     [ -e "$OUT/plans-list" ] && plans=$(cat "$OUT/plans-list")
+    # `pcie` boots the same machine for the PCIe events alone.
+    [ "$stage" = pcie ] && plans=
     for plan in $plans; do
         grep -q "power_cycle:" "$plan" || continue
         name=$(basename "$plan" .yaml)
@@ -212,7 +214,7 @@ switch)
     check "plans refuse a power cycle without a switch" bash -c "! $NV validate plans/power-cycle-dirty.yaml --target vfio:$Q0 2>&1 | tee /dev/stderr | grep -q ok"
     # PCIe resets, D-states and ASPM through VFIO, with what configuration space read back.
     check "PCIe resets and D3hot under verified I/O" run_plan tests/qemu/pcie-plan.yaml "$Q0" pcie
-    python3 -c "import json; s=json.load(open('$OUT/plans/pcie/summary.json')); [print('PCIE-EVENT', e['outcome'], e['detail'], e['error'] or '') for p in s['phases'] for e in p['events']]"
+    python3 -c "import json; s=json.load(open('$OUT/plans/pcie/summary.json')); [print('PCIE-EVENT', e['outcome'], e['detail'], e.get('error') or '') for p in s['phases'] for e in p['events']]"
     ;;
 power-write | power-check)
     # Power loss: the harness kills QEMU once the write stage prints NVPLAN-POWER-FLUSHED.

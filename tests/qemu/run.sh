@@ -5,7 +5,7 @@
 #   tests/qemu/run.sh            build, boot, run everything below, exit non-zero on failure
 #   tests/qemu/run.sh --shell    boot the guest to a shell (for debugging)
 #   NVPLAN_QEMU_STAGES="main power switch bench python" tests/qemu/run.sh
-#                                choose stages (default: main power python); `bench`
+#                                choose stages (default: main power pcie python); `bench`
 #                                sets nvplan's 4 KiB random-read IOPS beside fio's on the
 #                                same controller; `switch` is run by name (docs/power.md:
 #                                QEMU 7.2 at times keeps the drive of a controller whose
@@ -68,7 +68,7 @@ if [ ! -f "$KDIR/boot/vmlinuz-$KVER" ]; then
 fi
 MODS=$KDIR/lib/modules/$KVER/kernel
 
-STAGES=${NVPLAN_QEMU_STAGES:-main power python}
+STAGES=${NVPLAN_QEMU_STAGES:-main power pcie python}
 has_stage() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # --- binaries ----------------------------------------------------------------------------
@@ -199,7 +199,7 @@ switch_controllers=(
 boot() {
     local stage=$1 log=$2 relay=
     local devices=("${controllers[@]}")
-    [ "$stage" = switch ] && devices=("${switch_controllers[@]}")
+    case $stage in switch | pcie) devices=("${switch_controllers[@]}") ;; esac
     local args=(-accel tcg -cpu max -m 2048 -smp 2 -M q35,kernel-irqchip=split
         -device intel-iommu,intremap=on,caching-mode=on
         -nographic -no-reboot -kernel "$KDIR/boot/vmlinuz-$KVER" -initrd "$INITRD"
@@ -212,7 +212,7 @@ boot() {
     rm -f "$WORK/qmp.sock" "$WORK/power.sock"
     qemu-system-x86_64 "${args[@]}" > "$log" 2>&1 < /dev/null &
     local qpid=$! start=$SECONDS
-    if [ "$stage" = switch ]; then
+    if [ "$stage" = switch ] || [ "$stage" = pcie ]; then
         python3 "$ROOT/tests/qemu/power-relay.py" "$WORK/qmp.sock" "$WORK/power.sock" "$power_dev" 2> "$WORK/relay.log" &
         relay=$!
     fi
@@ -256,11 +256,12 @@ case " $STAGES " in *" bench "*)
     boot bench "$WORK/bench.log" || fail=1
     grep -ao 'BENCH .*' "$WORK/bench.log" >&2 || true ;;
 esac
-if has_stage switch; then
+for stage in switch pcie; do
+    has_stage $stage || continue
     fresh_images
-    boot switch "$WORK/switch.log" || fail=1
-    grep -a 'POWER-CYCLE\|PCIE-EVENT' "$WORK/switch.log" >&2 || true
-fi
+    boot $stage "$WORK/$stage.log" || fail=1
+    grep -a 'POWER-CYCLE\|PCIE-EVENT' "$WORK/$stage.log" >&2 || true
+done
 if has_stage python; then
     fresh_images
     boot python "$WORK/python.log" || fail=1
