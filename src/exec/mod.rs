@@ -17,7 +17,7 @@ use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, availab
 use crate::plan::{EventRun, LoadedPlan, PhaseRun};
 use crate::transport::SharedTransport;
 
-pub use summary::{Check, Device, EventSummary, Latency, Outcome, PhaseSummary, STANDARD_PERCENTILES, Summary, WorkerSummary};
+pub use summary::{Check, Device, EventSummary, Identity, Latency, Outcome, PhaseSummary, STANDARD_PERCENTILES, Summary, WorkerSummary};
 
 /// What a running plan tells its caller: progress displays and report writers.
 pub trait Observer {
@@ -111,6 +111,10 @@ pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOp
     let id = ctrl.identify();
     let target = format!("{}, model {}, firmware {}", ctrl.transport().describe(), id.model(), id.firmware());
     let mut s = Summary::start(plan, opts.seed, opts.time_scale, target);
+    s.identity.serial = id.serial();
+    s.identity.model = id.model();
+    s.identity.firmware = id.firmware();
+    s.identity.pci_address = ctrl.transport().pci_address().unwrap_or_default();
     s.device = Some(Device {
         transport: ctrl.transport().describe(),
         model: id.model(),

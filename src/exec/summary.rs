@@ -150,6 +150,10 @@ pub struct Summary {
     /// Why the run could not go on, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Which run this is, where and on what it ran: every record that leaves the run
+    /// carries it, so that results merged from many hosts keep their origin.
+    #[serde(default)]
+    pub identity: Identity,
     /// Plan name.
     pub plan: String,
     /// Plan file.
@@ -180,14 +184,24 @@ pub struct Summary {
 impl Summary {
     /// The summary of `plan` as it starts now on `target`: incomplete, no phase run yet.
     pub fn start(plan: &crate::plan::LoadedPlan, seed: u64, time_scale: f64, target: String) -> Summary {
+        let started_unix = std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let host = crate::util::hostname();
         Summary {
+            identity: Identity {
+                run_id: format!("{host}-{started_unix}-{}", std::process::id()),
+                host,
+                plan: plan.plan.name.clone(),
+                plan_crc32: format!("{:08x}", plan.crc32),
+                nvplan_version: env!("CARGO_PKG_VERSION").into(),
+                ..Identity::default()
+            },
             plan: plan.plan.name.clone(),
             file: plan.file.clone(),
             description: plan.plan.description.clone(),
             seed,
             time_scale,
             target,
-            started_unix: std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            started_unix,
             seconds: 0.0,
             device: None,
             percentiles: Vec::new(),
@@ -196,6 +210,40 @@ impl Summary {
             error: None,
             phases: Vec::new(),
         }
+    }
+}
+
+/// The identity of a run: the columns every CSV row of it starts with, the fields a merge
+/// groups and labels runs by.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Identity {
+    /// Unique name of the run: `<host>-<start, Unix seconds>-<process id>`.
+    pub run_id: String,
+    /// Host name of the machine that ran it.
+    pub host: String,
+    /// Drive serial number (empty until the controller came up).
+    pub serial: String,
+    /// Drive model number.
+    pub model: String,
+    /// Drive firmware revision.
+    pub firmware: String,
+    /// PCI address of the drive (empty for the simulator).
+    pub pci_address: String,
+    /// Plan name.
+    pub plan: String,
+    /// CRC-32 of the plan file's text, hex: runs of edited plans differ here.
+    pub plan_crc32: String,
+    /// nvplan's version.
+    pub nvplan_version: String,
+}
+
+impl Identity {
+    /// Names of the fields, in CSV column order.
+    pub const COLUMNS: [&'static str; 9] = ["run_id", "host", "serial", "model", "firmware", "pci_address", "plan", "plan_crc32", "nvplan_version"];
+
+    /// The fields, in [`Identity::COLUMNS`] order.
+    pub fn values(&self) -> [&str; 9] {
+        [&self.run_id, &self.host, &self.serial, &self.model, &self.firmware, &self.pci_address, &self.plan, &self.plan_crc32, &self.nvplan_version]
     }
 }
 

@@ -1429,6 +1429,7 @@ mod tests {
 
     fn summary(phases: Vec<PhaseSummary>) -> Summary {
         Summary {
+            identity: Default::default(),
             plan: "test-plan".into(),
             file: "plans/test.yaml".into(),
             description: None,

@@ -69,6 +69,11 @@ pub trait Transport: Send + Sync {
     /// A short description for logs and reports (`sim`, `vfio:0000:01:00.0`).
     fn describe(&self) -> String;
 
+    /// The PCI address of the function behind the transport, when it is one.
+    fn pci_address(&self) -> Option<String> {
+        None
+    }
+
     /// Reads a 32-bit register.
     fn read32(&self, offset: usize) -> u32;
 

@@ -289,6 +289,10 @@ impl Transport for VfioTransport {
         self.name.clone()
     }
 
+    fn pci_address(&self) -> Option<String> {
+        self.name.strip_prefix("vfio:").map(String::from)
+    }
+
     #[inline]
     fn read32(&self, off: usize) -> u32 {
         if off + 4 > self.bar.len || !off.is_multiple_of(4) {
