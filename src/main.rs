@@ -79,15 +79,23 @@ enum Cmd {
     },
     /// Draws the CSVs, JUnit file and charts of a run again from its summary.json; given
     /// several result directories (drives, hosts, firmware versions), draws them side by
-    /// side: one comparison chart per phase, and comparison.csv.
+    /// side: one comparison chart per phase, and comparison.csv. With --merge, merges any
+    /// number of runs into one report (exit code 1 when a run failed, did not end or is
+    /// missing).
     Report {
-        /// Result directories (each with a summary.json).
+        /// Result directories (each with a summary.json; with --merge, also directories
+        /// holding run directories).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
         /// Output directory (default: the run's own directory for one, reports/compare
-        /// for several).
+        /// for several, reports/merged with --merge).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Merge the runs: summary.json with every run and its origin, merged.csv (long
+        /// format), runs.csv, junit.xml with a suite per run, charts by model and firmware.
+        /// IOPS and bytes are summed, percentiles come from the histograms added up.
+        #[arg(long)]
+        merge: bool,
     },
     /// Writes a plan equivalent to fio job files: one ioworker per job and clone,
     /// stonewall and wait_for as phases, the job files' lines in comments. Options with no
@@ -434,6 +442,33 @@ fn report_cmd(dirs: &[PathBuf], out: Option<&Path>) -> Result<bool, String> {
     Ok(problems.is_empty())
 }
 
+/// `nvplan report --merge`: the merged report, a line per run that did not pass; 0 when
+/// every run passed, 1 when one failed, did not end or is missing, 2 when the output
+/// directory cannot take the report.
+fn merge_cmd(dirs: &[PathBuf], out: Option<&Path>) -> ExitCode {
+    let out = out.map_or_else(|| PathBuf::from("reports/merged"), Path::to_path_buf);
+    match nvplan::fleet::merge_report(dirs, &out) {
+        Ok((m, problems)) => merge_summary(&m, &problems, &out),
+        Err(e) => {
+            eprintln!("nvplan: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints what a merge found; the exit code it calls for.
+fn merge_summary(m: &nvplan::fleet::Merged, problems: &[String], out: &Path) -> ExitCode {
+    for l in nvplan::fleet::output::problem_lines(m) {
+        eprintln!("nvplan: {l}");
+    }
+    for p in problems {
+        eprintln!("nvplan: report: {p}");
+    }
+    let c = &m.counts;
+    println!("{} runs merged: {} passed, {} failed, {} incomplete, {} missing -> {}", m.runs.len(), c.pass, c.failed, c.incomplete, c.missing, out.display());
+    if m.outcome == exec::Outcome::Pass && problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
 /// `--sysfs-root`, else $NVPLAN_SYSFS_ROOT, else `/`.
 fn sysfs_root(flag: Option<PathBuf>) -> PathBuf {
     flag.unwrap_or_else(nvplan::target::sysfs_root)
@@ -521,7 +556,8 @@ fn main() -> ExitCode {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
         Cmd::Validate { plans, target } => return validate(&plans, target.as_deref()),
         Cmd::Run { plans, target, out, seed, time_scale, quiet } => return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale, quiet),
-        Cmd::Report { dirs, out } => report_cmd(&dirs, out.as_deref()),
+        Cmd::Report { dirs, out, merge: true } => return merge_cmd(&dirs, out.as_deref()),
+        Cmd::Report { dirs, out, merge: false } => report_cmd(&dirs, out.as_deref()),
         Cmd::Devices { json, sysfs_root: r } => return devices_cmd(&sysfs_root(r), json),
         Cmd::Bind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, true),
         Cmd::Unbind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, false),
