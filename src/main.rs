@@ -59,12 +59,22 @@ enum Cmd {
         #[arg(required = true)]
         plans: Vec<PathBuf>,
         /// Controller to run on (overrides the plans' `target:`): `sim`, `sim:<options>` or
-        /// `vfio:<PCI address or serial>` (a function bound with `nvplan bind`).
+        /// `vfio:<PCI address or serial>` (a function bound with `nvplan bind`). Given
+        /// several times, the plans run on every drive at once, each in a process of its
+        /// own with CPUs of its own, into OUT/<target>/, with a merged report in OUT.
         #[arg(long)]
-        target: Option<String>,
+        target: Vec<String>,
         /// Output directory (default: reports/<plan name>, or reports/ for several plans).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// CPUs the workers are pinned to, in turn (e.g. 0-3,8): worker i, or the worker
+        /// with cpu_id i, on the i-th of them. Default: every CPU, worker i on CPU i.
+        #[arg(long, value_name = "LIST")]
+        cpus: Option<String>,
+        /// With several targets: let drives share CPUs when there are fewer CPUs than
+        /// workers of all drives together (their measurements then disturb each other).
+        #[arg(long)]
+        share_cores: bool,
         /// Seed of every I/O stream (overrides the plans' `seed:`).
         #[arg(long)]
         seed: Option<u64>,
@@ -303,7 +313,7 @@ fn import_fio(files: &[PathBuf], out: Option<&Path>, target: Option<&str>) -> Ex
 /// one ends the process at once.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option<u64>, time_scale: f64, quiet: bool) -> ExitCode {
+fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option<u64>, time_scale: f64, quiet: bool, cpus: &[usize]) -> ExitCode {
     // Every plan is checked before anything runs.
     let mut loaded = Vec::new();
     let mut invalid = false;
@@ -360,7 +370,7 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
             None => nvplan::target::open(&t),
         };
         // A panic of nvplan's own still ends in a report that says the run failed.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_one(p, transport, seed, time_scale, &mut rep, quiet)));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_one(p, transport, (seed, time_scale), cpus, &mut rep, quiet)));
         let summary = ran.unwrap_or_else(|panic| exec::crashed(p, report::read_summary(rep.dir()).ok(), seed, time_scale, &*panic));
         all_ok &= summary.outcome == exec::Outcome::Pass;
         if let Some(e) = &summary.error {
@@ -382,6 +392,73 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `nvplan run PLAN... --target T1 --target T2 ...`: the plans are checked for every
+/// target, each drive gets CPUs for the most workers a phase run of the plans has, and the
+/// drives run at once, a process each; the merged report decides the exit code.
+fn run_fleet(plans: &[PathBuf], targets: &[String], out: Option<&Path>, seed: Option<u64>, time_scale: f64, share_cores: bool) -> ExitCode {
+    let mut need = vec![0usize; targets.len()];
+    let mut invalid = false;
+    let mut names = Vec::new();
+    for path in plans {
+        let p = match plan::load(path) {
+            Ok(p) => p,
+            Err(errors) => {
+                invalid = true;
+                errors.iter().for_each(|e| eprintln!("{e}"));
+                continue;
+            }
+        };
+        names.push(p.plan.name.clone());
+        for (t, n) in targets.iter().zip(need.iter_mut()) {
+            // Workers are counted against the simulator's limits: a drive is opened by its
+            // own process only, which checks the plan against the drive itself.
+            let expanded = plan::sim_config(&p, Some(t)).map_err(|e| vec![e]).and_then(|cfg| plan::expand(&p, &plan::Limits::from_sim(&cfg), seed, time_scale));
+            match expanded {
+                Ok(runs) => *n = (*n).max(runs.iter().map(|r| r.workers.len()).max().unwrap_or(1)),
+                Err(errors) if t.starts_with("sim") => {
+                    invalid = true;
+                    errors.iter().for_each(|e| eprintln!("{e}"));
+                }
+                Err(_) => *n = (*n).max(p.plan.phases.iter().map(|ph| ph.ioworkers.len()).max().unwrap_or(1)),
+            }
+        }
+    }
+    if invalid {
+        return ExitCode::from(2);
+    }
+    let out = match (out, names.as_slice()) {
+        (Some(o), _) => o.to_path_buf(),
+        (None, [one]) => Path::new("reports").join(one),
+        (None, _) => PathBuf::from("reports/fleet"),
+    };
+    let drives = match nvplan::fleet::local::drives(targets, &need, &out, share_cores) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("nvplan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("nvplan: cannot find the nvplan executable to start the drives' runs with: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _ = ctrlc::set_handler(|| {
+        STOP.store(true, Ordering::SeqCst);
+        eprintln!("nvplan: interrupted; asking every drive's run to stop and write its report");
+    });
+    let f = nvplan::fleet::local::FleetRun { exe, plans, drives, seed, time_scale, out: out.clone() };
+    match nvplan::fleet::local::run(&f, &STOP, &mut std::io::stdout()) {
+        Ok((_, m, problems)) => merge_summary(&m, &problems, &out),
+        Err(e) => {
+            eprintln!("nvplan: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -412,13 +489,13 @@ impl exec::Observer for RunObserver<'_> {
 fn run_one(
     p: &plan::LoadedPlan,
     transport: Result<SharedTransport, String>,
-    seed: Option<u64>,
-    time_scale: f64,
+    (seed, time_scale): (Option<u64>, f64),
+    cpus: &[usize],
     rep: &mut report::Report,
     quiet: bool,
 ) -> exec::Summary {
     let mut obs = RunObserver { progress: Progress::new(quiet), report: rep };
-    let s = exec::run_plan(p, transport, seed, time_scale, &STOP, &mut obs);
+    let s = exec::run_plan_on(p, transport, seed, time_scale, cpus, &STOP, &mut obs);
     obs.progress.finish();
     s
 }
@@ -555,7 +632,19 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
         Cmd::Validate { plans, target } => return validate(&plans, target.as_deref()),
-        Cmd::Run { plans, target, out, seed, time_scale, quiet } => return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale, quiet),
+        Cmd::Run { plans, target, out, seed, time_scale, quiet, cpus, share_cores } => {
+            let cpus = match cpus.as_deref().map(nvplan::fleet::local::parse_cpus).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("nvplan: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if target.len() > 1 {
+                return run_fleet(&plans, &target, out.as_deref(), seed, time_scale, share_cores);
+            }
+            return run(&plans, target.first().map(String::as_str), out.as_deref(), seed, time_scale, quiet, &cpus);
+        }
         Cmd::Report { dirs, out, merge: true } => return merge_cmd(&dirs, out.as_deref()),
         Cmd::Report { dirs, out, merge: false } => report_cmd(&dirs, out.as_deref()),
         Cmd::Devices { json, sysfs_root: r } => return devices_cmd(&sysfs_root(r), json),

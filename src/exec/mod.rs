@@ -71,6 +71,10 @@ pub struct RunOptions<'a> {
     /// Set to stop the run (Ctrl-C, SIGTERM): workers are stopped, pending events
     /// skipped, and the summary is marked interrupted.
     pub stop: &'a AtomicBool,
+    /// The CPUs this run's workers are pinned to: worker `i` (or the worker with `cpu_id:
+    /// i`) to `cpus[i % len]`. Empty: every CPU of the host, worker `i` on CPU `i`. Runs of
+    /// several drives on one host get disjoint sets.
+    pub cpus: &'a [usize],
 }
 
 /// Runs a loaded plan from the start on the controller behind `transport`: brings it up,
@@ -82,6 +86,19 @@ pub fn run_plan(
     transport: Result<SharedTransport, String>,
     seed: Option<u64>,
     time_scale: f64,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Summary {
+    run_plan_on(plan, transport, seed, time_scale, &[], stop, observer)
+}
+
+/// [`run_plan`] with the workers pinned to `cpus` (see [`RunOptions::cpus`]).
+pub fn run_plan_on(
+    plan: &LoadedPlan,
+    transport: Result<SharedTransport, String>,
+    seed: Option<u64>,
+    time_scale: f64,
+    cpus: &[usize],
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Summary {
@@ -100,7 +117,7 @@ pub fn run_plan(
         Ok(r) => r,
         Err(errors) => return failed(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
     };
-    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop }, observer)
+    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop, cpus }, observer)
 }
 
 /// Runs every phase run in order on `ctrl`; the observer hears of each phase run's start,
@@ -237,8 +254,12 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
     let mut cpu_ids = Vec::new();
     for (i, w) in pr.workers.iter().enumerate() {
         let mut cfg = w.config.clone();
-        // Every worker thread is pinned: to its cpu_id, or one core each in turn.
-        cfg.cpu_id = Some(cfg.cpu_id.unwrap_or(i % cpus));
+        // Every worker thread is pinned: to its cpu_id, or one core each in turn; within
+        // the run's own CPUs when it has some.
+        cfg.cpu_id = Some(match opts.cpus {
+            [] => cfg.cpu_id.unwrap_or(i % cpus),
+            set => set[cfg.cpu_id.unwrap_or(i) % set.len()],
+        });
         cpu_ids.push(cfg.cpu_id);
         let slot = match ctrl.namespace(w.nsid) {
             None => Slot::Done(Box::new(failed_start(format!("the controller has no namespace {}", w.nsid)))),

@@ -4,8 +4,10 @@
 //! - [`merge`]: reads run directories (from any hosts) into one [`merge::Merged`]: every
 //!   run with its origin, sums over all runs and by drive model and firmware.
 //! - [`output`]: the merged report's files.
+//! - [`local`]: several drives of one host, a process each, with CPUs of their own.
 
 pub mod charts;
+pub mod local;
 pub mod merge;
 pub mod output;
 

@@ -1,0 +1,129 @@
+//! Several drives from one host: `nvplan run PLAN --target T1 --target T2 ...` runs the
+//! plan on every simulated drive at once, a process and CPUs each, and merges them; a
+//! drive whose process is killed is incomplete in the merge and the others are intact.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nvplan::exec::Outcome;
+use nvplan::fleet::{self, Status};
+use nvplan::report;
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fleet-run").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A plan of `workers` workers running `seconds` each, written into `dir`.
+fn plan(dir: &Path, workers: usize, seconds: f64) -> PathBuf {
+    let mut text = String::from("name: fleet-test\nphases:\n  - name: rw\n    ioworkers:\n");
+    for _ in 0..workers {
+        text.push_str(&format!("      - {{io_size: 4KiB, read_percentage: 50, region_end: 16MiB, time: {seconds}s}}\n"));
+    }
+    text.push_str("    expect: {errors: 0}\n");
+    let p = dir.join("plan.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn nvplan() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nvplan"))
+}
+
+#[test]
+fn four_targets_run_four_drives_and_a_killed_drive_is_incomplete_in_the_merge() {
+    let base = out_dir("four");
+    let plan = plan(&base, 1, 4.0);
+    let out = base.join("out");
+    let mut cmd = nvplan();
+    cmd.args(["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--share-cores"]);
+    for s in ["A", "B", "C", "D"] {
+        cmd.args(["--target", &format!("sim:serial={s}")]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // "drive 1 (sim:serial=B): process PID -> DIR (log ...)"
+    let mut victim = None;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let l = lines.next().unwrap().unwrap();
+        seen.push(l.clone());
+        if l.starts_with("drive 1 (sim:serial=B): process ") {
+            victim = l.split_whitespace().nth(4).map(String::from);
+        }
+    }
+    let pid = victim.unwrap_or_else(|| panic!("no start line of drive 1: {seen:?}"));
+    // Killed while it runs: after it wrote its first summary, long before its 4 s end.
+    let first = out.join("sim-serial-b/summary.json");
+    let t = Instant::now();
+    while !first.exists() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(first.exists(), "drive B never wrote its summary");
+    let killed = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{rest:?}\n{stderr}");
+    assert!(rest.iter().any(|l| l == "drive 1 (sim:serial=B): ended by signal 9"), "{rest:?}");
+    assert!(rest.last().unwrap().starts_with("4 runs merged: 3 passed, 0 failed, 1 incomplete, 0 missing"), "{rest:?}");
+    assert!(stderr.contains("incomplete: ") && stderr.contains("(B on "), "{stderr}");
+    // The merge on disk: four runs, four drives, B incomplete, the others whole.
+    let m = fleet::merge(std::slice::from_ref(&out));
+    let got: Vec<(&str, Status)> = m.runs.iter().map(|r| (r.identity.serial.as_str(), r.status)).collect();
+    assert_eq!(got, [("A", Status::Pass), ("B", Status::Incomplete), ("C", Status::Pass), ("D", Status::Pass)]);
+    let ids: std::collections::BTreeSet<&str> = m.runs.iter().map(|r| r.identity.run_id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "a run id each");
+    for s in ["a", "c", "d"] {
+        let run = report::read_summary(&out.join(format!("sim-serial-{s}"))).unwrap();
+        assert_eq!((run.outcome, run.complete, run.phases.len()), (Outcome::Pass, true, 1), "drive {s}");
+        assert!(run.phases[0].workers[0].iops > 0.0);
+    }
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(written["counts"]["incomplete"], 1);
+    let sum: f64 = m.runs.iter().flat_map(|r| &r.phases).map(|p| p.iops).sum();
+    let total = m.totals.iter().find(|t| t.label == "rw").unwrap();
+    assert!((total.iops - sum).abs() < 1e-6 * sum, "{} vs {sum}", total.iops);
+    assert_eq!(total.runs, 3, "B ended no phase run");
+}
+
+#[test]
+fn each_drive_runs_on_cpus_of_its_own() {
+    let cpus = fleet::local::host_cpus();
+    if cpus.len() < 2 {
+        eprintln!("skipped: one CPU, nothing to split");
+        return;
+    }
+    let base = out_dir("cpus");
+    let plan = plan(&base, 1, 0.3);
+    let out = base.join("out");
+    let o = nvplan()
+        .args(["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--target", "sim:serial=X", "--target", "sim:serial=Y"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let cpu = |d: &str| report::read_summary(&out.join(d)).unwrap().phases[0].workers[0].cpu_id;
+    assert_eq!((cpu("sim-serial-x"), cpu("sim-serial-y")), (Some(cpus[0]), Some(cpus[1])));
+}
+
+#[test]
+fn more_workers_than_cpus_are_refused_before_anything_runs() {
+    let base = out_dir("refused");
+    let n = fleet::local::host_cpus().len();
+    let plan = plan(&base, n, 0.1);
+    let out = base.join("out");
+    let o = nvplan()
+        .args(["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--target", "sim:serial=X", "--target", "sim:serial=Y"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains(&format!("2 drives need {} CPUs", 2 * n)) && e.contains("--share-cores"), "{e}");
+    assert!(!out.exists(), "nothing ran");
+}
