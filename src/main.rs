@@ -107,6 +107,43 @@ enum Cmd {
         #[arg(long)]
         merge: bool,
     },
+    /// Writes the batch scripts of a campaign on Slurm into RESULTS: campaign.sbatch (a job
+    /// array, one task per drive, each with --gres=nvme:1 and --target slurm), merge.sbatch
+    /// (`report --merge` of every task, into RESULTS/merged) and submit.sh (submits both,
+    /// the merge after the array). Prints the command that submits the campaign.
+    Slurm {
+        /// Plan files.
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        /// Drives, one array task each.
+        #[arg(long)]
+        drives: usize,
+        /// Results directory, shared by the nodes.
+        #[arg(long)]
+        results: PathBuf,
+        /// Drive list on the nodes: a target per line, in the order of gres.conf's nvme
+        /// File= entries (default: $NVPLAN_DRIVES, else /etc/nvplan/drives).
+        #[arg(long, value_name = "FILE")]
+        drive_list: Option<PathBuf>,
+        /// Tasks running at once (default: as many as Slurm can place).
+        #[arg(long)]
+        max_parallel: Option<usize>,
+        /// Partition to submit to.
+        #[arg(long)]
+        partition: Option<String>,
+        /// Time limit of a task, in sbatch's format (e.g. 2:00:00).
+        #[arg(long)]
+        time_limit: Option<String>,
+        /// Multiplies every duration of the plans.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Seed of every I/O stream.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The nvplan executable on the nodes (default: this one).
+        #[arg(long, value_name = "PATH")]
+        nvplan: Option<PathBuf>,
+    },
     /// Writes a plan equivalent to fio job files: one ioworker per job and clone,
     /// stonewall and wait_for as phases, the job files' lines in comments. Options with no
     /// equivalent are warnings on stderr and comments in the plan; options whose loss would
@@ -462,6 +499,79 @@ fn run_fleet(plans: &[PathBuf], targets: &[String], out: Option<&Path>, seed: Op
     }
 }
 
+/// What `nvplan slurm` was given besides the plans.
+struct SlurmOpts {
+    drives: usize,
+    results: PathBuf,
+    drive_list: Option<PathBuf>,
+    max_parallel: Option<usize>,
+    partition: Option<String>,
+    time_limit: Option<String>,
+    time_scale: f64,
+    seed: Option<u64>,
+    nvplan: Option<PathBuf>,
+}
+
+/// `nvplan slurm`: checks the plans, writes the campaign's scripts, prints how to submit.
+fn slurm_cmd(plans: &[PathBuf], o: SlurmOpts) -> ExitCode {
+    if o.drives == 0 {
+        eprintln!("nvplan: --drives 0: a campaign needs at least one drive");
+        return ExitCode::from(2);
+    }
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut workers = 1;
+    let mut names = Vec::new();
+    for path in plans {
+        // Checked against the simulator: the drives themselves are only seen by the tasks.
+        match plan::load(path).and_then(|p| {
+            let cfg = plan::sim_config(&p, None).map_err(|e| vec![e])?;
+            plan::expand(&p, &plan::Limits::from_sim(&cfg), o.seed, o.time_scale).map(|r| (p, r))
+        }) {
+            Ok((p, runs)) => {
+                workers = workers.max(runs.iter().map(|r| r.workers.len()).max().unwrap_or(1));
+                names.push(p.plan.name.clone());
+            }
+            Err(errors) => {
+                errors.iter().for_each(|e| eprintln!("{e}"));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let nvplan_exe = match o.nvplan.map_or_else(std::env::current_exe, Ok) {
+        Ok(p) => abs(&p),
+        Err(e) => {
+            eprintln!("nvplan: cannot find this executable, give --nvplan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let c = nvplan::fleet::slurm::Campaign {
+        plans: plans.iter().map(|p| abs(p)).collect(),
+        drives: o.drives,
+        results: abs(&o.results),
+        nvplan: nvplan_exe,
+        drive_list: o.drive_list.map(|l| abs(&l)),
+        cpus_per_task: workers,
+        max_parallel: o.max_parallel,
+        partition: o.partition,
+        time_limit: o.time_limit,
+        time_scale: o.time_scale,
+        seed: o.seed,
+        name: format!("nvplan-{}", names.join("-")),
+    };
+    match c.write() {
+        Ok(submit) => {
+            let cpus = if workers == 1 { "1 CPU".to_string() } else { format!("{workers} CPUs") };
+            println!("{}: {} tasks, {cpus} and one nvme GRES each; merged report in {}", submit.display(), c.drives, c.results.join("merged").display());
+            println!("submit: sh {}", submit.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nvplan: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Shows progress and keeps the report on disk up to date as the run goes.
 struct RunObserver<'a> {
     progress: Progress,
@@ -643,7 +753,17 @@ fn main() -> ExitCode {
             if target.len() > 1 {
                 return run_fleet(&plans, &target, out.as_deref(), seed, time_scale, share_cores);
             }
-            return run(&plans, target.first().map(String::as_str), out.as_deref(), seed, time_scale, quiet, &cpus);
+            // The drive a Slurm job was given, on the CPUs it was given.
+            let (target, cpus) = match target.first().map(|t| (t, nvplan::fleet::slurm::allocation(t))) {
+                Some((_, Ok(Some(a)))) => (Some(a.target), if cpus.is_empty() { a.cpus } else { cpus }),
+                Some((t, Ok(None))) => (Some(t.clone()), cpus),
+                Some((_, Err(e))) => {
+                    eprintln!("nvplan: {e}");
+                    return ExitCode::from(2);
+                }
+                None => (None, cpus),
+            };
+            return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale, quiet, &cpus);
         }
         Cmd::Report { dirs, out, merge: true } => return merge_cmd(&dirs, out.as_deref()),
         Cmd::Report { dirs, out, merge: false } => report_cmd(&dirs, out.as_deref()),
@@ -651,6 +771,10 @@ fn main() -> ExitCode {
         Cmd::Bind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, true),
         Cmd::Unbind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, false),
         Cmd::ImportFio { jobfiles, out, target } => return import_fio(&jobfiles, out.as_deref(), target.as_deref()),
+        Cmd::Slurm { plans, drives, results, drive_list, max_parallel, partition, time_limit, time_scale, seed, nvplan } => {
+            let opts = SlurmOpts { drives, results, drive_list, max_parallel, partition, time_limit, time_scale, seed, nvplan };
+            return slurm_cmd(&plans, opts);
+        }
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));
             Ok(true)

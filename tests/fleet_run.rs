@@ -127,3 +127,35 @@ fn more_workers_than_cpus_are_refused_before_anything_runs() {
     assert!(e.contains(&format!("2 drives need {} CPUs", 2 * n)) && e.contains("--share-cores"), "{e}");
     assert!(!out.exists(), "nothing ran");
 }
+
+#[test]
+fn slurm_writes_a_campaign_and_its_task_side_needs_a_slurm_job() {
+    let base = out_dir("slurm");
+    let plan = plan(&base, 3, 1.0);
+    let results = base.join("results");
+    let o = nvplan().args(["slurm", plan.to_str().unwrap(), "--drives", "5", "--results", results.to_str().unwrap(), "--max-parallel", "2"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let campaign = std::fs::read_to_string(results.join("campaign.sbatch")).unwrap();
+    assert!(campaign.contains("#SBATCH --array=0-4%2\n") && campaign.contains("#SBATCH --cpus-per-task=3\n"), "{campaign}");
+    assert!(campaign.contains(&format!(" run {} --target slurm ", plan.display())), "{campaign}");
+    let merge = std::fs::read_to_string(results.join("merge.sbatch")).unwrap();
+    assert!(merge.contains(&format!("report --merge {}/task-{{0..4}} --out {}/merged", results.display(), results.display())), "{merge}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(results.join("submit.sh")).unwrap().permissions().mode() & 0o111, 0o111);
+    assert!(results.join("logs").is_dir());
+    // The task side outside a Slurm job: a clear error, nothing run.
+    let o = nvplan()
+        .args(["run", plan.to_str().unwrap(), "--target", "slurm", "--out", base.join("task").to_str().unwrap()])
+        .env_remove("SLURM_JOB_ID")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not inside a Slurm job (SLURM_JOB_ID is not set)"), "{}", String::from_utf8_lossy(&o.stderr));
+    // An invalid plan is refused before any script is written.
+    let bad = base.join("bad.yaml");
+    std::fs::write(&bad, "name: bad\nphases: [{name: a, ioworkers: [{qdepth: 0}]}]\n").unwrap();
+    let o = nvplan().args(["slurm", bad.to_str().unwrap(), "--drives", "2", "--results", base.join("bad").to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.yaml:2:41: qdepth: 0"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!base.join("bad").exists());
+}

@@ -5,11 +5,13 @@
 //!   run with its origin, sums over all runs and by drive model and firmware.
 //! - [`output`]: the merged report's files.
 //! - [`local`]: several drives of one host, a process each, with CPUs of their own.
+//! - [`slurm`]: campaigns as Slurm job arrays, and the drive of a task's allocation.
 
 pub mod charts;
 pub mod local;
 pub mod merge;
 pub mod output;
+pub mod slurm;
 
 pub use merge::{Merged, Status, merge};
 
