@@ -144,6 +144,41 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         nvplan: Option<PathBuf>,
     },
+    /// Writes the manifests of a campaign on Kubernetes into OUT: campaign.yaml (the plan as
+    /// a ConfigMap and an Indexed Job, one pod per drive, each given one drive by the device
+    /// plugin and writing /results/task-<index>), merge.yaml (the Job that merges them into
+    /// /results/merged) and device-plugin.yaml (the SR-IOV device plugin's configuration).
+    Kube {
+        /// Plan file.
+        plan: PathBuf,
+        /// Drives: one pod each.
+        #[arg(long)]
+        drives: usize,
+        /// Container image with nvplan on its PATH.
+        #[arg(long)]
+        image: String,
+        /// PersistentVolumeClaim (ReadWriteMany) mounted at /results in every pod.
+        #[arg(long)]
+        results_claim: String,
+        /// Directory the manifests are written to.
+        #[arg(long)]
+        out: PathBuf,
+        /// Name of the Jobs (default: the plan's name, as a DNS label).
+        #[arg(long)]
+        name: Option<String>,
+        /// Namespace of the Jobs.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The device plugin's resource of a drive.
+        #[arg(long, default_value = "nvplan.io/nvme")]
+        resource: String,
+        /// Pods running at once (default: every drive).
+        #[arg(long)]
+        parallelism: Option<usize>,
+        /// Multiplies every duration of the plan.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+    },
     /// Writes a plan equivalent to fio job files: one ioworker per job and clone,
     /// stonewall and wait_for as phases, the job files' lines in comments. Options with no
     /// equivalent are warnings on stderr and comments in the plan; options whose loss would
@@ -572,6 +607,67 @@ fn slurm_cmd(plans: &[PathBuf], o: SlurmOpts) -> ExitCode {
     }
 }
 
+/// What `nvplan kube` was given besides the plan and the output directory.
+struct KubeOpts {
+    drives: usize,
+    image: String,
+    results_claim: String,
+    name: Option<String>,
+    namespace: String,
+    resource: String,
+    parallelism: Option<usize>,
+    time_scale: f64,
+}
+
+/// `nvplan kube`: checks the plan, writes the campaign's manifests.
+fn kube_cmd(path: &Path, out: &Path, o: KubeOpts) -> ExitCode {
+    let checked = plan::load(path).and_then(|p| {
+        let cfg = plan::sim_config(&p, None).map_err(|e| vec![e])?;
+        plan::expand(&p, &plan::Limits::from_sim(&cfg), None, o.time_scale).map(|r| (p, r))
+    });
+    let (p, runs) = match checked {
+        Ok(x) => x,
+        Err(errors) => {
+            errors.iter().for_each(|e| eprintln!("{e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("nvplan: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let file = path.file_name().map_or_else(|| "plan.yaml".into(), |f| f.to_string_lossy().into_owned());
+    let c = nvplan::fleet::kube::KubeCampaign {
+        name: o.name.unwrap_or_else(|| report::charts::slug(&p.plan.name)),
+        namespace: o.namespace,
+        plan: (file, text),
+        drives: o.drives,
+        parallelism: o.parallelism.unwrap_or(o.drives),
+        image: o.image,
+        resource: o.resource,
+        results_claim: o.results_claim,
+        cpus: runs.iter().map(|r| r.workers.len()).max().unwrap_or(1),
+        time_scale: o.time_scale,
+    };
+    if let Err(e) = c.check() {
+        eprintln!("nvplan: {e}");
+        return ExitCode::from(2);
+    }
+    for (name, yaml) in c.manifests() {
+        match report::write_atomic(out, name, yaml.as_bytes()) {
+            Ok(p) => println!("{}", p.display()),
+            Err(e) => {
+                eprintln!("nvplan: {}: {e}", out.join(name).display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Shows progress and keeps the report on disk up to date as the run goes.
 struct RunObserver<'a> {
     progress: Progress,
@@ -774,6 +870,10 @@ fn main() -> ExitCode {
         Cmd::Slurm { plans, drives, results, drive_list, max_parallel, partition, time_limit, time_scale, seed, nvplan } => {
             let opts = SlurmOpts { drives, results, drive_list, max_parallel, partition, time_limit, time_scale, seed, nvplan };
             return slurm_cmd(&plans, opts);
+        }
+        Cmd::Kube { plan, drives, image, results_claim, out, name, namespace, resource, parallelism, time_scale } => {
+            let k = KubeOpts { drives, image, results_claim, name, namespace, resource, parallelism, time_scale };
+            return kube_cmd(&plan, &out, k);
         }
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));

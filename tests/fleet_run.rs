@@ -159,3 +159,68 @@ fn slurm_writes_a_campaign_and_its_task_side_needs_a_slurm_job() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.yaml:2:41: qdepth: 0"), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!base.join("bad").exists());
 }
+
+/// The YAML documents of a manifest file, as JSON values.
+fn yaml_docs(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split("\n---\n").map(|d| serde_saphyr::from_str::<serde_json::Value>(d).unwrap_or_else(|e| panic!("{}: {e}\n{d}", path.display()))).collect()
+}
+
+#[test]
+fn kube_writes_an_indexed_job_of_a_pod_per_drive_and_a_merge_of_every_index() {
+    let base = out_dir("kube");
+    let plan = plan(&base, 2, 1.0);
+    let out = base.join("manifests");
+    let args = [
+        "kube",
+        plan.to_str().unwrap(),
+        "--drives",
+        "12",
+        "--image",
+        "registry.example/nvplan:1",
+        "--results-claim",
+        "qual",
+        "--out",
+        out.to_str().unwrap(),
+        "--parallelism",
+        "4",
+    ];
+    let o = nvplan().args(args).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let docs = yaml_docs(&out.join("campaign.yaml"));
+    let (cm, job) = (&docs[0], &docs[1]);
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["data"]["plan.yaml"].as_str().unwrap(), std::fs::read_to_string(&plan).unwrap(), "the plan as written");
+    let spec = &job["spec"];
+    assert_eq!(
+        (job["kind"].as_str(), spec["completionMode"].as_str(), spec["completions"].as_u64(), spec["parallelism"].as_u64()),
+        (Some("Job"), Some("Indexed"), Some(12), Some(4))
+    );
+    assert_eq!((spec["backoffLimitPerIndex"].as_u64(), spec["maxFailedIndexes"].as_u64()), (Some(0), Some(12)), "a failed drive fails its index alone");
+    let c = &spec["template"]["spec"]["containers"][0];
+    assert_eq!(c["resources"]["limits"]["nvplan.io/nvme"], "1");
+    assert_eq!(c["resources"]["limits"]["cpu"], "2", "a CPU per worker");
+    assert_eq!(
+        c["args"][0],
+        "exec nvplan run /plan/plan.yaml --target \"vfio:$PCIDEVICE_NVPLAN_IO_NVME\" --out \"/results/task-$JOB_COMPLETION_INDEX\" --quiet"
+    );
+    assert_eq!(spec["template"]["spec"]["volumes"][1]["persistentVolumeClaim"]["claimName"], "qual");
+    let merge = &yaml_docs(&out.join("merge.yaml"))[0];
+    assert_eq!(
+        merge["spec"]["template"]["spec"]["containers"][0]["args"][0],
+        "exec nvplan report --merge $(seq -f /results/task-%g 0 11) --out /results/merged"
+    );
+    let plugin = &yaml_docs(&out.join("device-plugin.yaml"))[0];
+    let cfg: serde_json::Value = serde_json::from_str(plugin["data"]["config.json"].as_str().unwrap()).unwrap();
+    let r = &cfg["resourceList"][0];
+    assert_eq!(
+        (r["resourcePrefix"].as_str(), r["resourceName"].as_str(), r["selectors"]["drivers"][0].as_str()),
+        (Some("nvplan.io"), Some("nvme"), Some("vfio-pci"))
+    );
+    // A name Kubernetes would refuse is refused here.
+    let mut bad = args.to_vec();
+    bad.extend(["--name", "Qual_1"]);
+    let o = nvplan().args(bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--name Qual_1: Kubernetes wants a DNS label"));
+}

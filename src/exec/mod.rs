@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::driver::{Controller, ControllerOptions};
-use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, available_cpus, code};
+use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, code};
 use crate::plan::{EventRun, LoadedPlan, PhaseRun};
 use crate::transport::SharedTransport;
 
@@ -249,7 +249,8 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
     let (stop, time_scale) = (opts.stop, opts.time_scale);
     let start_s = plan_start.elapsed().as_secs_f64();
     let gate = Arc::new(StartGate::default());
-    let cpus = available_cpus().max(1);
+    // Worker i on the i-th CPU this process may run on (a container's or a job's cpuset).
+    let allowed = crate::util::cpus::host_cpus();
     let mut slots = Vec::new();
     let mut cpu_ids = Vec::new();
     for (i, w) in pr.workers.iter().enumerate() {
@@ -257,7 +258,7 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
         // Every worker thread is pinned: to its cpu_id, or one core each in turn; within
         // the run's own CPUs when it has some.
         cfg.cpu_id = Some(match opts.cpus {
-            [] => cfg.cpu_id.unwrap_or(i % cpus),
+            [] => cfg.cpu_id.unwrap_or(allowed[i % allowed.len()]),
             set => set[cfg.cpu_id.unwrap_or(i) % set.len()],
         });
         cpu_ids.push(cfg.cpu_id);

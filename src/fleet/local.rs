@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+pub use crate::util::cpus::{host_cpus, parse_cpus};
+
 /// A drive of a fleet run: its target and where its runs go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drive {
@@ -70,38 +72,6 @@ pub fn assign_cpus(need: &[usize], cpus: &[usize], share: bool) -> Result<Vec<Ve
                 .collect()
         })
         .collect())
-}
-
-/// Parses a CPU list: `0,2,4-7`.
-pub fn parse_cpus(text: &str) -> Result<Vec<usize>, String> {
-    let mut out = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("--cpus {text}: `{s}` is not a CPU number (write e.g. 0,2,4-7)"));
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b {
-                    return Err(format!("--cpus {text}: the range {part} runs backwards"));
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(num(part)?),
-        }
-    }
-    if out.is_empty() {
-        return Err(format!("--cpus {text}: no CPU given"));
-    }
-    Ok(out)
-}
-
-/// The CPUs this process may run on, in order.
-pub fn host_cpus() -> Vec<usize> {
-    // The affinity list in /proc names the CPUs a job scheduler left us.
-    let allowed = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_string())))
-        .and_then(|v| parse_cpus(&v).ok());
-    allowed.unwrap_or_else(|| (0..crate::ioworker::available_cpus()).collect())
 }
 
 /// What a fleet run is asked to do.
@@ -248,14 +218,6 @@ mod tests {
             "{e}"
         );
         assert_eq!(assign_cpus(&[1, 1, 1, 1], &[4, 5], true).unwrap(), vec![vec![4], vec![5], vec![4], vec![5]]);
-    }
-
-    #[test]
-    fn cpu_lists_parse_like_the_kernels() {
-        assert_eq!(parse_cpus("0,2,4-6").unwrap(), vec![0, 2, 4, 5, 6]);
-        assert!(parse_cpus("3-1").unwrap_err().contains("backwards"));
-        assert!(parse_cpus("a").unwrap_err().contains("`a` is not a CPU number"));
-        assert!(!host_cpus().is_empty());
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! - [`output`]: the merged report's files.
 //! - [`local`]: several drives of one host, a process each, with CPUs of their own.
 //! - [`slurm`]: campaigns as Slurm job arrays, and the drive of a task's allocation.
+//! - [`kube`]: campaigns as Kubernetes Indexed Jobs.
 
 pub mod charts;
+pub mod kube;
 pub mod local;
 pub mod merge;
 pub mod output;

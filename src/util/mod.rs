@@ -1,5 +1,6 @@
 //! Small helpers shared by several layers.
 
+pub mod cpus;
 pub mod rng;
 pub mod units;
 
