@@ -62,6 +62,8 @@ enum Cmd {
         /// `vfio:<PCI address or serial>` (a function bound with `nvplan bind`). Given
         /// several times, the plans run on every drive at once, each in a process of its
         /// own with CPUs of its own, into OUT/<target>/, with a merged report in OUT.
+        /// Selectors: `vfio:all` (every NVMe function on vfio-pci), `list:FILE` (a target
+        /// per line); `slurm[:FILE]` inside a Slurm job (the drive it was given).
         #[arg(long)]
         target: Vec<String>,
         /// Output directory (default: reports/<plan name>, or reports/ for several plans).
@@ -841,6 +843,13 @@ fn main() -> ExitCode {
         Cmd::Run { plans, target, out, seed, time_scale, quiet, cpus, share_cores } => {
             let cpus = match cpus.as_deref().map(nvplan::fleet::local::parse_cpus).transpose() {
                 Ok(c) => c.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("nvplan: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let target = match nvplan::fleet::local::expand_targets(&target, &nvplan::target::sysfs_root()) {
+                Ok(t) => t,
                 Err(e) => {
                     eprintln!("nvplan: {e}");
                     return ExitCode::from(2);

@@ -94,7 +94,7 @@ fn four_targets_run_four_drives_and_a_killed_drive_is_incomplete_in_the_merge() 
 }
 
 #[test]
-fn each_drive_runs_on_cpus_of_its_own() {
+fn each_drive_of_a_list_runs_on_cpus_of_its_own() {
     let cpus = fleet::local::host_cpus();
     if cpus.len() < 2 {
         eprintln!("skipped: one CPU, nothing to split");
@@ -103,10 +103,10 @@ fn each_drive_runs_on_cpus_of_its_own() {
     let base = out_dir("cpus");
     let plan = plan(&base, 1, 0.3);
     let out = base.join("out");
-    let o = nvplan()
-        .args(["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--target", "sim:serial=X", "--target", "sim:serial=Y"])
-        .output()
-        .unwrap();
+    // The drives from a list file.
+    let list = base.join("drives");
+    std::fs::write(&list, "# two simulated drives\nsim:serial=X\n\nsim:serial=Y  # the second\n").unwrap();
+    let o = nvplan().args(["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--target", &format!("list:{}", list.display())]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let cpu = |d: &str| report::read_summary(&out.join(d)).unwrap().phases[0].workers[0].cpu_id;
     assert_eq!((cpu("sim-serial-x"), cpu("sim-serial-y")), (Some(cpus[0]), Some(cpus[1])));

@@ -74,6 +74,38 @@ pub fn assign_cpus(need: &[usize], cpus: &[usize], share: bool) -> Result<Vec<Ve
         .collect())
 }
 
+/// The targets of a list file: one a line; blank lines and `#` comments are skipped.
+pub fn target_list(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).map(String::from).collect())
+}
+
+/// `--target` values with the selectors expanded: `list:FILE` is every target of the file
+/// ([`target_list`]), `vfio:all` every NVMe function bound to vfio-pci (under the sysfs
+/// root `root`); other targets stay as they are.
+pub fn expand_targets(targets: &[String], root: &Path) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for t in targets {
+        if let Some(file) = t.strip_prefix("list:") {
+            let listed = target_list(Path::new(file)).map_err(|e| format!("--target {t}: {e}"))?;
+            if listed.is_empty() {
+                return Err(format!("--target {t}: the list names no target (a target per line, e.g. vfio:0000:01:00.0 or sim:serial=A)"));
+            }
+            out.extend(listed);
+        } else if t == "vfio:all" {
+            let funcs = crate::devices::scan(root).map_err(|e| format!("--target {t}: {e}"))?;
+            let on_vfio: Vec<String> = funcs.iter().filter(|f| f.driver.as_deref() == Some("vfio-pci")).map(|f| format!("vfio:{}", f.address)).collect();
+            if on_vfio.is_empty() {
+                return Err(format!("--target {t}: no NVMe function is bound to vfio-pci ({} found); move them with `nvplan bind ADDR...`", funcs.len()));
+            }
+            out.extend(on_vfio);
+        } else {
+            out.push(t.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// What a fleet run is asked to do.
 #[derive(Debug)]
 pub struct FleetRun<'a> {

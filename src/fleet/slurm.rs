@@ -47,13 +47,11 @@ pub fn gres_indexes(scontrol: &str, gres: &str) -> Result<Vec<usize>, String> {
     Err(format!("scontrol shows no {gres} allocated to this job: submit it with --gres={gres}:1 (`nvplan slurm` writes such a script)"))
 }
 
-/// The targets of a drive list: one a line, in the order of gres.conf's `File=` entries;
-/// blank lines and `#` comments are skipped.
+/// The targets of a drive list (see [`super::local::target_list`]), in the order of
+/// gres.conf's nvme `File=` entries.
 pub fn drive_list(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!("{}: {e} (the drive list: a target per line, e.g. vfio:0000:01:00.0, in the order of the nvme File= entries of gres.conf)", path.display())
-    })?;
-    Ok(text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).map(String::from).collect())
+    super::local::target_list(path)
+        .map_err(|e| format!("{e} (the drive list: a target per line, e.g. vfio:0000:01:00.0, in the order of the nvme File= entries of gres.conf)"))
 }
 
 /// The target of GRES index `index` in the drive list at `path`.
