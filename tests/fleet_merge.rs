@@ -174,6 +174,25 @@ fn merge_lists_failed_incomplete_and_missing_runs_and_exits_1() {
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testsuite ").count(), 6, "a suite per run");
     assert!(junit.contains("hostname=\"h\"") && junit.contains("missing run"), "{junit}");
+    // Well-formed, and the document's totals are its suites' sums.
+    let mut r = quick_xml::Reader::from_str(&junit);
+    let (mut top, mut suites) = (0, 0);
+    loop {
+        match r.read_event().expect("well-formed XML") {
+            quick_xml::events::Event::Eof => break,
+            quick_xml::events::Event::Start(e) if matches!(e.name().as_ref(), b"testsuites" | b"testsuite") => {
+                let tests: usize = e
+                    .attributes()
+                    .map(Result::unwrap)
+                    .find(|a| a.key.as_ref() == b"tests")
+                    .map(|a| String::from_utf8_lossy(&a.value).parse().unwrap())
+                    .unwrap();
+                if e.name().as_ref() == b"testsuites" { top = tests } else { suites += tests }
+            }
+            _ => {}
+        }
+    }
+    assert!(top > 6 && top == suites, "{top} vs {suites}");
     // A merged summary is not a run's: `nvplan report` on it says so.
     let o = nvplan(&["report", out.to_str().unwrap(), "--out", base.join("redraw").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));

@@ -163,6 +163,8 @@ fn terminate(child: &Child) {
 /// Returns how each process ended, in drive order, the final merge and the problems met
 /// writing it.
 pub fn run(f: &FleetRun<'_>, stop: &AtomicBool, log: &mut dyn Write) -> Result<(Vec<DriveEnd>, super::Merged, Vec<String>), String> {
+    // Found out now rather than after the drives ran.
+    super::output::check_out(&f.out)?;
     std::fs::create_dir_all(&f.out).map_err(|e| format!("{}: {e}", f.out.display()))?;
     let mut running: Vec<(usize, Child)> = Vec::new();
     let mut ends: Vec<Option<DriveEnd>> = f.drives.iter().map(|_| None).collect();

@@ -136,7 +136,7 @@ pub fn junit_xml(m: &Merged) -> String {
 }
 
 /// Refuses to merge into a directory that holds a run's own report.
-fn check_out(out: &Path) -> Result<(), String> {
+pub fn check_out(out: &Path) -> Result<(), String> {
     let s = out.join("summary.json");
     if s.is_file() {
         let text = std::fs::read_to_string(&s).unwrap_or_default();
@@ -162,7 +162,17 @@ pub fn write(m: &Merged, out: &Path) -> Result<(Vec<String>, Vec<String>), Strin
             Err(e) => problems.push(format!("{}: {e}", out.join(name).display())),
         }
     }
-    match super::charts::merge_charts(&out.join(crate::report::CHARTS_DIR), m) {
+    // Charts of an earlier merge here would be mistaken for this one's.
+    let charts = out.join(crate::report::CHARTS_DIR);
+    if let Ok(entries) = std::fs::read_dir(&charts) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("merge-") && name.ends_with(".png") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    match super::charts::merge_charts(&charts, m) {
         Ok(paths) => files.extend(paths.iter().filter_map(|p| p.file_name()).map(|f| format!("{}/{}", crate::report::CHARTS_DIR, f.to_string_lossy()))),
         Err(e) => problems.push(format!("merge charts: {e}")),
     }
