@@ -126,6 +126,11 @@ fn more_workers_than_cpus_are_refused_before_anything_runs() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains(&format!("2 drives need {} CPUs", 2 * n)) && e.contains("--share-cores"), "{e}");
     assert!(!out.exists(), "nothing ran");
+    // A target that names nothing is refused before anything runs, too.
+    let o = nvplan().args(["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--target", "sim:serial=X", "--target", "nvme0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--target nvme0: unknown target `nvme0`"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.exists(), "nothing ran");
 }
 
 #[test]

@@ -28,6 +28,11 @@ pub fn run_fleet(plans: &[PathBuf], targets: &[String], out: Option<&Path>, seed
         };
         names.push(p.plan.name.clone());
         for (t, n) in targets.iter().zip(need.iter_mut()) {
+            if let Err(e) = plan::parse_target(t) {
+                eprintln!("nvplan: --target {t}: {e}");
+                invalid = true;
+                continue;
+            }
             // Workers are counted against the simulator's limits: a drive is opened by its
             // own process only, which checks the plan against the drive itself.
             let expanded = plan::sim_config(&p, Some(t)).map_err(|e| vec![e]).and_then(|cfg| plan::expand(&p, &plan::Limits::from_sim(&cfg), seed, time_scale));
