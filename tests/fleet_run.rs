@@ -229,3 +229,33 @@ fn kube_writes_an_indexed_job_of_a_pod_per_drive_and_a_merge_of_every_index() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--name Qual_1: Kubernetes wants a DNS label"));
 }
+
+#[test]
+fn sigterm_to_a_fleet_run_stops_every_drive_with_its_report_written() {
+    let base = out_dir("sigterm");
+    let plan = plan(&base, 1, 20.0);
+    let out = base.join("out");
+    let child = nvplan()
+        .args(["run", plan.to_str().unwrap(), "--out", out.to_str().unwrap(), "--share-cores", "--target", "sim:serial=P", "--target", "sim:serial=Q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let firsts = [out.join("sim-serial-p/summary.json"), out.join("sim-serial-q/summary.json")];
+    let t = Instant::now();
+    while !firsts.iter().all(|f| f.exists()) && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(15), "stopped long before the plan's 20 s");
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = fleet::merge(std::slice::from_ref(&out));
+    assert_eq!((m.counts.incomplete, m.runs.len()), (2, 2));
+    for d in ["sim-serial-p", "sim-serial-q"] {
+        let s = report::read_summary(&out.join(d)).unwrap();
+        assert_eq!((s.outcome, s.complete), (Outcome::Interrupted, false), "{d}");
+        assert!(s.phases[0].workers[0].result.io_count() > 0, "{d}: what it measured is kept");
+    }
+}
