@@ -15,6 +15,7 @@ pub mod ioworker;
 pub mod metamode;
 pub mod nvme;
 pub mod plan;
+pub mod power;
 pub mod progress;
 pub mod report;
 pub mod sim;

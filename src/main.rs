@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand};
 
 use nvplan::driver::{Controller, ControllerOptions};
+use nvplan::power::{SharedSwitch, SwitchContext, SwitchSpec};
 use nvplan::progress::Progress;
 use nvplan::transport::SharedTransport;
 use nvplan::util::units::parse_size;
@@ -54,6 +55,11 @@ enum Cmd {
         /// `sim:<options>` or `vfio:<PCI address or serial>`.
         #[arg(long)]
         target: Option<String>,
+        /// The drive's power switch (overrides the plans' `target: {power: ...}`):
+        /// `command:off=CMD,on=CMD[,status=CMD][,timeout=30s]`, `slot[:NAME]`,
+        /// `quarch:HOST[:PORT][,module=N]` or `suspend`; docs/power.md.
+        #[arg(long, value_name = "SWITCH")]
+        power: Option<String>,
     },
     /// Runs plans: phases of ioworkers with timed events, checked against their
     /// expectations; leaves OUT/summary.json (OUT/<plan name>/summary.json for several
@@ -71,6 +77,13 @@ enum Cmd {
         /// per line); `slurm[:FILE]` inside a Slurm job (the drive it was given).
         #[arg(long)]
         target: Vec<String>,
+        /// The drive's power switch, for power_cycle events (overrides the plans'
+        /// `target: {power: ...}`): `command:off=CMD,on=CMD[,status=CMD][,timeout=30s]`,
+        /// `slot[:NAME]`, `quarch:HOST[:PORT][,module=N]` or `suspend`; any may add
+        /// `ready=DURATION`. docs/power.md has an example of each. One drive's: not with
+        /// several --target.
+        #[arg(long, value_name = "SWITCH")]
+        power: Option<String>,
         /// Output directory (default: reports/<plan name>, or reports/ for several plans).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -261,14 +274,32 @@ fn open(target: &str) -> Result<SharedTransport, String> {
     nvplan::target::open(&t)
 }
 
-/// What plan `p` is checked against before it runs, on target `t`: the simulator's limits
-/// from its configuration; a real function is opened and asked, and stays open for the run.
-fn limits_of(p: &plan::LoadedPlan, t: &plan::Target) -> Result<(plan::Limits, Option<SharedTransport>), Vec<plan::PlanError>> {
+/// A drive opened before its plan runs, with its power switch.
+type Opened = (SharedTransport, Option<SharedSwitch>);
+
+/// What plan `p` is checked against before it runs, on target `t` with switch `power`: the
+/// simulator's limits from its configuration; a real function is opened and asked, and
+/// stays open (with its switch) for the run.
+fn limits_of(p: &plan::LoadedPlan, t: &plan::Target, power: Option<&SwitchSpec>) -> Result<(plan::Limits, Option<Opened>), Vec<plan::PlanError>> {
+    if matches!(t, plan::Target::Vfio(_)) && power.is_none() {
+        let refused = plan::power_events_without_switch(p);
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+    }
     let opened = match t {
         plan::Target::Sim(cfg) => return Ok((plan::Limits::from_sim(cfg), None)),
         plan::Target::Vfio(_) => nvplan::target::open(t).and_then(|tr| {
+            let switch = match power {
+                Some(spec) => {
+                    let ctx = SwitchContext { root: nvplan::target::sysfs_root(), address: tr.pci_address() };
+                    Some(spec.open(&ctx).map_err(|e| format!("{}: power switch: {e}", tr.describe()))?)
+                }
+                None => None,
+            };
             let ctrl = Controller::new(tr.clone(), ControllerOptions::default()).map_err(|e| format!("{}: {e}", tr.describe()))?;
-            Ok((plan::Limits::from_controller(&ctrl), Some(tr)))
+            ctrl.set_power_switch(switch.clone());
+            Ok((plan::Limits::from_controller(&ctrl), Some((tr, switch))))
         }),
     };
     opened.map_err(|message| vec![plan::PlanError { file: p.file.clone(), line: 1, col: 1, field: "target".into(), message }])
@@ -301,18 +332,25 @@ fn smoke(target: &str, out: &std::path::Path, size: &str, seed: u64) -> Result<b
 
 /// Every error of every plan goes to stderr, one per line; 0 when all plans are valid, 2
 /// otherwise.
-fn validate(plans: &[PathBuf], target: Option<&str>) -> ExitCode {
+fn validate(plans: &[PathBuf], target: Option<&str>, power: Option<&str>) -> ExitCode {
     if let Some(t) = target
         && let Err(e) = plan::parse_target(t)
     {
         eprintln!("nvplan: --target {t}: {e}");
         return ExitCode::from(2);
     }
+    if let Some(p) = power
+        && let Err(e) = SwitchSpec::parse(p)
+    {
+        eprintln!("nvplan: --power {p}: {e}");
+        return ExitCode::from(2);
+    }
     let mut all_ok = true;
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
             let t = plan::target(&p, target).map_err(|e| vec![e])?;
-            let (limits, _) = limits_of(&p, &t)?;
+            let sw = plan::power(&p, &t, target, power).map_err(|e| vec![e])?;
+            let (limits, _) = limits_of(&p, &t, sw.as_ref())?;
             let runs = plan::expand(&p, &limits, None, 1.0)?;
             Ok(runs)
         });
@@ -392,14 +430,23 @@ fn import_fio(files: &[PathBuf], out: Option<&Path>, target: Option<&str>) -> Ex
 /// one ends the process at once.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option<u64>, time_scale: f64, quiet: bool, cpus: &[usize]) -> ExitCode {
+fn run(
+    plans: &[PathBuf],
+    target: Option<&str>,
+    power: Option<&str>,
+    out: Option<&Path>,
+    (seed, time_scale): (Option<u64>, f64),
+    quiet: bool,
+    cpus: &[usize],
+) -> ExitCode {
     // Every plan is checked before anything runs.
     let mut loaded = Vec::new();
     let mut invalid = false;
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
             let t = plan::target(&p, target).map_err(|e| vec![e])?;
-            let (limits, open) = limits_of(&p, &t)?;
+            let sw = plan::power(&p, &t, target, power).map_err(|e| vec![e])?;
+            let (limits, open) = limits_of(&p, &t, sw.as_ref())?;
             let runs = plan::expand(&p, &limits, seed, time_scale)?;
             Ok((p, (t, open), runs, path.clone()))
         });
@@ -444,12 +491,12 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
         }
         let ran_with = format!("the plan {} as it ran: seed {}, --time-scale {time_scale}; durations as written", p.file, seed.or(p.plan.seed).unwrap_or(1));
         rep.resolved_plan(&plan::resolved(p, &runs, seed.or(p.plan.seed).unwrap_or(1)), &ran_with);
-        let transport = match open {
-            Some(tr) => Ok(tr),
-            None => nvplan::target::open(&t),
+        let (transport, switch) = match open {
+            Some((tr, sw)) => (Ok(tr), sw),
+            None => (nvplan::target::open(&t), None),
         };
         // A panic of nvplan's own still ends in a report that says the run failed.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_one(p, transport, (seed, time_scale), cpus, &mut rep, quiet)));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_one(p, transport, switch, (seed, time_scale), cpus, &mut rep, quiet)));
         let summary = ran.unwrap_or_else(|panic| exec::crashed(p, report::read_summary(rep.dir()).ok(), seed, time_scale, &*panic));
         all_ok &= summary.outcome == exec::Outcome::Pass;
         if let Some(e) = &summary.error {
@@ -501,13 +548,14 @@ impl exec::Observer for RunObserver<'_> {
 fn run_one(
     p: &plan::LoadedPlan,
     transport: Result<SharedTransport, String>,
+    switch: Option<SharedSwitch>,
     (seed, time_scale): (Option<u64>, f64),
     cpus: &[usize],
     rep: &mut report::Report,
     quiet: bool,
 ) -> exec::Summary {
     let mut obs = RunObserver { progress: Progress::new(quiet), report: rep };
-    let s = exec::run_plan_on(p, transport, seed, time_scale, cpus, &STOP, &mut obs);
+    let s = exec::run_plan_on(p, transport, switch, (seed, time_scale), cpus, &STOP, &mut obs);
     obs.progress.finish();
     s
 }
@@ -616,8 +664,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
-        Cmd::Validate { plans, target } => return validate(&plans, target.as_deref()),
-        Cmd::Run { plans, target, out, seed, time_scale, quiet, cpus, share_cores } => {
+        Cmd::Validate { plans, target, power } => return validate(&plans, target.as_deref(), power.as_deref()),
+        Cmd::Run { plans, target, power, out, seed, time_scale, quiet, cpus, share_cores } => {
             let cpus = match cpus.as_deref().map(nvplan::fleet::local::parse_cpus).transpose() {
                 Ok(c) => c.unwrap_or_default(),
                 Err(e) => {
@@ -633,6 +681,14 @@ fn main() -> ExitCode {
                 }
             };
             if target.len() > 1 {
+                if power.is_some() {
+                    // A switch belongs to its drive.
+                    eprintln!(
+                        "nvplan: --power names the power switch of one drive, and {} targets were given: run a drive that needs a switch in a run of its own",
+                        target.len()
+                    );
+                    return ExitCode::from(2);
+                }
                 return run_fleet(&plans, &target, out.as_deref(), seed, time_scale, share_cores);
             }
             // The drive a Slurm job was given, on the CPUs it was given.
@@ -645,7 +701,7 @@ fn main() -> ExitCode {
                 }
                 None => (None, cpus),
             };
-            return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale, quiet, &cpus);
+            return run(&plans, target.as_deref(), power.as_deref(), out.as_deref(), (seed, time_scale), quiet, &cpus);
         }
         Cmd::Report { dirs, out, merge: true } => return merge_cmd(&dirs, out.as_deref()),
         Cmd::Report { dirs, out, merge: false } => report_cmd(&dirs, out.as_deref()),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::driver::{Controller, ControllerOptions};
 use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, code};
 use crate::plan::{EventRun, LoadedPlan, PhaseRun};
+use crate::power::SharedSwitch;
 use crate::transport::SharedTransport;
 
 pub use summary::{Check, Device, EventSummary, Identity, Latency, Outcome, PhaseSummary, STANDARD_PERCENTILES, Summary, WorkerSummary};
@@ -89,15 +90,28 @@ pub fn run_plan(
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Summary {
-    run_plan_on(plan, transport, seed, time_scale, &[], stop, observer)
+    run_plan_on(plan, transport, None, (seed, time_scale), &[], stop, observer)
 }
 
-/// [`run_plan`] with the workers pinned to `cpus` (see [`RunOptions::cpus`]).
+/// [`run_plan`] with the drive's power switch (`None`: the transport's own, if any).
+pub fn run_plan_with(
+    plan: &LoadedPlan,
+    transport: Result<SharedTransport, String>,
+    switch: Option<SharedSwitch>,
+    seed: Option<u64>,
+    time_scale: f64,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Summary {
+    run_plan_on(plan, transport, switch, (seed, time_scale), &[], stop, observer)
+}
+
+/// [`run_plan_with`] with the workers pinned to `cpus` (see [`RunOptions::cpus`]).
 pub fn run_plan_on(
     plan: &LoadedPlan,
     transport: Result<SharedTransport, String>,
-    seed: Option<u64>,
-    time_scale: f64,
+    switch: Option<SharedSwitch>,
+    (seed, time_scale): (Option<u64>, f64),
     cpus: &[usize],
     stop: &AtomicBool,
     observer: &mut dyn Observer,
@@ -112,6 +126,7 @@ pub fn run_plan_on(
         Ok(c) => c,
         Err(e) => return failed(format!("the controller does not come up: {e}")),
     };
+    ctrl.set_power_switch(switch);
     // The controller's own limits are the final word.
     let runs = match crate::plan::expand(plan, &crate::plan::Limits::from_controller(&ctrl), seed, time_scale) {
         Ok(r) => r,
@@ -325,7 +340,8 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
         .collect();
     // A worker stopped by a planned reset or power loss (on_reset: stop) did what the
     // plan asked.
-    let stopping = fired.iter().find(|e| (e.kind == "reset" || e.kind == "power_cycle") && e.outcome != Outcome::Skipped).map(|e| e.name.clone());
+    let stopping =
+        fired.iter().find(|e| (e.kind == "reset" || e.kind == "power_cycle" || e.kind == "pcie") && e.outcome != Outcome::Skipped).map(|e| e.name.clone());
     let mut workers = Vec::new();
     for ((w, r), cpu) in pr.workers.iter().zip(results).zip(cpu_ids) {
         let lba_size = ctrl.namespace(w.nsid).map_or(512, |n| n.lba_size());
@@ -456,6 +472,9 @@ fn timeline(ctrl: &Controller, evs: &[EventRun], t0: Instant, cancel: &AtomicBoo
         summary.status = done.status;
         summary.cdw0 = done.cdw0;
         summary.error = done.error;
+        if let Some(d) = done.detail {
+            summary.detail = format!("{}; {d}", summary.detail);
+        }
         summary.outcome = Outcome::of(done.ok);
         out.push(summary);
     }
