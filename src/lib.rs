@@ -10,6 +10,7 @@ pub mod devices;
 pub mod driver;
 pub mod exec;
 pub mod fio;
+pub mod fleet;
 pub mod ioworker;
 pub mod metamode;
 pub mod nvme;

@@ -406,13 +406,15 @@ fn interrupted_report_is_complete_so_far(out: &Path) {
         let text = std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         ::csv::Reader::from_reader(text.as_bytes()).records().map(|r| r.unwrap()).collect()
     };
+    // Every row starts with the run's identity columns.
+    let id = nvplan::exec::Identity::COLUMNS.len();
     let w = rows("workers.csv");
-    assert_eq!((w.len(), &w[0][1], &w[0][4]), (1, "minute", "interrupted"), "the interrupted phase's worker");
+    assert_eq!((w.len(), &w[0][id + 1], &w[0][id + 4]), (1, "minute", "interrupted"), "the interrupted phase's worker");
     let ts = rows("io_per_second.csv");
-    assert!(ts.len() >= 2 && ts.iter().all(|r| &r[1] == "minute"), "{} samples", ts.len());
+    assert!(ts.len() >= 2 && ts.iter().all(|r| &r[id + 1] == "minute"), "{} samples", ts.len());
     assert!(!rows("latency_percentiles.csv").is_empty() && !rows("latency_histogram.csv").is_empty());
     let ev = rows("events.csv");
-    assert_eq!((&ev[0][2], &ev[0][12]), ("reset", "skipped"));
+    assert_eq!((&ev[0][id + 2], &ev[0][id + 12]), ("reset", "skipped"));
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("name=\"run: complete\"") && junit.contains("interrupted after"), "{junit}");
     assert!(junit.contains("<skipped message="), "the phase never reached");

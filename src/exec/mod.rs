@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::driver::{Controller, ControllerOptions};
-use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, available_cpus, code};
+use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, code};
 use crate::plan::{EventRun, LoadedPlan, PhaseRun};
 use crate::power::SharedSwitch;
 use crate::transport::SharedTransport;
 
-pub use summary::{Check, Device, EventSummary, Latency, Outcome, PhaseSummary, STANDARD_PERCENTILES, Summary, WorkerSummary};
+pub use summary::{Check, Device, EventSummary, Identity, Latency, Outcome, PhaseSummary, STANDARD_PERCENTILES, Summary, WorkerSummary};
 
 /// What a running plan tells its caller: progress displays and report writers.
 pub trait Observer {
@@ -72,6 +72,10 @@ pub struct RunOptions<'a> {
     /// Set to stop the run (Ctrl-C, SIGTERM): workers are stopped, pending events
     /// skipped, and the summary is marked interrupted.
     pub stop: &'a AtomicBool,
+    /// The CPUs this run's workers are pinned to: worker `i` (or the worker with `cpu_id:
+    /// i`) to `cpus[i % len]`. Empty: every CPU of the host, worker `i` on CPU `i`. Runs of
+    /// several drives on one host get disjoint sets.
+    pub cpus: &'a [usize],
 }
 
 /// Runs a loaded plan from the start on the controller behind `transport`: brings it up,
@@ -86,7 +90,7 @@ pub fn run_plan(
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Summary {
-    run_plan_with(plan, transport, None, seed, time_scale, stop, observer)
+    run_plan_on(plan, transport, None, (seed, time_scale), &[], stop, observer)
 }
 
 /// [`run_plan`] with the drive's power switch (`None`: the transport's own, if any).
@@ -96,6 +100,19 @@ pub fn run_plan_with(
     switch: Option<SharedSwitch>,
     seed: Option<u64>,
     time_scale: f64,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Summary {
+    run_plan_on(plan, transport, switch, (seed, time_scale), &[], stop, observer)
+}
+
+/// [`run_plan_with`] with the workers pinned to `cpus` (see [`RunOptions::cpus`]).
+pub fn run_plan_on(
+    plan: &LoadedPlan,
+    transport: Result<SharedTransport, String>,
+    switch: Option<SharedSwitch>,
+    (seed, time_scale): (Option<u64>, f64),
+    cpus: &[usize],
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Summary {
@@ -115,7 +132,7 @@ pub fn run_plan_with(
         Ok(r) => r,
         Err(errors) => return failed(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
     };
-    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop }, observer)
+    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop, cpus }, observer)
 }
 
 /// Runs every phase run in order on `ctrl`; the observer hears of each phase run's start,
@@ -126,6 +143,10 @@ pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOp
     let id = ctrl.identify();
     let target = format!("{}, model {}, firmware {}", ctrl.transport().describe(), id.model(), id.firmware());
     let mut s = Summary::start(plan, opts.seed, opts.time_scale, target);
+    s.identity.serial = id.serial();
+    s.identity.model = id.model();
+    s.identity.firmware = id.firmware();
+    s.identity.pci_address = ctrl.transport().pci_address().unwrap_or_default();
     s.device = Some(Device {
         transport: ctrl.transport().describe(),
         model: id.model(),
@@ -243,13 +264,18 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
     let (stop, time_scale) = (opts.stop, opts.time_scale);
     let start_s = plan_start.elapsed().as_secs_f64();
     let gate = Arc::new(StartGate::default());
-    let cpus = available_cpus().max(1);
+    // Worker i on the i-th CPU this process may run on (a container's or a job's cpuset).
+    let allowed = crate::util::cpus::host_cpus();
     let mut slots = Vec::new();
     let mut cpu_ids = Vec::new();
     for (i, w) in pr.workers.iter().enumerate() {
         let mut cfg = w.config.clone();
-        // Every worker thread is pinned: to its cpu_id, or one core each in turn.
-        cfg.cpu_id = Some(cfg.cpu_id.unwrap_or(i % cpus));
+        // Every worker thread is pinned: to its cpu_id, or one core each in turn; within
+        // the run's own CPUs when it has some.
+        cfg.cpu_id = Some(match opts.cpus {
+            [] => cfg.cpu_id.unwrap_or(allowed[i % allowed.len()]),
+            set => set[cfg.cpu_id.unwrap_or(i) % set.len()],
+        });
         cpu_ids.push(cfg.cpu_id);
         let slot = match ctrl.namespace(w.nsid) {
             None => Slot::Done(Box::new(failed_start(format!("the controller has no namespace {}", w.nsid)))),

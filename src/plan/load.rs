@@ -26,6 +26,8 @@ pub struct LoadedPlan {
     pub plan: Plan,
     /// The YAML tree with positions.
     pub tree: Node,
+    /// CRC-32 of the plan's text, to tell edited plans apart.
+    pub crc32: u32,
 }
 
 impl LoadedPlan {
@@ -107,6 +109,7 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedPlan, Vec<PlanError>> {
     if text.len() > MAX_PLAN_BYTES {
         return Err(too_large(file, text));
     }
+    let original = text;
     // YAML 1.2 §5.2: a byte-order mark may start the stream; it is not content.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let tree = yaml::parse(text).map_err(|e| vec![PlanError { file: file.into(), line: e.line, col: e.col, field: e.field, message: e.message }])?;
@@ -128,7 +131,7 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedPlan, Vec<PlanError>> {
         return Err(errors);
     }
     let plan: Plan = serde_json::from_value(json).map_err(|e| vec![at(file, &tree, &[], "plan", e.to_string())])?;
-    let loaded = LoadedPlan { file: file.into(), plan, tree };
+    let loaded = LoadedPlan { file: file.into(), plan, tree, crc32: crc32fast::hash(original.as_bytes()) };
     // The plan's shape first: the checks after it unroll sweeps.
     let mut errors = super::bounds::check(&loaded);
     if errors.is_empty() {
