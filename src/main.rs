@@ -7,10 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand};
 
 use nvplan::driver::{Controller, ControllerOptions};
+use nvplan::power::{SharedSwitch, SwitchContext, SwitchSpec};
 use nvplan::progress::Progress;
 use nvplan::transport::SharedTransport;
 use nvplan::util::units::parse_size;
 use nvplan::{devices, exec, plan, report};
+
+mod cli {
+    pub mod campaign;
+}
+use cli::campaign::{KubeOpts, SlurmOpts, kube_cmd, merge_cmd, run_fleet, slurm_cmd};
 
 #[derive(Parser)]
 #[command(name = "nvplan", version, about = "Declarative NVMe SSD workload engine")]
@@ -49,6 +55,11 @@ enum Cmd {
         /// `sim:<options>` or `vfio:<PCI address or serial>`.
         #[arg(long)]
         target: Option<String>,
+        /// The drive's power switch (overrides the plans' `target: {power: ...}`):
+        /// `command:off=CMD,on=CMD[,status=CMD][,timeout=30s]`, `slot[:NAME]`,
+        /// `quarch:HOST[:PORT][,module=N]` or `suspend`; docs/power.md.
+        #[arg(long, value_name = "SWITCH")]
+        power: Option<String>,
     },
     /// Runs plans: phases of ioworkers with timed events, checked against their
     /// expectations; leaves OUT/summary.json (OUT/<plan name>/summary.json for several
@@ -59,12 +70,31 @@ enum Cmd {
         #[arg(required = true)]
         plans: Vec<PathBuf>,
         /// Controller to run on (overrides the plans' `target:`): `sim`, `sim:<options>` or
-        /// `vfio:<PCI address or serial>` (a function bound with `nvplan bind`).
+        /// `vfio:<PCI address or serial>` (a function bound with `nvplan bind`). Given
+        /// several times, the plans run on every drive at once, each in a process of its
+        /// own with CPUs of its own, into OUT/<target>/, with a merged report in OUT.
+        /// Selectors: `vfio:all` (every NVMe function on vfio-pci), `list:FILE` (a target
+        /// per line); `slurm[:FILE]` inside a Slurm job (the drive it was given).
         #[arg(long)]
-        target: Option<String>,
+        target: Vec<String>,
+        /// The drive's power switch, for power_cycle events (overrides the plans'
+        /// `target: {power: ...}`): `command:off=CMD,on=CMD[,status=CMD][,timeout=30s]`,
+        /// `slot[:NAME]`, `quarch:HOST[:PORT][,module=N]` or `suspend`; any may add
+        /// `ready=DURATION`. docs/power.md has an example of each. One drive's: not with
+        /// several --target.
+        #[arg(long, value_name = "SWITCH")]
+        power: Option<String>,
         /// Output directory (default: reports/<plan name>, or reports/ for several plans).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// CPUs the workers are pinned to, in turn (e.g. 0-3,8): worker i, or the worker
+        /// with cpu_id i, on the i-th of them. Default: every CPU, worker i on CPU i.
+        #[arg(long, value_name = "LIST")]
+        cpus: Option<String>,
+        /// With several targets: let drives share CPUs when there are fewer CPUs than
+        /// workers of all drives together (their measurements then disturb each other).
+        #[arg(long)]
+        share_cores: bool,
         /// Seed of every I/O stream (overrides the plans' `seed:`).
         #[arg(long)]
         seed: Option<u64>,
@@ -79,15 +109,95 @@ enum Cmd {
     },
     /// Draws the CSVs, JUnit file and charts of a run again from its summary.json; given
     /// several result directories (drives, hosts, firmware versions), draws them side by
-    /// side: one comparison chart per phase, and comparison.csv.
+    /// side: one comparison chart per phase, and comparison.csv. With --merge, merges any
+    /// number of runs into one report (exit code 1 when a run failed, did not end or is
+    /// missing).
     Report {
-        /// Result directories (each with a summary.json).
+        /// Result directories (each with a summary.json; with --merge, also directories
+        /// holding run directories).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
         /// Output directory (default: the run's own directory for one, reports/compare
-        /// for several).
+        /// for several, reports/merged with --merge).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Merge the runs: summary.json with every run and its origin, merged.csv (long
+        /// format), runs.csv, junit.xml with a suite per run, charts by model and firmware.
+        /// IOPS and bytes are summed, percentiles come from the histograms added up.
+        #[arg(long)]
+        merge: bool,
+    },
+    /// Writes the batch scripts of a campaign on Slurm into RESULTS: campaign.sbatch (a job
+    /// array, one task per drive, each with --gres=nvme:1 and --target slurm), merge.sbatch
+    /// (`report --merge` of every task, into RESULTS/merged) and submit.sh (submits both,
+    /// the merge after the array). Prints the command that submits the campaign.
+    Slurm {
+        /// Plan files.
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        /// Drives, one array task each.
+        #[arg(long)]
+        drives: usize,
+        /// Results directory, shared by the nodes.
+        #[arg(long)]
+        results: PathBuf,
+        /// Drive list on the nodes: a target per line, in the order of gres.conf's nvme
+        /// File= entries (default: $NVPLAN_DRIVES, else /etc/nvplan/drives).
+        #[arg(long, value_name = "FILE")]
+        drive_list: Option<PathBuf>,
+        /// Tasks running at once (default: as many as Slurm can place).
+        #[arg(long)]
+        max_parallel: Option<usize>,
+        /// Partition to submit to.
+        #[arg(long)]
+        partition: Option<String>,
+        /// Time limit of a task, in sbatch's format (e.g. 2:00:00).
+        #[arg(long)]
+        time_limit: Option<String>,
+        /// Multiplies every duration of the plans.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Seed of every I/O stream.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The nvplan executable on the nodes (default: this one).
+        #[arg(long, value_name = "PATH")]
+        nvplan: Option<PathBuf>,
+    },
+    /// Writes the manifests of a campaign on Kubernetes into OUT: campaign.yaml (the plan as
+    /// a ConfigMap and an Indexed Job, one pod per drive, each given one drive by the device
+    /// plugin and writing /results/task-<index>), merge.yaml (the Job that merges them into
+    /// /results/merged) and device-plugin.yaml (the SR-IOV device plugin's configuration).
+    Kube {
+        /// Plan file.
+        plan: PathBuf,
+        /// Drives: one pod each.
+        #[arg(long)]
+        drives: usize,
+        /// Container image with nvplan on its PATH.
+        #[arg(long)]
+        image: String,
+        /// PersistentVolumeClaim (ReadWriteMany) mounted at /results in every pod.
+        #[arg(long)]
+        results_claim: String,
+        /// Directory the manifests are written to.
+        #[arg(long)]
+        out: PathBuf,
+        /// Name of the Jobs (default: the plan's name, as a DNS label).
+        #[arg(long)]
+        name: Option<String>,
+        /// Namespace of the Jobs.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The device plugin's resource of a drive.
+        #[arg(long, default_value = "nvplan.io/nvme")]
+        resource: String,
+        /// Pods running at once (default: every drive).
+        #[arg(long)]
+        parallelism: Option<usize>,
+        /// Multiplies every duration of the plan.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
     },
     /// Writes a plan equivalent to fio job files: one ioworker per job and clone,
     /// stonewall and wait_for as phases, the job files' lines in comments. Options with no
@@ -164,14 +274,32 @@ fn open(target: &str) -> Result<SharedTransport, String> {
     nvplan::target::open(&t)
 }
 
-/// What plan `p` is checked against before it runs, on target `t`: the simulator's limits
-/// from its configuration; a real function is opened and asked, and stays open for the run.
-fn limits_of(p: &plan::LoadedPlan, t: &plan::Target) -> Result<(plan::Limits, Option<SharedTransport>), Vec<plan::PlanError>> {
+/// A drive opened before its plan runs, with its power switch.
+type Opened = (SharedTransport, Option<SharedSwitch>);
+
+/// What plan `p` is checked against before it runs, on target `t` with switch `power`: the
+/// simulator's limits from its configuration; a real function is opened and asked, and
+/// stays open (with its switch) for the run.
+fn limits_of(p: &plan::LoadedPlan, t: &plan::Target, power: Option<&SwitchSpec>) -> Result<(plan::Limits, Option<Opened>), Vec<plan::PlanError>> {
+    if matches!(t, plan::Target::Vfio(_)) && power.is_none() {
+        let refused = plan::power_events_without_switch(p);
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+    }
     let opened = match t {
         plan::Target::Sim(cfg) => return Ok((plan::Limits::from_sim(cfg), None)),
         plan::Target::Vfio(_) => nvplan::target::open(t).and_then(|tr| {
+            let switch = match power {
+                Some(spec) => {
+                    let ctx = SwitchContext { root: nvplan::target::sysfs_root(), address: tr.pci_address() };
+                    Some(spec.open(&ctx).map_err(|e| format!("{}: power switch: {e}", tr.describe()))?)
+                }
+                None => None,
+            };
             let ctrl = Controller::new(tr.clone(), ControllerOptions::default()).map_err(|e| format!("{}: {e}", tr.describe()))?;
-            Ok((plan::Limits::from_controller(&ctrl), Some(tr)))
+            ctrl.set_power_switch(switch.clone());
+            Ok((plan::Limits::from_controller(&ctrl), Some((tr, switch))))
         }),
     };
     opened.map_err(|message| vec![plan::PlanError { file: p.file.clone(), line: 1, col: 1, field: "target".into(), message }])
@@ -204,18 +332,25 @@ fn smoke(target: &str, out: &std::path::Path, size: &str, seed: u64) -> Result<b
 
 /// Every error of every plan goes to stderr, one per line; 0 when all plans are valid, 2
 /// otherwise.
-fn validate(plans: &[PathBuf], target: Option<&str>) -> ExitCode {
+fn validate(plans: &[PathBuf], target: Option<&str>, power: Option<&str>) -> ExitCode {
     if let Some(t) = target
         && let Err(e) = plan::parse_target(t)
     {
         eprintln!("nvplan: --target {t}: {e}");
         return ExitCode::from(2);
     }
+    if let Some(p) = power
+        && let Err(e) = SwitchSpec::parse(p)
+    {
+        eprintln!("nvplan: --power {p}: {e}");
+        return ExitCode::from(2);
+    }
     let mut all_ok = true;
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
             let t = plan::target(&p, target).map_err(|e| vec![e])?;
-            let (limits, _) = limits_of(&p, &t)?;
+            let sw = plan::power(&p, &t, target, power).map_err(|e| vec![e])?;
+            let (limits, _) = limits_of(&p, &t, sw.as_ref())?;
             let runs = plan::expand(&p, &limits, None, 1.0)?;
             Ok(runs)
         });
@@ -295,14 +430,23 @@ fn import_fio(files: &[PathBuf], out: Option<&Path>, target: Option<&str>) -> Ex
 /// one ends the process at once.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option<u64>, time_scale: f64, quiet: bool) -> ExitCode {
+fn run(
+    plans: &[PathBuf],
+    target: Option<&str>,
+    power: Option<&str>,
+    out: Option<&Path>,
+    (seed, time_scale): (Option<u64>, f64),
+    quiet: bool,
+    cpus: &[usize],
+) -> ExitCode {
     // Every plan is checked before anything runs.
     let mut loaded = Vec::new();
     let mut invalid = false;
     for path in plans {
         let checked = plan::load(path).and_then(|p| {
             let t = plan::target(&p, target).map_err(|e| vec![e])?;
-            let (limits, open) = limits_of(&p, &t)?;
+            let sw = plan::power(&p, &t, target, power).map_err(|e| vec![e])?;
+            let (limits, open) = limits_of(&p, &t, sw.as_ref())?;
             let runs = plan::expand(&p, &limits, seed, time_scale)?;
             Ok((p, (t, open), runs, path.clone()))
         });
@@ -347,12 +491,12 @@ fn run(plans: &[PathBuf], target: Option<&str>, out: Option<&Path>, seed: Option
         }
         let ran_with = format!("the plan {} as it ran: seed {}, --time-scale {time_scale}; durations as written", p.file, seed.or(p.plan.seed).unwrap_or(1));
         rep.resolved_plan(&plan::resolved(p, &runs, seed.or(p.plan.seed).unwrap_or(1)), &ran_with);
-        let transport = match open {
-            Some(tr) => Ok(tr),
-            None => nvplan::target::open(&t),
+        let (transport, switch) = match open {
+            Some((tr, sw)) => (Ok(tr), sw),
+            None => (nvplan::target::open(&t), None),
         };
         // A panic of nvplan's own still ends in a report that says the run failed.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_one(p, transport, seed, time_scale, &mut rep, quiet)));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_one(p, transport, switch, (seed, time_scale), cpus, &mut rep, quiet)));
         let summary = ran.unwrap_or_else(|panic| exec::crashed(p, report::read_summary(rep.dir()).ok(), seed, time_scale, &*panic));
         all_ok &= summary.outcome == exec::Outcome::Pass;
         if let Some(e) = &summary.error {
@@ -409,13 +553,14 @@ impl exec::Observer for RunObserver<'_> {
 fn run_one(
     p: &plan::LoadedPlan,
     transport: Result<SharedTransport, String>,
-    seed: Option<u64>,
-    time_scale: f64,
+    switch: Option<SharedSwitch>,
+    (seed, time_scale): (Option<u64>, f64),
+    cpus: &[usize],
     rep: &mut report::Report,
     quiet: bool,
 ) -> exec::Summary {
     let mut obs = RunObserver { progress: Progress::new(quiet), report: rep };
-    let s = exec::run_plan(p, transport, seed, time_scale, &STOP, &mut obs);
+    let s = exec::run_plan_on(p, transport, switch, (seed, time_scale), cpus, &STOP, &mut obs);
     obs.progress.finish();
     s
 }
@@ -524,13 +669,59 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
-        Cmd::Validate { plans, target } => return validate(&plans, target.as_deref()),
-        Cmd::Run { plans, target, out, seed, time_scale, quiet } => return run(&plans, target.as_deref(), out.as_deref(), seed, time_scale, quiet),
-        Cmd::Report { dirs, out } => report_cmd(&dirs, out.as_deref()),
+        Cmd::Validate { plans, target, power } => return validate(&plans, target.as_deref(), power.as_deref()),
+        Cmd::Run { plans, target, power, out, seed, time_scale, quiet, cpus, share_cores } => {
+            let cpus = match cpus.as_deref().map(nvplan::fleet::local::parse_cpus).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("nvplan: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let target = match nvplan::fleet::local::expand_targets(&target, &nvplan::target::sysfs_root()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("nvplan: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if target.len() > 1 {
+                if power.is_some() {
+                    // A switch belongs to its drive.
+                    eprintln!(
+                        "nvplan: --power names the power switch of one drive, and {} targets were given: run a drive that needs a switch in a run of its own",
+                        target.len()
+                    );
+                    return ExitCode::from(2);
+                }
+                return run_fleet(&plans, &target, out.as_deref(), seed, time_scale, share_cores);
+            }
+            // The drive a Slurm job was given, on the CPUs it was given.
+            let (target, cpus) = match target.first().map(|t| (t, nvplan::fleet::slurm::allocation(t))) {
+                Some((_, Ok(Some(a)))) => (Some(a.target), if cpus.is_empty() { a.cpus } else { cpus }),
+                Some((t, Ok(None))) => (Some(t.clone()), cpus),
+                Some((_, Err(e))) => {
+                    eprintln!("nvplan: {e}");
+                    return ExitCode::from(2);
+                }
+                None => (None, cpus),
+            };
+            return run(&plans, target.as_deref(), power.as_deref(), out.as_deref(), (seed, time_scale), quiet, &cpus);
+        }
+        Cmd::Report { dirs, out, merge: true } => return merge_cmd(&dirs, out.as_deref()),
+        Cmd::Report { dirs, out, merge: false } => report_cmd(&dirs, out.as_deref()),
         Cmd::Devices { json, sysfs_root: r } => return devices_cmd(&sysfs_root(r), json),
         Cmd::Bind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, true),
         Cmd::Unbind { functions: f, force } => return move_cmd(&sysfs_root(f.sysfs_root), &f.addrs, force, false),
         Cmd::ImportFio { jobfiles, out, target } => return import_fio(&jobfiles, out.as_deref(), target.as_deref()),
+        Cmd::Slurm { plans, drives, results, drive_list, max_parallel, partition, time_limit, time_scale, seed, nvplan } => {
+            let opts = SlurmOpts { drives, results, drive_list, max_parallel, partition, time_limit, time_scale, seed, nvplan };
+            return slurm_cmd(&plans, opts);
+        }
+        Cmd::Kube { plan, drives, image, results_claim, out, name, namespace, resource, parallelism, time_scale } => {
+            let k = KubeOpts { drives, image, results_claim, name, namespace, resource, parallelism, time_scale };
+            return kube_cmd(&plan, &out, k);
+        }
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&nvplan::plan::schema()).expect("a schema serialises"));
             Ok(true)

@@ -28,3 +28,22 @@ fn bad_target_exits_2_and_names_the_option() {
     let o = nvplan().args(["smoke", "--size", "lots"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_power_switch_that_does_not_parse_exits_2_and_lists_the_kinds() {
+    let o = nvplan().args(["validate", "plans/quickstart.yaml", "--power", "relay:3"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--power relay:3") && err.contains("unknown power switch `relay`") && err.contains("quarch:HOST"), "{err}");
+}
+
+#[test]
+fn a_power_cycle_on_a_drive_without_a_switch_is_refused_before_the_drive_is_opened() {
+    let o = nvplan().args(["validate", "plans/power-cycle-dirty.yaml", "--target", "vfio:0000:99:00.0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let first = err.lines().next().unwrap_or("");
+    assert!(first.starts_with("plans/power-cycle-dirty.yaml:26:18: power_cycle: a power cycle needs a power switch"), "{err}");
+    assert!(first.contains("--power command:off=CMD,on=CMD") && first.contains("docs/power.md"), "{err}");
+    assert!(!err.contains("no PCI function"), "the drive was not looked for: {err}");
+}

@@ -367,3 +367,16 @@ fn cli_bind_refused_exits_2_naming_the_device_and_force() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("rather than vfio-pci"));
     assert_eq!(f.read("sys/bus/pci/drivers_probe"), "0000:01:00.0");
 }
+
+#[test]
+fn vfio_all_selects_every_nvme_function_on_vfio_pci() {
+    let f = Fake::new("vfio-all");
+    f.pci("0000:02:00.0", "0x010802", Some("vfio-pci"), Some(2)).pci("0000:01:00.0", "0x010802", Some("vfio-pci"), Some(1));
+    f.nvme("0000:03:00.0", "nvme0", "S3", Some(3)).pci("0000:04:00.0", "0x030000", Some("vfio-pci"), Some(4));
+    let t = nvplan::fleet::local::expand_targets(&["vfio:all".into(), "sim".into()], &f.root).unwrap();
+    assert_eq!(t, ["vfio:0000:01:00.0", "vfio:0000:02:00.0", "sim"], "NVMe functions on vfio-pci only, by address");
+    let none = Fake::new("vfio-none");
+    none.nvme("0000:03:00.0", "nvme0", "S3", Some(3));
+    let e = nvplan::fleet::local::expand_targets(&["vfio:all".into()], &none.root).unwrap_err();
+    assert!(e.contains("no NVMe function is bound to vfio-pci (1 found)") && e.contains("nvplan bind"), "{e}");
+}

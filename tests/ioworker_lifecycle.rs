@@ -27,7 +27,8 @@ fn external_stop_returns_promptly_even_when_the_device_never_answers_again() {
     assert!(t.elapsed() < Duration::from_secs(1), "returned after {:?}", t.elapsed());
     assert_eq!(res.error, code::TERMINATED, "{:?}", res.error_message);
     assert!(res.io_count() > 1000, "partial counts are kept: {}", res.io_count());
-    assert!(res.mseconds >= 300 && res.mseconds < 2000, "{}", res.mseconds);
+    // The worker's clock starts on its own thread, a little after `start()` returns.
+    assert!(res.mseconds >= 250 && res.mseconds < 2000, "{}", res.mseconds);
 }
 
 /// Runs a worker for 300 ms, takes its queue pair away with `cut`, and returns the error

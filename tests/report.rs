@@ -146,16 +146,35 @@ fn every_csv_row_has_a_field_for_each_header_column() {
 }
 
 #[test]
+fn every_csv_row_of_a_run_starts_with_its_identity() {
+    let s = fixture();
+    let want =
+        ["qual-host-1796145016-4242", "qual-host", "NVPLANSIM0001", "nvplan simulated NVMe controller", "0.1.0", "", "report-fixture", "47982f03", "0.1.0"];
+    let docs = [csv::workers(&s), csv::io_per_second(&s), csv::latency_percentiles(&s), csv::latency_histogram(&s), csv::events(&s), csv::cmdlog(&s).unwrap()];
+    for text in docs {
+        let mut r = ::csv::Reader::from_reader(text.as_bytes());
+        let h: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(h[..9], nvplan::exec::Identity::COLUMNS.map(String::from));
+        let mut rows = 0;
+        for row in r.records().map(Result::unwrap) {
+            assert_eq!(row.iter().take(9).collect::<Vec<_>>(), want);
+            rows += 1;
+        }
+        assert!(rows > 0, "{}", h.join(","));
+    }
+}
+
+#[test]
 fn workers_csv_has_a_column_per_sweep_key() {
     let text = csv::workers(&fixture());
     let mut r = ::csv::Reader::from_reader(text.as_bytes());
     let h = r.headers().unwrap().clone();
     let col = |n: &str| h.iter().position(|x| x == n).unwrap_or_else(|| panic!("column {n}"));
-    let (io, rp) = (col("sweep.io_size"), col("sweep.read_percentage"));
+    let (io, rp, name) = (col("sweep.io_size"), col("sweep.read_percentage"), col("name"));
     let rows: Vec<_> = r.records().map(Result::unwrap).collect();
-    let matrix: Vec<(String, String)> = rows.iter().filter(|x| &x[2] == "matrix").map(|x| (x[io].to_string(), x[rp].to_string())).collect();
+    let matrix: Vec<(String, String)> = rows.iter().filter(|x| &x[name] == "matrix").map(|x| (x[io].to_string(), x[rp].to_string())).collect();
     assert_eq!(matrix, [("4KiB", "100"), ("4KiB", "0"), ("16KiB", "100"), ("16KiB", "0")].map(|(a, b)| (a.to_string(), b.to_string())));
-    assert!(rows.iter().filter(|x| &x[2] != "matrix").all(|x| x[io].is_empty()));
+    assert!(rows.iter().filter(|x| &x[name] != "matrix").all(|x| x[io].is_empty()));
 }
 
 /// A test case read back from JUnit XML.
@@ -372,6 +391,12 @@ fn a_plan_run_leaves_every_file_its_manifest_lists_and_a_plan_that_runs_the_same
     assert_eq!(m.outcome, Outcome::Fail);
     assert_eq!(m.device.as_ref().unwrap().serial, "NVPLANSIM0001");
     assert!(m.plan.crc32.is_some() && !m.host.kernel.is_empty());
+    // The run's identity: the drive, this host, the plan's checksum as the manifest has it.
+    let id = report::read_summary(&dir).unwrap().identity;
+    assert_eq!((id.serial.as_str(), id.model.as_str(), id.firmware.as_str()), ("NVPLANSIM0001", "nvplan simulated NVMe controller", "0.1.0"));
+    assert_eq!((id.host.as_str(), id.plan.as_str(), id.pci_address.as_str()), (m.host.hostname.as_str(), "report-fixture", ""));
+    assert_eq!(Some(id.plan_crc32.clone()), m.plan.crc32);
+    assert!(id.run_id.starts_with(&format!("{}-", m.host.hostname)) && id.nvplan_version == m.nvplan_version, "{id:?}");
     let listed: BTreeSet<&str> = m.files.iter().map(String::as_str).collect();
     for f in [
         "summary.json",

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use nvplan::plan::{Target, parse_target};
 use nvplan::transport::sim::SimTransport;
-use nvplan::transport::{ResetKind, SharedTransport};
+use nvplan::transport::{ResetKind, SharedTransport, pci};
 use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::prelude::*;
 
@@ -24,6 +24,16 @@ impl Pcie {
     pub(crate) fn transport(&self) -> PyResult<SharedTransport> {
         self.transport.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| NvmeEnumerateError::new_err("the PCIe function is closed"))
     }
+
+    fn pcie_reset(&self, py: Python<'_>, kind: ResetKind) -> PyResult<bool> {
+        let t = self.transport()?;
+        py.detach(|| t.reset(kind)).map_err(|e| NvmeEnumerateError::new_err(e.to_string()))?;
+        Ok(true)
+    }
+}
+
+fn assertion(e: nvplan::transport::TransportError) -> PyErr {
+    PyAssertionError::new_err(e.to_string())
 }
 
 /// Opens the transport a script's address names. Simulators and VFIO functions alike take
@@ -97,60 +107,47 @@ impl Pcie {
         cap_offset(&self.transport()?, cap_id)
     }
 
-    /// ASPM Control of the PCI Express capability's Link Control (0 to 3).
+    /// ASPM Control of the PCI Express capability's Link Control (0 off, 1 L0s, 2 L1, 3
+    /// both).
     #[getter]
     fn get_aspm(&self) -> PyResult<u8> {
-        let t = self.transport()?;
-        let off = cap_offset(&t, 0x10)?.ok_or_else(|| PyAssertionError::new_err("no PCI Express capability"))?;
-        Ok(config_byte(&t, off + 16)? & 3)
+        pci::aspm(self.transport()?.as_ref()).map_err(assertion)
     }
 
+    /// Writes ASPM Control (a state Link Capabilities does not list is refused; through
+    /// VFIO, Link Control is written through sysfs, which needs root).
     #[setter]
     fn set_aspm(&self, control: u8) -> PyResult<()> {
-        if control > 3 {
-            return Err(PyAssertionError::new_err("ASPM control is 0 to 3"));
-        }
-        let t = self.transport()?;
-        let off = cap_offset(&t, 0x10)?.ok_or_else(|| PyAssertionError::new_err("no PCI Express capability"))?;
-        let v = config_byte(&t, off + 16)?;
-        config_write(&t, off + 16, &[(v & 0xfc) | control])
+        pci::set_aspm(self.transport()?.as_ref(), control).map(drop).map_err(assertion)
     }
 
     /// PowerState of the Power Management capability's PMCSR (0: D0 to 3: D3hot).
     #[getter]
     fn get_power_state(&self) -> PyResult<u8> {
-        let t = self.transport()?;
-        let off = cap_offset(&t, 0x01)?.ok_or_else(|| PyAssertionError::new_err("no power management capability"))?;
-        Ok(config_byte(&t, off + 4)? & 3)
+        pci::power_state(self.transport()?.as_ref()).map_err(assertion)
     }
 
+    /// Writes PowerState and waits the 10 ms a D3hot transition needs (PCI PM 1.2 §5.6.1).
     #[setter]
-    fn set_power_state(&self, state: u8) -> PyResult<()> {
-        if state > 3 {
-            return Err(PyAssertionError::new_err("power state is 0 to 3"));
-        }
+    fn set_power_state(&self, py: Python<'_>, state: u8) -> PyResult<()> {
         let t = self.transport()?;
-        let off = cap_offset(&t, 0x01)?.ok_or_else(|| PyAssertionError::new_err("no power management capability"))?;
-        let v = config_byte(&t, off + 4)?;
-        config_write(&t, off + 4, &[(v & 0xfc) | state])
+        py.detach(|| pci::set_power_state(t.as_ref(), state)).map(drop).map_err(assertion)
     }
 
-    /// Resets the function (or calls `rst_fn` to do it); the controller must be reset
-    /// (`nvme0.reset()`) afterwards.
+    /// Hot reset (Secondary Bus Reset of the upstream bridge), or `rst_fn()` when given;
+    /// the controller must be reset (`nvme0.reset()`) afterwards.
     #[pyo3(signature = (rst_fn=None))]
     fn reset(&self, py: Python<'_>, rst_fn: Option<Py<PyAny>>) -> PyResult<bool> {
         if let Some(f) = rst_fn {
             f.call0(py)?;
             return Ok(true);
         }
-        let t = self.transport()?;
-        py.detach(|| t.reset(ResetKind::Function)).map_err(|e| NvmeEnumerateError::new_err(e.to_string()))?;
-        Ok(true)
+        self.pcie_reset(py, ResetKind::Hot)
     }
 
     /// Function Level Reset; the controller must be reset afterwards.
     fn flr(&self, py: Python<'_>) -> PyResult<bool> {
-        self.reset(py, None)
+        self.pcie_reset(py, ResetKind::Function)
     }
 
     /// Closes the function: a drive is shut down and given back at once, even while

@@ -133,6 +133,44 @@ def test_power_cycle_keeps_flushed_data(nvme0, nvme0n1, subsystem):
     q.delete()
 
 
+def test_subsystem_power_goes_through_the_switch_given_to_it(nvme0, tmp_path):
+    log = tmp_path / "log"
+    s = d.Subsystem(nvme0, power=f"command:off=echo $NVPLAN_POWER_ACTION >> {log},on=echo on >> {log}")
+    s.poweroff()
+    s.poweron()
+    nvme0.reset()
+    assert log.read_text() == "off\non\n"
+    nvme0.getfeatures(7).waitdone()
+    with pytest.raises(Exception, match="unknown power switch"):
+        d.Subsystem(nvme0, power="relay:3")
+
+
+def test_subsystem_callbacks_switch_power_in_order(nvme0):
+    calls = []
+    s = d.Subsystem(nvme0, lambda: calls.append("on"), lambda: calls.append("off"))
+    s.power_cycle(0)
+    assert calls == ["off", "on"]
+    nvme0.reset()
+    nvme0.getfeatures(7).waitdone()
+
+
+def test_pcie_d3hot_aspm_hot_reset_and_flr_read_back_through_configuration_space(pcie, nvme0):
+    pcie.aspm = 2
+    assert pcie.aspm == 2
+    pcie.aspm = 0
+    assert pcie.aspm == 0
+    pcie.power_state = 3
+    assert pcie.power_state == 3
+    pcie.power_state = 0
+    assert pcie.power_state == 0
+    nvme0.reset()
+    assert pcie.reset()
+    nvme0.reset()
+    assert pcie.flr()
+    nvme0.reset()
+    nvme0.getfeatures(7).waitdone()
+
+
 def test_pcie_config_space_has_nvme_class_and_pm_capability(pcie):
     assert pcie[9:12] == [2, 8, 1]
     assert pcie.cap_offset(1) is not None

@@ -15,6 +15,7 @@ use crate::nvme::log::{ErrorLogEntry, SmartLog, lid};
 use crate::nvme::opcode::AdminOpcode;
 use crate::nvme::regs::{Aqa, Cap, Cc, Csts, NSSR_RESET_VALUE, ShutdownStatus, Vs, offset};
 use crate::nvme::{Cqe, Sqe, cmd};
+use crate::power::{PowerSwitch, SharedSwitch};
 use crate::transport::{DmaBuffer, ResetKind, SharedTransport};
 
 /// Arbitration mechanism to select in CC.AMS.
@@ -169,11 +170,36 @@ pub(crate) struct Inner {
     ready: std::sync::atomic::AtomicBool,
     /// Incremented whenever the driver erases user data (Format NVM, Sanitize).
     data_epoch: AtomicU64,
-    /// Incremented when power is removed without shutdown, before it goes.
+    /// Incremented whenever power is removed, before it goes.
     power_losses: AtomicU64,
     events: Mutex<VecDeque<u32>>,
     /// State that upper layers keep per controller (e.g. verification tables).
     attachments: Mutex<HashMap<(TypeId, u64), Arc<dyn Any + Send + Sync>>>,
+    /// The power switch declared for the drive; without one, the transport's own.
+    power: RwLock<Option<SharedSwitch>>,
+}
+
+/// How long each part of a power cycle took.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PowerCycleTimes {
+    /// From asking the switch for off to its on returning (the time without power, plus
+    /// the switch's own time).
+    pub switched: Duration,
+    /// From power on to the function answering configuration reads, usable again.
+    pub function_back: Duration,
+    /// From then to the controller ready (CSTS.RDY, identified, queues granted).
+    pub controller_ready: Duration,
+}
+
+impl PowerCycleTimes {
+    /// From power on to the controller ready.
+    pub fn on_to_ready(&self) -> Duration {
+        self.function_back + self.controller_ready
+    }
+}
+
+fn power_err(e: crate::power::PowerError) -> DriverError {
+    DriverError::Power(e.to_string())
 }
 
 /// A controller driven from user space. Cheap to clone; all clones share one admin queue.
@@ -238,6 +264,7 @@ impl Controller {
             power_losses: AtomicU64::new(0),
             events: Mutex::new(VecDeque::new()),
             attachments: Mutex::new(HashMap::new()),
+            power: RwLock::new(None),
             opts,
         });
         Ok(Controller { inner })
@@ -709,8 +736,9 @@ impl Controller {
         self.inner.data_epoch.load(Ordering::Acquire)
     }
 
-    /// Power losses without shutdown notification so far (data in a volatile write cache
-    /// may have been lost at each).
+    /// Power removals so far: data in a volatile write cache that no flush or shutdown
+    /// covered may have been lost at each (after a clean shutdown, only writes completed
+    /// after it are at risk; a drive may well take them while power is still on).
     pub fn power_losses(&self) -> u64 {
         self.inner.power_losses.load(Ordering::SeqCst)
     }
@@ -768,27 +796,107 @@ impl Controller {
 
     /// PCIe Function Level Reset through the transport, then bring-up again.
     pub fn function_reset(&self) -> Result<(), DriverError> {
-        self.begin_reset();
-        self.inner.transport.reset(ResetKind::Function)?;
-        self.bring_up()
+        self.pcie_reset(ResetKind::Function)
     }
 
-    /// Removes power (`dirty`: without shutdown notification). Queue pairs become invalid.
+    /// A reset outside the NVMe register set (FLR, hot reset, link disable) through the
+    /// transport, then bring-up again (also when the reset failed).
+    pub fn pcie_reset(&self, kind: ResetKind) -> Result<(), DriverError> {
+        self.begin_reset();
+        let reset = self.inner.transport.reset(kind);
+        // A reset that was refused or did not happen leaves the controller as it was: it
+        // is brought up again either way, so the workers can go on.
+        let up = self.bring_up();
+        reset?;
+        up
+    }
+
+    /// Declares the drive's power switch (`None`: the transport's own, if it has one).
+    pub fn set_power_switch(&self, switch: Option<SharedSwitch>) {
+        *self.inner.power.write().unwrap_or_else(|e| e.into_inner()) = switch;
+    }
+
+    /// The switch power events use: the one declared, else the transport's own.
+    pub fn power_switch(&self) -> Option<SharedSwitch> {
+        self.inner.power.read().unwrap_or_else(|e| e.into_inner()).clone().or_else(|| self.inner.transport.power_switch())
+    }
+
+    fn switch(&self) -> Result<SharedSwitch, DriverError> {
+        self.power_switch()
+            .ok_or_else(|| DriverError::InvalidArgument(format!("{} has no power switch; {}", self.inner.transport.describe(), crate::power::HOW_TO_DECLARE)))
+    }
+
+    /// Removes power with the drive's switch (`dirty`: without shutdown notification).
+    /// Queue pairs become invalid.
     pub fn power_off(&self, dirty: bool) -> Result<(), DriverError> {
-        if dirty {
-            // Counted before power goes, so that anyone who saw a completion before the
-            // loss and checks the count after recording it cannot miss the loss.
-            self.inner.power_losses.fetch_add(1, Ordering::SeqCst);
-        }
-        self.begin_reset();
-        self.inner.transport.power_off(dirty)?;
-        Ok(())
+        self.power_off_with(self.switch()?.as_ref(), dirty)
     }
 
-    /// Restores power and brings the controller up again.
+    /// Restores power with the drive's switch, waits for the function and brings the
+    /// controller up again.
     pub fn power_on(&self) -> Result<(), DriverError> {
-        self.inner.transport.power_on()?;
+        let sw = self.switch()?;
+        self.restore_power_with(sw.as_ref())?;
         self.bring_up()
+    }
+
+    /// Removes power with `switch`. Clean (`dirty` false): a normal shutdown first, unless
+    /// one is complete already, which writes the volatile write cache back (NVMe 2.0
+    /// §3.6.3). Then the transport lets go of the function and the switch cuts power.
+    pub fn power_off_with(&self, switch: &dyn PowerSwitch, dirty: bool) -> Result<(), DriverError> {
+        if !dirty && self.csts().shst() != ShutdownStatus::Complete {
+            self.shutdown()?;
+        }
+        self.lose_power();
+        self.inner.transport.detach_for_power_off()?;
+        switch.off().map_err(power_err)
+    }
+
+    /// Restores power with `switch` and waits (up to the switch's ready time) for the
+    /// function to answer and be usable again; the controller stays disabled (bring it up
+    /// with [`Controller::reset`]). Returns how long the function took to answer.
+    pub fn restore_power_with(&self, switch: &dyn PowerSwitch) -> Result<Duration, DriverError> {
+        switch.on().map_err(power_err)?;
+        Ok(self.inner.transport.attach_after_power_on(switch.ready_timeout())?)
+    }
+
+    /// Power off, `off` without power, power on, controller up again, with `switch`; a
+    /// switch that powers off and on in one step (suspend to RAM) does so. Times each part.
+    pub fn power_cycle_with(&self, switch: &dyn PowerSwitch, dirty: bool, off: Duration) -> Result<PowerCycleTimes, DriverError> {
+        let mut times = self.cycle_power_with(switch, dirty, off)?;
+        let t = Instant::now();
+        self.bring_up()?;
+        times.controller_ready = t.elapsed();
+        Ok(times)
+    }
+
+    /// [`Controller::power_cycle_with`] but for the bring-up: the controller stays disabled
+    /// (PyNVMe's `Subsystem.power_cycle`, after which the script resets the controller).
+    pub fn cycle_power_with(&self, switch: &dyn PowerSwitch, dirty: bool, off: Duration) -> Result<PowerCycleTimes, DriverError> {
+        if !dirty && self.csts().shst() != ShutdownStatus::Complete {
+            self.shutdown()?;
+        }
+        self.lose_power();
+        self.inner.transport.detach_for_power_off()?;
+        let t = Instant::now();
+        switch.cycle(off).map_err(power_err)?;
+        let switched = t.elapsed();
+        let function_back = self.inner.transport.attach_after_power_on(switch.ready_timeout())?;
+        Ok(PowerCycleTimes { switched, function_back, controller_ready: Duration::ZERO })
+    }
+
+    /// Counts a power loss and ends the queue pairs' generation. Counted even after a clean
+    /// shutdown: writes that completed after it are in no flush, and the switch takes them
+    /// with it. Counted before power goes, so that anyone who saw a completion before the
+    /// loss and checks the count after recording it cannot miss the loss.
+    fn lose_power(&self) {
+        self.inner.power_losses.fetch_add(1, Ordering::SeqCst);
+        self.begin_reset();
+    }
+
+    /// Power cycle with the drive's switch (see [`Controller::power_cycle_with`]).
+    pub fn power_cycle(&self, dirty: bool, off: Duration) -> Result<PowerCycleTimes, DriverError> {
+        self.power_cycle_with(self.switch()?.as_ref(), dirty, off)
     }
 
     /// Normal shutdown (§7.6.2): CC.SHN = 01b, wait for CSTS.SHST = 10b.

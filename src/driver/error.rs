@@ -72,6 +72,9 @@ pub enum DriverError {
     /// Every I/O queue ID the controller allocated is in use.
     #[error("no free I/O queue ID: the controller allocated {0} queue pairs and all are in use")]
     NoQueueId(u32),
+    /// A power switch failed.
+    #[error("power switch: {0}")]
+    Power(String),
     /// A caller passed a value the driver cannot use.
     #[error("{0}")]
     InvalidArgument(String),

@@ -9,7 +9,7 @@ mod msix;
 mod qpair;
 mod queue;
 
-pub use controller::{ArbitrationMechanism, Controller, ControllerInfo, ControllerOptions, Namespace, NamespaceInfo};
+pub use controller::{ArbitrationMechanism, Controller, ControllerInfo, ControllerOptions, Namespace, NamespaceInfo, PowerCycleTimes};
 pub use error::DriverError;
 pub use msix::Msix;
 pub use qpair::{QPair, QpairOptions};

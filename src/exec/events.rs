@@ -10,7 +10,8 @@ use crate::nvme::features::Select;
 use crate::nvme::{Cqe, Sqe};
 use crate::plan::model::{AdminCommand, AdminSpec, ResetSpec};
 use crate::plan::units::parse_status;
-use crate::plan::{EventAction, EventRun};
+use crate::plan::{EventAction, EventRun, PcieAction};
+use crate::transport::{ResetKind, pci};
 
 /// What performing an event gave.
 #[derive(Debug, Default)]
@@ -23,6 +24,8 @@ pub struct Done {
     pub cdw0: Option<u32>,
     /// What went wrong.
     pub error: Option<String>,
+    /// What it measured or read back, added to the event's description in reports.
+    pub detail: Option<String>,
     /// How long it took.
     pub took: Duration,
 }
@@ -30,8 +33,11 @@ pub struct Done {
 /// The kind of an event and a short description of it.
 pub fn describe(e: &EventRun) -> (&'static str, String) {
     match &e.action {
-        EventAction::Reset(r) => ("reset", format!("{r:?}").to_lowercase()),
+        EventAction::Reset(r) => ("reset", serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
         EventAction::PowerCycle { dirty, off } => ("power_cycle", format!("{}, off {} ms", if *dirty { "dirty" } else { "clean" }, off.as_millis())),
+        EventAction::Pcie(PcieAction::PowerState { state: 3, hold }) => ("pcie", format!("D3hot for {} ms, then D0", hold.as_millis())),
+        EventAction::Pcie(PcieAction::PowerState { state, .. }) => ("pcie", format!("D{state}")),
+        EventAction::Pcie(PcieAction::Aspm(c)) => ("pcie", format!("ASPM {}", pci::aspm_name(*c))),
         EventAction::Admin(a) => ("admin", admin_detail(a)),
     }
 }
@@ -64,9 +70,18 @@ pub fn perform(ctrl: &Controller, e: &EventRun) -> Done {
         EventAction::Reset(r) => outcome(match r {
             ResetSpec::Controller => ctrl.reset(),
             ResetSpec::Subsystem => ctrl.subsystem_reset(),
-            ResetSpec::Pcie => ctrl.function_reset(),
+            ResetSpec::Pcie | ResetSpec::Flr => ctrl.pcie_reset(ResetKind::Function),
+            ResetSpec::PcieHot => ctrl.pcie_reset(ResetKind::Hot),
+            ResetSpec::LinkDisable => ctrl.pcie_reset(ResetKind::LinkDisable),
         }),
-        EventAction::PowerCycle { dirty, off } => outcome(power_cycle(ctrl, *dirty, *off)),
+        EventAction::PowerCycle { dirty, off } => match power_cycle(ctrl, *dirty, *off) {
+            Ok(detail) => Done { ok: true, detail: Some(detail), ..Done::default() },
+            Err(e) => Done { ok: false, error: Some(e.to_string()), ..Done::default() },
+        },
+        EventAction::Pcie(p) => match pcie(ctrl, *p) {
+            Ok(detail) => Done { ok: true, detail: Some(detail), ..Done::default() },
+            Err((e, detail)) => Done { ok: false, error: Some(e), detail, ..Done::default() },
+        },
         EventAction::Admin(a) => admin(ctrl, a),
     };
     d.took = t.elapsed();
@@ -80,15 +95,68 @@ fn outcome(r: Result<(), DriverError>) -> Done {
     }
 }
 
-/// Power off (after a shutdown and its write-back when clean), wait, power on.
-fn power_cycle(ctrl: &Controller, dirty: bool, off: Duration) -> Result<(), DriverError> {
+/// Power off through the target's switch (after a shutdown and its write-back when clean),
+/// wait, power on, controller up; says how long each part took.
+fn power_cycle(ctrl: &Controller, dirty: bool, off: Duration) -> Result<String, DriverError> {
     if !dirty {
         // A normal shutdown writes the volatile cache back (NVMe 2.0 §3.6.3).
         ioworker::with_flush(ctrl, None, || ctrl.shutdown())?;
     }
-    ctrl.power_off(dirty)?;
-    std::thread::sleep(off);
-    ctrl.power_on()
+    let switch = ctrl.power_switch().map_or_else(|| "no switch".to_string(), |s| s.describe());
+    let t = ctrl.power_cycle(dirty, off)?;
+    Ok(format!(
+        "{switch}: off and on {:.0} ms, function back {:.0} ms after on, controller ready {:.0} ms later ({:.0} ms from power on to ready)",
+        ms(t.switched),
+        ms(t.function_back),
+        ms(t.controller_ready),
+        ms(t.on_to_ready())
+    ))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A D-state or ASPM change through configuration space, with the values read back. D3hot
+/// stops the controller (a function in D3hot answers configuration accesses only, PCI PM
+/// 1.2 §5.3.1.4), so it is a reset for the workers: they see their queues gone, and the
+/// controller is brought up again after D0.
+fn pcie(ctrl: &Controller, p: PcieAction) -> Result<String, (String, Option<String>)> {
+    let t = ctrl.transport().clone();
+    let t = t.as_ref();
+    let fail = |e: &dyn std::fmt::Display| (e.to_string(), None);
+    match p {
+        PcieAction::Aspm(c) => {
+            let before = pci::aspm(t).map_err(|e| fail(&e))?;
+            let lnkctl = pci::set_aspm(t, c).map_err(|e| fail(&e))?;
+            let detail = format!("ASPM {} -> {}: Link Control reads {lnkctl:#06x}", pci::aspm_name(before), pci::aspm_name(lnkctl as u8));
+            if lnkctl & pci::LNKCTL_ASPM_MASK != c as u16 {
+                return Err((format!("ASPM Control did not take {c} (Link Control reads {lnkctl:#06x})"), Some(detail)));
+            }
+            Ok(detail)
+        }
+        PcieAction::PowerState { state, hold } => {
+            if state != 3 {
+                let pmcsr = pci::set_power_state(t, state).map_err(|e| fail(&e))?;
+                return if pmcsr & pci::PMCSR_STATE_MASK == state as u16 {
+                    Ok(format!("PMCSR reads {pmcsr:#06x}"))
+                } else {
+                    Err((format!("PowerState did not take D{state}: PMCSR reads {pmcsr:#06x}"), None))
+                };
+            }
+            ctrl.begin_reset();
+            let in_d3 = pci::set_power_state(t, 3).map_err(|e| fail(&e))?;
+            std::thread::sleep(hold);
+            let in_d0 = pci::set_power_state(t, 0).map_err(|e| fail(&e))?;
+            let detail = format!("PMCSR reads {in_d3:#06x} in D3hot, {in_d0:#06x} back in D0");
+            if in_d3 & pci::PMCSR_STATE_MASK != 3 || in_d0 & pci::PMCSR_STATE_MASK != 0 {
+                let _ = ctrl.reset();
+                return Err(("PowerState did not follow D0 -> D3hot -> D0".into(), Some(detail)));
+            }
+            ctrl.reset().map_err(|e| (format!("the controller did not come back after D3hot: {e}"), Some(detail.clone())))?;
+            Ok(detail)
+        }
+    }
 }
 
 /// The expected status of an admin event (default success).
@@ -110,7 +178,7 @@ fn admin(ctrl: &Controller, a: &AdminSpec) -> Done {
             let st = cqe.status();
             let ok = (st.sct(), st.sc()) == expect;
             let error = (!ok).then(|| format!("completed with {st}, expected {:02x}/{:02x}", expect.0, expect.1));
-            Done { ok, status: Some(st.code_text()), cdw0: Some(cqe.cdw0()), error, took: Duration::ZERO }
+            Done { ok, status: Some(st.code_text()), cdw0: Some(cqe.cdw0()), error, detail: None, took: Duration::ZERO }
         }
         Err(e) => Done { error: Some(e), ..Done::default() },
     }

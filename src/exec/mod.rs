@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::driver::{Controller, ControllerOptions};
-use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, available_cpus, code};
+use crate::ioworker::{IoWorkerResult, OnReset, RunningWorker, StartGate, code};
 use crate::plan::{EventRun, LoadedPlan, PhaseRun};
+use crate::power::SharedSwitch;
 use crate::transport::SharedTransport;
 
 pub use steady::SteadyStateSummary;
-pub use summary::{Check, Device, EventSummary, Latency, Outcome, PhaseSummary, STANDARD_PERCENTILES, Summary, WorkerSummary};
+pub use summary::{Check, Device, EventSummary, Identity, Latency, Outcome, PhaseSummary, STANDARD_PERCENTILES, Summary, WorkerSummary};
 
 /// What a running plan tells its caller: progress displays and report writers.
 pub trait Observer {
@@ -73,6 +74,10 @@ pub struct RunOptions<'a> {
     /// Set to stop the run (Ctrl-C, SIGTERM): workers are stopped, pending events
     /// skipped, and the summary is marked interrupted.
     pub stop: &'a AtomicBool,
+    /// The CPUs this run's workers are pinned to: worker `i` (or the worker with `cpu_id:
+    /// i`) to `cpus[i % len]`. Empty: every CPU of the host, worker `i` on CPU `i`. Runs of
+    /// several drives on one host get disjoint sets.
+    pub cpus: &'a [usize],
 }
 
 /// Runs a loaded plan from the start on the controller behind `transport`: brings it up,
@@ -87,6 +92,32 @@ pub fn run_plan(
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Summary {
+    run_plan_on(plan, transport, None, (seed, time_scale), &[], stop, observer)
+}
+
+/// [`run_plan`] with the drive's power switch (`None`: the transport's own, if any).
+pub fn run_plan_with(
+    plan: &LoadedPlan,
+    transport: Result<SharedTransport, String>,
+    switch: Option<SharedSwitch>,
+    seed: Option<u64>,
+    time_scale: f64,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Summary {
+    run_plan_on(plan, transport, switch, (seed, time_scale), &[], stop, observer)
+}
+
+/// [`run_plan_with`] with the workers pinned to `cpus` (see [`RunOptions::cpus`]).
+pub fn run_plan_on(
+    plan: &LoadedPlan,
+    transport: Result<SharedTransport, String>,
+    switch: Option<SharedSwitch>,
+    (seed, time_scale): (Option<u64>, f64),
+    cpus: &[usize],
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Summary {
     let seed_used = seed.or(plan.plan.seed).unwrap_or(1);
     let failed = |e: String| Summary { outcome: Outcome::Fail, error: Some(e), ..Summary::start(plan, seed_used, time_scale, "not connected".into()) };
     let transport = match transport {
@@ -97,12 +128,13 @@ pub fn run_plan(
         Ok(c) => c,
         Err(e) => return failed(format!("the controller does not come up: {e}")),
     };
+    ctrl.set_power_switch(switch);
     // The controller's own limits are the final word.
     let runs = match crate::plan::expand(plan, &crate::plan::Limits::from_controller(&ctrl), seed, time_scale) {
         Ok(r) => r,
         Err(errors) => return failed(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
     };
-    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop }, observer)
+    run(plan, &runs, &ctrl, &RunOptions { seed: seed_used, time_scale, stop, cpus }, observer)
 }
 
 /// Runs every phase run in order on `ctrl`; the observer hears of each phase run's start,
@@ -113,6 +145,10 @@ pub fn run(plan: &LoadedPlan, runs: &[PhaseRun], ctrl: &Controller, opts: &RunOp
     let id = ctrl.identify();
     let target = format!("{}, model {}, firmware {}", ctrl.transport().describe(), id.model(), id.firmware());
     let mut s = Summary::start(plan, opts.seed, opts.time_scale, target);
+    s.identity.serial = id.serial();
+    s.identity.model = id.model();
+    s.identity.firmware = id.firmware();
+    s.identity.pci_address = ctrl.transport().pci_address().unwrap_or_default();
     s.device = Some(Device {
         transport: ctrl.transport().describe(),
         model: id.model(),
@@ -290,13 +326,18 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
     let (stop, time_scale) = (opts.stop, opts.time_scale);
     let start_s = plan_start.elapsed().as_secs_f64();
     let gate = Arc::new(StartGate::default());
-    let cpus = available_cpus().max(1);
+    // Worker i on the i-th CPU this process may run on (a container's or a job's cpuset).
+    let allowed = crate::util::cpus::host_cpus();
     let mut slots = Vec::new();
     let mut cpu_ids = Vec::new();
     for (i, w) in pr.workers.iter().enumerate() {
         let mut cfg = w.config.clone();
-        // Every worker thread is pinned: to its cpu_id, or one core each in turn.
-        cfg.cpu_id = Some(cfg.cpu_id.unwrap_or(i % cpus));
+        // Every worker thread is pinned: to its cpu_id, or one core each in turn; within
+        // the run's own CPUs when it has some.
+        cfg.cpu_id = Some(match opts.cpus {
+            [] => cfg.cpu_id.unwrap_or(allowed[i % allowed.len()]),
+            set => set[cfg.cpu_id.unwrap_or(i) % set.len()],
+        });
         cpu_ids.push(cfg.cpu_id);
         let slot = match ctrl.namespace(w.nsid) {
             None => Slot::Done(Box::new(failed_start(format!("the controller has no namespace {}", w.nsid)))),
@@ -361,7 +402,8 @@ fn run_phase(ctrl: &Controller, pr: &PhaseRun, plan_start: Instant, opts: &RunOp
         .collect();
     // A worker stopped by a planned reset or power loss (on_reset: stop) did what the
     // plan asked.
-    let stopping = fired.iter().find(|e| (e.kind == "reset" || e.kind == "power_cycle") && e.outcome != Outcome::Skipped).map(|e| e.name.clone());
+    let stopping =
+        fired.iter().find(|e| (e.kind == "reset" || e.kind == "power_cycle" || e.kind == "pcie") && e.outcome != Outcome::Skipped).map(|e| e.name.clone());
     let mut workers = Vec::new();
     for ((w, r), cpu) in pr.workers.iter().zip(results).zip(cpu_ids) {
         let lba_size = ctrl.namespace(w.nsid).map_or(512, |n| n.lba_size());
@@ -496,6 +538,9 @@ fn timeline(ctrl: &Controller, evs: &[EventRun], t0: Instant, cancel: &AtomicBoo
         summary.status = done.status;
         summary.cdw0 = done.cdw0;
         summary.error = done.error;
+        if let Some(d) = done.detail {
+            summary.detail = format!("{}; {d}", summary.detail);
+        }
         summary.outcome = Outcome::of(done.ok);
         out.push(summary);
     }

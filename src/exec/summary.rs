@@ -160,6 +160,10 @@ pub struct Summary {
     /// Why the run could not go on, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Which run this is, where and on what it ran: every record that leaves the run
+    /// carries it, so that results merged from many hosts keep their origin.
+    #[serde(default)]
+    pub identity: Identity,
     /// Plan name.
     pub plan: String,
     /// Plan file.
@@ -193,14 +197,24 @@ pub struct Summary {
 impl Summary {
     /// The summary of `plan` as it starts now on `target`: incomplete, no phase run yet.
     pub fn start(plan: &crate::plan::LoadedPlan, seed: u64, time_scale: f64, target: String) -> Summary {
+        let started_unix = std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let host = crate::util::hostname();
         Summary {
+            identity: Identity {
+                run_id: format!("{host}-{started_unix}-{}", std::process::id()),
+                host,
+                plan: plan.plan.name.clone(),
+                plan_crc32: format!("{:08x}", plan.crc32),
+                nvplan_version: env!("CARGO_PKG_VERSION").into(),
+                ..Identity::default()
+            },
             plan: plan.plan.name.clone(),
             file: plan.file.clone(),
             description: plan.plan.description.clone(),
             seed,
             time_scale,
             target,
-            started_unix: std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            started_unix,
             seconds: 0.0,
             device: None,
             percentiles: Vec::new(),
@@ -210,6 +224,40 @@ impl Summary {
             phases: Vec::new(),
             steady_state: Vec::new(),
         }
+    }
+}
+
+/// The identity of a run: the columns every CSV row of it starts with, the fields a merge
+/// groups and labels runs by.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Identity {
+    /// Unique name of the run: `<host>-<start, Unix seconds>-<process id>`.
+    pub run_id: String,
+    /// Host name of the machine that ran it.
+    pub host: String,
+    /// Drive serial number (empty until the controller came up).
+    pub serial: String,
+    /// Drive model number.
+    pub model: String,
+    /// Drive firmware revision.
+    pub firmware: String,
+    /// PCI address of the drive (empty for the simulator).
+    pub pci_address: String,
+    /// Plan name.
+    pub plan: String,
+    /// CRC-32 of the plan file's text, hex: runs of edited plans differ here.
+    pub plan_crc32: String,
+    /// nvplan's version.
+    pub nvplan_version: String,
+}
+
+impl Identity {
+    /// Names of the fields, in CSV column order.
+    pub const COLUMNS: [&'static str; 9] = ["run_id", "host", "serial", "model", "firmware", "pci_address", "plan", "plan_crc32", "nvplan_version"];
+
+    /// The fields, in [`Identity::COLUMNS`] order.
+    pub fn values(&self) -> [&str; 9] {
+        [&self.run_id, &self.host, &self.serial, &self.model, &self.firmware, &self.pci_address, &self.plan, &self.plan_crc32, &self.nvplan_version]
     }
 }
 
@@ -328,42 +376,90 @@ pub fn curve_percentiles() -> Vec<f64> {
 }
 
 /// Percentiles `ps` (100 = the maximum) of several workers' latencies together, from their
-/// histogram buckets added up (bounds are fixed, so equal lower bounds are one bucket),
-/// interpolated within a bucket on the log scale: as precise as a bucket (12 %). The
-/// maximum is the largest of the workers' own.
+/// histogram buckets added up (see [`LatencySum`]).
 pub fn merged_percentiles(lats: &[&Latency], ps: &[f64]) -> Vec<(f64, f64)> {
-    let mut merged: std::collections::BTreeMap<i64, (f64, f64, u64)> = Default::default();
+    let mut sum = LatencySum::default();
     for l in lats {
+        sum.add(l);
+    }
+    sum.percentiles(ps)
+}
+
+/// Latencies of many workers (of many runs) added up from their histogram buckets: the
+/// bounds are fixed, so equal lower bounds are one bucket and the sum is exact. Percentiles
+/// of the sum are interpolated within a bucket on the log scale, as precise as a bucket
+/// (12 %); the maximum is the largest of the maxima added. Never an average of
+/// percentiles.
+#[derive(Clone, Debug, Default)]
+pub struct LatencySum {
+    buckets: std::collections::BTreeMap<i64, (f64, f64, u64)>,
+    max_us: Option<f64>,
+}
+
+impl LatencySum {
+    /// Adds the buckets and the maximum of `l`.
+    pub fn add(&mut self, l: &Latency) {
         for &(lo, hi, n) in &l.histogram {
             if lo.is_finite() && hi.is_finite() && lo > 0.0 && hi > lo && n > 0 {
-                merged.entry((lo * 1000.0).round() as i64).or_insert((lo, hi, 0)).2 += n;
+                self.buckets.entry((lo * 1000.0).round() as i64).or_insert((lo, hi, 0)).2 += n;
             }
         }
+        if let Some(&(_, max)) = l.percentiles.iter().find(|x| x.0 >= 100.0)
+            && max.is_finite()
+        {
+            self.max_us = Some(self.max_us.map_or(max, |m| m.max(max)));
+        }
     }
-    let total: u64 = merged.values().map(|b| b.2).sum();
-    if total == 0 {
-        return Vec::new();
+
+    /// Adds everything `other` holds.
+    pub fn merge(&mut self, other: &LatencySum) {
+        for (&k, &(lo, hi, n)) in &other.buckets {
+            self.buckets.entry(k).or_insert((lo, hi, 0)).2 += n;
+        }
+        if let Some(m) = other.max_us {
+            self.max_us = Some(self.max_us.map_or(m, |x| x.max(m)));
+        }
     }
-    let max = lats.iter().filter_map(|l| l.percentiles.iter().find(|x| x.0 >= 100.0)).map(|x| x.1).fold(f64::NAN, f64::max);
-    ps.iter()
-        .map(|&p| {
-            if p >= 100.0 && max.is_finite() {
-                return (p, max);
-            }
-            let target = p / 100.0 * total as f64;
-            let mut cum = 0.0;
-            let mut us = merged.values().last().map_or(0.0, |b| b.1);
-            for &(lo, hi, n) in merged.values() {
-                if cum + n as f64 >= target {
-                    let frac = ((target - cum) / n as f64).clamp(0.0, 1.0);
-                    us = lo * (hi / lo).powf(frac);
-                    break;
+
+    /// Completions counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.values().map(|b| b.2).sum()
+    }
+
+    /// The buckets, `(lower µs, upper µs, count)`, in order.
+    pub fn histogram(&self) -> Vec<(f64, f64, u64)> {
+        self.buckets.values().copied().collect()
+    }
+
+    /// `(percentile, µs)` for each of `ps`; empty when nothing was added.
+    pub fn percentiles(&self, ps: &[f64]) -> Vec<(f64, f64)> {
+        let total = self.count();
+        if total == 0 {
+            return Vec::new();
+        }
+        ps.iter()
+            .map(|&p| {
+                if p >= 100.0
+                    && let Some(max) = self.max_us
+                {
+                    return (p, max);
                 }
-                cum += n as f64;
-            }
-            (p, round_us(us * 1000.0))
-        })
-        .collect()
+                let target = p / 100.0 * total as f64;
+                let mut cum = 0.0;
+                let mut us = self.buckets.values().last().map_or(0.0, |b| b.1);
+                for &(lo, hi, n) in self.buckets.values() {
+                    if cum + n as f64 >= target {
+                        let frac = ((target - cum) / n as f64).clamp(0.0, 1.0);
+                        us = lo * (hi / lo).powf(frac);
+                        break;
+                    }
+                    cum += n as f64;
+                }
+                // A bucket's upper part may lie above the largest latency seen.
+                (p, round_us(self.max_us.map_or(us, |m| us.min(m)) * 1000.0))
+            })
+            .collect()
+    }
 }
 
 fn round3(us: f64) -> f64 {

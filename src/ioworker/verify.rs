@@ -285,6 +285,8 @@ pub struct VerifyTable {
     lo_active: AtomicBool,
     /// Power losses already applied.
     power_seen: Mutex<u64>,
+    /// Held while a flush clears chunk bits and while a power loss walks the chunks.
+    chunk_gate: Mutex<()>,
     /// The controller's data epoch the contents are valid for.
     epoch: std::sync::atomic::AtomicU64,
 }
@@ -332,6 +334,7 @@ impl VerifyTable {
             volatile: AtomicBool::new(false),
             lo_active: AtomicBool::new(false),
             power_seen: Mutex::new(0),
+            chunk_gate: Mutex::new(()),
             epoch: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -587,7 +590,9 @@ impl VerifyTable {
     /// `found` is one of them (then [`VerifyTable::settle`] it).
     #[inline]
     pub fn ambiguous(&self, lba: u64) -> bool {
-        self.lo_active.load(Ordering::Relaxed) && self.chunk_dirty(lba / CHUNK) && self.lo_byte(lba) & LO_AMBIG != 0
+        // The byte itself, not the chunk map: a flush completing elsewhere may clear and set
+        // the chunk's bit again while this LBA stays ambiguous.
+        self.lo_active.load(Ordering::Relaxed) && self.lo_byte(lba) & LO_AMBIG != 0
     }
 
     /// Whether a read of the ambiguous LBA `lba` (expected state `cur`) may show `found`.
@@ -650,12 +655,22 @@ impl VerifyTable {
                 self.unlock(l, None);
             }
         }
+        // A power loss recorded now must find every chunk that holds bounds (see
+        // `power_lost`), so the bits change under the gate.
+        let _gate = self.chunk_gate.lock().unwrap_or_else(|e| e.into_inner());
         for &c in &t.chunks {
-            // Clear first, then look: a bound recorded meanwhile sets the bit again.
+            // Only a chunk without bounds is cleared; a bound recorded between the look and
+            // the clear is found by the second look, which sets the bit again.
+            let holds = |c| {
+                let mut left = false;
+                self.each_lo(c, |_, _| left = true);
+                left
+            };
+            if holds(c) {
+                continue;
+            }
             self.dirty_word(c).fetch_and(!(1 << (c % 64)), Ordering::SeqCst);
-            let mut left = false;
-            self.each_lo(c, |_, _| left = true);
-            if left {
+            if holds(c) {
                 self.dirty_word(c).fetch_or(1 << (c % 64), Ordering::SeqCst);
             }
         }
@@ -676,6 +691,7 @@ impl VerifyTable {
             return;
         }
         *seen = count;
+        let _gate = self.chunk_gate.lock().unwrap_or_else(|e| e.into_inner());
         for c in self.dirty_chunks() {
             let mut lbas = Vec::new();
             self.each_lo(c, |l, b| {
@@ -1159,5 +1175,64 @@ mod tests {
         t.leave(true, false);
         t.join(false, true).unwrap();
         assert_eq!(t.join(true, false), Err(TableBusy::BlindWriter));
+    }
+
+    #[test]
+    fn an_ambiguous_lba_stays_ambiguous_while_a_flush_of_its_chunk_completes() {
+        // After a power loss LBA 10 may show generation 3 or 4. A flush completing meanwhile
+        // (its ticket covers LBA 11 of the same chunk) must never make LBA 10 look settled,
+        // not even for a moment: a reader that looked then would call the old data stale.
+        let t = Arc::new(VerifyTable::new(4096, 512, true).unwrap());
+        t.set_volatile(true);
+        write(&t, 10, Landing::Durable);
+        write(&t, 10, Landing::Volatile);
+        t.power_lost(1);
+        assert!(t.ambiguous(10));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (t, stop) = (t.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rounds = 0u32;
+                while !stop.load(Ordering::Relaxed) || rounds < 1000 {
+                    write(&t, 11, Landing::Volatile);
+                    let ticket = t.flush_begin();
+                    t.flush_done(ticket);
+                    rounds += 1;
+                }
+                rounds
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        let mut looks = 0u64;
+        while std::time::Instant::now() < deadline {
+            assert!(t.ambiguous(10) && t.may_show(10, 4, 3), "LBA 10 looked settled during a flush, after {looks} looks");
+            looks += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        flusher.join().unwrap();
+        assert!(t.ambiguous(10));
+    }
+
+    #[test]
+    fn a_power_loss_during_a_flush_makes_every_unflushed_lba_ambiguous() {
+        // A power loss recorded while a flush completes must still reach every LBA that
+        // flush did not cover.
+        for round in 0..200u64 {
+            let t = Arc::new(VerifyTable::new(4096, 512, true).unwrap());
+            t.set_volatile(true);
+            write(&t, 10, Landing::Volatile);
+            let ticket = t.flush_begin();
+            write(&t, 11, Landing::Volatile);
+            write(&t, 10, Landing::Volatile);
+            let flusher = {
+                let t = t.clone();
+                std::thread::spawn(move || t.flush_done(ticket))
+            };
+            t.power_lost(round + 1);
+            flusher.join().unwrap();
+            // LBA 11 was written after the flush was submitted; LBA 10 was written again.
+            assert!(t.ambiguous(11) && t.may_show(11, t.state(11), UNKNOWN), "round {round}: LBA 11 not ambiguous");
+            assert!(t.ambiguous(10), "round {round}: LBA 10 not ambiguous");
+        }
     }
 }

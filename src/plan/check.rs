@@ -72,17 +72,27 @@ impl Checker<'_> {
         if plan.phases.is_empty() {
             self.err(&[key("phases")], "phases", "no phases; a plan runs at least one");
         }
-        if let Some(TargetSpec::Sim { .. }) = &plan.target
+        if let Some(TargetSpec::Described { .. }) = &plan.target
             && let Some(super::yaml::Kind::Map(m)) = self.lp.tree_at(&[key("target")]).map(|n| &n.kind)
         {
-            for (k, ..) in m.iter().filter(|e| e.0 != "sim") {
-                self.key_err(&[key("target")], k, k, format!("unknown key `{k}` in target; a described target is {{sim: {{...}}}}"));
+            for (k, ..) in m.iter().filter(|e| !["sim", "vfio", "power"].contains(&e.0.as_str())) {
+                self.key_err(
+                    &[key("target")],
+                    k,
+                    k,
+                    format!("unknown key `{k}` in target; a described target is {{sim: {{...}}}} or {{vfio: ADDRESS}}, with power: for its switch"),
+                );
             }
         }
-        if plan.target.is_some()
-            && let Err(e) = super::limits::sim_config(self.lp, None)
-        {
-            self.errors.push(e);
+        if plan.target.is_some() {
+            match super::limits::target(self.lp, None) {
+                Ok(t) => {
+                    if let Err(e) = super::limits::power(self.lp, &t, None, None) {
+                        self.errors.push(e);
+                    }
+                }
+                Err(e) => self.errors.push(e),
+            }
         }
         let mut names: BTreeSet<&str> = BTreeSet::new();
         for (i, ph) in plan.phases.iter().enumerate() {
@@ -228,13 +238,14 @@ impl Checker<'_> {
         if let Err(m) = duration(&ev.at) {
             self.err(&join(path, &[key("at")]), "at", m);
         }
-        let kinds: Vec<&str> = [("reset", ev.reset.is_some()), ("power_cycle", ev.power_cycle.is_some()), ("admin", ev.admin.is_some())]
-            .iter()
-            .filter(|k| k.1)
-            .map(|k| k.0)
-            .collect();
+        let kinds: Vec<&str> =
+            [("reset", ev.reset.is_some()), ("power_cycle", ev.power_cycle.is_some()), ("pcie", ev.pcie.is_some()), ("admin", ev.admin.is_some())]
+                .iter()
+                .filter(|k| k.1)
+                .map(|k| k.0)
+                .collect();
         match kinds[..] {
-            [] => self.err(path, "events", "an event needs one action: reset, power_cycle or admin"),
+            [] => self.err(path, "events", "an event needs one action: reset, power_cycle, pcie or admin"),
             [_] => {}
             [first, second, ..] => self.key_err(
                 path,
@@ -251,6 +262,23 @@ impl Checker<'_> {
         }
         if let Some(a) = &ev.admin {
             self.admin(a, &join(path, &[key("admin")]));
+        }
+        if let Some(p) = &ev.pcie {
+            let at = join(path, &[key("pcie")]);
+            match (p.power_state, p.aspm) {
+                (None, None) => self.err(&at, "pcie", "a pcie event sets power_state (D0, D3hot) or aspm (off, L0s, L1, L0s_L1)"),
+                (Some(_), Some(_)) => {
+                    self.key_err(&at, "aspm", "aspm", "a pcie event does one thing; this one has both power_state and aspm: split it into two events")
+                }
+                _ => {}
+            }
+            if let Some(h) = &p.hold {
+                if p.power_state != Some(super::model::DState::D3hot) {
+                    self.key_err(&at, "hold", "hold", "hold is how long D3hot lasts; it goes with power_state: D3hot");
+                } else if let Err(m) = duration(h) {
+                    self.err(&join(&at, &[key("hold")]), "hold", m);
+                }
+            }
         }
     }
 

@@ -107,8 +107,24 @@ pub enum EventAction {
         /// How long power stays off (scaled).
         off: Duration,
     },
+    /// A PCIe power management change.
+    Pcie(PcieAction),
     /// An admin command.
     Admin(AdminSpec),
+}
+
+/// What a `pcie` event changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PcieAction {
+    /// D-state: 0 (D0), or 3 (D3hot) held for `hold` (scaled), then D0 again.
+    PowerState {
+        /// PowerState.
+        state: u8,
+        /// How long D3hot lasts.
+        hold: Duration,
+    },
+    /// ASPM Control value (0 off, 1 L0s, 2 L1, 3 both).
+    Aspm(u8),
 }
 
 /// The seed of one worker of one run, mixed from the plan's seed and the worker's place
@@ -177,6 +193,9 @@ fn expand_phase(
         return Err(errors);
     }
     let events = events(ph, path, time_scale);
+    if limits.power_switch.is_none() {
+        errors.extend(events.iter().filter_map(|e| switchless(lp, e)));
+    }
     let combos = sweep::combinations(ph.sweep.as_ref(), path);
     let tracked = ph.steady_state.as_ref().and_then(|s| super::steady::cell_index(s.cell.as_ref(), &combos));
     let n_combos = combos.len();
@@ -271,6 +290,29 @@ fn combos_label(ph: &PhaseSpec, i: usize) -> Option<String> {
     Some(c.values.iter().map(|(k, (v, _))| format!("{k}={}", label_value(v))).collect::<Vec<_>>().join(" "))
 }
 
+/// The refusal of a power_cycle event on a target without a power switch.
+fn switchless(lp: &LoadedPlan, e: &EventRun) -> Option<PlanError> {
+    matches!(e.action, EventAction::PowerCycle { .. }).then(|| {
+        lp.key_error(
+            &e.path,
+            "power_cycle",
+            "power_cycle",
+            format!("a power cycle needs a power switch, and the target has none: {}", crate::power::HOW_TO_DECLARE),
+        )
+    })
+}
+
+/// Every power_cycle event of the plan, refused: for a drive declared without a power
+/// switch, found before the drive is opened.
+pub fn power_events_without_switch(lp: &LoadedPlan) -> Vec<PlanError> {
+    let mut errors = Vec::new();
+    for (p, ph) in lp.plan.phases.iter().enumerate() {
+        let path = [Seg::Key("phases".into()), Seg::Index(p)];
+        errors.extend(events(ph, &path, 1.0).iter().filter_map(|e| switchless(lp, e)));
+    }
+    errors
+}
+
 fn events(ph: &PhaseSpec, path: &[Seg], time_scale: f64) -> Vec<EventRun> {
     let mut out: Vec<EventRun> =
         ph.events.iter().enumerate().filter_map(|(k, ev)| event(ev, [path, &[Seg::Key("events".into()), Seg::Index(k)]].concat(), time_scale)).collect();
@@ -284,6 +326,22 @@ fn event(ev: &EventSpec, path: Vec<Seg>, time_scale: f64) -> Option<EventRun> {
     } else if let Some(pc) = &ev.power_cycle {
         let off = pc.off.as_ref().and_then(|o| duration(o).ok()).unwrap_or(Duration::from_secs(1));
         ("power_cycle".to_string(), EventAction::PowerCycle { dirty: pc.dirty.unwrap_or(true), off: scale(off, time_scale) })
+    } else if let Some(p) = &ev.pcie {
+        use super::model::{AspmSpec, DState};
+        let action = match (p.power_state, p.aspm) {
+            (Some(s), _) => {
+                let hold = p.hold.as_ref().and_then(|h| duration(h).ok()).unwrap_or(Duration::from_millis(100));
+                PcieAction::PowerState { state: if s == DState::D3hot { 3 } else { 0 }, hold: scale(hold, time_scale) }
+            }
+            (None, Some(a)) => PcieAction::Aspm(match a {
+                AspmSpec::Off => 0,
+                AspmSpec::L0s => 1,
+                AspmSpec::L1 => 2,
+                AspmSpec::L0sL1 => 3,
+            }),
+            (None, None) => return None,
+        };
+        ("pcie".to_string(), EventAction::Pcie(action))
     } else {
         let a = ev.admin.clone()?;
         let name = serde_json::to_value(a.command).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "admin".into());

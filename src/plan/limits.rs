@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use super::error::PlanError;
 use super::load::LoadedPlan;
-use super::model::{PurgeMethod, SimSpec, TargetSpec};
+use super::model::{PowerKind, PowerSpec, PowerValue, PurgeMethod, SimSpec, TargetSpec};
 use super::units::{duration, opcode};
 use super::yaml::Seg;
 use crate::driver::{Controller, ControllerOptions};
 use crate::ioworker::available_cpus;
+use crate::power::{SwitchSpec, command, quarch, slot, suspend};
 use crate::sim::SimConfig;
 use crate::sim::config::{GcModel, Latency, NamespaceConfig};
 use crate::util::units::parse_size;
@@ -35,6 +36,8 @@ pub struct Limits {
     pub purge: Vec<PurgeMethod>,
     /// Index of each namespace's LBA format (FLBAS), which a Format purge keeps.
     pub lbaf: BTreeMap<u32, u8>,
+    /// The power switch power_cycle events use (its description), if the target has one.
+    pub power_switch: Option<String>,
 }
 
 impl Limits {
@@ -54,6 +57,7 @@ impl Limits {
             // with user data or cryptographic erase).
             purge: vec![PurgeMethod::SanitizeBlock, PurgeMethod::FormatUserData, PurgeMethod::FormatCrypto],
             lbaf: cfg.namespaces.iter().enumerate().map(|(i, ns)| (i as u32 + 1, u8::from(ns.lba_size == 4096))).collect(),
+            power_switch: Some("simulator".into()),
         }
     }
 
@@ -69,6 +73,7 @@ impl Limits {
             cpus: available_cpus(),
             purge: purge_methods(info.id.sanicap, info.id.oacs, info.id.fna),
             lbaf: info.namespaces.iter().map(|n| (n.nsid, n.id.flbas & 0xf)).collect(),
+            power_switch: ctrl.power_switch().map(|s| s.describe()),
         }
     }
 }
@@ -125,8 +130,124 @@ pub fn target(plan: &LoadedPlan, cli_target: Option<&str>) -> Result<Target, Pla
     match &plan.plan.target {
         None => Ok(Target::Sim(SimConfig::default())),
         Some(TargetSpec::Text(t)) => parse_target(t).map_err(|m| plan.error(&path, "target", m)),
-        Some(TargetSpec::Sim { sim }) => from_spec(plan, sim).map(Target::Sim),
+        Some(TargetSpec::Described { sim: Some(sim), vfio: None, .. }) => from_spec(plan, sim).map(Target::Sim),
+        Some(TargetSpec::Described { sim: None, vfio: Some(v), .. }) => {
+            parse_target(&format!("vfio:{v}")).map_err(|m| plan.error(&[path[0].clone(), Seg::Key("vfio".into())], "vfio", m))
+        }
+        Some(TargetSpec::Described { sim: Some(_), vfio: Some(_), .. }) => {
+            Err(plan.key_error(&path, "vfio", "vfio", "a target is the simulator or a drive: give sim: or vfio:, not both"))
+        }
+        Some(TargetSpec::Described { sim: None, vfio: None, .. }) => {
+            Err(plan.error(&path, "target", "a described target names what it is: {sim: {...}} or {vfio: 0000:01:00.0}, with power: if its power is switched"))
+        }
     }
+}
+
+/// The power switch of the target a plan runs on: `--power` text wins; else the plan's
+/// `target: {..., power: ...}`, unless `--target` replaced that target (a switch belongs to
+/// its drive). `None`: the simulator's own switch for a simulated target, no switch for a
+/// drive.
+pub fn power(plan: &LoadedPlan, target: &Target, cli_target: Option<&str>, cli_power: Option<&str>) -> Result<Option<SwitchSpec>, PlanError> {
+    let spec = if let Some(p) = cli_power {
+        let cli = |message: String| PlanError { file: plan.file.clone(), line: 1, col: 1, field: "--power".into(), message };
+        Some((SwitchSpec::parse(p).map_err(cli)?, vec![]))
+    } else if cli_target.is_some() {
+        None
+    } else {
+        match &plan.plan.target {
+            Some(TargetSpec::Described { power: Some(v), .. }) => {
+                let path = vec![Seg::Key("target".into()), Seg::Key("power".into())];
+                let s = match v {
+                    PowerValue::Text(t) => SwitchSpec::parse(t).map_err(|m| plan.error(&path, "power", m))?,
+                    PowerValue::Map(m) => switch_from_map(plan, m, &path)?,
+                };
+                Some((s, path))
+            }
+            _ => None,
+        }
+    };
+    let Some((s, path)) = spec else { return Ok(None) };
+    let err = |m: String| {
+        if path.is_empty() {
+            PlanError { file: plan.file.clone(), line: 1, col: 1, field: "--power".into(), message: m }
+        } else {
+            plan.error(&path, "power", m)
+        }
+    };
+    match (target, &s) {
+        (Target::Sim(_), SwitchSpec::Sim) => Ok(None),
+        (Target::Sim(_), other) => {
+            Err(err(format!("the simulator has its own power switch; a {} switch is for a drive (vfio:): leave power: out, or write power: sim", other.kind())))
+        }
+        (Target::Vfio(_), SwitchSpec::Sim) => {
+            Err(err("`sim` is the simulator's own switch; a drive needs command, slot, quarch or suspend (docs/power.md)".into()))
+        }
+        (Target::Vfio(_), _) => Ok(Some(s)),
+    }
+}
+
+/// A switch written as a mapping; a field its kind does not take is refused where it is.
+fn switch_from_map(plan: &LoadedPlan, m: &PowerSpec, path: &[Seg]) -> Result<SwitchSpec, PlanError> {
+    let at = |field: &str, msg: String| {
+        let mut p = path.to_vec();
+        p.push(Seg::Key(field.into()));
+        plan.error(&p, field, msg)
+    };
+    let kind = match m.kind {
+        PowerKind::Sim => "sim",
+        PowerKind::Command => "command",
+        PowerKind::Slot => "slot",
+        PowerKind::Quarch => "quarch",
+        PowerKind::Suspend => "suspend",
+    };
+    let takes: &[&str] = match m.kind {
+        PowerKind::Sim => &["ready"],
+        PowerKind::Command => &["off", "on", "status", "timeout", "ready"],
+        PowerKind::Slot => &["slot", "ready"],
+        PowerKind::Quarch => &["host", "port", "module", "timeout", "ready"],
+        PowerKind::Suspend => &["rtc", "ready"],
+    };
+    let given = [
+        ("off", m.off.is_some()),
+        ("on", m.on.is_some()),
+        ("status", m.status.is_some()),
+        ("slot", m.slot.is_some()),
+        ("host", m.host.is_some()),
+        ("port", m.port.is_some()),
+        ("module", m.module.is_some()),
+        ("rtc", m.rtc.is_some()),
+        ("timeout", m.timeout.is_some()),
+        ("ready", m.ready.is_some()),
+    ];
+    if let Some((f, _)) = given.iter().find(|(f, g)| *g && !takes.contains(f)) {
+        return Err(at(f, format!("a {kind} switch takes no {f}; it takes {}", takes.join(", "))));
+    }
+    let dur = |field: &str, v: &Option<super::model::DurationValue>| v.as_ref().map(|d| duration(d).map_err(|e| at(field, e))).transpose();
+    let ready = dur("ready", &m.ready)?.unwrap_or(crate::power::DEFAULT_READY);
+    let need = |field: &str, v: &Option<String>, example: &str| {
+        v.clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| plan.key_error(path, "kind", field, format!("a {kind} switch needs {field}: (e.g. {field}: {example})")))
+    };
+    Ok(match m.kind {
+        PowerKind::Sim => SwitchSpec::Sim,
+        PowerKind::Command => SwitchSpec::Command(command::CommandSpec {
+            off: need("off", &m.off, "\"relay 3 off\"")?,
+            on: need("on", &m.on, "\"relay 3 on\"")?,
+            status: m.status.clone(),
+            timeout: dur("timeout", &m.timeout)?.unwrap_or(command::DEFAULT_TIMEOUT),
+            ready,
+        }),
+        PowerKind::Slot => SwitchSpec::Slot(slot::SlotSpec { name: m.slot.clone(), ready }),
+        PowerKind::Quarch => SwitchSpec::Quarch(quarch::QuarchSpec::new(
+            need("host", &m.host, "192.168.1.50")?,
+            m.port.unwrap_or(quarch::FRAMED_PORT),
+            m.module,
+            dur("timeout", &m.timeout)?.unwrap_or(quarch::DEFAULT_TIMEOUT),
+            ready,
+        )),
+        PowerKind::Suspend => SwitchSpec::Suspend(suspend::SuspendSpec { rtc: m.rtc.clone().unwrap_or_else(|| "rtc0".into()), ready }),
+    })
 }
 
 /// The simulated controller a plan runs on (see [`target`]); for a VFIO target, the

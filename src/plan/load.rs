@@ -26,6 +26,8 @@ pub struct LoadedPlan {
     pub plan: Plan,
     /// The YAML tree with positions.
     pub tree: Node,
+    /// CRC-32 of the plan's text, to tell edited plans apart.
+    pub crc32: u32,
 }
 
 impl LoadedPlan {
@@ -107,6 +109,7 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedPlan, Vec<PlanError>> {
     if text.len() > MAX_PLAN_BYTES {
         return Err(too_large(file, text));
     }
+    let original = text;
     // YAML 1.2 §5.2: a byte-order mark may start the stream; it is not content.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let tree = yaml::parse(text).map_err(|e| vec![PlanError { file: file.into(), line: e.line, col: e.col, field: e.field, message: e.message }])?;
@@ -128,7 +131,7 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedPlan, Vec<PlanError>> {
         return Err(errors);
     }
     let plan: Plan = serde_json::from_value(json).map_err(|e| vec![at(file, &tree, &[], "plan", e.to_string())])?;
-    let loaded = LoadedPlan { file: file.into(), plan, tree };
+    let loaded = LoadedPlan { file: file.into(), plan, tree, crc32: crc32fast::hash(original.as_bytes()) };
     // The plan's shape first: the checks after it unroll sweeps.
     let mut errors = super::bounds::check(&loaded);
     if errors.is_empty() {
@@ -286,7 +289,8 @@ fn describe(e: &ValidationError) -> Option<String> {
         Some("IoSizeSpec") => "an I/O size like 8 or 4KiB, a list of sizes, or {size: weight}",
         Some("OneOrMany") => "LBAs like 0x100 or bytes like 1GiB, or a list of them",
         Some("RandomSpec") => "true, false or a percentage of random I/O (0-100)",
-        Some("TargetSpec") => "a target: `sim`, `sim:<options>` (e.g. sim:ns=1GiB,lba=4096) or {sim: {...}}",
+        Some("TargetSpec") => "a target: `sim`, `sim:<options>` (e.g. sim:ns=1GiB,lba=4096), `vfio:<address>`, {sim: {...}} or {vfio: <address>, power: ...}",
+        Some("PowerValue") => "a power switch: text like command:off=CMD,on=CMD, slot, quarch:HOST or suspend, or {kind: ..., ...}",
         _ => "",
     };
     if !own.is_empty() && e.schema_path().as_str().ends_with("/anyOf") && e.schema_path().iter().count() == 3 {
@@ -405,6 +409,8 @@ fn place(e: &ValidationError) -> &'static str {
         Some("EventSpec") => "an event",
         Some("AdminSpec") => "an admin command",
         Some("PowerCycleSpec") => "power_cycle",
+        Some("PcieSpec") => "pcie",
+        Some("PowerSpec") => "power",
         Some("ExpectSpec") => "expect",
         Some("SimSpec") => "sim",
         Some("SimNamespaceSpec") => "a namespace",
@@ -532,7 +538,12 @@ mod tests {
     #[test]
     fn enums_list_their_names_and_suggest_one() {
         let e = errors("name: t\nphases:\n  - name: a\n    events: [{at: 1, reset: controler}]\n");
-        assert_eq!(e, vec!["p.yaml:4:29: reset: expected one of controller, subsystem, pcie, found \"controler\"; did you mean `controller`?"]);
+        assert_eq!(
+            e,
+            vec![
+                "p.yaml:4:29: reset: expected one of controller, subsystem, pcie, flr, pcie_hot, link_disable, found \"controler\"; did you mean `controller`?"
+            ]
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub mod units;
 pub mod yaml;
 
 pub use error::PlanError;
-pub use expand::{EventAction, EventRun, PhaseRun, SteadyRun, WorkerRun, derive_seed, expand, resolved};
-pub use limits::{Limits, Target, parse_target, sim_config, target};
+pub use expand::{EventAction, EventRun, PcieAction, PhaseRun, SteadyRun, WorkerRun, derive_seed, expand, power_events_without_switch, resolved};
+pub use limits::{Limits, Target, parse_target, power, sim_config, target};
 pub use load::{LoadedPlan, load, load_bytes, load_str};
 pub use model::{Plan, schema};
 pub use sweep::MAX_RUNS;

@@ -264,8 +264,54 @@ pub enum ResetSpec {
     Controller,
     /// NVM Subsystem Reset (NSSR).
     Subsystem,
-    /// PCIe Function Level Reset.
+    /// PCIe Function Level Reset (as `flr`).
     Pcie,
+    /// PCIe Function Level Reset.
+    Flr,
+    /// PCIe hot reset: Secondary Bus Reset of the upstream bridge.
+    PcieHot,
+    /// The upstream port disables the link and enables it again.
+    LinkDisable,
+}
+
+/// A PCI power management state an event puts the function in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DState {
+    /// Fully on.
+    D0,
+    /// Off but for configuration accesses; back to D0 after `hold`.
+    D3hot,
+}
+
+/// ASPM Control of the function's Link Control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AspmSpec {
+    /// ASPM disabled.
+    #[serde(rename = "off")]
+    Off,
+    /// L0s entry enabled.
+    L0s,
+    /// L1 entry enabled.
+    L1,
+    /// L0s and L1 entry enabled.
+    #[serde(rename = "L0s_L1")]
+    L0sL1,
+}
+
+/// A PCIe power management change: one of `power_state` or `aspm`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PcieSpec {
+    /// D-state through the PM capability's PMCSR. D3hot is held for `hold`, then the
+    /// function returns to D0 and the controller is brought up again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_state: Option<DState>,
+    /// How long D3hot lasts (default 100ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<DurationValue>,
+    /// ASPM Control of the function's Link Control: off, L0s, L1 or L0s_L1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspm: Option<AspmSpec>,
 }
 
 /// A power cycle.
@@ -381,12 +427,15 @@ pub struct EventSpec {
     /// Name in reports (default: the kind of event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// A reset: controller, subsystem or pcie.
+    /// A reset: controller, subsystem, flr (or pcie), pcie_hot or link_disable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<ResetSpec>,
-    /// A power cycle.
+    /// A power cycle, through the target's power switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_cycle: Option<PowerCycleSpec>,
+    /// A PCIe power management change: D-state or ASPM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie: Option<PcieSpec>,
     /// An admin command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSpec>,
@@ -632,17 +681,91 @@ pub struct SimNamespaceSpec {
     pub lba: Option<u32>,
 }
 
-/// Where a plan runs by default (`--target` overrides).
+/// Where a plan runs by default (`--target` overrides it, with its switch).
+// Read once per plan; boxing the configuration would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum TargetSpec {
-    /// As on the command line: `sim`, `sim:ns=1GiB,lba=4096`.
+    /// As on the command line: `sim`, `sim:ns=1GiB,lba=4096`, `vfio:0000:01:00.0`.
     Text(String),
-    /// The simulated controller, described.
-    Sim {
-        /// Its configuration.
-        sim: SimSpec,
+    /// The simulated controller or a drive, described, with its power switch.
+    Described {
+        /// The simulated controller's configuration.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sim: Option<SimSpec>,
+        /// A drive bound to vfio-pci: its PCI address or serial number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vfio: Option<String>,
+        /// What cuts the drive's power (docs/power.md): text as `--power` takes it
+        /// (`command:off=CMD,on=CMD`, `slot`, `quarch:HOST`, `suspend`), or a mapping.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        power: Option<PowerValue>,
     },
+}
+
+/// A power switch: text as `--power` takes it, or a mapping.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PowerValue {
+    /// `KIND[:OPTIONS]`, e.g. `command:off=relay 3 off,on=relay 3 on`.
+    Text(String),
+    /// The same, as a mapping.
+    Map(PowerSpec),
+}
+
+/// Kinds of power switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerKind {
+    /// The simulated controller's own.
+    Sim,
+    /// User commands (off, on, status).
+    Command,
+    /// PCIe slot power through the kernel's hot-plug driver.
+    Slot,
+    /// A Quarch power module over TCP.
+    Quarch,
+    /// Host suspend to RAM with an RTC wake-up.
+    Suspend,
+}
+
+/// A power switch as a mapping; the fields a kind does not take are refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerSpec {
+    /// Which switch.
+    pub kind: PowerKind,
+    /// command: the command that cuts power.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off: Option<String>,
+    /// command: the command that restores power.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+    /// command: a command that prints on or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// slot: the slot's name under /sys/bus/pci/slots (default: found from the drive's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// quarch: the module's host name or address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// quarch: TCP port (9760, or 23 for telnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// quarch: the module's port on an array controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<u32>,
+    /// suspend: the RTC that wakes the host (default rtc0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtc: Option<String>,
+    /// command, quarch: longest one command may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationValue>,
+    /// Longest the drive may take to answer again after power on (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<DurationValue>,
 }
 
 /// A plan.

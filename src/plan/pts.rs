@@ -180,6 +180,7 @@ fn purge_event(limits: &Limits, m: PurgeMethod) -> Result<EventSpec, String> {
         name: Some(format!("purge: {}", purge_name(chosen))),
         reset: None,
         power_cycle: None,
+        pcie: None,
         admin: Some(a),
         allow_failure: None,
     })

@@ -4,31 +4,42 @@
 
 use std::collections::BTreeSet;
 
-use crate::exec::{PhaseSummary, Summary, WorkerSummary};
+use crate::exec::{Identity, PhaseSummary, Summary, WorkerSummary};
 use crate::ioworker::code;
 use crate::nvme::NvmOpcode;
 
-/// A CSV document under construction.
-struct Doc(csv::Writer<Vec<u8>>);
+/// A CSV document under construction; the rows of a run's files start with the run's
+/// identity.
+pub(crate) struct Doc {
+    w: csv::Writer<Vec<u8>>,
+    prefix: Vec<String>,
+}
 
 impl Doc {
-    fn new(header: &[&str]) -> Doc {
+    pub(crate) fn new(header: &[&str]) -> Doc {
         let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
         // Writing to memory cannot fail.
         let _ = w.write_record(header);
-        Doc(w)
+        Doc { w, prefix: Vec::new() }
     }
-    fn row<I: IntoIterator<Item = String>>(&mut self, fields: I) {
-        let _ = self.0.write_record(fields.into_iter().collect::<Vec<_>>());
+    /// A file of the run `s`: the identity columns first ([`Identity::COLUMNS`]).
+    fn run(s: &Summary, header: &[&str]) -> Doc {
+        let full: Vec<&str> = Identity::COLUMNS.iter().copied().chain(header.iter().copied()).collect();
+        let mut d = Doc::new(&full);
+        d.prefix = s.identity.values().map(String::from).to_vec();
+        d
     }
-    fn finish(self) -> String {
-        let bytes = self.0.into_inner().unwrap_or_default();
+    pub(crate) fn row<I: IntoIterator<Item = String>>(&mut self, fields: I) {
+        let _ = self.w.write_record(self.prefix.iter().cloned().chain(fields).collect::<Vec<_>>());
+    }
+    pub(crate) fn finish(self) -> String {
+        let bytes = self.w.into_inner().unwrap_or_default();
         String::from_utf8(bytes).unwrap_or_default()
     }
 }
 
 /// `x` with `d` decimals; non-finite values as empty fields.
-fn num(x: f64, d: usize) -> String {
+pub(crate) fn num(x: f64, d: usize) -> String {
     if x.is_finite() { format!("{x:.d$}") } else { String::new() }
 }
 
@@ -107,7 +118,7 @@ pub fn workers(s: &Summary) -> String {
         ]
         .map(String::from),
     );
-    let mut d = Doc::new(&header.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut d = Doc::run(s, &header.iter().map(String::as_str).collect::<Vec<_>>());
     for (i, p, w) in each_worker(s) {
         let r = &w.result;
         let mut row = vec![i.to_string(), p.label.clone(), p.name.clone(), p.repeat.to_string()];
@@ -156,7 +167,7 @@ pub fn workers(s: &Summary) -> String {
     d.finish()
 }
 
-fn outcome(o: crate::exec::Outcome) -> String {
+pub(crate) fn outcome(o: crate::exec::Outcome) -> String {
     serde_json::to_value(o).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
@@ -164,7 +175,7 @@ fn outcome(o: crate::exec::Outcome) -> String {
 /// timeseries, timed from the phase start. The interval (`interval_s`) keeps a run to
 /// about 600 rows: 1 s for a 10-minute run, 10 ms for a 6-second one.
 pub fn io_per_second(s: &Summary) -> String {
-    let mut d = Doc::new(&["phase_index", "phase", "worker", "second", "interval_s", "ios", "iops", "mbps"]);
+    let mut d = Doc::run(s, &["phase_index", "phase", "worker", "second", "interval_s", "ios", "iops", "mbps"]);
     for (i, p, w) in each_worker(s) {
         let Some(ts) = &w.result.timeseries else { continue };
         let iv = ts.interval_ms as f64 / 1000.0;
@@ -179,7 +190,7 @@ pub fn io_per_second(s: &Summary) -> String {
 /// `latency_percentiles.csv`: the standard percentiles and those the plan asked for, per
 /// worker and opcode class.
 pub fn latency_percentiles(s: &Summary) -> String {
-    let mut d = Doc::new(&["phase_index", "phase", "worker", "class", "count", "percentile", "latency_us"]);
+    let mut d = Doc::run(s, &["phase_index", "phase", "worker", "class", "count", "percentile", "latency_us"]);
     for (i, p, w) in each_worker(s) {
         for l in &w.latency {
             for &(pc, us) in &l.percentiles {
@@ -194,7 +205,7 @@ pub fn latency_percentiles(s: &Summary) -> String {
 /// `latency_histogram.csv`: the non-empty log-spaced latency buckets (20 a decade), per
 /// worker and opcode class.
 pub fn latency_histogram(s: &Summary) -> String {
-    let mut d = Doc::new(&["phase_index", "phase", "worker", "class", "lower_us", "upper_us", "count"]);
+    let mut d = Doc::run(s, &["phase_index", "phase", "worker", "class", "lower_us", "upper_us", "count"]);
     for (i, p, w) in each_worker(s) {
         for l in &w.latency {
             for &(lo, hi, n) in &l.histogram {
@@ -208,22 +219,25 @@ pub fn latency_histogram(s: &Summary) -> String {
 
 /// `events.csv`: every timed event, planned and actual times from the phase start.
 pub fn events(s: &Summary) -> String {
-    let mut d = Doc::new(&[
-        "phase_index",
-        "phase",
-        "event",
-        "kind",
-        "detail",
-        "planned_s",
-        "actual_s",
-        "late_ms",
-        "duration_ms",
-        "status",
-        "cdw0",
-        "allow_failure",
-        "outcome",
-        "error",
-    ]);
+    let mut d = Doc::run(
+        s,
+        &[
+            "phase_index",
+            "phase",
+            "event",
+            "kind",
+            "detail",
+            "planned_s",
+            "actual_s",
+            "late_ms",
+            "duration_ms",
+            "status",
+            "cdw0",
+            "allow_failure",
+            "outcome",
+            "error",
+        ],
+    );
     for (i, p) in s.phases.iter().enumerate() {
         for e in &p.events {
             let fired = e.outcome != crate::exec::Outcome::Skipped;
@@ -256,7 +270,7 @@ pub fn cmdlog(s: &Summary) -> Option<String> {
         return None;
     }
     let mut d =
-        Doc::new(&["phase_index", "phase", "worker", "index", "slba", "nlb", "opcode", "command", "time_sent_us", "time_cplt_us", "latency_us", "status"]);
+        Doc::run(s, &["phase_index", "phase", "worker", "index", "slba", "nlb", "opcode", "command", "time_sent_us", "time_cplt_us", "latency_us", "status"]);
     for (i, p, w) in each_worker(s) {
         for (k, c) in w.result.cmdlog.iter().flatten().enumerate() {
             let [a, b] = phase_cols(i, p);
@@ -285,7 +299,7 @@ pub fn metamode(s: &Summary) -> Option<String> {
     if s.phases.iter().all(|p| p.metamode.is_empty()) {
         return None;
     }
-    let mut d = Doc::new(&["phase_index", "phase", "index", "step", "detail", "outcome", "expected", "actual", "error", "duration_ms"]);
+    let mut d = Doc::run(s, &["phase_index", "phase", "index", "step", "detail", "outcome", "expected", "actual", "error", "duration_ms"]);
     for (i, p) in s.phases.iter().enumerate() {
         for m in &p.metamode {
             let [a, b] = phase_cols(i, p);

@@ -119,9 +119,52 @@ fn phase_cases(p: &PhaseSummary, out: &mut Vec<Case>) {
     }
 }
 
+/// One `<testsuite>` element and its counts, to be put in a `<testsuites>` document.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// The element's text, indented by two spaces, ending with a newline.
+    pub xml: String,
+    /// Test cases.
+    pub tests: usize,
+    /// Failed test cases.
+    pub failures: usize,
+    /// Test cases in error.
+    pub errors: usize,
+    /// Skipped test cases.
+    pub skipped: usize,
+    /// Seconds.
+    pub time: f64,
+}
+
 /// The JUnit XML of a summary; `charts` (paths relative to the report) go into the
 /// suite's `system-out`, where GitLab and Jenkins show them as attachments.
 pub fn junit(s: &Summary, charts: &[String]) -> String {
+    document(&[suite(s, charts)])
+}
+
+/// A `<testsuites>` document of `suites`, in the order given.
+pub fn document(suites: &[Suite]) -> String {
+    let sum = |f: fn(&Suite) -> usize| suites.iter().map(f).sum::<usize>();
+    let time: f64 = suites.iter().map(|s| s.time).sum();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuites name=\"nvplan\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{time:.3}\">",
+        sum(|s| s.tests),
+        sum(|s| s.failures),
+        sum(|s| s.errors),
+        sum(|s| s.skipped)
+    );
+    for s in suites {
+        x.push_str(&s.xml);
+    }
+    x.push_str("</testsuites>\n");
+    x
+}
+
+/// The `<testsuite>` of a summary: named after the plan, the drive and the host, with the
+/// run's identity as properties and the host as `hostname`.
+pub fn suite(s: &Summary, charts: &[String]) -> Suite {
     let mut cases = Vec::new();
     if let Some(e) = &s.error {
         cases.push(Case { name: "run".into(), time: s.seconds, verdict: Verdict::Error { message: e.clone() } });
@@ -143,15 +186,21 @@ pub fn junit(s: &Summary, charts: &[String]) -> String {
     let errors = count(|v| matches!(v, Verdict::Error { .. }));
     let skipped = count(|v| matches!(v, Verdict::Skipped { .. }));
     let device = s.device.as_ref().map(|d| format!(" on {} {} ({})", d.model, d.serial, d.firmware)).unwrap_or_default();
-    let suite = format!("{}{device}", s.plan);
+    let host = if s.identity.host.is_empty() { String::new() } else { format!(" at {}", s.identity.host) };
+    let suite = format!("{}{device}{host}", s.plan);
     let classname = match &s.device {
         Some(d) => format!("{}.{}", s.plan, d.serial),
         None => s.plan.clone(),
     };
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let mut x = String::new();
     let totals = format!("tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\"", cases.len(), s.seconds);
-    let _ = writeln!(x, "<testsuites name=\"nvplan\" {totals}>");
-    let _ = writeln!(x, "  <testsuite name=\"{}\" {totals} timestamp=\"{}\">", escape(&suite), super::manifest::rfc3339(s.started_unix));
+    let _ = writeln!(
+        x,
+        "  <testsuite name=\"{}\" {totals} timestamp=\"{}\" hostname=\"{}\">",
+        escape(&suite),
+        super::manifest::rfc3339(s.started_unix),
+        escape(&s.identity.host)
+    );
     x.push_str("    <properties>\n");
     let mut props = vec![
         ("plan".to_string(), s.file.clone()),
@@ -163,6 +212,14 @@ pub fn junit(s: &Summary, charts: &[String]) -> String {
         props.extend([("model".into(), d.model.clone()), ("serial".into(), d.serial.clone()), ("firmware".into(), d.firmware.clone())]);
     }
     props.push(("complete".into(), s.complete.to_string()));
+    let id = &s.identity;
+    for (k, v) in
+        [("run_id", &id.run_id), ("host", &id.host), ("pci_address", &id.pci_address), ("plan_crc32", &id.plan_crc32), ("nvplan_version", &id.nvplan_version)]
+    {
+        if !v.is_empty() {
+            props.push((k.into(), v.clone()));
+        }
+    }
     for (k, v) in props {
         let _ = writeln!(x, "      <property name=\"{}\" value=\"{}\"/>", escape(&k), escape(&v));
     }
@@ -191,6 +248,6 @@ pub fn junit(s: &Summary, charts: &[String]) -> String {
         let lines: Vec<String> = charts.iter().map(|c| format!("[[ATTACHMENT|{c}]]")).collect();
         let _ = writeln!(x, "    <system-out>{}</system-out>", escape(&lines.join("\n")));
     }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
+    x.push_str("  </testsuite>\n");
+    Suite { xml: x, tests: cases.len(), failures, errors, skipped, time: s.seconds }
 }

@@ -40,7 +40,7 @@ impl Host {
             .and_then(|t| t.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())))
             .map_or(0, |kb| kb * 1024);
         Host {
-            hostname: read("/proc/sys/kernel/hostname").unwrap_or_default(),
+            hostname: crate::util::hostname(),
             os,
             kernel: read("/proc/sys/kernel/osrelease").unwrap_or_default(),
             cpu,

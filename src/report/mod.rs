@@ -75,7 +75,13 @@ pub fn write_summary(dir: &Path, s: &Summary) -> std::io::Result<PathBuf> {
 pub fn read_summary(dir: &Path) -> Result<Summary, String> {
     let path = dir.join("summary.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}: not a summary nvplan wrote", path.display(), e.line(), e.column()))
+    serde_json::from_str(&text).map_err(|e| {
+        if text.get(..200).unwrap_or(&text).contains(crate::fleet::merge::MERGE_KIND) {
+            format!("{}: a merged report (`nvplan report --merge`), not a run's: give the run directories", path.display())
+        } else {
+            format!("{}:{}:{}: {e}: not a summary nvplan wrote", path.display(), e.line(), e.column())
+        }
+    })
 }
 
 fn read_manifest(dir: &Path) -> Option<Manifest> {

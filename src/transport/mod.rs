@@ -52,12 +52,31 @@ pub enum TransportError {
     },
 }
 
-/// Resets that happen outside the NVMe register set.
+/// Resets that happen outside the NVMe register set. After each the controller is in its
+/// power-on register state (CC.EN = 0) and media contents survive; the host restores the
+/// function's configuration space, so bus mastering and BAR0 work again when it returns.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ResetKind {
-    /// PCIe Function Level Reset: the controller returns to its power-on register state;
-    /// media contents survive.
+    /// PCIe Function Level Reset (PCIe Base 4.0 §6.6.2).
     Function,
+    /// Hot reset: the Secondary Bus Reset bit of the upstream bridge resets everything
+    /// below it (PCIe Base 4.0 §6.6.1, conventional reset; §7.5.1.3.13).
+    Hot,
+    /// The upstream port disables the link and enables it again (Link Control, Link
+    /// Disable, PCIe Base 4.0 §7.5.3.7): a link down is a hot reset to the function below
+    /// it (§6.6.1).
+    LinkDisable,
+}
+
+impl ResetKind {
+    /// How the reset is written in plans and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResetKind::Function => "function level reset",
+            ResetKind::Hot => "hot reset",
+            ResetKind::LinkDisable => "link disable",
+        }
+    }
 }
 
 /// Access to one NVMe controller: registers, DMA memory, out-of-band reset and power.
@@ -96,12 +115,43 @@ pub trait Transport: Send + Sync {
     /// Performs a reset outside the NVMe register set.
     fn reset(&self, kind: ResetKind) -> Result<(), TransportError>;
 
-    /// Removes power. `dirty`: without shutdown, so a volatile write cache loses what was
-    /// not flushed. Registers read all ones until [`Transport::power_on`].
-    fn power_off(&self, dirty: bool) -> Result<(), TransportError>;
+    /// The transport's own power switch, if it has one (the simulator's); a drive's switch
+    /// is declared with its target (see [`crate::power`]).
+    fn power_switch(&self) -> Option<crate::power::SharedSwitch> {
+        None
+    }
 
-    /// Restores power; the controller comes up disabled (CC.EN = 0).
-    fn power_on(&self) -> Result<(), TransportError>;
+    /// The function's PCI address (`0000:01:00.0`), where it is one.
+    fn pci_address(&self) -> Option<String> {
+        None
+    }
+
+    /// BAR0 is about to stop answering for a while (the function goes to D3hot, where it
+    /// answers configuration requests only, PCI PM 1.2 §5.3.1.4): register reads give all
+    /// ones and writes go nowhere until [`Transport::bar_available`]. (vfio-pci sends
+    /// SIGBUS to a process that touches a BAR of a function in D3hot.)
+    fn bar_unavailable(&self) {}
+
+    /// BAR0 answers again (the function is back in D0).
+    fn bar_available(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    /// Its power is about to be cut: from now on nothing touches the function (register
+    /// reads give all ones) until [`Transport::attach_after_power_on`]. The controller is not
+    /// shut down here: a dirty power loss is one without shutdown.
+    fn detach_for_power_off(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    /// Power is back: waits, up to `timeout`, for the function to answer configuration
+    /// reads again, then makes it usable as at open (bus mastering, BAR0, DMA mappings). The
+    /// controller comes up disabled (CC.EN = 0). Returns how long the function took to
+    /// answer.
+    fn attach_after_power_on(&self, timeout: std::time::Duration) -> Result<std::time::Duration, TransportError> {
+        let _ = timeout;
+        Ok(std::time::Duration::ZERO)
+    }
 
     /// Reads `buf.len()` bytes of the function's PCI configuration space at `offset`
     /// (4 KiB of extended configuration space; see [`pci`] for offsets and capability walks).

@@ -86,6 +86,8 @@ pub const EXP_LNKSTA: usize = 0x12;
 pub const LNKCAP_ASPM_L0S_L1: u32 = 0b11 << 10;
 /// Link Control: ASPM Control (bits 1:0).
 pub const LNKCTL_ASPM_MASK: u16 = 0b11;
+/// Link Control: Link Disable (bit 4; in a downstream or root port).
+pub const LNKCTL_LINK_DISABLE: u16 = 1 << 4;
 /// Device Control: Initiate Function Level Reset.
 pub const DEVCTL_INITIATE_FLR: u16 = 1 << 15;
 
@@ -106,6 +108,98 @@ pub fn read32(t: &dyn Transport, off: usize) -> Result<u32, TransportError> {
 /// Writes a 16-bit configuration register.
 pub fn write16(t: &dyn Transport, off: usize, v: u16) -> Result<(), TransportError> {
     t.config_write(off, &v.to_le_bytes())
+}
+
+/// Recovery time after a D3hot transition before the function may be accessed (PCI PM
+/// 1.2 §5.6.1, Table 5-6: 10 ms).
+pub const D3HOT_RECOVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+fn need(t: &dyn Transport, id: u8, what: &str) -> Result<usize, TransportError> {
+    cap_offset(t, id)?.ok_or_else(|| TransportError::InvalidState(format!("{}: the function has no {what} capability", t.describe())))
+}
+
+/// PowerState of the PM capability's PMCSR: 0 (D0) to 3 (D3hot) (PCI PM 1.2 §3.2.4).
+pub fn power_state(t: &dyn Transport) -> Result<u8, TransportError> {
+    let pm = need(t, cap_id::POWER_MANAGEMENT, "power management")?;
+    Ok((read16(t, pm + PM_PMCSR)? & PMCSR_STATE_MASK) as u8)
+}
+
+/// Writes PowerState (0: D0, 3: D3hot), waits the recovery time a D3hot transition needs,
+/// and returns PMCSR as read back. BAR0 is out of reach from leaving D0 to coming back
+/// ([`Transport::bar_unavailable`]). D1 and D2 are refused unless PMC says they are supported.
+pub fn set_power_state(t: &dyn Transport, state: u8) -> Result<u16, TransportError> {
+    let pm = need(t, cap_id::POWER_MANAGEMENT, "power management")?;
+    let pmc = read16(t, pm + PM_PMC)?;
+    let supported = match state {
+        0 | 3 => true,
+        1 => pmc & 1 << 9 != 0,
+        2 => pmc & 1 << 10 != 0,
+        _ => false,
+    };
+    if !supported {
+        return Err(TransportError::InvalidState(format!("{}: D{state} is not supported (PMC = {pmc:#06x}; D0 and D3hot always are)", t.describe())));
+    }
+    let before = read16(t, pm + PM_PMCSR)?;
+    let was = before & PMCSR_STATE_MASK;
+    if was == 0 && state != 0 {
+        // Only configuration requests are answered outside D0 (PCI PM 1.2 §5.3.1).
+        t.bar_unavailable();
+    }
+    write16(t, pm + PM_PMCSR, (before & !PMCSR_STATE_MASK) | state as u16)?;
+    if state == 3 || was == D3HOT {
+        std::thread::sleep(D3HOT_RECOVERY);
+    }
+    let after = read16(t, pm + PM_PMCSR)?;
+    if after & PMCSR_STATE_MASK == 0 && was != 0 {
+        t.bar_available()?;
+    }
+    Ok(after)
+}
+
+/// ASPM Control of the PCI Express capability's Link Control (0 off, 1 L0s, 2 L1, 3 both).
+pub fn aspm(t: &dyn Transport) -> Result<u8, TransportError> {
+    let exp = need(t, cap_id::PCI_EXPRESS, "PCI Express")?;
+    Ok((read16(t, exp + EXP_LNKCTL)? & LNKCTL_ASPM_MASK) as u8)
+}
+
+/// The ASPM states Link Capabilities says the function supports (bits 11:10, PCIe Base 4.0
+/// §7.5.3.6), as an ASPM Control value.
+pub fn aspm_supported(t: &dyn Transport) -> Result<u8, TransportError> {
+    let exp = need(t, cap_id::PCI_EXPRESS, "PCI Express")?;
+    Ok(((read32(t, exp + EXP_LNKCAP)? >> 10) & 3) as u8)
+}
+
+/// Writes ASPM Control (0 off, 1 L0s, 2 L1, 3 L0s and L1) and returns Link Control as read
+/// back. A state Link Capabilities does not list is refused: software must not enable it
+/// (PCIe Base 4.0 §7.5.3.7). This is the function's end of the link only; the upstream
+/// port's own Link Control enables its end.
+pub fn set_aspm(t: &dyn Transport, control: u8) -> Result<u16, TransportError> {
+    if control > 3 {
+        return Err(TransportError::InvalidState(format!("ASPM control {control}: it is 0 (off) to 3 (L0s and L1)")));
+    }
+    let exp = need(t, cap_id::PCI_EXPRESS, "PCI Express")?;
+    let supported = aspm_supported(t)?;
+    if control & !supported != 0 {
+        return Err(TransportError::InvalidState(format!(
+            "{}: ASPM {} is not supported: Link Capabilities lists {} (ASPM Support = {supported:02b}b)",
+            t.describe(),
+            aspm_name(control),
+            aspm_name(supported)
+        )));
+    }
+    let before = read16(t, exp + EXP_LNKCTL)?;
+    write16(t, exp + EXP_LNKCTL, (before & !LNKCTL_ASPM_MASK) | control as u16)?;
+    read16(t, exp + EXP_LNKCTL)
+}
+
+/// `off`, `L0s`, `L1`, `L0s and L1`.
+pub fn aspm_name(control: u8) -> &'static str {
+    match control & 3 {
+        0 => "off",
+        1 => "L0s",
+        2 => "L1",
+        _ => "L0s and L1",
+    }
 }
 
 /// Offset of the first capability with `id` in the capability list, if any. The walk is

@@ -54,21 +54,20 @@ impl Transport for SimTransport {
         self.sim.dma_alloc(len)
     }
 
+    /// Every kind resets the function as an FLR does: a hot reset and a link down are
+    /// conventional resets of the whole function (PCIe Base 4.0 §6.6.1), and the host
+    /// restores configuration space around them as around an FLR, so the host sees the
+    /// same result.
     fn reset(&self, kind: ResetKind) -> Result<(), TransportError> {
-        match kind {
-            ResetKind::Function => self.sim.function_reset(),
+        if !self.sim.is_powered() {
+            return Err(TransportError::InvalidState(format!("sim: {} without power: the function does not answer", kind.name())));
         }
+        self.sim.function_reset();
         Ok(())
     }
 
-    fn power_off(&self, dirty: bool) -> Result<(), TransportError> {
-        self.sim.power_off(dirty);
-        Ok(())
-    }
-
-    fn power_on(&self) -> Result<(), TransportError> {
-        self.sim.power_on();
-        Ok(())
+    fn power_switch(&self) -> Option<crate::power::SharedSwitch> {
+        Some(Arc::new(crate::power::sim::SimSwitch::new(self.sim.clone())))
     }
 
     fn config_read(&self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {

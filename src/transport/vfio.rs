@@ -33,7 +33,13 @@ use crate::nvme::regs::offset;
 
 /// `VFIO_DEVICE_RESET`: `_IO(VFIO_TYPE, VFIO_BASE + 11)`.
 const VFIO_DEVICE_RESET: libc::c_ulong = 0x3B6F;
-/// `VFIO_IOMMU_GET_INFO`: `_IO(VFIO_TYPE, VFIO_BASE + 12)`.
+/// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`: `_IO(VFIO_TYPE, VFIO_BASE + 12)` (on a device fd).
+const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: libc::c_ulong = 0x3B70;
+/// `VFIO_DEVICE_PCI_HOT_RESET`: `_IO(VFIO_TYPE, VFIO_BASE + 13)`.
+const VFIO_DEVICE_PCI_HOT_RESET: libc::c_ulong = 0x3B71;
+/// `vfio_pci_hot_reset_info.flags`: entries carry device ids (iommufd), not group ids.
+const VFIO_PCI_HOT_RESET_FLAG_DEV_ID: u32 = 1;
+/// `VFIO_IOMMU_GET_INFO`: `_IO(VFIO_TYPE, VFIO_BASE + 12)` (on a container fd).
 const VFIO_IOMMU_GET_INFO: libc::c_ulong = 0x3B70;
 /// `vfio_iommu_type1_info.flags`: the capability chain is present.
 const VFIO_IOMMU_INFO_CAPS: u32 = 1 << 1;
@@ -88,12 +94,88 @@ struct Bar {
 /// A PCIe NVMe function driven through VFIO.
 pub struct VfioTransport {
     name: String,
+    /// The function's sysfs directory, its address, and the file-system root above it.
+    sysfs: PathBuf,
+    address: String,
+    root: PathBuf,
     bar: Bar,
     /// The function; taken (and so released) when the kernel asks for it back.
     device: Arc<Mutex<Option<VfioDevice>>>,
+    /// The IOMMU container; a new one each time the function is opened again.
+    container: Mutex<Option<Arc<VfioContainer>>>,
+    /// Registers read all ones: the kernel took the function back, or its power is cut.
     gone: Arc<AtomicBool>,
+    /// Between [`Transport::detach_for_power_off`] and [`Transport::attach_after_power_on`]:
+    /// a request from the kernel for the function is expected then.
+    detached: Arc<AtomicBool>,
     memory: Memory,
-    watcher: Option<(Arc<EventFd>, Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    watcher: Mutex<Option<Watcher>>,
+    /// Offset of Link Control (PCI Express capability + 10h), which vfio-pci gives its user
+    /// no write access to: writes to it go through sysfs.
+    lnkctl: Option<usize>,
+    /// Stand-ins for the sysfs directory the device is opened through (see [`Handles`]).
+    handles: Handles,
+}
+
+/// Directories that stand in for the function's sysfs directory when vfio-ioctls opens it:
+/// named after the function, with an `iommu_group` link naming the group it is in at that
+/// open. vfio-ioctls reads that link again when the device drops, after it closes the
+/// device's file; by then a hot-plug removal, which waits only for that file, may have
+/// taken the function's own link away, and the crate would panic. A stand-in's link stays
+/// until the transport drops.
+struct Handles {
+    base: PathBuf,
+    made: std::sync::atomic::AtomicUsize,
+}
+
+impl Handles {
+    fn new() -> Handles {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let base = std::env::temp_dir().join(format!("nvplan-vfio-{}-{n}", std::process::id()));
+        // Left by an earlier process with this process ID (after a reboot, or a crash):
+        // its links would stand in the way of ours.
+        let _ = std::fs::remove_dir_all(&base);
+        Handles { base, made: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// A stand-in for `sysfs` (a function's directory) as it is now.
+    fn make(&self, sysfs: &Path) -> io::Result<PathBuf> {
+        let group = std::fs::read_link(sysfs.join("iommu_group"))?;
+        let name = sysfs.file_name().ok_or_else(|| io::Error::other("no function address in the sysfs path"))?;
+        let dir = self.base.join(self.made.fetch_add(1, Ordering::Relaxed).to_string()).join(name);
+        std::fs::create_dir_all(&dir)?;
+        std::os::unix::fs::symlink(group, dir.join("iommu_group"))?;
+        Ok(dir)
+    }
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Opens the function at `sysfs` through a stand-in directory made by `handles`; `what`
+/// says what was attempted, for the error.
+fn open_device(handles: &Handles, sysfs: &Path, container: Arc<VfioContainer>, what: &str) -> Result<VfioDevice, TransportError> {
+    let path = handles.make(sysfs).map_err(|e| os_err(format!("{what}: {} (no IOMMU group: is the IOMMU on?)", sysfs.join("iommu_group").display()), e))?;
+    VfioDevice::new(&path, container, false).map_err(|e| vfio_err(what, e))
+}
+
+/// The thread waiting for the kernel's device-request notification.
+struct Watcher {
+    efd: Arc<EventFd>,
+    closing: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Watcher {
+    fn stop(self) {
+        self.closing.store(true, Ordering::Release);
+        let _ = self.efd.write(1);
+        let _ = self.handle.join();
+    }
 }
 
 // SAFETY: the BAR pointer refers to a shared device mapping that lives as long as the
@@ -145,16 +227,18 @@ impl VfioTransport {
             return Err(TransportError::InvalidState(format!("{name}: the function has {now}, not vfio-pci; run `nvplan bind {addr}` first")));
         }
         let container = Arc::new(VfioContainer::new(None).map_err(|e| vfio_err(format!("{name}: opening /dev/vfio/vfio"), e))?);
-        let device = VfioDevice::new(&opts.sysfs, container.clone(), false).map_err(|e| {
-            vfio_err(
-                format!("{name}: opening the function through VFIO (is every function of its IOMMU group bound to vfio-pci, and is /dev/vfio/<group> yours?)"),
-                e,
-            )
-        })?;
+        let handles = Handles::new();
+        let device = open_device(
+            &handles,
+            &opts.sysfs,
+            container.clone(),
+            &format!("{name}: opening the function through VFIO (is every function of its IOMMU group bound to vfio-pci, and is /dev/vfio/<group> yours?)"),
+        )?;
         enable_bus_master(&device, &name)?;
         let bar = map_bar0(&device, &name)?;
         let ranges = iova_ranges(&container).map_err(|e| os_err(format!("{name}: VFIO_IOMMU_GET_INFO"), e))?;
         let gone = Arc::new(AtomicBool::new(false));
+        let container_for_reopen = container.clone();
         let memory = match memory {
             None => Memory::Pool(Arc::new(Pool::new(container, ranges))),
             Some(space) => {
@@ -163,25 +247,45 @@ impl VfioTransport {
                 Memory::Space(space.clone(), Mutex::new(Some(sub)))
             }
         };
+        let lnkctl = {
+            let mut b = [0u8; 256];
+            device.region_read(VFIO_PCI_CONFIG_REGION_INDEX, &mut b, 0);
+            cap_in(&b, super::pci::cap_id::PCI_EXPRESS).map(|c| c + super::pci::EXP_LNKCTL)
+        };
         let device = Arc::new(Mutex::new(Some(device)));
-        let mut t = VfioTransport { name, bar, device, gone, memory, watcher: None };
-        t.watcher = t.watch_requests();
+        let root = opts.sysfs.ancestors().nth(5).map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        let t = VfioTransport {
+            name,
+            sysfs: opts.sysfs.clone(),
+            address: addr,
+            root,
+            bar,
+            device,
+            container: Mutex::new(Some(container_for_reopen)),
+            gone,
+            detached: Arc::new(AtomicBool::new(false)),
+            memory,
+            watcher: Mutex::new(None),
+            lnkctl,
+            handles,
+        };
+        *t.watcher.lock().unwrap_or_else(|e| e.into_inner()) = t.watch_requests();
         Ok(t)
     }
 
     /// Registers an eventfd for the device-request interrupt and starts a thread waiting on
     /// it. `None` where the kernel offers no request channel (the removal then waits for
     /// the process to close the device).
-    fn watch_requests(&self) -> Option<(Arc<EventFd>, Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+    fn watch_requests(&self) -> Option<Watcher> {
         let efd = Arc::new(EventFd::new(0).ok()?);
         {
             let dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
             dev.as_ref()?.enable_irq(VFIO_PCI_REQ_IRQ_INDEX, vec![&efd]).ok()?;
         }
         let closing = Arc::new(AtomicBool::new(false));
-        let (e, c, device, gone) = (efd.clone(), closing.clone(), self.device.clone(), self.gone.clone());
+        let (e, c, device, gone, detached) = (efd.clone(), closing.clone(), self.device.clone(), self.gone.clone(), self.detached.clone());
         let (bar_ptr, bar_len, name) = (self.bar.ptr.as_ptr() as usize, self.bar.len, self.name.clone());
-        let h = std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("vfio-request".into())
             .spawn(move || {
                 // Blocks until the kernel signals a request, or the transport wakes it to close.
@@ -189,7 +293,11 @@ impl VfioTransport {
                 if c.load(Ordering::Acquire) {
                     return;
                 }
-                eprintln!("nvplan: {name}: the kernel asks for the device back (unplug or unbind); releasing it");
+                // While power is cut on purpose, the hot-plug driver removing the function is
+                // expected: no message then.
+                if !detached.load(Ordering::Acquire) {
+                    eprintln!("nvplan: {name}: the kernel asks for the device back (unplug or unbind); releasing it");
+                }
                 gone.store(true, Ordering::Release);
                 // SAFETY: `bar_ptr..+bar_len` is this transport's BAR mapping, which lives
                 // (as the mapping or its stand-in) until the transport drops, after this
@@ -198,7 +306,14 @@ impl VfioTransport {
                 drop(device.lock().unwrap_or_else(|e| e.into_inner()).take());
             })
             .ok()?;
-        Some((efd, closing, h))
+        Some(Watcher { efd, closing, handle })
+    }
+
+    fn stop_watcher(&self) {
+        let w = self.watcher.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = w {
+            w.stop();
+        }
     }
 
     /// Shuts the controller down and releases the function at once, though handles to the
@@ -273,11 +388,7 @@ impl Drop for VfioTransport {
         if let Memory::Space(_, sub) = &self.memory {
             sub.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
-        if let Some((efd, closing, h)) = self.watcher.take() {
-            closing.store(true, Ordering::Release);
-            let _ = efd.write(1);
-            let _ = h.join();
-        }
+        self.stop_watcher();
         // The BAR mapping goes before the device, or the group cannot leave the container.
         self.bar.map.take();
         drop(self.device.lock().unwrap_or_else(|e| e.into_inner()).take());
@@ -321,9 +432,7 @@ impl Transport for VfioTransport {
         match kind {
             ResetKind::Function => {
                 let dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(d) = dev.as_ref() else {
-                    return Err(TransportError::InvalidState(format!("{}: the device is gone", self.name)));
-                };
+                let d = self.held(&dev)?;
                 // SAFETY: VFIO_DEVICE_RESET takes no argument; the fd is the open device.
                 let rc = unsafe { libc::ioctl(d.as_raw_fd(), VFIO_DEVICE_RESET as _) };
                 if rc != 0 {
@@ -332,22 +441,169 @@ impl Transport for VfioTransport {
                 // The PCI core restores config space after the reset; check bus mastering.
                 enable_bus_master(d, &self.name)
             }
+            ResetKind::Hot => {
+                let dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
+                let d = self.held(&dev)?;
+                self.hot_reset(d)?;
+                // The PCI core saved and restored the bus's functions around the reset.
+                enable_bus_master(d, &self.name)
+            }
+            ResetKind::LinkDisable => self.link_disable(),
         }
+    }
+
+    fn pci_address(&self) -> Option<String> {
+        Some(self.address.clone())
+    }
+
+    fn bar_unavailable(&self) {
+        // SAFETY: the BAR mapping (or its stand-in) lives until the transport drops; a
+        // register access meanwhile reads the all-ones stand-in.
+        unsafe { replace_bar(self.bar.ptr.as_ptr(), self.bar.len) };
+    }
+
+    fn bar_available(&self) -> Result<(), TransportError> {
+        let dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
+        remap_bar0(self.held(&dev)?, &self.name, self.bar.ptr, self.bar.len)
+    }
+
+    /// Registers read all ones from now on and nothing touches the function; the device
+    /// stays open, so a switch outside the kernel (relay, Quarch, suspend) finds it where it
+    /// was, and a hot-plug driver that removes the function gets it at once (the request
+    /// watcher lets go).
+    fn detach_for_power_off(&self) -> Result<(), TransportError> {
+        self.detached.store(true, Ordering::Release);
+        self.gone.store(true, Ordering::Release);
+        // SAFETY: the BAR mapping (or its stand-in) lives until the transport drops; a late
+        // register access reads the all-ones stand-in.
+        unsafe { replace_bar(self.bar.ptr.as_ptr(), self.bar.len) };
+        Ok(())
+    }
+
+    /// Waits for the function to answer configuration reads (`<sysfs>/config`, read by the
+    /// kernel from the device: vfio-pci keeps a copy of the Vendor ID), gives it back to
+    /// vfio-pci if it came back as a new device (a hot-plug driver re-enumerated it, and the
+    /// kernel's nvme driver may have taken it), closes the old device file (vfio-pci then
+    /// restores the configuration it saved at open: BARs, Command) and opens it again: bus
+    /// mastering, BAR0 at the same address, every DMA mapping again.
+    fn attach_after_power_on(&self, timeout: Duration) -> Result<Duration, TransportError> {
+        let start = Instant::now();
+        loop {
+            if let Some(id) = physical_vendor_id(&self.sysfs)
+                && id != 0xffff
+                && id != 0
+            {
+                break;
+            }
+            if start.elapsed() >= timeout {
+                return Err(TransportError::InvalidState(format!(
+                    "{}: the function did not answer within {} ms of power on ({}/config absent or its Vendor ID reads FFFFh): the link did not come up, or the function came back at another address; raise the switch's ready= if the drive needs longer",
+                    self.name,
+                    timeout.as_millis(),
+                    self.sysfs.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.stop_watcher();
+        drop(self.device.lock().unwrap_or_else(|e| e.into_inner()).take());
+        // The old container goes, with any group it still holds open: a group file kept
+        // open keeps its group (and the group's number) alive in the kernel.
+        match &self.memory {
+            Memory::Space(_, sub) => drop(sub.lock().unwrap_or_else(|e| e.into_inner()).take()),
+            Memory::Pool(pool) => pool.leave_container(),
+        }
+        self.container.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // The kernel probes a new function as it appears; a driver that binds between
+        // nvplan's look and its bind is unbound on the next round.
+        for round in 0..3 {
+            let driver = std::fs::read_link(self.sysfs.join("driver")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+            if driver.as_deref() == Some("vfio-pci") {
+                break;
+            }
+            if round == 2 {
+                return Err(TransportError::InvalidState(format!(
+                    "{}: came back with {}, and stays there after two binds to vfio-pci",
+                    self.name,
+                    driver.as_deref().unwrap_or("no driver")
+                )));
+            }
+            crate::devices::bind(&self.root, std::slice::from_ref(&self.address), false).map_err(|e| {
+                TransportError::InvalidState(format!(
+                    "{}: came back with {}; giving it to vfio-pci failed: {e}",
+                    self.name,
+                    driver.as_deref().unwrap_or("no driver")
+                ))
+            })?;
+        }
+        // A container of its own each time: a failed open leaves its group cached in the
+        // container it was tried in (vfio-ioctls keeps it), and the old container's
+        // mappings went with its group anyway. The group's device node may lag the bind by
+        // a moment.
+        let mut made = Instant::now();
+        let (device, container) = loop {
+            let group = group_of(&self.sysfs);
+            let node = group.map(|g| Path::new("/dev/vfio").join(g.to_string()));
+            let class = group.map(|g| self.root.join("sys/class/vfio").join(g.to_string()));
+            let lost = node.as_ref().is_some_and(|n| !n.exists()) && class.as_ref().is_some_and(|c| c.exists());
+            let what = format!(
+                "{}: opening the function again after power on (IOMMU group {}{})",
+                self.name,
+                group.map_or("none".to_string(), |g| g.to_string()),
+                if lost { ": the kernel has the VFIO group, but devtmpfs made no /dev/vfio node for it" } else { "" }
+            );
+            let container = VfioContainer::new(None).map(Arc::new).map_err(|e| vfio_err(format!("{}: opening /dev/vfio/vfio", self.name), e))?;
+            match open_device(&self.handles, &self.sysfs, container.clone(), &what) {
+                Ok(d) => break (d, container),
+                Err(_) if start.elapsed() < timeout => {
+                    // devtmpfs can lose the node of a group that took the number (and minor)
+                    // an old group just gave up: the old node's removal overtakes the new
+                    // one's creation. The kernel still has the group, so its node is made
+                    // as udev would make it, from the class device's numbers.
+                    if lost && made.elapsed() > Duration::from_millis(200) {
+                        if let (Some(g), Some(n)) = (group, node.as_ref()) {
+                            make_group_node(&self.root, g, n);
+                        }
+                        made = Instant::now();
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    // What the kernel shows now, for whoever reads the report.
+                    let driver = std::fs::read_link(self.sysfs.join("driver")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+                    let nodes: Vec<String> =
+                        std::fs::read_dir("/dev/vfio").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+                    return Err(TransportError::InvalidState(format!(
+                        "{e} (after {} ms; driver {}, {} {}, /dev/vfio holds [{}])",
+                        start.elapsed().as_millis(),
+                        driver.as_deref().unwrap_or("none"),
+                        class.as_ref().map_or("no group".into(), |c| c.display().to_string()),
+                        if class.as_ref().is_some_and(|c| c.exists()) { "exists" } else { "absent" },
+                        nodes.join(" ")
+                    )));
+                }
+            }
+        };
+        *self.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container.clone());
+        enable_bus_master(&device, &self.name)?;
+        remap_bar0(&device, &self.name, self.bar.ptr, self.bar.len)?;
+        *self.device.lock().unwrap_or_else(|e| e.into_inner()) = Some(device);
+        self.gone.store(false, Ordering::Release);
+        match &self.memory {
+            Memory::Pool(pool) => pool.remap(container.clone()).map_err(|e| os_err(format!("{}: mapping the DMA pool again", self.name), e))?,
+            Memory::Space(space, sub) => {
+                let ranges = iova_ranges(&container).unwrap_or_else(|_| vec![(0, (1 << 39) - 1)]);
+                let mapper = Arc::new(ContainerMapper { container: container.clone(), ranges, gone: self.gone.clone(), name: self.name.clone() });
+                *sub.lock().unwrap_or_else(|e| e.into_inner()) = Some(space.subscribe(mapper)?);
+            }
+        }
+        self.detached.store(false, Ordering::Release);
+        *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = self.watch_requests();
+        Ok(start.elapsed())
     }
 
     fn close(&self) {
         self.release();
-    }
-
-    fn power_off(&self, _dirty: bool) -> Result<(), TransportError> {
-        Err(TransportError::Unsupported {
-            what: "power off (a VFIO function has no power switch; power loss runs on the simulator, or on QEMU by killing it as tests/qemu does)",
-            transport: "vfio",
-        })
-    }
-
-    fn power_on(&self) -> Result<(), TransportError> {
-        Err(TransportError::Unsupported { what: "power on", transport: "vfio" })
     }
 
     fn host_owns_msix(&self) -> bool {
@@ -363,16 +619,142 @@ impl Transport for VfioTransport {
 
     /// vfio-pci virtualises parts of configuration space: a PMCSR write goes through the
     /// kernel's power-state handling (which restores config space after D3hot -> D0), and
-    /// BARs read back as vfio-pci presents them.
+    /// BARs read back as vfio-pci presents them. Link Control (ASPM) is read-only to a
+    /// vfio-pci user, so bytes of it are written through `<sysfs>/config` (root only).
     fn config_write(&self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
         self.config_rw(offset, data.len(), |fd, done, at| {
             // SAFETY: `data[done..]` is valid for reads of `data.len() - done` bytes.
             unsafe { libc::pwrite(fd, data[done..].as_ptr().cast(), data.len() - done, at) }
-        })
+        })?;
+        if let Some(l) = self.lnkctl {
+            let (lo, hi) = (offset.max(l), (offset + data.len()).min(l + 2));
+            if lo < hi {
+                let path = self.sysfs.join("config");
+                let wrote = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| std::os::unix::fs::FileExt::write_all_at(&f, &data[lo - offset..hi - offset], lo as u64));
+                wrote.map_err(|e| {
+                    os_err(format!("{}: writing Link Control through {} (vfio-pci does not let its user write it; root may)", self.name, path.display()), e)
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 
 impl VfioTransport {
+    /// The open device, or an error saying it is gone.
+    fn held<'a>(&self, dev: &'a Option<VfioDevice>) -> Result<&'a VfioDevice, TransportError> {
+        dev.as_ref().ok_or_else(|| TransportError::InvalidState(format!("{}: the device is gone", self.name)))
+    }
+
+    /// Secondary bus reset through `VFIO_DEVICE_PCI_HOT_RESET`: the kernel resets the bus
+    /// below the upstream bridge, so every function there is reset; vfio-pci allows it only
+    /// when the caller holds the IOMMU group of each (their group fds prove it).
+    fn hot_reset(&self, d: &VfioDevice) -> Result<(), TransportError> {
+        let fd = d.as_raw_fd();
+        // vfio_pci_hot_reset_info: argsz, flags, count, then 8 bytes per device (group or
+        // device id, segment, bus, devfn).
+        let mut info = vec![0u32; 3];
+        info[0] = 12;
+        // SAFETY: `info` holds the 12-byte header argsz announces; the kernel writes at most
+        // argsz bytes (here: only `count`, then fails with ENOSPC).
+        let rc = unsafe { libc::ioctl(fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO as _, info.as_mut_ptr()) };
+        let err = io::Error::last_os_error();
+        if rc != 0 && err.raw_os_error() != Some(libc::ENOSPC) {
+            let hint = if err.raw_os_error() == Some(libc::ENODEV) { " (no bus or slot reset is possible for this function)" } else { "" };
+            return Err(os_err(format!("{}: VFIO_DEVICE_GET_PCI_HOT_RESET_INFO{hint}", self.name), err));
+        }
+        let count = info[2] as usize;
+        let mut info = vec![0u32; 3 + 2 * count];
+        info[0] = (info.len() * 4) as u32;
+        // SAFETY: as above, with room for `count` entries.
+        if unsafe { libc::ioctl(fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO as _, info.as_mut_ptr()) } != 0 {
+            return Err(os_err(format!("{}: VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", self.name), io::Error::last_os_error()));
+        }
+        if info[1] & VFIO_PCI_HOT_RESET_FLAG_DEV_ID != 0 {
+            return Err(TransportError::Unsupported { what: "hot reset of a function opened through iommufd", transport: "vfio" });
+        }
+        let own = group_of(&self.sysfs).ok_or_else(|| TransportError::InvalidState(format!("{}: no IOMMU group in sysfs", self.name)))?;
+        for k in 0..info[2] as usize {
+            let (group, loc) = (info[3 + 2 * k], info[4 + 2 * k]);
+            if group != own {
+                let (seg, bus, devfn) = (loc & 0xffff, (loc >> 16) & 0xff, loc >> 24);
+                return Err(TransportError::InvalidState(format!(
+                    "{}: a hot reset would also reset {seg:04x}:{bus:02x}:{:02x}.{} (IOMMU group {group}), which nvplan does not hold",
+                    self.name,
+                    devfn >> 3,
+                    devfn & 7
+                )));
+            }
+        }
+        let group_fd =
+            group_fd(own).ok_or_else(|| TransportError::InvalidState(format!("{}: the file of IOMMU group {own} is not open in this process", self.name)))?;
+        // vfio_pci_hot_reset: argsz, flags, count, group fds.
+        let req: [i32; 4] = [16, 0, 1, group_fd];
+        // SAFETY: `req` is a 16-byte vfio_pci_hot_reset with one group fd; the kernel only
+        // reads it.
+        if unsafe { libc::ioctl(fd, VFIO_DEVICE_PCI_HOT_RESET as _, req.as_ptr()) } != 0 {
+            let err = io::Error::last_os_error();
+            // ENOTTY: the kernel has no way to reset the bus or slot (a slot under ACPI hot-plug, a
+            // bridge that may not be reset).
+            let hint = if err.raw_os_error() == Some(libc::ENOTTY) { " (the kernel offers no bus or slot reset here; use reset: flr)" } else { "" };
+            return Err(os_err(format!("{}: VFIO_DEVICE_PCI_HOT_RESET (secondary bus reset){hint}", self.name), err));
+        }
+        Ok(())
+    }
+
+    /// Sets Link Disable in the upstream port's Link Control (through its sysfs
+    /// configuration file, root only), holds it, clears it, and takes the function back as
+    /// after power on: the link down reset it (PCIe Base 4.0 §6.6.1).
+    fn link_disable(&self) -> Result<(), TransportError> {
+        let real = std::fs::canonicalize(&self.sysfs).map_err(|e| os_err(format!("{}: {}", self.name, self.sysfs.display()), e))?;
+        let parent = real.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).filter(|n| n.matches(':').count() == 2);
+        let Some(parent) = parent else {
+            return Err(TransportError::InvalidState(format!(
+                "{}: no upstream port above it in sysfs (a root complex integrated function has no link to disable)",
+                self.name
+            )));
+        };
+        let path = self.root.join("sys/bus/pci/devices").join(&parent).join("config");
+        let io_err = |e: io::Error| os_err(format!("{}: upstream port {parent}: {} (root only)", self.name, path.display()), e);
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(io_err)?;
+        let mut cfg = [0u8; 256];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut cfg, 0).map_err(io_err)?;
+        let exp = cap_in(&cfg, super::pci::cap_id::PCI_EXPRESS)
+            .ok_or_else(|| TransportError::InvalidState(format!("{}: the upstream port {parent} has no PCI Express capability", self.name)))?;
+        let at = (exp + super::pci::EXP_LNKCTL) as u64;
+        let read16 = |f: &std::fs::File| -> Result<u16, TransportError> {
+            let mut b = [0u8; 2];
+            std::os::unix::fs::FileExt::read_exact_at(f, &mut b, at).map_err(io_err)?;
+            Ok(u16::from_le_bytes(b))
+        };
+        let write16 = |f: &std::fs::File, v: u16| std::os::unix::fs::FileExt::write_all_at(f, &v.to_le_bytes(), at).map_err(io_err);
+        let before = read16(&f)?;
+        self.detach_for_power_off()?;
+        write16(&f, before | super::pci::LNKCTL_LINK_DISABLE)?;
+        let held = read16(&f)?;
+        // Hold the link down long enough for the function to see it (PCIe Base 4.0 §6.6.1
+        // gives 1 ms for a hot reset; a link disable is held longer).
+        std::thread::sleep(Duration::from_millis(20));
+        write16(&f, before & !super::pci::LNKCTL_LINK_DISABLE)?;
+        if held & super::pci::LNKCTL_LINK_DISABLE == 0 {
+            // Nothing happened to the function: it is used as it was.
+            self.bar_available()?;
+            self.gone.store(false, Ordering::Release);
+            self.detached.store(false, Ordering::Release);
+            return Err(TransportError::InvalidState(format!(
+                "{}: the upstream port {parent} ignores Link Disable (Link Control reads {held:#06x} after writing {:#06x})",
+                self.name,
+                before | super::pci::LNKCTL_LINK_DISABLE
+            )));
+        }
+        // 100 ms after the link trains before configuration requests (PCIe Base 4.0 §6.6.1).
+        std::thread::sleep(Duration::from_millis(100));
+        self.attach_after_power_on(Duration::from_secs(10)).map(drop)
+    }
+
     /// Transfers `len` bytes of the VFIO configuration region at `offset` with `op`
     /// (`pread`/`pwrite` on the device fd: the region is not mappable), retrying short ones.
     fn config_rw(&self, offset: usize, len: usize, mut op: impl FnMut(i32, usize, libc::off_t) -> isize) -> Result<(), TransportError> {
@@ -415,6 +797,91 @@ unsafe fn replace_bar(ptr: *mut u8, len: usize) {
             std::ptr::write_bytes(p.cast::<u8>(), 0xff, len);
         }
     }
+}
+
+/// The Vendor ID as the device answers it (`<sysfs>/config` is read by the kernel from the
+/// device; vfio-pci's region keeps a copy), or `None` while the function is not there.
+fn physical_vendor_id(sysfs: &Path) -> Option<u16> {
+    let mut b = [0u8; 2];
+    let f = std::fs::File::open(sysfs.join("config")).ok()?;
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, 0).ok()?;
+    Some(u16::from_le_bytes(b))
+}
+
+/// The function's IOMMU group number.
+fn group_of(sysfs: &Path) -> Option<u32> {
+    std::fs::read_link(sysfs.join("iommu_group")).ok()?.file_name()?.to_str()?.parse().ok()
+}
+
+/// Makes the character device `node` of VFIO group `group` from the numbers the kernel
+/// gives in `sys/class/vfio/<group>/dev`; errors are left to the open that follows.
+fn make_group_node(root: &Path, group: u32, node: &Path) {
+    let Ok(dev) = std::fs::read_to_string(root.join("sys/class/vfio").join(group.to_string()).join("dev")) else { return };
+    let Some((Ok(major), Ok(minor))) = dev.trim().split_once(':').map(|(a, b)| (a.parse::<u32>(), b.parse::<u32>())) else { return };
+    let Ok(path) = std::ffi::CString::new(node.as_os_str().as_encoded_bytes()) else { return };
+    // SAFETY: `path` is a NUL-terminated string that outlives the call; mknod reads only it.
+    let _ = unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(major, minor)) };
+}
+
+/// The descriptor of `/dev/vfio/<group>` this process holds (vfio-ioctls opens it and
+/// offers no handle to it).
+fn group_fd(group: u32) -> Option<i32> {
+    let want = Path::new("/dev/vfio").join(group.to_string());
+    std::fs::read_dir("/proc/self/fd").ok()?.flatten().find_map(|e| {
+        let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+        (std::fs::read_link(e.path()).ok()? == want).then_some(fd)
+    })
+}
+
+/// Offset of capability `id` in the first 256 bytes of a configuration space (bounded
+/// walk, as [`super::pci::cap_offset`]).
+fn cap_in(cfg: &[u8; 256], id: u8) -> Option<usize> {
+    if u16::from_le_bytes([cfg[6], cfg[7]]) & super::pci::STATUS_CAP_LIST == 0 {
+        return None;
+    }
+    let mut at = (cfg[super::pci::CAPABILITIES_POINTER] & !3) as usize;
+    for _ in 0..48 {
+        if !(0x40..0xff).contains(&at) {
+            return None;
+        }
+        if cfg[at] == id {
+            return Some(at);
+        }
+        at = (cfg[at + 1] & !3) as usize;
+    }
+    None
+}
+
+/// Maps BAR0 of the device over the transport's BAR range, in place (a device opened anew
+/// after power on, or the same one back in D0).
+fn remap_bar0(dev: &VfioDevice, name: &str, ptr: NonNull<u8>, len: usize) -> Result<(), TransportError> {
+    let i = VFIO_PCI_BAR0_REGION_INDEX;
+    let mut have = dev.get_region_size(i) as usize;
+    for cap in dev.get_region_caps(i) {
+        if let VfioRegionInfoCap::SparseMmap(s) = cap {
+            have = s.areas.iter().find(|a| a.offset == 0).map_or(0, |a| a.size as usize);
+        }
+    }
+    if dev.get_region_flags(i) & VFIO_REGION_INFO_FLAG_MMAP == 0 || have < len {
+        return Err(TransportError::InvalidState(format!("{name}: BAR0's mappable part is now {have} bytes, {len} before")));
+    }
+    // SAFETY: `ptr..ptr+len` is the transport's BAR range (the old mapping or its all-ones
+    // stand-in), never accessed through references; MAP_FIXED replaces it in place with the
+    // new device's BAR0, the same size.
+    let p = unsafe {
+        libc::mmap(
+            ptr.as_ptr().cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            dev.as_raw_fd(),
+            dev.get_region_offset(i) as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(os_err(format!("{name}: mapping BAR0 again"), io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// Sets Memory Space, Bus Master and INTx Disable in the Command register and reads it back.
@@ -558,11 +1025,13 @@ fn memlock_hint(e: &vfio_ioctls::VfioError) -> &'static str {
 /// DMA memory for one function: chunks of anonymous memory, each mapped into the IOMMU
 /// once, sub-allocated at page granularity.
 struct Pool {
-    container: Arc<VfioContainer>,
     state: Mutex<PoolState>,
 }
 
 struct PoolState {
+    /// The container the chunks are mapped into (replaced when the function is opened
+    /// again after power on; none in between).
+    container: Option<Arc<VfioContainer>>,
     /// Valid IOVA ranges, inclusive ends.
     ranges: Vec<(u64, u64)>,
     /// Next IOVA to hand out.
@@ -580,7 +1049,7 @@ struct Chunk {
 impl Pool {
     fn new(container: Arc<VfioContainer>, ranges: Vec<(u64, u64)>) -> Pool {
         let next = ranges.iter().map(|r| r.0.max(IOVA_FLOOR)).find(|&s| ranges.iter().any(|r| s >= r.0 && s < r.1)).unwrap_or(ranges[0].0);
-        Pool { container, state: Mutex::new(PoolState { ranges, next, chunks: Vec::new() }) }
+        Pool { state: Mutex::new(PoolState { container: Some(container), ranges, next, chunks: Vec::new() }) }
     }
 
     fn alloc(self: &Arc<Self>, len: usize) -> Result<DmaBuffer, TransportError> {
@@ -624,12 +1093,35 @@ impl Pool {
         }
         let map: memmap2::MmapRaw = memmap2::MmapOptions::new().len(size).populate().map_anon()?.into();
         let _ = map.advise(memmap2::Advice::DontFork);
+        let container = st.container.as_ref().ok_or_else(|| io::Error::other("the function is not open (its power was cut)"))?;
         // SAFETY: the mapping is ours and lives in the chunk until the pool drops, after
         // which it is unmapped from the IOMMU before being freed.
-        unsafe { self.container.vfio_dma_map(iova, size, map.as_mut_ptr()) }
+        unsafe { container.vfio_dma_map(iova, size, map.as_mut_ptr()) }
             .map_err(|e| io::Error::other(format!("VFIO_IOMMU_MAP_DMA of {size} bytes at IOVA {iova:#x}: {e}{}", memlock_hint(&e))))?;
         st.next = iova + size as u64;
         Ok(Chunk { map, iova, free: BTreeMap::from([(0, size)]) })
+    }
+
+    /// Maps every chunk into `container`, the function's container from now on (it was
+    /// opened anew after power on).
+    fn remap(&self, container: Arc<VfioContainer>) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for c in &st.chunks {
+            // SAFETY: the chunk's mapping lives until the pool drops, which unmaps it from the
+            // IOMMU first.
+            match unsafe { container.vfio_dma_map(c.iova, c.map.len(), c.map.as_mut_ptr()) } {
+                Ok(()) => {}
+                Err(vfio_ioctls::VfioError::IommuDmaMap(e)) if e.errno() == libc::EEXIST => {}
+                Err(e) => return Err(io::Error::other(format!("VFIO_IOMMU_MAP_DMA of {} bytes at IOVA {:#x}: {e}{}", c.map.len(), c.iova, memlock_hint(&e)))),
+            }
+        }
+        st.container = Some(container);
+        Ok(())
+    }
+
+    /// Lets go of the container (the function is being opened anew).
+    fn leave_container(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).container.take();
     }
 
     fn release(&self, chunk: usize, off: usize, len: usize) {
@@ -670,7 +1162,9 @@ impl Drop for Pool {
         for c in &st.chunks {
             // Fails harmlessly when the device already left the container (its mappings
             // went with it).
-            let _ = self.container.vfio_dma_unmap(c.iova, c.map.len());
+            if let Some(container) = &st.container {
+                let _ = container.vfio_dma_unmap(c.iova, c.map.len());
+            }
         }
     }
 }

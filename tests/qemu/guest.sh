@@ -54,11 +54,33 @@ unplug() {
     [ $rc -ne 0 ] && [ -f "$OUT/unplug/summary.json" ]
 }
 
+# Runs a command for at most LIMIT seconds; one that overruns is killed after its threads'
+# waits (kernel wait channel and stack) and the kernel's last messages are printed.
+run_watched() {
+    local limit=$1 pid t
+    shift
+    "$@" &
+    pid=$!
+    for _ in $(seq "$limit"); do kill -0 $pid 2>/dev/null || break; sleep 1; done
+    if kill -0 $pid 2>/dev/null; then
+        echo "  still running after $limit s; its threads wait in:"
+        for t in /proc/$pid/task/*; do
+            echo "    $(cat "$t/comm"): $(cat "$t/wchan")"
+            head -6 "$t/stack" 2>/dev/null | sed 's/^/        /'
+        done
+        dmesg | tail -30 | sed 's/^/  dmesg: /'
+        kill -9 $pid
+    fi
+    wait $pid
+}
+
 # Runs a plan; a plan that fails runs once more, and the first failure stays in the log: a
 # guard against the emulator itself stalling for over a second on a loaded build machine,
 # which a plan's slow_latency (1 s by default) would report.
 run_plan() {
     local plan=$1 q=$2 name=$3 scale=0.1
+    shift 3
+    # The rest: more options for nvplan run (--power).
     # Hours of I/O run shorter still: JEDEC's 12 h in 22 s, an hour in 18 s, the SNIA
     # matrix's 56 minutes in 3.4 s.
     case $plan in
@@ -66,10 +88,11 @@ run_plan() {
     plans/snia-iops-matrix.yaml) scale=0.001 ;;
     plans/seed/full_disk_random_write.yaml) scale=0.005 ;;
     esac
-    timeout 300 $NV run "$plan" --target "vfio:$q" --time-scale $scale --quiet --out "$OUT/plans/$name" && return 0
+    run_watched 300 $NV run "$plan" --target "vfio:$q" --time-scale $scale --quiet --out "$OUT/plans/$name" "$@" && return 0
     python3 -c "import json; s=json.load(open('$OUT/plans/$name/summary.json')); [print('  first try:', p['name'], w['name'], w['error'], w['error_message']) for p in s['phases'] for w in p['workers'] if w['error']]" 2>/dev/null
     echo "  running $plan once more"
-    timeout 300 $NV run "$plan" --target "vfio:$q" --time-scale $scale --quiet --out "$OUT/plans/$name-again"
+    dmesg | grep -iE "vfio|iommu|pciehp|nvme" | tail -20 | sed 's/^/  dmesg: /'
+    run_watched 300 $NV run "$plan" --target "vfio:$q" --time-scale $scale --quiet --out "$OUT/plans/$name-again" "$@"
 }
 
 case $stage in
@@ -107,6 +130,8 @@ main)
     [ -e "$OUT/plans-list" ] && plans=$(cat "$OUT/plans-list") named=1
     for plan in $plans; do
         [ -z "$named" ] && grep -q "^plan::$plan " tests/qemu/sim-only.txt && continue
+        # Plans that cut power run in the `switch` stage, which has a switch.
+        [ -z "$named" ] && grep -q "power_cycle:" "$plan" && continue
         name=$(basename "$plan" .yaml)
         # A plan written for 4 KiB LBAs runs on NVPLANQ1, the others on NVPLANQ0.
         q=$Q0; grep -q "lba: 4096" "$plan" && q=$Q1
@@ -145,7 +170,7 @@ python)
     # is minutes of timed ioworkers: too long for the harness), but those that need the
     # simulator's power switch.
     deselect=(
-        # power_cycle: a VFIO function has no power switch
+        # power_cycle: this stage declares no power switch (the switch stage cuts power)
         "not test_power_cycle_keeps_flushed_data"
         # msix_*: vfio-pci owns the MSI-X table; nvplan does not program it through VFIO
         "not test_qpair_msix_word_is_set_by_completions_held_while_masked"
@@ -158,6 +183,38 @@ python)
     check "nvplan's Python tests on NVPLANQ0" timeout 900 "$PY" -m pytest python/tests/test_nvme_front.py \
         python/tests/test_metamode_seed.py -p no:cacheprovider -q \
         --timeout 300 -rfE --pciaddr "$Q0" -k "$k"
+    ;;
+switch | pcie)
+    # Power cycles through a real mechanism: nvplan's `command` switch runs power.sh, which
+    # cuts the slot's power through the guest's PCIe hot-plug driver and has the host add
+    # the controller again through QEMU's monitor.
+    Q0=$(addr_of NVPLANQ0)
+    [ -n "$Q0" ] || { echo "NVPLANQ0 not found"; exit 1; }
+    stty -F /dev/ttyS1 raw -echo
+    echo "hot-plug slots: $(for s in /sys/bus/pci/slots/*; do echo -n "$(basename "$s")=$(cat "$s/address") "; done)"
+    $NV bind "$Q0" >/dev/null
+    ps=$ROOT/tests/qemu/power.sh
+    POWER="command:off=$ps off nvme0,on=$ps on nvme0,status=$ps status nvme0,timeout=60s,ready=60s"
+    # Cycle times, from the power_cycle events' details.
+    cycles() {
+        python3 -c "import json,sys; s=json.load(open(sys.argv[1])); [print('POWER-CYCLE', sys.argv[2], p['label'], e['detail']) for p in s['phases'] for e in p['events'] if e['kind'] == 'power_cycle']" "$OUT/plans/$1/summary.json" "$1" 2>/dev/null
+    }
+    plans="plans/*.yaml plans/seed/*.yaml plans/metamode/*.yaml"
+    [ -e "$OUT/plans-list" ] && plans=$(cat "$OUT/plans-list")
+    # `pcie` boots the same machine for the PCIe events alone.
+    [ "$stage" = pcie ] && plans=
+    for plan in $plans; do
+        grep -q "power_cycle:" "$plan" || continue
+        name=$(basename "$plan" .yaml)
+        check "plan $plan on QEMU, power cut by the slot's hot-plug driver" run_plan "$plan" "$Q0" "$name" --power "$POWER"
+        cycles "$name"
+    done
+    # What the kernel said about the slot and the function, when something failed.
+    [ $fails -gt 0 ] && dmesg | grep -iE "pciehp|vfio|iommu|nvme|01:00" | tail -80
+    check "plans refuse a power cycle without a switch" bash -c "! $NV validate plans/power-cycle-dirty.yaml --target vfio:$Q0 2>&1 | tee /dev/stderr | grep -q ok"
+    # PCIe resets, D-states and ASPM through VFIO, with what configuration space read back.
+    check "PCIe resets and D3hot under verified I/O" run_plan tests/qemu/pcie-plan.yaml "$Q0" pcie
+    python3 -c "import json; s=json.load(open('$OUT/plans/pcie/summary.json')); [print('PCIE-EVENT', e['outcome'], e['detail'], e.get('error') or '') for p in s['phases'] for e in p['events']]"
     ;;
 power-write | power-check)
     # Power loss: the harness kills QEMU once the write stage prints NVPLAN-POWER-FLUSHED.

@@ -4,10 +4,13 @@
 #
 #   tests/qemu/run.sh            build, boot, run everything below, exit non-zero on failure
 #   tests/qemu/run.sh --shell    boot the guest to a shell (for debugging)
-#   NVPLAN_QEMU_STAGES="main power bench python" tests/qemu/run.sh
-#                                choose stages (default: main power python); `bench` sets
-#                                nvplan's 4 KiB random-read IOPS beside fio's on the same
-#                                controller
+#   NVPLAN_QEMU_STAGES="main power switch bench python" tests/qemu/run.sh
+#                                choose stages (default: main power pcie python); `bench`
+#                                sets nvplan's 4 KiB random-read IOPS beside fio's on the
+#                                same controller; `switch` is run by name (docs/power.md:
+#                                QEMU 7.2 at times keeps the drive of a controller whose
+#                                slot lost power under 128 KiB writes, and cannot add the
+#                                controller again)
 #
 # The guest has three controllers, each behind its own PCIe root port (own IOMMU group):
 #   nvme0  serial NVPLANQ0: one 1 GiB namespace of 512 B LBAs (as the default simulator),
@@ -20,7 +23,12 @@
 # Stages (each one boot): `main` (devices and bind on the guest's sysfs, the driver test
 # suite, the reference plans), then power loss: `power-write` writes and flushes, QEMU is
 # killed while writes go on, and `power-check` boots on the same image files and reads
-# back what was flushed. `python`: the Python front (this checkout's wheel, installed under
+# back what was flushed. `switch`: power cycles through a real mechanism while verified
+# writes run: the guest's PCIe hot-plug driver cuts the slot power of a controller (QEMU
+# drops the device), and the host adds it again through QEMU's monitor (QMP), driven by
+# nvplan's `command` switch (tests/qemu/power.sh in the guest, power-relay.py here); every
+# plan with power_cycle events runs so, and PCIe resets, D3hot and ASPM run through VFIO.
+# `python`: the Python front (this checkout's wheel, installed under
 # target/qemu/py) through VFIO on NVPLANQ0: PyNVMe 2.3.2's own tests
 # (python/tests/pynvme/qemu-subset.txt, checked against known-failures-qemu.txt) and
 # nvplan's python/tests.
@@ -60,7 +68,7 @@ if [ ! -f "$KDIR/boot/vmlinuz-$KVER" ]; then
 fi
 MODS=$KDIR/lib/modules/$KVER/kernel
 
-STAGES=${NVPLAN_QEMU_STAGES:-main power python}
+STAGES=${NVPLAN_QEMU_STAGES:-main power pcie python}
 has_stage() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # --- binaries ----------------------------------------------------------------------------
@@ -151,16 +159,8 @@ fresh_images() {
     truncate -s 8M "$IMG/q2n3.img"
 }
 
-# boot STAGE LOG: runs QEMU until the guest powers off; KILL_ON=<marker> kills it instead
-# as soon as the marker shows on the console.
-boot() {
-    local stage=$1 log=$2
-    local args=(-accel tcg -cpu max -m 2048 -smp 2 -M q35,kernel-irqchip=split
-        -device intel-iommu,intremap=on,caching-mode=on
-        -nographic -no-reboot -kernel "$KDIR/boot/vmlinuz-$KVER" -initrd "$INITRD"
-        -append "console=ttyS0 intel_iommu=on iommu=pt quiet panic=-1 nvplan.stage=$stage"
-        -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
-        -virtfs local,path="$OUT",mount_tag=out,security_model=none,multidevs=remap
+# The controllers of every stage but `switch`.
+controllers=(
         -device pcie-root-port,id=rp0,chassis=1,slot=1
         -device pcie-root-port,id=rp1,chassis=2,slot=2
         -device pcie-root-port,id=rp2,chassis=3,slot=3
@@ -179,10 +179,43 @@ boot() {
         -device nvme-ns,bus=nvme2,drive=q2n1,nsid=1,logical_block_size=512,physical_block_size=512,uuid=5eed0000-0000-4000-8000-000000000004,eui64=0x5eed000000000004
         -device nvme-ns,bus=nvme2,drive=q2n2,nsid=2,logical_block_size=4096,physical_block_size=4096,uuid=5eed0000-0000-4000-8000-000000000005,eui64=0x5eed000000000005
         -device nvme-ns,bus=nvme2,drive=q2n3,nsid=3,logical_block_size=512,physical_block_size=512,uuid=5eed0000-0000-4000-8000-000000000006,eui64=0x5eed000000000006)
+
+# The `switch` stage: NVPLANQ0 (1 GiB of 512 B LBAs, MDTS 8) in a hot-plug slot the guest's
+# native PCIe hot-plug driver runs (not ACPI's), with its namespace given to the controller
+# itself: QEMU 7.2 cannot add an nvme-ns to a controller added later. QMP for the relay,
+# and the relay's serial line as the guest's second serial port.
+power_dev='{"nvme0": {"driver": "nvme", "id": "nvme0", "serial": "NVPLANQ0", "bus": "rp0", "drive": "q0n1", "max_ioqpairs": 64, "mdts": 8, "logical_block_size": 512, "physical_block_size": 512}}'
+switch_controllers=(
+        -global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off
+        -qmp unix:"$WORK/qmp.sock",server=on,wait=off
+        -chardev socket,id=power,path="$WORK/power.sock",server=on,wait=off
+        -serial mon:stdio -serial chardev:power
+        -device pcie-root-port,id=rp0,chassis=1,slot=1
+        -drive file="$IMG/q0n1.img",if=none,id=q0n1,format=raw,cache=writeback,discard=unmap
+        -device nvme,id=nvme0,serial=NVPLANQ0,bus=rp0,drive=q0n1,max_ioqpairs=64,mdts=8,logical_block_size=512,physical_block_size=512)
+
+# boot STAGE LOG: runs QEMU until the guest powers off; KILL_ON=<marker> kills it instead
+# as soon as the marker shows on the console.
+boot() {
+    local stage=$1 log=$2 relay=
+    local devices=("${controllers[@]}")
+    case $stage in switch | pcie) devices=("${switch_controllers[@]}") ;; esac
+    local args=(-accel tcg -cpu max -m 2048 -smp 2 -M q35,kernel-irqchip=split
+        -device intel-iommu,intremap=on,caching-mode=on
+        -nographic -no-reboot -kernel "$KDIR/boot/vmlinuz-$KVER" -initrd "$INITRD"
+        -append "console=ttyS0 intel_iommu=on iommu=pt quiet panic=-1 nvplan.stage=$stage"
+        -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
+        -virtfs local,path="$OUT",mount_tag=out,security_model=none,multidevs=remap
+        "${devices[@]}")
     if [ "$stage" = shell ]; then exec qemu-system-x86_64 "${args[@]}"; fi
     : > "$log"
+    rm -f "$WORK/qmp.sock" "$WORK/power.sock"
     qemu-system-x86_64 "${args[@]}" > "$log" 2>&1 < /dev/null &
     local qpid=$! start=$SECONDS
+    if [ "$stage" = switch ] || [ "$stage" = pcie ]; then
+        python3 "$ROOT/tests/qemu/power-relay.py" "$WORK/qmp.sock" "$WORK/power.sock" "$power_dev" 2> "$WORK/relay.log" &
+        relay=$!
+    fi
     while kill -0 $qpid 2>/dev/null; do
         if [ -n "${KILL_ON:-}" ] && grep -q "$KILL_ON" "$log"; then
             kill -9 $qpid; wait $qpid 2>/dev/null || true
@@ -190,15 +223,19 @@ boot() {
             return 0
         fi
         if [ $((SECONDS - start)) -gt "$TIMEOUT" ]; then
-            kill -9 $qpid; say "stage $stage: no result after $TIMEOUT s"; tail -50 "$log" >&2; return 1
+            kill -9 $qpid; say "stage $stage: no result after $TIMEOUT s"; tail -50 "$log" >&2
+            if [ -n "$relay" ]; then kill "$relay" 2>/dev/null; fi
+            return 1
         fi
         sleep 0.2
     done
-    wait $qpid 2>/dev/null || true
+    local qrc=0
+    wait $qpid 2>/dev/null || qrc=$?
+    if [ -n "$relay" ]; then kill "$relay" 2>/dev/null; wait "$relay" 2>/dev/null || true; fi
     local rc
     rc=$(sed -n 's/.*NVPLAN-QEMU-DONE rc=\([0-9]*\).*/\1/p' "$log" | tail -1)
     if [ "${rc:-x}" != 0 ]; then
-        say "stage $stage failed (rc=${rc:-none}); guest output:"
+        say "stage $stage failed (rc=${rc:-none}, QEMU exit status $qrc); guest output:"
         cat "$log" >&2
         return 1
     fi
@@ -219,6 +256,12 @@ case " $STAGES " in *" bench "*)
     boot bench "$WORK/bench.log" || fail=1
     grep -ao 'BENCH .*' "$WORK/bench.log" >&2 || true ;;
 esac
+for stage in switch pcie; do
+    has_stage $stage || continue
+    fresh_images
+    boot $stage "$WORK/$stage.log" || fail=1
+    grep -a 'POWER-CYCLE\|PCIE-EVENT' "$WORK/$stage.log" >&2 || true
+done
 if has_stage python; then
     fresh_images
     boot python "$WORK/python.log" || fail=1

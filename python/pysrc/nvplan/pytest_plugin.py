@@ -2,9 +2,11 @@
 
 Fixtures: ``pcie``, ``nvme0``, ``nvme0n1``, ``qpair``, ``buf``, ``subsystem``, ``verify``,
 ``pciaddr``; option ``--pciaddr`` (default ``sim``: every test gets a fresh simulated
-controller). A ``conftest.py`` that defines the same option and fixtures (PyNVMe's does)
+controller); ``$NVPLAN_POWER`` names a drive's power switch for ``subsystem``. A ``conftest.py`` that defines the same option and fixtures (PyNVMe's does)
 takes precedence: the plugin then adds neither.
 """
+
+import os
 
 import nvme as d
 import pytest
@@ -44,8 +46,10 @@ def nvme0(pcie):
 
 @pytest.fixture()
 def subsystem(nvme0):
-    """The controller's NVM subsystem (power, NSSR)."""
-    return d.Subsystem(nvme0)
+    """The controller's NVM subsystem (power, NSSR). A drive's power switch comes from
+    ``$NVPLAN_POWER`` (as ``nvplan run --power``: ``slot``, ``command:off=...,on=...``,
+    ``quarch:HOST``, ``suspend``); the simulator has its own."""
+    return d.Subsystem(nvme0, power=os.environ.get("NVPLAN_POWER") or None)
 
 
 @pytest.fixture()

@@ -23,6 +23,9 @@ pub type ChartError = Box<dyn std::error::Error + Send + Sync>;
 
 pub(super) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
+mod merge;
+pub use merge::{GroupSeries, merge_charts};
+
 const FONT: &str = "sans-serif";
 pub(super) const WIDTH: u32 = 1200;
 pub(super) const HEIGHT: u32 = 700;
@@ -1432,6 +1435,7 @@ mod tests {
 
     fn summary(phases: Vec<PhaseSummary>) -> Summary {
         Summary {
+            identity: Default::default(),
             plan: "test-plan".into(),
             file: "plans/test.yaml".into(),
             description: None,

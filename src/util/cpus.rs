@@ -1,0 +1,46 @@
+//! CPU lists: the kernel's notation (`0,2,4-7`) and the CPUs this process may run on.
+
+/// Parses a CPU list: `0,2,4-7`.
+pub fn parse_cpus(text: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("--cpus {text}: `{s}` is not a CPU number (write e.g. 0,2,4-7)"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("--cpus {text}: the range {part} runs backwards"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("--cpus {text}: no CPU given"));
+    }
+    Ok(out)
+}
+
+/// The CPUs this process may run on, in order.
+pub fn host_cpus() -> Vec<usize> {
+    // The affinity list in /proc names the CPUs a job scheduler left us.
+    let allowed = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_string())))
+        .and_then(|v| parse_cpus(&v).ok());
+    allowed.unwrap_or_else(|| (0..crate::ioworker::available_cpus()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_like_the_kernels() {
+        assert_eq!(parse_cpus("0,2,4-6").unwrap(), vec![0, 2, 4, 5, 6]);
+        assert!(parse_cpus("3-1").unwrap_err().contains("backwards"));
+        assert!(parse_cpus("a").unwrap_err().contains("`a` is not a CPU number"));
+        assert!(!host_cpus().is_empty());
+    }
+}
