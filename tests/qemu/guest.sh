@@ -174,6 +174,9 @@ python)
         "not test_power_cycle_keeps_flushed_data"
         # msix_*: vfio-pci owns the MSI-X table; nvplan does not program it through VFIO
         "not test_qpair_msix_word_is_set_by_completions_held_while_masked"
+        # ASPM L1 and a hot reset: QEMU's link lists L0s only, and its root ports under ACPI
+        # hot-plug offer no bus reset (the pcie stage runs the same through a plan)
+        "not test_pcie_d3hot_aspm_hot_reset_and_flr_read_back_through_configuration_space"
         # runs a plan on the embedded simulator, not on the device under test; inside the
         # emulated guest the simulator's 128 KiB writes take over slow_latency's 1 s (-8)
         "not test_run_plan_returns_the_summary"
