@@ -9,8 +9,7 @@
 #                                sets nvplan's 4 KiB random-read IOPS beside fio's on the
 #                                same controller; `switch` is run by name (docs/power.md:
 #                                QEMU 7.2 at times keeps the drive of a controller whose
-#                                slot lost power under 128 KiB writes, and cannot add the
-#                                controller again)
+#                                slot lost power, and cannot add the controller again)
 #
 # The guest has three controllers, each behind its own PCIe root port (own IOMMU group):
 #   nvme0  serial NVPLANQ0: one 1 GiB namespace of 512 B LBAs (as the default simulator),
