@@ -548,8 +548,9 @@ impl Exec {
             }
             _ => ns.write(lba, nlb, &self.segs, sqe.fua()),
         }
-        let written = ns.note_written(len as u64);
+        // The count is shared by every I/O thread: kept only where the model reads it.
         if let Some(gc) = &self.shared.cfg.gc {
+            let written = ns.note_written(len as u64);
             self.gc_delay = gc.extra(written, ns.capacity()).as_nanos() as u64;
         }
         Counters::add(&self.counters.host_writes, 1);
