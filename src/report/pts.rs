@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use super::charts::{
-    Area, ChartError, Entry, GRID, GRID_LIGHT, HEIGHT, MUTED, Mark, WIDTH, color, device_line, frame, num, save, si, slug, text, with_legend, zero_range,
-};
+use super::charts::{Area, ChartError, Entry, HEIGHT, Mark, WIDTH, color, device_line, frame, num, save, si, slug, style_mesh, with_legend, zero_range};
 use crate::exec::steady::{SteadyStateSummary, track_value};
 use crate::exec::{Outcome, PhaseSummary, Summary};
 use crate::plan::model::{TrackMetric, TrackSpec};
@@ -169,12 +167,7 @@ fn draw_convergence(area: &Area, r: &Rounds, u: &str) -> Result<(), ChartError> 
     let ymax = shown.iter().flat_map(|&k| r.values[k].iter().copied()).fold(0.0, f64::max);
     let mut c =
         ChartBuilder::on(&plot).margin(12).margin_right(24).x_label_area_size(52).y_label_area_size(82).build_cartesian_2d(rounds_axis(n), zero_range(ymax))?;
-    c.configure_mesh()
-        .bold_line_style(GRID)
-        .light_line_style(GRID_LIGHT)
-        .axis_style(MUTED)
-        .label_style(text(15))
-        .axis_desc_style(text(17))
+    style_mesh!(c.configure_mesh())
         .x_desc("Round")
         .y_desc(u)
         .x_labels(n.min(25))
@@ -206,12 +199,7 @@ fn draw_window(area: &Area, e: &SteadyStateSummary, u: &str) -> Result<(), Chart
         .x_label_area_size(52)
         .y_label_area_size(82)
         .build_cartesian_2d(rounds_axis(n), zero_range(ymax * 1.15))?;
-    c.configure_mesh()
-        .bold_line_style(GRID)
-        .light_line_style(GRID_LIGHT)
-        .axis_style(MUTED)
-        .label_style(text(15))
-        .axis_desc_style(text(17))
+    style_mesh!(c.configure_mesh())
         .x_desc("Round")
         .y_desc(u)
         .x_labels(n.min(25))
@@ -260,12 +248,7 @@ fn draw_2d(area: &Area, r: &Rounds, u: &str) -> Result<(), ChartError> {
         .y_label_area_size(82)
         .build_cartesian_2d(-0.5..(rows.len() as f64 - 0.5), zero_range(ymax))?;
     let row_label = |v: &f64| rows.get(v.round().max(0.0) as usize).filter(|_| (v - v.round()).abs() < 1e-6).cloned().unwrap_or_default();
-    c.configure_mesh()
-        .bold_line_style(GRID)
-        .light_line_style(GRID_LIGHT)
-        .axis_style(MUTED)
-        .label_style(text(15))
-        .axis_desc_style(text(17))
+    style_mesh!(c.configure_mesh())
         .x_desc(r.keys[0].as_str())
         .y_desc(u)
         .x_labels(rows.len() * 2 + 1)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use super::charts::{Area, ChartError, GRID, GRID_LIGHT, HEIGHT, MUTED, WIDTH, color, device_line, frame, num, save, si, slug, text, zero_range};
+use super::charts::{Area, ChartError, HEIGHT, WIDTH, color, device_line, frame, num, save, si, slug, style_mesh, zero_range};
 use super::pts::{base64, header, header_rows, start};
 use crate::exec::{Outcome, PhaseSummary, Summary};
 use crate::plan::model::ReportPage;
@@ -84,17 +84,7 @@ fn draw(area: &Area, pts: &[Point], x: fn(&Point) -> f64, x_desc: &str) -> Resul
     let ymax = pts.iter().map(|q| q.1).fold(0.0, f64::max);
     let mut c =
         ChartBuilder::on(area).margin(12).margin_right(24).x_label_area_size(52).y_label_area_size(82).build_cartesian_2d(0.0..xmax, zero_range(ymax))?;
-    c.configure_mesh()
-        .bold_line_style(GRID)
-        .light_line_style(GRID_LIGHT)
-        .axis_style(MUTED)
-        .label_style(text(15))
-        .axis_desc_style(text(17))
-        .x_desc(x_desc)
-        .y_desc("IOPS")
-        .x_label_formatter(&|v| num(*v, 4))
-        .y_label_formatter(&|v| si(*v, 4))
-        .draw()?;
+    style_mesh!(c.configure_mesh()).x_desc(x_desc).y_desc("IOPS").x_label_formatter(&|v| num(*v, 4)).y_label_formatter(&|v| si(*v, 4)).draw()?;
     c.draw_series(LineSeries::new(pts.iter().map(|q| (x(q), q.1)), color(0).stroke_width(2)))?;
     c.draw_series(pts.iter().map(|q| Circle::new((x(q), q.1), 3, color(0).filled())))?;
     Ok(())

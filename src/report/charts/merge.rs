@@ -72,13 +72,8 @@ fn draw_group_bars(area: &Area, groups: &[GroupSeries]) -> Result<(), ChartError
         .x_label_area_size(52)
         .y_label_area_size(label_w)
         .build_cartesian_2d(zero_range(max), category_axis(labels.len()))?;
-    chart
-        .configure_mesh()
-        .bold_line_style(GRID)
-        .light_line_style(GRID_LIGHT)
-        .axis_style(MUTED)
+    style_mesh!(chart.configure_mesh())
         .label_style(text(14))
-        .axis_desc_style(text(17))
         .disable_y_mesh()
         .x_desc("IOPS, summed over the runs")
         .x_label_formatter(&|v| si(*v, 4))

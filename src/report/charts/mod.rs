@@ -23,6 +23,19 @@ pub type ChartError = Box<dyn std::error::Error + Send + Sync>;
 
 pub(super) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
+/// The standard look of a mesh: light grid, readable labels (every chart of the reports).
+macro_rules! style_mesh {
+    ($mesh:expr) => {
+        $mesh
+            .bold_line_style($crate::report::charts::GRID)
+            .light_line_style($crate::report::charts::GRID_LIGHT)
+            .axis_style($crate::report::charts::MUTED)
+            .label_style($crate::report::charts::text(15))
+            .axis_desc_style($crate::report::charts::text(17))
+    };
+}
+pub(crate) use style_mesh;
+
 mod merge;
 pub use merge::{GroupSeries, merge_charts};
 
@@ -538,13 +551,6 @@ fn finite_range<'a>(vs: impl IntoIterator<Item = &'a f64>) -> Option<(f64, f64)>
         None => Some((v, v)),
         Some((a, b)) => Some((a.min(v), b.max(v))),
     })
-}
-
-/// The standard look of a mesh: light grid, readable labels.
-macro_rules! style_mesh {
-    ($mesh:expr) => {
-        $mesh.bold_line_style(GRID).light_line_style(GRID_LIGHT).axis_style(MUTED).label_style(text(15)).axis_desc_style(text(17))
-    };
 }
 
 // ---------------------------------------------------------------------------------------
