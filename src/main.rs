@@ -671,7 +671,7 @@ fn main() -> ExitCode {
         Cmd::Smoke { target, out, size, seed } => smoke(&target, &out, &size, seed),
         Cmd::Validate { plans, target, power } => return validate(&plans, target.as_deref(), power.as_deref()),
         Cmd::Run { plans, target, power, out, seed, time_scale, quiet, cpus, share_cores } => {
-            let cpus = match cpus.as_deref().map(nvplan::fleet::local::parse_cpus).transpose() {
+            let cpus = match cpus.as_deref().map(|c| nvplan::fleet::local::parse_cpus(c).map_err(|e| format!("--cpus {c}: {e}"))).transpose() {
                 Ok(c) => c.unwrap_or_default(),
                 Err(e) => {
                     eprintln!("nvplan: {e}");

@@ -245,7 +245,7 @@ pub(crate) fn extras(job: &Job, dirs: &Dirs, sizes: &Sizes, clone: u32, cpus: us
 /// `cpus_allowed`/`cpumask` and the policy: one core per clone.
 fn cpu(job: &Job, clone: u32, host_cpus: usize, fields: &mut Vec<Field>, report: &mut Report) {
     let list = if job.pos("cpus_allowed") >= job.pos("cpumask") {
-        job.parse("cpus_allowed", report, values::cpu_list)
+        job.parse("cpus_allowed", report, crate::util::cpus::parse_cpus)
     } else {
         job.parse("cpumask", report, |v| {
             let m = values::count(v, 1024)?;

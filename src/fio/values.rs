@@ -178,32 +178,6 @@ pub(crate) fn split_entries(text: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// A CPU list: `0,5,8-15`.
-pub(crate) fn cpu_list(text: &str) -> Result<Vec<usize>, String> {
-    let mut out = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let bad = || format!("`{part}` is not a CPU or CPU range (e.g. 0,5,8-15)");
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (a.trim().parse::<usize>().map_err(|_| bad())?, b.trim().parse::<usize>().map_err(|_| bad())?),
-            None => {
-                let a = part.parse::<usize>().map_err(|_| bad())?;
-                (a, a)
-            }
-        };
-        if a > b || b >= 65536 {
-            return Err(bad());
-        }
-        out.extend(a..=b);
-        if out.len() > 65536 {
-            return Err("more than 65536 CPUs".into());
-        }
-    }
-    if out.is_empty() {
-        return Err(format!("`{}` names no CPU", text.trim()));
-    }
-    Ok(out)
-}
-
 /// A colon-separated list of floats (`percentile_list=99:99.9`).
 pub(crate) fn float_list(text: &str) -> Result<Vec<f64>, String> {
     text.split(':')
@@ -376,8 +350,6 @@ mod tests {
         assert_eq!(range("4k-128k", 1024), Ok((4096, 131072)));
         assert_eq!(range("128k:4k", 1024), Ok((4096, 131072)), "swapped as fio does");
         assert_eq!(split_entries("4k/50:1k/:32k"), vec![("4k".into(), Some("50".into())), ("1k".into(), Some("".into())), ("32k".into(), None)]);
-        assert_eq!(cpu_list("0,5,8-10"), Ok(vec![0, 5, 8, 9, 10]));
-        assert!(cpu_list("3-1").is_err());
         assert_eq!(expr("(1+2)*3^2"), Ok(27.0));
         assert_eq!(expr("(10%4)"), Ok(2.0));
         assert!(expr("(1/0)").is_err());

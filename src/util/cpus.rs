@@ -1,23 +1,35 @@
 //! CPU lists: the kernel's notation (`0,2,4-7`) and the CPUs this process may run on.
 
-/// Parses a CPU list: `0,2,4-7`.
+/// Highest CPU number a list may name (bounds what a list can make us allocate).
+const MAX_CPU: usize = 65535;
+
+/// Parses a CPU list: `0,2,4-7` (the kernel's notation, fio's `cpus_allowed`, `--cpus`).
 pub fn parse_cpus(text: &str) -> Result<Vec<usize>, String> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("--cpus {text}: `{s}` is not a CPU number (write e.g. 0,2,4-7)"));
+        let num = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= MAX_CPU)
+                .ok_or_else(|| format!("`{s}` is not a CPU number from 0 to {MAX_CPU} (write e.g. 0,2,4-7)"))
+        };
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
                 if a > b {
-                    return Err(format!("--cpus {text}: the range {part} runs backwards"));
+                    return Err(format!("the range {part} runs backwards"));
                 }
                 out.extend(a..=b);
             }
             None => out.push(num(part)?),
         }
+        if out.len() > MAX_CPU + 1 {
+            return Err(format!("more than {} CPUs", MAX_CPU + 1));
+        }
     }
     if out.is_empty() {
-        return Err(format!("--cpus {text}: no CPU given"));
+        return Err("no CPU given".into());
     }
     Ok(out)
 }
@@ -41,6 +53,9 @@ mod tests {
         assert_eq!(parse_cpus("0,2,4-6").unwrap(), vec![0, 2, 4, 5, 6]);
         assert!(parse_cpus("3-1").unwrap_err().contains("backwards"));
         assert!(parse_cpus("a").unwrap_err().contains("`a` is not a CPU number"));
+        assert_eq!(parse_cpus("0,5,8-10"), Ok(vec![0, 5, 8, 9, 10]));
+        // A range is bounded: a hostile list cannot make a huge allocation.
+        assert!(parse_cpus("0-18446744073709551615").unwrap_err().contains("from 0 to 65535"));
         assert!(!host_cpus().is_empty());
     }
 }
