@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use super::charts::{Area, ChartError, Entry, HEIGHT, Mark, WIDTH, color, device_line, frame, num, save, si, slug, style_mesh, with_legend, zero_range};
+use super::junit::escape as esc;
 use crate::exec::steady::{SteadyStateSummary, track_value};
 use crate::exec::{Outcome, PhaseSummary, Summary};
 use crate::plan::model::{TrackMetric, TrackSpec};
@@ -264,10 +265,6 @@ fn draw_2d(area: &Area, r: &Rounds, u: &str) -> Result<(), ChartError> {
         c.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color(i).filled())))?;
     }
     Ok(())
-}
-
-pub(super) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Standard base64 (RFC 4648 §4), for the data URIs of the charts.
