@@ -351,6 +351,55 @@ unsafe fn copy_segs(segs: &[Seg], mem: *mut u8, len: usize, to_host: bool) {
     }
 }
 
+/// A position in a transfer's segments, for copies made piece by piece (media kept in
+/// separate chunks).
+pub(crate) struct SegCursor<'a> {
+    segs: &'a [Seg],
+    i: usize,
+    off: usize,
+}
+
+impl<'a> SegCursor<'a> {
+    pub(crate) fn new(segs: &'a [Seg]) -> Self {
+        SegCursor { segs, i: 0, off: 0 }
+    }
+
+    /// Copies the next `n` bytes between the segments and `mem` (controller memory);
+    /// `mem == None` sends zeroes to the host. Bit buckets skip.
+    ///
+    /// # Safety
+    /// As [`scatter`] and [`gather`], for the next `n` bytes of the segments; `mem` valid
+    /// for `n` bytes. A copy from the host (`to_host` false) needs `mem`.
+    #[inline]
+    pub(crate) unsafe fn copy(&mut self, mem: Option<*mut u8>, mut n: usize, to_host: bool) {
+        debug_assert!(to_host || mem.is_some());
+        let mut done = 0;
+        while n > 0 {
+            let Some(s) = self.segs.get(self.i) else { return };
+            let k = (s.len - self.off).min(n);
+            if let Some(p) = s.ptr {
+                // SAFETY: `p + off .. + k` lies inside the segment; `mem + done .. + k`
+                // inside the caller's `n` bytes; host and controller memory never overlap.
+                unsafe {
+                    let h = p.as_ptr().add(self.off);
+                    match mem {
+                        Some(m) if to_host => std::ptr::copy_nonoverlapping(m.add(done), h, k),
+                        Some(m) => std::ptr::copy_nonoverlapping(h, m.add(done), k),
+                        None => std::ptr::write_bytes(h, 0, k),
+                    }
+                }
+            }
+            done += k;
+            n -= k;
+            self.off += k;
+            if self.off == s.len {
+                self.i += 1;
+                self.off = 0;
+            }
+        }
+    }
+}
+
 /// Total bytes the segments describe.
 pub(crate) fn seg_len(segs: &[Seg]) -> usize {
     segs.iter().map(|s| s.len).sum()

@@ -544,9 +544,9 @@ impl Exec {
             Some(FaultAction::MisdirectWrite { lba_offset }) => {
                 let max = ns.nlba().saturating_sub(nlb);
                 let target = (lba as i64).saturating_add(lba_offset).clamp(0, max as i64) as u64;
-                ns.poke(target, &self.segs, len);
+                ns.poke(target, &self.segs, len)?;
             }
-            _ => ns.write(lba, nlb, &self.segs, sqe.fua()),
+            _ => ns.write(lba, nlb, &self.segs, sqe.fua())?,
         }
         // The count is shared by every I/O thread: kept only where the model reads it.
         if let Some(gc) = &self.shared.cfg.gc {
@@ -569,7 +569,7 @@ impl Exec {
 
     fn write_zeroes(&mut self, sqe: &Sqe) -> Result<(), Status> {
         let (ns, lba, nlb) = self.range(sqe)?;
-        ns.zero(lba, nlb, sqe.fua());
+        ns.zero(lba, nlb, sqe.fua())?;
         self.shared.note_write();
         Ok(())
     }
@@ -614,7 +614,7 @@ impl Exec {
             self.shared.note_write();
             for (lba, nlb) in ranges {
                 if nlb > 0 {
-                    ns.zero(lba, nlb, false);
+                    ns.zero(lba, nlb, false)?;
                 }
             }
         }

@@ -20,6 +20,8 @@ pub(crate) mod pcie;
 pub(crate) mod queue;
 pub(crate) mod regs;
 mod selftest;
+mod store;
+mod wcache;
 
 pub use config::{Backing, Latency, LatencyModel, NamespaceConfig, SimConfig};
 pub use fault::{FaultAction, FaultQueue, FaultRule};
@@ -221,6 +223,8 @@ pub struct SimStats {
     pub sgl_commands: u64,
     /// Register writes that had no effect.
     pub ignored_writes: u64,
+    /// Bytes of memory the media hold: written data and the write cache's images.
+    pub media_bytes: u64,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -531,6 +535,7 @@ impl Simulator {
             s.host_writes += c.host_writes.load(Ordering::Relaxed);
             s.sgl_commands += c.sgl_commands.load(Ordering::Relaxed);
         }
+        s.media_bytes = self.shared.namespaces.iter().map(|n| n.memory_in_use()).sum();
         s
     }
 }

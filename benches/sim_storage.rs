@@ -1,0 +1,200 @@
+//! The simulator's storage and write-cache model under one I/O worker: 4 KiB, qdepth 63,
+//! write cache on (the default), verification on unless said otherwise, next to fio's
+//! null engine (`--verify=crc32c` for writes) measured in the same run.
+//!
+//! `cargo bench --bench sim_storage` (`NVPLAN_BENCH_SECS` sets each run, 5 s by default;
+//! `NVPLAN_BENCH_MAX_REGION` caps the largest region, 8 GiB by default). Measured:
+//!
+//! - random overwrites of a written region, 64 MiB to 8 GiB;
+//! - first writes, in random order, into never-written space;
+//! - random reads of written blocks, verification on and off;
+//! - 50 % random read/write over a 1 GiB region of a 1 GiB and of a 64 TiB namespace;
+//! - resident memory per byte the host wrote.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nvplan::driver::{Controller, ControllerOptions, Namespace};
+use nvplan::ioworker::{IoSize, IoWorkerConfig, IoWorkerResult};
+use nvplan::sim::{NamespaceConfig, SimConfig, Simulator};
+use nvplan::transport::SharedTransport;
+use nvplan::transport::sim::SimTransport;
+
+const GIB: u64 = 1 << 30;
+const TIB: u64 = 1 << 40;
+
+/// A result: what was measured, IOPS, and the reference it is set against.
+type Line<'a> = (String, f64, Option<(&'a str, f64)>);
+
+struct Drive {
+    sim: Arc<Simulator>,
+    _ctrl: Controller,
+    ns: Namespace,
+}
+
+fn drive(capacity: u64) -> Drive {
+    let cfg = SimConfig { namespaces: vec![NamespaceConfig::memory(capacity, 512)], ..Default::default() };
+    assert!(cfg.write_cache, "the default simulator has a write cache");
+    let sim = Simulator::new(cfg).expect("simulator");
+    let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
+    let ctrl = Controller::new(t, ControllerOptions::default()).expect("bring-up");
+    let ns = ctrl.namespace(1).expect("namespace 1");
+    Drive { sim, _ctrl: ctrl, ns }
+}
+
+/// 4 KiB random I/O over `[start, start + bytes)` for `secs` (or `count` I/Os).
+fn random(ns: &Namespace, secs: Option<Duration>, count: u64, read: u8, verify: bool, start: u64, bytes: u64) -> IoWorkerResult {
+    let c = IoWorkerConfig {
+        time: secs,
+        io_count: count,
+        io_size: IoSize::Fixed(8),
+        lba_align: vec![8],
+        qdepth: 63,
+        read_percentage: read,
+        verify_disable: !verify,
+        region_start: vec![start / 512],
+        region_end: vec![(start + bytes) / 512],
+        cpu_id: Some(0),
+        ..Default::default()
+    };
+    let r = ns.ioworker(c).expect("valid configuration").run();
+    assert_eq!((r.error, r.miscompare_count), (0, 0), "{:?}", r.error_message);
+    r
+}
+
+/// Writes `[0, bytes)` once, sequentially, with verification (every LBA gets a generation).
+fn fill(ns: &Namespace, bytes: u64) {
+    let c = IoWorkerConfig {
+        lba_random: 0,
+        read_percentage: 0,
+        io_size: IoSize::Fixed(256),
+        qdepth: 16,
+        region_end: vec![bytes / 512],
+        io_count: bytes / (256 * 512),
+        ..Default::default()
+    };
+    let r = ns.ioworker(c).unwrap().run();
+    assert_eq!(r.error, 0, "{:?}", r.error_message);
+}
+
+/// Resident memory of this process, bytes.
+fn rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).map_or(0, |kb| kb * 1024)
+}
+
+fn size(b: u64) -> String {
+    if b >= TIB {
+        format!("{} TiB", b / TIB)
+    } else if b >= GIB {
+        format!("{} GiB", b / GIB)
+    } else {
+        format!("{} MiB", b >> 20)
+    }
+}
+
+fn main() {
+    let secs = common::duration();
+    let max_region: u64 = std::env::var("NVPLAN_BENCH_MAX_REGION").ok().and_then(|v| v.parse().ok()).unwrap_or(8 * GIB);
+    let runtime = format!("--runtime={}", secs.as_secs_f64().ceil() as u64);
+    let base = [
+        "--name=null",
+        "--ioengine=null",
+        "--bs=4k",
+        "--iodepth=63",
+        "--size=1g",
+        "--time_based",
+        "--numjobs=1",
+        "--norandommap",
+        "--cpus_allowed=0",
+        &runtime,
+    ];
+    let fio_w = common::fio_iops(&[&base[..], &["--rw=randwrite", "--verify=crc32c", "--do_verify=0", "--verify_state_save=0"]].concat());
+    let fio_r = common::fio_iops(&[&base[..], &["--rw=randread"]].concat());
+    let fw = fio_w.as_ref().ok().map(|f| ("fio null randwrite crc32c", *f));
+    let fr = fio_r.as_ref().ok().map(|f| ("fio null randread", *f));
+    let mut lines: Vec<Line> = Vec::new();
+
+    // Overwrites of written regions, one drive large enough for the largest.
+    let rss0 = rss();
+    let d = drive(max_region);
+    fill(&d.ns, max_region);
+    let filled = rss().saturating_sub(rss0);
+    let media_filled = d.sim.stats().media_bytes;
+    let mut region = 64 << 20;
+    while region <= max_region {
+        let r = random(&d.ns, Some(secs), 0, 0, true, 0, region);
+        lines.push((format!("random overwrite, {} written region", size(region)), r.iops(), fw));
+        region *= 4;
+        if region > max_region && region / 4 != max_region {
+            region = max_region;
+        }
+    }
+    let r = random(&d.ns, Some(secs), 0, 100, true, 0, GIB.min(max_region));
+    let read_on = r.iops();
+    lines.push(("random read of written blocks, verify on".into(), read_on, fr));
+    let r = random(&d.ns, Some(secs), 0, 100, false, 0, GIB.min(max_region));
+    let read_off = r.iops();
+    lines.push(("random read of written blocks, verify off".into(), read_off, fr));
+    let r = random(&d.ns, Some(secs), 0, 100, true, 0, max_region);
+    lines.push((format!("random read of written blocks, {}, verify on", size(max_region)), r.iops(), fr));
+    assert!(d.sim.panics().is_empty());
+    drop(d);
+
+    // First writes: a fresh 64 TiB namespace, random 4 KiB writes over an 8 GiB region
+    // (the count keeps every write a first one, nearly) and over the whole namespace.
+    let d = drive(64 * TIB);
+    let count = (max_region / 4096 / 4).min(2_000_000);
+    let rss1 = rss();
+    let r = random(&d.ns, None, count, 0, true, 0, max_region);
+    lines.push((format!("first writes, random over {}", size(max_region)), r.iops(), fw));
+    let per_write = rss().saturating_sub(rss1) as f64 / (count * 4096) as f64;
+    let media_first = d.sim.stats().media_bytes as f64 / (count * 4096) as f64;
+    let r = random(&d.ns, None, count / 4, 0, true, 0, 64 * TIB);
+    lines.push(("first writes, random over 64 TiB".into(), r.iops(), fw));
+    assert!(d.sim.panics().is_empty());
+    drop(d);
+
+    // 50 % read/write over 1 GiB: the namespace's size must not matter.
+    let mut mixed = Vec::new();
+    for cap in [GIB, 64 * TIB] {
+        let d = drive(cap);
+        let r = random(&d.ns, Some(secs), 0, 50, true, 0, GIB);
+        lines.push((format!("50% read/write over 1 GiB, {} namespace", size(cap)), r.iops(), fw));
+        mixed.push(r.iops());
+        assert!(d.sim.panics().is_empty());
+    }
+
+    println!(
+        "simulator storage: one worker, 4 KiB random, qdepth 63, write cache on, worker on CPU 0 ({:.1} s runs; {})",
+        secs.as_secs_f64(),
+        common::fio_version()
+    );
+    if let Some((n, f)) = fw {
+        common::report(n, f, None);
+    }
+    if let Some((n, f)) = fr {
+        common::report(n, f, None);
+    }
+    for (name, iops, reference) in &lines {
+        common::report(name, *iops, *reference);
+    }
+    println!("verified read / unverified read of written blocks: {:.2}", read_on / read_off);
+    println!("50% read/write, 64 TiB namespace / 1 GiB namespace: {:.2}", mixed[1] / mixed[0]);
+    println!(
+        "resident memory (process): {:.2} bytes per byte written by the fill of {}, {:.2} per byte of first writes",
+        filled as f64 / max_region as f64,
+        size(max_region),
+        per_write
+    );
+    println!(
+        "simulator media memory: {:.3} bytes per byte written by the fill, {:.3} per byte of first writes (data and cache images)",
+        media_filled as f64 / max_region as f64,
+        media_first
+    );
+    for e in [fio_w.err(), fio_r.err()].into_iter().flatten() {
+        println!("(no fio reference: {e})");
+    }
+}

@@ -1,0 +1,315 @@
+//! Memory for the simulated media: 4 KiB chunks carved from pre-faulted 2 MiB slabs, and a
+//! sparse index from a namespace's chunk numbers to them.
+//!
+//! A drive's FTL maps logical blocks to wherever it put them; so does this store. A chunk
+//! exists only once written (unwritten chunks read as zeroes, what Identify Namespace
+//! DLFEAT reports), chunks of any LBA land next to each other in slabs, and a slab is
+//! faulted in once, as a whole (a huge page where the kernel has one). So the cost of a
+//! lookup or of a first write depends neither on the namespace's size nor on where in it
+//! the write lands, and memory follows what was written, not what was addressed. A
+//! mapping as large as the namespace, faulted in page by page, did neither: a first
+//! write cost a page fault, and a read before it mapped the zero page, so the write then
+//! paid a copy-on-write with a TLB shootdown of every CPU the process ran on.
+
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use memmap2::{Advice, MmapMut};
+
+/// Bytes of one chunk: the unit of allocation, of the write cache and of the index.
+pub(crate) const CHUNK: usize = 4096;
+const SLAB_SHIFT: u32 = 9;
+/// Chunks per slab (2 MiB: one huge page).
+const SLAB_CHUNKS: usize = 1 << SLAB_SHIFT;
+
+/// One allocated chunk of memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot(u32);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Default)]
+struct ArenaInner {
+    slabs: Vec<MmapMut>,
+    free: Vec<Slot>,
+    /// Slots below this were handed out at least once; the ones above are still zero.
+    next: u32,
+}
+
+/// Chunk memory: slots in slabs that are never unmapped while the arena is in use, so a
+/// slot's address stays valid from its allocation to its release.
+pub(crate) struct Arena {
+    /// Slab base addresses, published once the slab is mapped.
+    bases: Box<[AtomicPtr<u8>]>,
+    inner: Mutex<ArenaInner>,
+    in_use: AtomicUsize,
+}
+
+impl Arena {
+    /// An arena that can hold at most `bytes`.
+    pub(crate) fn new(bytes: u64) -> Self {
+        let slabs = bytes.div_ceil((SLAB_CHUNKS * CHUNK) as u64).clamp(1, u32::MAX as u64 >> SLAB_SHIFT) as usize;
+        Arena { bases: (0..slabs).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(), inner: Mutex::default(), in_use: AtomicUsize::new(0) }
+    }
+
+    /// A slot holding zeroes, or `None` when the arena is full.
+    pub(crate) fn alloc_zeroed(&self) -> Option<Slot> {
+        let (s, dirty) = self.alloc()?;
+        if dirty {
+            // SAFETY: a freshly allocated slot belongs to the caller alone.
+            unsafe { std::ptr::write_bytes(self.ptr(s), 0, CHUNK) };
+        }
+        Some(s)
+    }
+
+    /// A slot whose content is undefined (the caller overwrites all of it), or `None` when
+    /// the arena is full.
+    pub(crate) fn alloc_any(&self) -> Option<Slot> {
+        self.alloc().map(|(s, _)| s)
+    }
+
+    /// A slot and whether it may hold old data.
+    fn alloc(&self) -> Option<(Slot, bool)> {
+        let mut a = lock(&self.inner);
+        if let Some(s) = a.free.pop() {
+            self.in_use.fetch_add(1, Ordering::Relaxed);
+            return Some((s, true));
+        }
+        let s = a.next;
+        let slab = (s >> SLAB_SHIFT) as usize;
+        if slab == a.slabs.len() {
+            if slab >= self.bases.len() {
+                return None;
+            }
+            let m = new_slab().ok()?;
+            self.bases[slab].store(m.as_ptr().cast_mut(), Ordering::Release);
+            a.slabs.push(m);
+        }
+        a.next += 1;
+        self.in_use.fetch_add(1, Ordering::Relaxed);
+        Some((Slot(s), false))
+    }
+
+    /// Gives slots back.
+    pub(crate) fn free(&self, slots: impl IntoIterator<Item = Slot>) {
+        let mut a = lock(&self.inner);
+        let before = a.free.len();
+        a.free.extend(slots);
+        self.in_use.fetch_sub(a.free.len() - before, Ordering::Relaxed);
+    }
+
+    /// Address of a slot's first byte.
+    #[inline]
+    pub(crate) fn ptr(&self, s: Slot) -> *mut u8 {
+        let base = self.bases[(s.0 >> SLAB_SHIFT) as usize].load(Ordering::Acquire);
+        base.wrapping_add((s.0 as usize & (SLAB_CHUNKS - 1)) * CHUNK)
+    }
+
+    /// Bytes held by allocated slots.
+    pub(crate) fn bytes_in_use(&self) -> u64 {
+        self.in_use.load(Ordering::Relaxed) as u64 * CHUNK as u64
+    }
+
+    /// Releases every slab. The caller guarantees that no slot is in use any more.
+    pub(crate) fn clear(&self) {
+        let mut a = lock(&self.inner);
+        for b in &self.bases[..a.slabs.len()] {
+            b.store(std::ptr::null_mut(), Ordering::Release);
+        }
+        *a = ArenaInner::default();
+        self.in_use.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A 2 MiB slab, faulted in now (as a huge page where possible) so that no I/O pays a
+/// page fault later.
+fn new_slab() -> std::io::Result<MmapMut> {
+    let mut m = memmap2::MmapOptions::new().len(SLAB_CHUNKS * CHUNK).map_anon()?;
+    // Both are hints: a kernel without them still gives working memory.
+    let _ = m.advise(Advice::HugePage);
+    if m.advise(Advice::PopulateWrite).is_err() {
+        for p in m.chunks_mut(4096) {
+            p[0] = 0;
+        }
+    }
+    Ok(m)
+}
+
+/// Chunks per index leaf (2 MiB of the namespace, 2 KiB of index).
+const LEAF_SHIFT: u32 = 9;
+const LEAF_CHUNKS: usize = 1 << LEAF_SHIFT;
+
+/// Slot numbers plus one of a leaf's chunks (0: never written).
+struct Leaf([AtomicU32; LEAF_CHUNKS]);
+
+/// The sparse map of a namespace's chunks to slots: a table with a pointer per 2 MiB of
+/// the namespace (reserved, not faulted in: a 64 TiB namespace reserves 256 MiB of which
+/// only the pages in use exist) to leaves of slot numbers, created on first write. A
+/// lookup is two loads, without locks; a leaf is small enough that sparse writes cost
+/// little more index than data.
+///
+/// A chunk is changed only by the thread holding its range lock (`namespace`), so
+/// entries need no compare-and-swap; leaves are created with one, since neighbours may
+/// race for the same leaf.
+pub(crate) struct ChunkIndex {
+    top: MmapMut,
+    /// Owners of the leaves the table points to, with their table index.
+    leaves: Mutex<Vec<(usize, Box<Leaf>)>>,
+}
+
+impl ChunkIndex {
+    /// An index for a namespace of `capacity` bytes.
+    pub(crate) fn new(capacity: u64) -> std::io::Result<Self> {
+        let entries = (capacity.div_ceil(CHUNK as u64) as usize).div_ceil(LEAF_CHUNKS).max(1);
+        let top = memmap2::MmapOptions::new().len(entries * std::mem::size_of::<AtomicPtr<Leaf>>()).no_reserve_swap().map_anon()?;
+        Ok(ChunkIndex { top, leaves: Mutex::default() })
+    }
+
+    fn table(&self) -> &[AtomicPtr<Leaf>] {
+        // SAFETY: the mapping is page aligned, zero-filled (null pointers), a multiple of
+        // the pointer size long, lives as long as `self`, and is only ever accessed
+        // through these atomics.
+        unsafe { std::slice::from_raw_parts(self.top.as_ptr().cast::<AtomicPtr<Leaf>>(), self.top.len() / std::mem::size_of::<AtomicPtr<Leaf>>()) }
+    }
+
+    #[inline]
+    fn leaf(&self, chunk: u64) -> Option<&Leaf> {
+        let p = self.table().get((chunk >> LEAF_SHIFT) as usize)?.load(Ordering::Acquire);
+        // SAFETY: a non-null table entry points into a leaf owned by `self.leaves`, freed
+        // only by `clear`, which the caller runs with no other access in flight.
+        unsafe { p.as_ref() }
+    }
+
+    fn leaf_or_new(&self, chunk: u64) -> &Leaf {
+        if let Some(l) = self.leaf(chunk) {
+            return l;
+        }
+        let i = (chunk >> LEAF_SHIFT) as usize;
+        let mut owners = lock(&self.leaves);
+        // Created by another thread between the look and the lock?
+        if let Some(l) = self.leaf(chunk) {
+            return l;
+        }
+        let leaf = Box::new(Leaf(std::array::from_fn(|_| AtomicU32::new(0))));
+        let p = (&*leaf as *const Leaf).cast_mut();
+        owners.push((i, leaf));
+        self.table()[i].store(p, Ordering::Release);
+        // SAFETY: `p` points into the box just stored in `owners`, which never moves it.
+        unsafe { &*p }
+    }
+
+    #[inline]
+    fn entry(leaf: &Leaf, chunk: u64) -> &AtomicU32 {
+        &leaf.0[chunk as usize & (LEAF_CHUNKS - 1)]
+    }
+
+    /// The slot of a chunk, if it was written.
+    #[inline]
+    pub(crate) fn get(&self, chunk: u64) -> Option<Slot> {
+        let v = Self::entry(self.leaf(chunk)?, chunk).load(Ordering::Acquire);
+        v.checked_sub(1).map(Slot)
+    }
+
+    /// The slot of a chunk, allocating one by `alloc` when it has none (`None` when the
+    /// allocation fails).
+    #[inline]
+    pub(crate) fn get_or_alloc(&self, chunk: u64, alloc: impl FnOnce() -> Option<Slot>) -> Option<Slot> {
+        let e = Self::entry(self.leaf_or_new(chunk), chunk);
+        if let Some(s) = e.load(Ordering::Acquire).checked_sub(1) {
+            return Some(Slot(s));
+        }
+        let s = alloc()?;
+        e.store(s.0 + 1, Ordering::Release);
+        Some(s)
+    }
+
+    /// Maps a chunk to `slot` (or unmaps it); returns what it had.
+    #[inline]
+    pub(crate) fn set(&self, chunk: u64, slot: Option<Slot>) -> Option<Slot> {
+        let leaf = match slot {
+            Some(_) => self.leaf_or_new(chunk),
+            None => self.leaf(chunk)?,
+        };
+        Self::entry(leaf, chunk).swap(slot.map_or(0, |s| s.0 + 1), Ordering::AcqRel).checked_sub(1).map(Slot)
+    }
+
+    /// Written chunks in `first..=last`, ascending (for ranges far larger than what is
+    /// stored, where walking the range would take longer than the leaves).
+    pub(crate) fn written_in(&self, first: u64, last: u64) -> Vec<u64> {
+        let owners = lock(&self.leaves);
+        let mut out = Vec::new();
+        for (i, leaf) in owners.iter() {
+            let base = (*i as u64) << LEAF_SHIFT;
+            for (k, e) in leaf.0.iter().enumerate() {
+                let c = base + k as u64;
+                if (first..=last).contains(&c) && e.load(Ordering::Acquire) != 0 {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Forgets every chunk. The caller guarantees that no other access is in flight.
+    pub(crate) fn clear(&self) {
+        let mut owners = lock(&self.leaves);
+        for (i, _) in owners.iter() {
+            self.table()[*i].store(std::ptr::null_mut(), Ordering::Release);
+        }
+        owners.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_slots_are_reused_and_zeroed_on_request() {
+        let a = Arena::new(1 << 30);
+        let s = a.alloc_zeroed().unwrap();
+        // SAFETY: the slot is ours and CHUNK bytes long.
+        unsafe { std::ptr::write_bytes(a.ptr(s), 0xEE, CHUNK) };
+        a.free([s]);
+        assert_eq!(a.bytes_in_use(), 0);
+        let t = a.alloc_zeroed().unwrap();
+        assert_eq!(t, s);
+        // SAFETY: as above.
+        let bytes = unsafe { std::slice::from_raw_parts(a.ptr(t), CHUNK) };
+        assert!(bytes.iter().all(|b| *b == 0));
+        assert_eq!(a.bytes_in_use(), CHUNK as u64);
+    }
+
+    #[test]
+    fn arena_refuses_beyond_its_capacity() {
+        let a = Arena::new(1);
+        let n = (0..SLAB_CHUNKS + 1).filter_map(|_| a.alloc_any()).count();
+        assert_eq!(n, SLAB_CHUNKS);
+    }
+
+    #[test]
+    fn slots_of_different_slabs_do_not_overlap() {
+        let a = Arena::new(64 << 20);
+        let slots: Vec<_> = (0..3 * SLAB_CHUNKS).map(|_| a.alloc_any().unwrap()).collect();
+        let mut addrs: Vec<usize> = slots.iter().map(|s| a.ptr(*s) as usize).collect();
+        addrs.sort();
+        assert!(addrs.windows(2).all(|w| w[1] - w[0] >= CHUNK));
+    }
+
+    #[test]
+    fn index_finds_only_written_chunks_in_a_range() {
+        let a = Arena::new(1 << 30);
+        let ix = ChunkIndex::new(1 << 45).unwrap();
+        for c in [3u64, 17, 1 << 30, 99] {
+            ix.get_or_alloc(c, || a.alloc_any()).unwrap();
+        }
+        let w = ix.written_in(10, 1 << 31);
+        assert_eq!(w, vec![17, 99, 1 << 30]);
+        assert!(ix.set(17, None).is_some());
+        assert_eq!(ix.get(17), None);
+        assert_eq!(ix.written_in(0, u64::MAX).len(), 3);
+    }
+}
