@@ -385,6 +385,11 @@ impl IoThread {
                     return done;
                 };
                 let (sqid, sqhd) = (sq.qid, sq.head as u16);
+                // Start loading the next command's data while this one executes, as a
+                // drive's controller pipelines its fetches.
+                if let Some(next) = sq.peek(&self.exec.view, &sh.regs) {
+                    self.exec.prefetch(&next);
+                }
                 Counters::add(&self.exec.counters.commands, 1);
                 // The phase tag of the slot the completion goes to (exact when it is posted
                 // at once; with latency or a full queue it may land one pass later).
@@ -408,6 +413,16 @@ impl IoThread {
 }
 
 impl Exec {
+    /// Warms the caches for a read that is about to run.
+    #[inline]
+    fn prefetch(&self, sqe: &Sqe) {
+        if sqe.opcode() == NvmOpcode::Read.code()
+            && let Some(ns) = self.shared.namespaces.get((sqe.nsid() as usize).wrapping_sub(1))
+        {
+            ns.prefetch(sqe.slba());
+        }
+    }
+
     fn execute(&mut self, sqe: &Sqe, sqid: u16, phase: bool) -> Outcome {
         let fault = self.shared.faults.take(FaultQueue::Io, sqe);
         if let Some(FaultAction::Fail(st)) = fault {

@@ -119,6 +119,20 @@ impl SqState {
         self.head = (self.head + 1) % self.size;
         Some(sqe)
     }
+
+    /// The entry at the head without consuming it, when the host has rung for it.
+    #[inline]
+    pub(crate) fn peek(&mut self, view: &DmaView, regs: &Registers) -> Option<Sqe> {
+        if !self.has_work(regs) {
+            return None;
+        }
+        let p = self.host.slot(view, self.head, SQE_BYTES, self.size as usize * SQE_BYTES as usize)?;
+        let mut sqe = Sqe::default();
+        // SAFETY: as in `fetch`: entry `head` of translated queue memory, written by the
+        // host before the doorbell just acquired.
+        unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), (&mut sqe as *mut Sqe).cast::<u8>(), SQE_BYTES as usize) };
+        Some(sqe)
+    }
 }
 
 /// A completion queue.

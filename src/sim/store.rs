@@ -137,72 +137,106 @@ fn new_slab() -> std::io::Result<MmapMut> {
     Ok(m)
 }
 
-/// Chunks per index leaf (2 MiB of the namespace, 2 KiB of index).
-const LEAF_SHIFT: u32 = 9;
+/// Chunks per index leaf (4 MiB of the namespace, one 4 KiB slot of index).
+const LEAF_SHIFT: u32 = 10;
 const LEAF_CHUNKS: usize = 1 << LEAF_SHIFT;
+/// Leaves per node (2 GiB of the namespace, one slot).
+const NODE_SHIFT: u32 = 9;
+const NODE_LEAVES: usize = 1 << NODE_SHIFT;
 
 /// Slot numbers plus one of a leaf's chunks (0: never written).
-struct Leaf([AtomicU32; LEAF_CHUNKS]);
+type Leaf = [AtomicU32; LEAF_CHUNKS];
+/// Leaves of 2 GiB of the namespace.
+type Node = [AtomicPtr<Leaf>; NODE_LEAVES];
+const _: () = assert!(std::mem::size_of::<Leaf>() == CHUNK && std::mem::size_of::<Node>() == CHUNK);
 
-/// The sparse map of a namespace's chunks to slots: a table with a pointer per 2 MiB of
-/// the namespace (reserved, not faulted in: a 64 TiB namespace reserves 256 MiB of which
-/// only the pages in use exist) to leaves of slot numbers, created on first write. A
-/// lookup is two loads, without locks; a leaf is small enough that sparse writes cost
-/// little more index than data.
+/// The index has no memory left: this machine's is full.
+#[derive(Debug)]
+pub(crate) struct IndexFull;
+
+#[derive(Default)]
+struct Owners {
+    /// Root entries that hold a node.
+    nodes: Vec<usize>,
+    /// Leaves, by number (chunk >> LEAF_SHIFT).
+    leaves: Vec<(u64, Slot)>,
+}
+
+/// The sparse map of a namespace's chunks to slots, a radix tree of three levels: a root
+/// with a pointer per 2 GiB of the namespace (256 KiB for 64 TiB, allocated and written
+/// at once), nodes with a pointer per 4 MiB, and leaves of slot numbers. Nodes and leaves
+/// are slots of the index's own arena, created on first write: pre-faulted memory, so a
+/// write into a new part of the namespace pays no page fault, and a read never creates
+/// anything. A lookup is three loads without a lock. (A table reserved for the whole
+/// namespace and faulted in on use made a first write to its untouched pages pay a
+/// copy-on-write of the zero page, with a TLB shootdown of every CPU.)
 ///
 /// A chunk is changed only by the thread holding its range lock (`namespace`), so
-/// entries need no compare-and-swap; leaves are created with one, since neighbours may
-/// race for the same leaf.
+/// entries need no compare-and-swap; nodes and leaves are created under a lock, since
+/// neighbours may race for the same one.
 pub(crate) struct ChunkIndex {
-    top: MmapMut,
-    /// Owners of the leaves the table points to, with their table index.
-    leaves: Mutex<Vec<(usize, Box<Leaf>)>>,
+    root: Box<[AtomicPtr<Node>]>,
+    arena: Arena,
+    owners: Mutex<Owners>,
 }
 
 impl ChunkIndex {
-    /// An index for a namespace of `capacity` bytes.
-    pub(crate) fn new(capacity: u64) -> std::io::Result<Self> {
-        let entries = (capacity.div_ceil(CHUNK as u64) as usize).div_ceil(LEAF_CHUNKS).max(1);
-        let top = memmap2::MmapOptions::new().len(entries * std::mem::size_of::<AtomicPtr<Leaf>>()).no_reserve_swap().map_anon()?;
-        Ok(ChunkIndex { top, leaves: Mutex::default() })
+    /// An index for a namespace of `capacity` bytes, its memory bounded by `limit`.
+    pub(crate) fn new(capacity: u64, limit: u64) -> Self {
+        let leaves = capacity.div_ceil(CHUNK as u64).div_ceil(LEAF_CHUNKS as u64);
+        let nodes = leaves.div_ceil(NODE_LEAVES as u64).max(1);
+        let root = (0..nodes).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
+        ChunkIndex { root, arena: Arena::new(((leaves + nodes) * CHUNK as u64).min(limit)), owners: Mutex::default() }
     }
 
-    fn table(&self) -> &[AtomicPtr<Leaf>] {
-        // SAFETY: the mapping is page aligned, zero-filled (null pointers), a multiple of
-        // the pointer size long, lives as long as `self`, and is only ever accessed
-        // through these atomics.
-        unsafe { std::slice::from_raw_parts(self.top.as_ptr().cast::<AtomicPtr<Leaf>>(), self.top.len() / std::mem::size_of::<AtomicPtr<Leaf>>()) }
+    #[inline]
+    fn node(&self, chunk: u64) -> Option<&Node> {
+        let p = self.root.get((chunk >> (LEAF_SHIFT + NODE_SHIFT)) as usize)?.load(Ordering::Acquire);
+        // SAFETY: a non-null root entry points to a zero-initialised, CHUNK-aligned slot of
+        // `self.arena` (a valid Node) that stays allocated until `clear`, which the caller
+        // runs with no other access in flight.
+        unsafe { p.as_ref() }
     }
 
     #[inline]
     fn leaf(&self, chunk: u64) -> Option<&Leaf> {
-        let p = self.table().get((chunk >> LEAF_SHIFT) as usize)?.load(Ordering::Acquire);
-        // SAFETY: a non-null table entry points into a leaf owned by `self.leaves`, freed
-        // only by `clear`, which the caller runs with no other access in flight.
+        let p = self.node(chunk)?[(chunk >> LEAF_SHIFT) as usize & (NODE_LEAVES - 1)].load(Ordering::Acquire);
+        // SAFETY: as for nodes: a zero-initialised slot of `self.arena` until `clear`.
         unsafe { p.as_ref() }
     }
 
-    fn leaf_or_new(&self, chunk: u64) -> &Leaf {
+    fn leaf_or_new(&self, chunk: u64) -> Result<&Leaf, IndexFull> {
         if let Some(l) = self.leaf(chunk) {
-            return l;
+            return Ok(l);
         }
-        let i = (chunk >> LEAF_SHIFT) as usize;
-        let mut owners = lock(&self.leaves);
+        let mut owners = lock(&self.owners);
         // Created by another thread between the look and the lock?
         if let Some(l) = self.leaf(chunk) {
-            return l;
+            return Ok(l);
         }
-        let leaf = Box::new(Leaf(std::array::from_fn(|_| AtomicU32::new(0))));
-        let p = (&*leaf as *const Leaf).cast_mut();
-        owners.push((i, leaf));
-        self.table()[i].store(p, Ordering::Release);
-        // SAFETY: `p` points into the box just stored in `owners`, which never moves it.
-        unsafe { &*p }
+        let r = (chunk >> (LEAF_SHIFT + NODE_SHIFT)) as usize;
+        let node = match self.node(chunk) {
+            Some(n) => n,
+            None => {
+                let s = self.arena.alloc_zeroed().ok_or(IndexFull)?;
+                let p = self.arena.ptr(s).cast::<Node>();
+                owners.nodes.push(r);
+                self.root[r].store(p, Ordering::Release);
+                // SAFETY: a zeroed slot is a valid Node (null pointers), CHUNK-aligned.
+                unsafe { &*p }
+            }
+        };
+        let s = self.arena.alloc_zeroed().ok_or(IndexFull)?;
+        let p = self.arena.ptr(s).cast::<Leaf>();
+        owners.leaves.push((chunk >> LEAF_SHIFT, s));
+        node[(chunk >> LEAF_SHIFT) as usize & (NODE_LEAVES - 1)].store(p, Ordering::Release);
+        // SAFETY: a zeroed slot is a valid Leaf (no chunk written), CHUNK-aligned.
+        Ok(unsafe { &*p })
     }
 
     #[inline]
     fn entry(leaf: &Leaf, chunk: u64) -> &AtomicU32 {
-        &leaf.0[chunk as usize & (LEAF_CHUNKS - 1)]
+        &leaf[chunk as usize & (LEAF_CHUNKS - 1)]
     }
 
     /// The slot of a chunk, if it was written.
@@ -212,11 +246,11 @@ impl ChunkIndex {
         v.checked_sub(1).map(Slot)
     }
 
-    /// The slot of a chunk, allocating one by `alloc` when it has none (`None` when the
+    /// The slot of a chunk, allocating one by `alloc` when it has none (`None` when an
     /// allocation fails).
     #[inline]
     pub(crate) fn get_or_alloc(&self, chunk: u64, alloc: impl FnOnce() -> Option<Slot>) -> Option<Slot> {
-        let e = Self::entry(self.leaf_or_new(chunk), chunk);
+        let e = Self::entry(self.leaf_or_new(chunk).ok()?, chunk);
         if let Some(s) = e.load(Ordering::Acquire).checked_sub(1) {
             return Some(Slot(s));
         }
@@ -225,24 +259,31 @@ impl ChunkIndex {
         Some(s)
     }
 
-    /// Maps a chunk to `slot` (or unmaps it); returns what it had.
+    /// Maps a chunk to `slot` (or unmaps it); returns what it had. Fails only when a
+    /// chunk never written before needs index memory and there is none.
     #[inline]
-    pub(crate) fn set(&self, chunk: u64, slot: Option<Slot>) -> Option<Slot> {
-        let leaf = match slot {
-            Some(_) => self.leaf_or_new(chunk),
-            None => self.leaf(chunk)?,
+    pub(crate) fn set(&self, chunk: u64, slot: Option<Slot>) -> Result<Option<Slot>, IndexFull> {
+        let leaf = match (slot, self.leaf(chunk)) {
+            (_, Some(l)) => l,
+            (None, None) => return Ok(None),
+            (Some(_), None) => self.leaf_or_new(chunk)?,
         };
-        Self::entry(leaf, chunk).swap(slot.map_or(0, |s| s.0 + 1), Ordering::AcqRel).checked_sub(1).map(Slot)
+        Ok(Self::entry(leaf, chunk).swap(slot.map_or(0, |s| s.0 + 1), Ordering::AcqRel).checked_sub(1).map(Slot))
     }
 
     /// Written chunks in `first..=last`, ascending (for ranges far larger than what is
     /// stored, where walking the range would take longer than the leaves).
     pub(crate) fn written_in(&self, first: u64, last: u64) -> Vec<u64> {
-        let owners = lock(&self.leaves);
+        let owners = lock(&self.owners);
         let mut out = Vec::new();
-        for (i, leaf) in owners.iter() {
-            let base = (*i as u64) << LEAF_SHIFT;
-            for (k, e) in leaf.0.iter().enumerate() {
+        for &(i, s) in owners.leaves.iter() {
+            let base = i << LEAF_SHIFT;
+            if base > last || base + LEAF_CHUNKS as u64 <= first {
+                continue;
+            }
+            // SAFETY: a leaf slot stays a valid Leaf until `clear`.
+            let leaf = unsafe { &*self.arena.ptr(s).cast::<Leaf>() };
+            for (k, e) in leaf.iter().enumerate() {
                 let c = base + k as u64;
                 if (first..=last).contains(&c) && e.load(Ordering::Acquire) != 0 {
                     out.push(c);
@@ -253,13 +294,19 @@ impl ChunkIndex {
         out
     }
 
+    /// Bytes of index memory.
+    pub(crate) fn bytes_in_use(&self) -> u64 {
+        self.arena.bytes_in_use()
+    }
+
     /// Forgets every chunk. The caller guarantees that no other access is in flight.
     pub(crate) fn clear(&self) {
-        let mut owners = lock(&self.leaves);
-        for (i, _) in owners.iter() {
-            self.table()[*i].store(std::ptr::null_mut(), Ordering::Release);
+        let mut owners = lock(&self.owners);
+        for &r in owners.nodes.iter() {
+            self.root[r].store(std::ptr::null_mut(), Ordering::Release);
         }
-        owners.clear();
+        *owners = Owners::default();
+        self.arena.clear();
     }
 }
 
@@ -302,13 +349,13 @@ mod tests {
     #[test]
     fn index_finds_only_written_chunks_in_a_range() {
         let a = Arena::new(1 << 30);
-        let ix = ChunkIndex::new(1 << 45).unwrap();
+        let ix = ChunkIndex::new(1 << 45, 1 << 30);
         for c in [3u64, 17, 1 << 30, 99] {
             ix.get_or_alloc(c, || a.alloc_any()).unwrap();
         }
         let w = ix.written_in(10, 1 << 31);
         assert_eq!(w, vec![17, 99, 1 << 30]);
-        assert!(ix.set(17, None).is_some());
+        assert!(ix.set(17, None).unwrap().is_some());
         assert_eq!(ix.get(17), None);
         assert_eq!(ix.written_in(0, u64::MAX).len(), 3);
     }
