@@ -123,3 +123,25 @@ fn dirty_power_loss_under_mixed_io_without_a_write_cache_gives_no_false_miscompa
     // Only the writes in flight may have been lost.
     mixed_with_power_loss(false, 4);
 }
+
+/// Workers that start while the power is off wait for the controller when they resume
+/// after resets (a phase's event may cut the power while its workers set up), and fail
+/// at once when they do not.
+#[test]
+fn a_worker_started_during_a_power_cycle_waits_for_the_controller_when_it_resumes() {
+    let r = rig(cfg(true));
+    let ns = r.ctrl.namespace(1).unwrap();
+    let worker = |on_reset| IoWorkerConfig { io_count: 2000, region_end: vec![REGION], on_reset, ..Default::default() };
+    r.ctrl.power_off(true).unwrap();
+    let stops = ns.ioworker(worker(OnReset::Stop)).unwrap().run();
+    assert_eq!(stops.error, code::CREATE_QPAIR, "{:?}", stops.error_message);
+    let res = std::thread::scope(|s| {
+        // Starting waits for the worker's queue pair: power comes back from elsewhere.
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            r.ctrl.power_on().unwrap();
+        });
+        ns.ioworker(worker(OnReset::Resume)).unwrap().run()
+    });
+    assert_eq!((res.error, res.io_count()), (0, 2000), "{:?}", res.error_message);
+}

@@ -12,7 +12,7 @@ use super::generator::{Generator, Io};
 use super::result::{IoWorkerResult, code};
 use super::stats::{CmdlogEntry, Stats, iops_consistency, percentile_us};
 use super::verify::{self, FlushTicket, Landing, Miscompare, PatternPool, VerifyTable, next_gen};
-use crate::driver::{Completion, Controller, CplKind, DataPtr, Namespace, QPair, QpairOptions};
+use crate::driver::{Completion, Controller, CplKind, DataPtr, DriverError, Namespace, QPair, QpairOptions};
 use crate::nvme::features::fid;
 use crate::nvme::identify::DeallocatedRead;
 use crate::nvme::{Sqe, Status};
@@ -334,7 +334,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
     }
     let leave = |t: &VerifyTable| t.leave(verifying, blind_writer);
     let qdepth = resolved.qdepth as usize;
-    let q = match ctrl.create_qpair(QpairOptions { entries: qdepth as u32 + 1, prio: cfg.qprio, ..Default::default() }) {
+    let q = match create_first_qpair(&ctrl, QpairOptions { entries: qdepth as u32 + 1, prio: cfg.qprio, ..Default::default() }, cfg.on_reset) {
         Ok(q) => q,
         Err(e) => {
             leave(&table);
@@ -550,7 +550,7 @@ impl Worker {
             self.finishing = true;
             return None;
         }
-        let table = self.table.clone();
+        let table = &self.table;
         let Some(mut io) = self.gen_.next(|l| table.as_ref().is_some_and(|t| t.state(l) == verify::UNCORRECTABLE)) else {
             self.finishing = true;
             return None;
@@ -1013,4 +1013,28 @@ fn describe(m: &Miscompare) -> String {
         s += &format!("; first differing byte at offset {b}");
     }
     s
+}
+
+/// The worker's first queue pair. A worker that resumes after resets also waits out one
+/// that is under way as it starts (an event of its phase may cut the power while the
+/// workers set up): it retries once the controller is back, within [`RESUME_WAIT`].
+fn create_first_qpair(ctrl: &Controller, opts: QpairOptions, on_reset: OnReset) -> Result<QPair, DriverError> {
+    let give_up = Instant::now() + RESUME_WAIT;
+    loop {
+        let generation = ctrl.generation();
+        let e = match ctrl.create_qpair(opts) {
+            Ok(q) => return Ok(q),
+            Err(e) => e,
+        };
+        // Only a controller that is being reset (or was, during the attempt) is waited for.
+        if on_reset != OnReset::Resume || (ctrl.is_ready() && ctrl.generation() == generation) {
+            return Err(e);
+        }
+        while !ctrl.is_ready() {
+            if Instant::now() >= give_up {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
