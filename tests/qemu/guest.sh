@@ -196,10 +196,6 @@ switch | pcie)
     stty -F /dev/ttyS1 raw -echo
     echo "hot-plug slots: $(for s in /sys/bus/pci/slots/*; do echo -n "$(basename "$s")=$(cat "$s/address") "; done)"
     $NV bind "$Q0" >/dev/null
-    # The kernel's nvme driver stays off the controller when it comes back (a hot-added
-    # PCI function is probed whatever drivers_autoprobe says), as a lab keeps the kernel
-    # off its test drives: docs/power.md, "On QEMU", says what happened with it loaded.
-    check "the kernel's nvme driver unloaded" busybox rmmod nvme
     ps=$ROOT/tests/qemu/power.sh
     POWER="command:off=$ps off nvme0,on=$ps on nvme0,status=$ps status nvme0,timeout=60s,ready=60s"
     # Cycle times, from the power_cycle events' details.
