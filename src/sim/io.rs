@@ -363,14 +363,20 @@ impl IoThread {
             let budget = self.budget(self.sqs[i].prio);
             let cqid = self.sqs[i].cqid as usize;
             let mut taken = 0;
+            // The tail is read once per run of commands, not per command: every read of
+            // the doorbell takes its cache line from the host that writes it.
+            let mut tail = self.sqs[i].head;
             while taken < budget {
                 let Some(cq) = self.cqs[cqid].as_ref() else { break };
                 if !cq.overflow.is_empty() {
                     break;
                 }
                 let sq = &mut self.sqs[i];
-                if !sq.has_work(&sh.regs) {
-                    break;
+                if sq.head == tail {
+                    tail = sq.tail(&sh.regs);
+                    if sq.head == tail {
+                        break;
+                    }
                 }
                 // A fatal error raised before the host rang is visible after the doorbell's
                 // acquire load: from then on nothing more is executed.
@@ -387,7 +393,9 @@ impl IoThread {
                 let (sqid, sqhd) = (sq.qid, sq.head as u16);
                 // Start loading the next command's data while this one executes, as a
                 // drive's controller pipelines its fetches.
-                if let Some(next) = sq.peek(&self.exec.view, &sh.regs) {
+                if sq.head != tail
+                    && let Some(next) = sq.peek(&self.exec.view)
+                {
                     self.exec.prefetch(&next);
                 }
                 Counters::add(&self.exec.counters.commands, 1);

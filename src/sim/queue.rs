@@ -120,12 +120,9 @@ impl SqState {
         Some(sqe)
     }
 
-    /// The entry at the head without consuming it, when the host has rung for it.
+    /// The entry at the head without consuming it; the caller knows the host rang for it.
     #[inline]
-    pub(crate) fn peek(&mut self, view: &DmaView, regs: &Registers) -> Option<Sqe> {
-        if !self.has_work(regs) {
-            return None;
-        }
+    pub(crate) fn peek(&mut self, view: &DmaView) -> Option<Sqe> {
         let p = self.host.slot(view, self.head, SQE_BYTES, self.size as usize * SQE_BYTES as usize)?;
         let mut sqe = Sqe::default();
         // SAFETY: as in `fetch`: entry `head` of translated queue memory, written by the
