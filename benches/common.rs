@@ -26,6 +26,28 @@ pub fn fio_iops(args: &[&str]) -> Result<f64, String> {
     Ok(jobs.iter().map(|j| j["read"]["iops"].as_f64().unwrap_or(0.0) + j["write"]["iops"].as_f64().unwrap_or(0.0)).sum())
 }
 
+/// IOPS of fio's null engine, one job pinned to CPU 0, 4 KiB at queue depth 63, as long
+/// as `secs`, with `extra` options (`--rw=...`): the reference of the one-worker benchmarks.
+pub fn fio_null_qd63(secs: Duration, extra: &[&str]) -> Result<f64, String> {
+    let runtime = format!("--runtime={}", secs.as_secs_f64().ceil() as u64);
+    let base = [
+        "--name=null",
+        "--ioengine=null",
+        "--bs=4k",
+        "--iodepth=63",
+        "--size=1g",
+        "--time_based",
+        "--numjobs=1",
+        "--norandommap",
+        "--cpus_allowed=0",
+        &runtime,
+    ];
+    fio_iops(&[&base[..], extra].concat())
+}
+
+/// fio's options for random writes that carry a crc32c to verify, as nvplan's writes do.
+pub const FIO_VERIFIED_WRITES: [&str; 4] = ["--rw=randwrite", "--verify=crc32c", "--do_verify=0", "--verify_state_save=0"];
+
 /// fio's version string, for the report.
 pub fn fio_version() -> String {
     Command::new("fio").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|_| "fio missing".into())

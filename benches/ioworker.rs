@@ -44,21 +44,8 @@ fn run_over(ns: &nvplan::driver::Namespace, secs: Duration, read: u8, verify: bo
 
 fn main() {
     let secs = common::duration();
-    let runtime = format!("--runtime={}", secs.as_secs_f64().ceil() as u64);
-    let base = [
-        "--name=null",
-        "--ioengine=null",
-        "--bs=4k",
-        "--iodepth=63",
-        "--size=1g",
-        "--time_based",
-        "--numjobs=1",
-        "--norandommap",
-        "--cpus_allowed=0",
-        &runtime,
-    ];
-    let fio_read = common::fio_iops(&[&base[..], &["--rw=randread"]].concat());
-    let fio_write_verify = common::fio_iops(&[&base[..], &["--rw=randwrite", "--verify=crc32c", "--do_verify=0", "--verify_state_save=0"]].concat());
+    let fio_read = common::fio_null_qd63(secs, &["--rw=randread"]);
+    let fio_write_verify = common::fio_null_qd63(secs, &common::FIO_VERIFIED_WRITES);
 
     let cfg = SimConfig { namespaces: vec![NamespaceConfig::memory(REGION_LBAS * 512, 512)], write_cache: false, ..Default::default() };
     let sim = Simulator::new(cfg).expect("simulator");

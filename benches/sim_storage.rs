@@ -98,21 +98,8 @@ fn size(b: u64) -> String {
 fn main() {
     let secs = common::duration();
     let max_region: u64 = std::env::var("NVPLAN_BENCH_MAX_REGION").ok().and_then(|v| v.parse().ok()).unwrap_or(8 * GIB);
-    let runtime = format!("--runtime={}", secs.as_secs_f64().ceil() as u64);
-    let base = [
-        "--name=null",
-        "--ioengine=null",
-        "--bs=4k",
-        "--iodepth=63",
-        "--size=1g",
-        "--time_based",
-        "--numjobs=1",
-        "--norandommap",
-        "--cpus_allowed=0",
-        &runtime,
-    ];
-    let fio_w = common::fio_iops(&[&base[..], &["--rw=randwrite", "--verify=crc32c", "--do_verify=0", "--verify_state_save=0"]].concat());
-    let fio_r = common::fio_iops(&[&base[..], &["--rw=randread"]].concat());
+    let fio_w = common::fio_null_qd63(secs, &common::FIO_VERIFIED_WRITES);
+    let fio_r = common::fio_null_qd63(secs, &["--rw=randread"]);
     let fw = fio_w.as_ref().ok().map(|f| ("fio null randwrite crc32c", *f));
     let fr = fio_r.as_ref().ok().map(|f| ("fio null randread", *f));
     let mut lines: Vec<Line> = Vec::new();

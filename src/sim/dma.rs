@@ -319,7 +319,7 @@ pub(crate) struct SglCaps {
 /// `DmaView` mapping that is still alive and describe at least `len` bytes.
 pub(crate) unsafe fn scatter(segs: &[Seg], src: *const u8, len: usize) {
     // SAFETY: forwarded contract; `src` is only read in this direction.
-    unsafe { copy_segs(segs, src.cast_mut(), len, true) }
+    unsafe { SegCursor::new(segs).copy(Some(src.cast_mut()), len, true) }
 }
 
 /// Copies `len` bytes from the segments into `dst` (controller memory).
@@ -328,31 +328,11 @@ pub(crate) unsafe fn scatter(segs: &[Seg], src: *const u8, len: usize) {
 /// As [`scatter`], with `dst` valid for writes of `len` bytes. Bit buckets must not occur.
 pub(crate) unsafe fn gather(segs: &[Seg], dst: *mut u8, len: usize) {
     // SAFETY: forwarded contract.
-    unsafe { copy_segs(segs, dst, len, false) }
+    unsafe { SegCursor::new(segs).copy(Some(dst), len, false) }
 }
 
-/// # Safety
-/// See [`scatter`] and [`gather`].
-unsafe fn copy_segs(segs: &[Seg], mem: *mut u8, len: usize, to_host: bool) {
-    let mut off = 0;
-    for s in segs {
-        if off >= len {
-            break;
-        }
-        let n = s.len.min(len - off);
-        if let Some(p) = s.ptr {
-            // SAFETY: `mem + off .. + n` is within `mem`'s `len` bytes (caller), and `p`
-            // is a translated host segment of at least `n` bytes; the two never overlap.
-            unsafe {
-                if to_host { std::ptr::copy_nonoverlapping(mem.add(off), p.as_ptr(), n) } else { std::ptr::copy_nonoverlapping(p.as_ptr(), mem.add(off), n) }
-            }
-        }
-        off += n;
-    }
-}
-
-/// A position in a transfer's segments, for copies made piece by piece (media kept in
-/// separate chunks).
+/// A position in a transfer's segments: whole copies (`scatter`, `gather`) and copies made
+/// piece by piece (media kept in separate chunks).
 pub(crate) struct SegCursor<'a> {
     segs: &'a [Seg],
     i: usize,
