@@ -387,16 +387,31 @@ impl VerifyTable {
         true
     }
 
-    /// Locks `lba..lba+n`; on a conflict releases what it took and returns false.
+    /// Locks `lba..lba+n`; on a conflict releases what it took and returns false. For
+    /// an I/O that waits and tries again: each word is looked at before it is taken, as a
+    /// failed read-modify-write would still take the cache line from the lock's holder.
     #[inline]
     pub fn try_lock(&self, lba: u64, n: u64) -> bool {
+        self.lock_words(lba, n, true)
+    }
+
+    /// [`VerifyTable::try_lock`] for an I/O's first try: each word is taken at once. One
+    /// ownership request instead of a shared read and an upgrade; and where the table's
+    /// page was never touched (a sparse namespace), a write fault gives it a zeroed page,
+    /// where a read first would map the zero page and then copy it on the write, flushing
+    /// the TLB of every CPU the process runs on.
+    #[inline]
+    pub fn try_lock_first(&self, lba: u64, n: u64) -> bool {
+        self.lock_words(lba, n, false)
+    }
+
+    #[inline]
+    fn lock_words(&self, lba: u64, n: u64, look_first: bool) -> bool {
         const LOCKS: u64 = 0x8080_8080_8080_8080;
         let mut taken: u64 = 0;
         let ok = Self::for_words(lba, n, |w, mask| {
             let bits = LOCKS & mask;
-            // A plain load first: an I/O that waits retries often, and a failed
-            // read-modify-write would still take the cache line from the lock's holder.
-            if self.word(w).load(Ordering::Relaxed) & bits != 0 {
+            if look_first && self.word(w).load(Ordering::Relaxed) & bits != 0 {
                 return false;
             }
             let old = self.word(w).fetch_or(bits, Ordering::Acquire);
@@ -535,7 +550,7 @@ impl VerifyTable {
     /// Sets the lower-bound bytes of `lba..lba+n` to `f(lba, byte)`.
     fn update_lo(&self, lba: u64, n: u64, mut f: impl FnMut(u64, u8) -> u8) {
         Self::for_words(lba, n, |w, mask| {
-            let _ = self.lo_word(w).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+            let mut new_word = |cur: u64| {
                 let mut v = cur;
                 for i in 0..8u64 {
                     let sh = i * 8;
@@ -543,8 +558,19 @@ impl VerifyTable {
                         v = (v & !(0xff << sh)) | (f(w + i, (cur >> sh) as u8) as u64) << sh;
                     }
                 }
-                Some(v)
-            });
+                v
+            };
+            // Most words hold no bound yet: a compare-and-swap from none first, so an
+            // untouched page takes one write fault, not the zero page and a copy (see
+            // `try_lock_first`).
+            let word = self.lo_word(w);
+            let mut cur = u64::from(LO_NONE) * 0x0101_0101_0101_0101;
+            loop {
+                match word.compare_exchange_weak(cur, new_word(cur), Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => break,
+                    Err(actual) => cur = actual,
+                }
+            }
             true
         });
     }
@@ -1157,6 +1183,18 @@ mod tests {
         }
         assert_eq!(t.state(12), GEN_FIRST);
         assert!(t.try_lock(10, 8));
+    }
+
+    #[test]
+    fn first_tries_lock_as_retries_do_and_release_on_conflict() {
+        let t = VerifyTable::new(100, 512, true).unwrap();
+        assert!(t.try_lock_first(10, 8));
+        assert!(!t.try_lock_first(17, 2), "overlaps LBA 17");
+        assert!(!t.try_lock(17, 2), "overlaps LBA 17");
+        assert!(t.try_lock_first(18, 2), "the failed attempt released LBA 18");
+        t.unlock_range(10, 8, |_, _| Some(GEN_FIRST));
+        assert!(t.try_lock(17, 1));
+        assert_eq!(t.state(17), GEN_FIRST);
     }
 
     #[test]

@@ -583,7 +583,7 @@ impl Worker {
         }
         while i < self.deferred.len() && !self.free.is_empty() {
             let io = self.deferred[i];
-            if self.lock(&io) {
+            if self.lock(&io, false) {
                 self.deferred.remove(i);
                 self.send(io, true, stamp);
             } else {
@@ -615,7 +615,7 @@ impl Worker {
                     return Some(d - *now);
                 }
             }
-            if self.table.is_some() && has_lba_range(io.opcode) && !self.lock(&io) {
+            if self.table.is_some() && has_lba_range(io.opcode) && !self.lock(&io, true) {
                 // A bounded wait: each retry walks the whole queue, so its length is the
                 // cost of every completion, and beyond a few times qdepth the generator only
                 // runs ahead of the drive. Enough that a stalled command's LBAs do not stop
@@ -634,8 +634,10 @@ impl Worker {
         None
     }
 
-    fn lock(&self, io: &Io) -> bool {
-        self.table.as_ref().is_none_or(|t| t.try_lock(io.slba, io.nlb as u64))
+    /// Locks the I/O's LBAs; `first` for an I/O not tried before (see
+    /// [`VerifyTable::try_lock`]).
+    fn lock(&self, io: &Io, first: bool) -> bool {
+        self.table.as_ref().is_none_or(|t| if first { t.try_lock_first(io.slba, io.nlb as u64) } else { t.try_lock(io.slba, io.nlb as u64) })
     }
 
     /// Puts one I/O (with its LBAs locked, if `locked`) into a free slot and the SQ.
