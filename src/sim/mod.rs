@@ -374,7 +374,7 @@ impl Simulator {
             } else {
                 // SeqCst, not Release: the store must not pass the load of the owner's
                 // sleeping flag in `wake`, or a thread going to sleep could miss it.
-                d.value.store(v, Ordering::SeqCst);
+                r.doorbell_value(qid, is_cq).store(v, Ordering::SeqCst);
                 sh.wakers[d.owner.load(Ordering::Relaxed) as usize].wake();
             }
             return;

@@ -98,7 +98,7 @@ impl SqState {
     /// The host's tail, from the doorbell.
     #[inline]
     pub(crate) fn tail(&self, regs: &Registers) -> u32 {
-        regs.doorbell(self.qid, false).value.load(Ordering::Acquire)
+        regs.doorbell_value(self.qid, false).load(Ordering::Acquire)
     }
 
     /// Whether commands are waiting.
@@ -169,7 +169,7 @@ impl CqState {
     /// Whether the next entry would overwrite one the host has not consumed.
     #[inline]
     pub(crate) fn is_full(&self, regs: &Registers) -> bool {
-        (self.tail + 1) % self.size == regs.doorbell(self.qid, true).value.load(Ordering::Acquire)
+        (self.tail + 1) % self.size == regs.doorbell_value(self.qid, true).load(Ordering::Acquire)
     }
 
     /// Writes a completion at the tail: dwords 0-2 first, then dword 3 with the phase tag

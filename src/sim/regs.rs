@@ -73,16 +73,21 @@ impl Idle {
     }
 }
 
-/// One doorbell register and what the controller knows of its queue.
+/// What the controller knows of the queue behind one doorbell register. Kept apart from
+/// the values the host writes (`Registers::doorbell_values`): the host reads this on every
+/// doorbell write, and the processing threads take the written lines from its cache.
 #[derive(Default)]
 pub(crate) struct Doorbell {
-    /// Last valid value written by the host.
-    pub(crate) value: AtomicU32,
     /// Entries of the queue behind it; 0 when no such queue exists.
     pub(crate) size: AtomicU32,
     /// Index of the processing thread that owns the queue (0: controller thread).
     pub(crate) owner: AtomicU32,
 }
+
+/// Sixteen doorbell values, a cache line that holds nothing else.
+#[derive(Default)]
+#[repr(align(64))]
+struct DoorbellLine([AtomicU32; 16]);
 
 /// Register file of BAR0.
 pub(crate) struct Registers {
@@ -100,6 +105,9 @@ pub(crate) struct Registers {
     pub(crate) intms: AtomicU32,
     /// Doorbells: index `2 * qid` is the SQ tail, `2 * qid + 1` the CQ head.
     pub(crate) doorbells: Box<[Doorbell]>,
+    /// Last valid value the host wrote to each doorbell, indexed as `doorbells`, in
+    /// cache lines of their own.
+    doorbell_values: Box<[DoorbellLine]>,
     /// Whether the device has power.
     pub(crate) powered: AtomicBool,
     /// BAR0 does not decode: the function is in D3hot or Memory Space is disabled.
@@ -125,6 +133,7 @@ impl Registers {
             acq: Default::default(),
             intms: AtomicU32::new(0),
             doorbells: (0..2 * (max_qid as usize + 1)).map(|_| Doorbell::default()).collect(),
+            doorbell_values: (0..(2 * (max_qid as usize + 1)).div_ceil(16)).map(|_| DoorbellLine::default()).collect(),
             powered: AtomicBool::new(true),
             bar_blocked: AtomicBool::new(false),
             bar_size,
@@ -148,7 +157,9 @@ impl Registers {
     pub(crate) fn clear_doorbells(&self) {
         for d in self.doorbells.iter() {
             d.size.store(0, Ordering::SeqCst);
-            d.value.store(0, Ordering::SeqCst);
+        }
+        for v in self.doorbell_values.iter().flat_map(|l| l.0.iter()) {
+            v.store(0, Ordering::SeqCst);
         }
     }
 
@@ -199,10 +210,16 @@ impl Registers {
     pub(crate) fn doorbell(&self, qid: u16, cq: bool) -> &Doorbell {
         &self.doorbells[2 * qid as usize + cq as usize]
     }
+    /// The value the host last wrote to a queue's doorbell.
+    #[inline]
+    pub(crate) fn doorbell_value(&self, qid: u16, cq: bool) -> &AtomicU32 {
+        let i = 2 * qid as usize + cq as usize;
+        &self.doorbell_values[i / 16].0[i % 16]
+    }
     /// Publishes a queue in the doorbell table (value reset to 0).
     pub(crate) fn open_doorbell(&self, qid: u16, cq: bool, size: u32, owner: u32) {
         let d = self.doorbell(qid, cq);
-        d.value.store(0, Ordering::SeqCst);
+        self.doorbell_value(qid, cq).store(0, Ordering::SeqCst);
         d.owner.store(owner, Ordering::SeqCst);
         d.size.store(size, Ordering::SeqCst);
     }
