@@ -3,7 +3,8 @@
 //! null engine (`--verify=crc32c` for writes) measured in the same run.
 //!
 //! `cargo bench --bench sim_storage` (`NVPLAN_BENCH_SECS` sets each run, 5 s by default;
-//! `NVPLAN_BENCH_MAX_REGION` caps the largest region, 8 GiB by default). Measured:
+//! `NVPLAN_BENCH_MAX_REGION` caps the largest region, 8 GiB by default;
+//! `NVPLAN_BENCH_ONLY=overwrite,read,first,mixed` runs only those parts). Measured:
 //!
 //! - random overwrites of a written region, 64 MiB to 8 GiB;
 //! - first writes, in random order, into never-written space;
@@ -103,55 +104,84 @@ fn main() {
     let fw = fio_w.as_ref().ok().map(|f| ("fio null randwrite crc32c", *f));
     let fr = fio_r.as_ref().ok().map(|f| ("fio null randread", *f));
     let mut lines: Vec<Line> = Vec::new();
+    let only = std::env::var("NVPLAN_BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
+    let mut memory = Vec::new();
+    let mut read_ratio = None;
 
     // Overwrites of written regions, one drive large enough for the largest.
-    let rss0 = rss();
-    let d = drive(max_region);
-    fill(&d.ns, max_region);
-    let filled = rss().saturating_sub(rss0);
-    let media_filled = d.sim.stats().media_bytes;
-    let mut region = 64 << 20;
-    while region <= max_region {
-        let r = random(&d.ns, Some(secs), 0, 0, true, 0, region);
-        lines.push((format!("random overwrite, {} written region", size(region)), r.iops(), fw));
-        region *= 4;
-        if region > max_region && region / 4 != max_region {
-            region = max_region;
+    if part("overwrite") || part("read") {
+        let rss0 = rss();
+        let d = drive(max_region);
+        fill(&d.ns, max_region);
+        let filled = rss().saturating_sub(rss0);
+        let media_filled = d.sim.stats().media_bytes;
+        memory.push(format!("resident memory (process): {:.2} bytes per byte written by the fill of {}", filled as f64 / max_region as f64, size(max_region)));
+        memory.push(format!("simulator media memory: {:.3} bytes per byte written by the fill", media_filled as f64 / max_region as f64));
+        let mut region = 64 << 20;
+        while part("overwrite") && region <= max_region {
+            let r = random(&d.ns, Some(secs), 0, 0, true, 0, region);
+            lines.push((format!("random overwrite, {} written region", size(region)), r.iops(), fw));
+            region *= 4;
+            if region > max_region && region / 4 != max_region {
+                region = max_region;
+            }
         }
+        if part("read") {
+            let r = random(&d.ns, Some(secs), 0, 100, true, 0, GIB.min(max_region));
+            let read_on = r.iops();
+            lines.push(("random read of written blocks, verify on".into(), read_on, fr));
+            let r = random(&d.ns, Some(secs), 0, 100, false, 0, GIB.min(max_region));
+            let read_off = r.iops();
+            read_ratio = Some(read_on / read_off);
+            lines.push(("random read of written blocks, verify off".into(), read_off, fr));
+            let r = random(&d.ns, Some(secs), 0, 100, true, 0, max_region);
+            lines.push((format!("random read of written blocks, {}, verify on", size(max_region)), r.iops(), fr));
+        }
+        assert!(d.sim.panics().is_empty());
+        drop(d);
     }
-    let r = random(&d.ns, Some(secs), 0, 100, true, 0, GIB.min(max_region));
-    let read_on = r.iops();
-    lines.push(("random read of written blocks, verify on".into(), read_on, fr));
-    let r = random(&d.ns, Some(secs), 0, 100, false, 0, GIB.min(max_region));
-    let read_off = r.iops();
-    lines.push(("random read of written blocks, verify off".into(), read_off, fr));
-    let r = random(&d.ns, Some(secs), 0, 100, true, 0, max_region);
-    lines.push((format!("random read of written blocks, {}, verify on", size(max_region)), r.iops(), fr));
-    assert!(d.sim.panics().is_empty());
-    drop(d);
 
     // First writes: a fresh 64 TiB namespace, random 4 KiB writes over an 8 GiB region
     // (the count keeps every write a first one, nearly) and over the whole namespace.
-    let d = drive(64 * TIB);
-    let count = (max_region / 4096 / 4).min(2_000_000);
-    let rss1 = rss();
-    let r = random(&d.ns, None, count, 0, true, 0, max_region);
-    lines.push((format!("first writes, random over {}", size(max_region)), r.iops(), fw));
-    let per_write = rss().saturating_sub(rss1) as f64 / (count * 4096) as f64;
-    let media_first = d.sim.stats().media_bytes as f64 / (count * 4096) as f64;
-    let r = random(&d.ns, None, count / 4, 0, true, 0, 64 * TIB);
-    lines.push(("first writes, random over 64 TiB".into(), r.iops(), fw));
-    assert!(d.sim.panics().is_empty());
-    drop(d);
-
-    // 50 % read/write over 1 GiB: the namespace's size must not matter.
-    let mut mixed = Vec::new();
-    for cap in [GIB, 64 * TIB] {
-        let d = drive(cap);
-        let r = random(&d.ns, Some(secs), 0, 50, true, 0, GIB);
-        lines.push((format!("50% read/write over 1 GiB, {} namespace", size(cap)), r.iops(), fw));
-        mixed.push(r.iops());
+    if part("first") {
+        let d = drive(64 * TIB);
+        let count = (max_region / 4096 / 4).min(2_000_000);
+        let rss1 = rss();
+        let r = random(&d.ns, None, count, 0, true, 0, max_region);
+        lines.push((format!("first writes, random over {}", size(max_region)), r.iops(), fw));
+        memory.push(format!("resident memory (process): {:.2} bytes per byte of first writes", rss().saturating_sub(rss1) as f64 / (count * 4096) as f64));
+        memory.push(format!(
+            "simulator media memory: {:.3} bytes per byte of first writes (data and cache images)",
+            d.sim.stats().media_bytes as f64 / (count * 4096) as f64
+        ));
+        let r = random(&d.ns, None, count / 4, 0, true, 0, 64 * TIB);
+        lines.push(("first writes, random over 64 TiB".into(), r.iops(), fw));
         assert!(d.sim.panics().is_empty());
+        drop(d);
+    }
+
+    // 50 % read/write over 1 GiB: the namespace's size must not matter. This machine's
+    // speed drifts between runs of seconds, so the two sizes alternate (ABBA...) and each
+    // gives the median of its runs.
+    let mut mixed = None;
+    if part("mixed") {
+        let rounds: usize = std::env::var("NVPLAN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+        let mut runs = [Vec::new(), Vec::new()];
+        for i in 0..2 * rounds {
+            let which = (i + i / 2) % 2;
+            let d = drive([GIB, 64 * TIB][which]);
+            runs[which].push(random(&d.ns, Some(secs), 0, 50, true, 0, GIB).iops());
+            assert!(d.sim.panics().is_empty());
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (small, large) = (median(&mut runs[0]), median(&mut runs[1]));
+        lines.push((format!("50% read/write over 1 GiB, 1 GiB namespace (median of {rounds})"), small, fw));
+        lines.push((format!("50% read/write over 1 GiB, 64 TiB namespace (median of {rounds})"), large, fw));
+        mixed = Some((small, large, runs));
     }
 
     println!(
@@ -168,19 +198,16 @@ fn main() {
     for (name, iops, reference) in &lines {
         common::report(name, *iops, *reference);
     }
-    println!("verified read / unverified read of written blocks: {:.2}", read_on / read_off);
-    println!("50% read/write, 64 TiB namespace / 1 GiB namespace: {:.2}", mixed[1] / mixed[0]);
-    println!(
-        "resident memory (process): {:.2} bytes per byte written by the fill of {}, {:.2} per byte of first writes",
-        filled as f64 / max_region as f64,
-        size(max_region),
-        per_write
-    );
-    println!(
-        "simulator media memory: {:.3} bytes per byte written by the fill, {:.3} per byte of first writes (data and cache images)",
-        media_filled as f64 / max_region as f64,
-        media_first
-    );
+    if let Some(r) = read_ratio {
+        println!("verified read / unverified read of written blocks: {r:.2}");
+    }
+    if let Some((small, large, runs)) = mixed {
+        let k = |v: &[f64]| v.iter().map(|x| format!("{:.0}k", x / 1e3)).collect::<Vec<_>>().join(" ");
+        println!("50% read/write, 64 TiB namespace / 1 GiB namespace: {:.2} (runs, sorted: {} | {})", large / small, k(&runs[0]), k(&runs[1]));
+    }
+    for m in memory {
+        println!("{m}");
+    }
     for e in [fio_w.err(), fio_r.err()].into_iter().flatten() {
         println!("(no fio reference: {e})");
     }
