@@ -155,8 +155,15 @@ fn main() {
             "simulator media memory: {:.3} bytes per byte of first writes (data and cache images)",
             d.sim.stats().media_bytes as f64 / (count * 4096) as f64
         ));
+        let (rss2, media2) = (rss(), d.sim.stats().media_bytes);
         let r = random(&d.ns, None, count / 4, 0, true, 0, 64 * TIB);
         lines.push(("first writes, random over 64 TiB".into(), r.iops(), fw));
+        let bytes = (count / 4 * 4096) as f64;
+        memory.push(format!(
+            "first writes scattered over 64 TiB: resident memory {:.2} bytes per byte written, simulator media {:.3}",
+            rss().saturating_sub(rss2) as f64 / bytes,
+            d.sim.stats().media_bytes.saturating_sub(media2) as f64 / bytes
+        ));
         assert!(d.sim.panics().is_empty());
         drop(d);
     }

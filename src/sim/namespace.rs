@@ -733,7 +733,8 @@ mod tests {
     #[test]
     fn undone_first_writes_give_their_memory_back() {
         let n = ns(true);
-        // One index node and one leaf cover the first 4 MiB; they stay once created.
+        // One index node and one leaf cover the first 512 KiB, cut from a slot of index
+        // memory for nodes and one for leaves; they stay once created.
         let index = 2 * 4096;
         write(&n, 0, 64, 0x42, false);
         assert_eq!(n.memory_in_use(), index + 8 * 4096);

@@ -137,39 +137,56 @@ fn new_slab() -> std::io::Result<MmapMut> {
     Ok(m)
 }
 
-/// Chunks per index leaf (4 MiB of the namespace, one 4 KiB slot of index).
-const LEAF_SHIFT: u32 = 10;
+/// Chunks per index leaf (512 KiB of the namespace, 512 bytes of index).
+const LEAF_SHIFT: u32 = 7;
 const LEAF_CHUNKS: usize = 1 << LEAF_SHIFT;
-/// Leaves per node (2 GiB of the namespace, one slot).
-const NODE_SHIFT: u32 = 9;
+/// Leaves per node (64 MiB of the namespace, 1 KiB of index).
+const NODE_SHIFT: u32 = 7;
 const NODE_LEAVES: usize = 1 << NODE_SHIFT;
 
 /// Slot numbers plus one of a leaf's chunks (0: never written).
 type Leaf = [AtomicU32; LEAF_CHUNKS];
-/// Leaves of 2 GiB of the namespace.
+/// Leaves of 64 MiB of the namespace.
 type Node = [AtomicPtr<Leaf>; NODE_LEAVES];
-const _: () = assert!(std::mem::size_of::<Leaf>() == CHUNK && std::mem::size_of::<Node>() == CHUNK);
+const LEAF_BYTES: usize = std::mem::size_of::<Leaf>();
+const NODE_BYTES: usize = std::mem::size_of::<Node>();
+// Both tile a slot exactly, so a piece never straddles two slots and stays aligned.
+const _: () = assert!(CHUNK % LEAF_BYTES == 0 && CHUNK % NODE_BYTES == 0 && NODE_BYTES != LEAF_BYTES);
 
 /// The index has no memory left: this machine's is full.
 #[derive(Debug)]
 pub(crate) struct IndexFull;
+
+/// Part of an index slot: `at` bytes into slot `slot`.
+#[derive(Clone, Copy)]
+struct Piece {
+    slot: Slot,
+    at: u16,
+}
 
 #[derive(Default)]
 struct Owners {
     /// Root entries that hold a node.
     nodes: Vec<usize>,
     /// Leaves, by number (chunk >> LEAF_SHIFT).
-    leaves: Vec<(u64, Slot)>,
+    leaves: Vec<(u64, Piece)>,
+    /// The slots nodes (0) and leaves (1) are being cut from, and how much of each is used
+    /// (apart, so that neither leaves a gap to align the other).
+    carving: [Option<Piece>; 2],
 }
 
 /// The sparse map of a namespace's chunks to slots, a radix tree of three levels: a root
-/// with a pointer per 2 GiB of the namespace (256 KiB for 64 TiB, allocated and written
-/// at once), nodes with a pointer per 4 MiB, and leaves of slot numbers. Nodes and leaves
-/// are slots of the index's own arena, created on first write: pre-faulted memory, so a
-/// write into a new part of the namespace pays no page fault, and a read never creates
-/// anything. A lookup is three loads without a lock. (A table reserved for the whole
-/// namespace and faulted in on use made a first write to its untouched pages pay a
-/// copy-on-write of the zero page, with a TLB shootdown of every CPU.)
+/// with a pointer per 64 MiB of the namespace (8 MiB for 64 TiB, allocated and written at
+/// once), nodes of 1 KiB with a pointer per 512 KiB, and leaves of 512 bytes with the
+/// slot numbers of 128 chunks. Nodes and leaves are cut from slots of the index's own
+/// arena, created on first write: pre-faulted memory, so a write into a new part of the
+/// namespace pays no page fault, and a read never creates anything. A lookup is three
+/// loads without a lock. Small nodes and leaves keep the index's memory near the data's
+/// even for writes scattered over the whole namespace, where each may need a leaf (and a
+/// node) of its own: 1.5 KiB at most per 4 KiB chunk, where leaves and nodes of a slot
+/// each took 8 KiB. (A table reserved for the whole namespace and faulted in on use made
+/// a first write to its untouched pages pay a copy-on-write of the zero page, with a TLB
+/// shootdown of every CPU.)
 ///
 /// A chunk is changed only by the thread holding its range lock (`namespace`), so
 /// entries need no compare-and-swap; nodes and leaves are created under a lock, since
@@ -186,23 +203,41 @@ impl ChunkIndex {
         let leaves = capacity.div_ceil(CHUNK as u64).div_ceil(LEAF_CHUNKS as u64);
         let nodes = leaves.div_ceil(NODE_LEAVES as u64).max(1);
         let root = (0..nodes).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
-        ChunkIndex { root, arena: Arena::new(((leaves + nodes) * CHUNK as u64).min(limit)), owners: Mutex::default() }
+        let bytes = (leaves * LEAF_BYTES as u64 + nodes * NODE_BYTES as u64).next_multiple_of(CHUNK as u64);
+        ChunkIndex { root, arena: Arena::new(bytes.min(limit)), owners: Mutex::default() }
     }
 
     #[inline]
     fn node(&self, chunk: u64) -> Option<&Node> {
         let p = self.root.get((chunk >> (LEAF_SHIFT + NODE_SHIFT)) as usize)?.load(Ordering::Acquire);
-        // SAFETY: a non-null root entry points to a zero-initialised, CHUNK-aligned slot of
-        // `self.arena` (a valid Node) that stays allocated until `clear`, which the caller
-        // runs with no other access in flight.
+        // SAFETY: a non-null root entry points to a zero-initialised, NODE_BYTES-aligned
+        // piece of a slot of `self.arena` (a valid Node) that stays allocated until
+        // `clear`, which the caller runs with no other access in flight.
         unsafe { p.as_ref() }
     }
 
     #[inline]
     fn leaf(&self, chunk: u64) -> Option<&Leaf> {
         let p = self.node(chunk)?[(chunk >> LEAF_SHIFT) as usize & (NODE_LEAVES - 1)].load(Ordering::Acquire);
-        // SAFETY: as for nodes: a zero-initialised slot of `self.arena` until `clear`.
+        // SAFETY: as for nodes: a zero-initialised piece of `self.arena` until `clear`.
         unsafe { p.as_ref() }
+    }
+
+    /// Address of a piece.
+    fn piece_ptr(&self, p: Piece) -> *mut u8 {
+        self.arena.ptr(p.slot).wrapping_add(p.at as usize)
+    }
+
+    /// A node's or a leaf's `bytes` of zeroes, cut from the current slot for its kind or
+    /// a new one (both sizes divide a slot, so pieces stay aligned to their size).
+    fn carve(&self, owners: &mut Owners, bytes: usize) -> Result<Piece, IndexFull> {
+        let cut = &mut owners.carving[usize::from(bytes == LEAF_BYTES)];
+        let piece = match *cut {
+            Some(c) if c.at as usize + bytes <= CHUNK => c,
+            _ => Piece { slot: self.arena.alloc_zeroed().ok_or(IndexFull)?, at: 0 },
+        };
+        *cut = Some(Piece { slot: piece.slot, at: piece.at + bytes as u16 });
+        Ok(piece)
     }
 
     fn leaf_or_new(&self, chunk: u64) -> Result<&Leaf, IndexFull> {
@@ -218,19 +253,19 @@ impl ChunkIndex {
         let node = match self.node(chunk) {
             Some(n) => n,
             None => {
-                let s = self.arena.alloc_zeroed().ok_or(IndexFull)?;
-                let p = self.arena.ptr(s).cast::<Node>();
+                let piece = self.carve(&mut owners, NODE_BYTES)?;
+                let p = self.piece_ptr(piece).cast::<Node>();
                 owners.nodes.push(r);
                 self.root[r].store(p, Ordering::Release);
-                // SAFETY: a zeroed slot is a valid Node (null pointers), CHUNK-aligned.
+                // SAFETY: a zeroed piece is a valid Node (null pointers), aligned to its size.
                 unsafe { &*p }
             }
         };
-        let s = self.arena.alloc_zeroed().ok_or(IndexFull)?;
-        let p = self.arena.ptr(s).cast::<Leaf>();
-        owners.leaves.push((chunk >> LEAF_SHIFT, s));
+        let piece = self.carve(&mut owners, LEAF_BYTES)?;
+        let p = self.piece_ptr(piece).cast::<Leaf>();
+        owners.leaves.push((chunk >> LEAF_SHIFT, piece));
         node[(chunk >> LEAF_SHIFT) as usize & (NODE_LEAVES - 1)].store(p, Ordering::Release);
-        // SAFETY: a zeroed slot is a valid Leaf (no chunk written), CHUNK-aligned.
+        // SAFETY: a zeroed piece is a valid Leaf (no chunk written), aligned to its size.
         Ok(unsafe { &*p })
     }
 
@@ -281,8 +316,8 @@ impl ChunkIndex {
             if base > last || base + LEAF_CHUNKS as u64 <= first {
                 continue;
             }
-            // SAFETY: a leaf slot stays a valid Leaf until `clear`.
-            let leaf = unsafe { &*self.arena.ptr(s).cast::<Leaf>() };
+            // SAFETY: a leaf's piece stays a valid Leaf until `clear`.
+            let leaf = unsafe { &*self.piece_ptr(s).cast::<Leaf>() };
             for (k, e) in leaf.iter().enumerate() {
                 let c = base + k as u64;
                 if (first..=last).contains(&c) && e.load(Ordering::Acquire) != 0 {
@@ -344,6 +379,23 @@ mod tests {
         let mut addrs: Vec<usize> = slots.iter().map(|s| a.ptr(*s) as usize).collect();
         addrs.sort();
         assert!(addrs.windows(2).all(|w| w[1] - w[0] >= CHUNK));
+    }
+
+    #[test]
+    fn scattered_writes_take_a_node_and_a_leaf_of_index_each_not_a_slot() {
+        let a = Arena::new(1 << 30);
+        let ix = ChunkIndex::new(64 << 40, 1 << 30);
+        // Each chunk in a 64 MiB stretch of its own: a node and a leaf each.
+        let n = 1000u64;
+        let chunk = |i: u64| i * (64 << 20) / CHUNK as u64 + i % 7;
+        for i in 0..n {
+            ix.get_or_alloc(chunk(i), || a.alloc_any()).unwrap();
+        }
+        assert!((0..n).all(|i| ix.get(chunk(i)).is_some()));
+        assert_eq!(ix.get(chunk(3) + 1), None);
+        let per_chunk = (NODE_BYTES + LEAF_BYTES) as u64;
+        assert!(ix.bytes_in_use() <= n * per_chunk + 2 * CHUNK as u64, "{} bytes", ix.bytes_in_use());
+        assert_eq!(ix.written_in(0, u64::MAX).len(), n as usize);
     }
 
     #[test]
