@@ -391,12 +391,18 @@ impl IoThread {
                     return done;
                 };
                 let (sqid, sqhd) = (sq.qid, sq.head as u16);
-                // Start loading the next command's data while this one executes, as a
-                // drive's controller pipelines its fetches.
+                // Start loading the next command's data while this one executes, and the
+                // index entry of the one after it (so the next data prefetch does not wait
+                // for it), as a drive's controller pipelines its fetches.
                 if sq.head != tail
-                    && let Some(next) = sq.peek(&self.exec.view)
+                    && let Some(next) = sq.peek(&self.exec.view, 0)
                 {
-                    self.exec.prefetch(&next);
+                    self.exec.prefetch(&next, false);
+                    if (sq.head + 1) % sq.size != tail
+                        && let Some(after) = sq.peek(&self.exec.view, 1)
+                    {
+                        self.exec.prefetch(&after, true);
+                    }
                 }
                 Counters::add(&self.exec.counters.commands, 1);
                 // The phase tag of the slot the completion goes to (exact when it is posted
@@ -421,13 +427,14 @@ impl IoThread {
 }
 
 impl Exec {
-    /// Warms the caches for a read that is about to run.
+    /// Warms the caches for a read that is about to run: its data, or only where the
+    /// index keeps its place (`index_only`, for one further off).
     #[inline]
-    fn prefetch(&self, sqe: &Sqe) {
+    fn prefetch(&self, sqe: &Sqe, index_only: bool) {
         if sqe.opcode() == NvmOpcode::Read.code()
             && let Some(ns) = self.shared.namespaces.get((sqe.nsid() as usize).wrapping_sub(1))
         {
-            ns.prefetch(sqe.slba());
+            if index_only { ns.prefetch_index(sqe.slba()) } else { ns.prefetch(sqe.slba()) }
         }
     }
 

@@ -120,10 +120,11 @@ impl SqState {
         Some(sqe)
     }
 
-    /// The entry at the head without consuming it; the caller knows the host rang for it.
+    /// The entry `ahead` places past the head without consuming it; the caller knows the
+    /// host rang for it.
     #[inline]
-    pub(crate) fn peek(&mut self, view: &DmaView) -> Option<Sqe> {
-        let p = self.host.slot(view, self.head, SQE_BYTES, self.size as usize * SQE_BYTES as usize)?;
+    pub(crate) fn peek(&mut self, view: &DmaView, ahead: u32) -> Option<Sqe> {
+        let p = self.host.slot(view, (self.head + ahead) % self.size, SQE_BYTES, self.size as usize * SQE_BYTES as usize)?;
         let mut sqe = Sqe::default();
         // SAFETY: as in `fetch`: entry `head` of translated queue memory, written by the
         // host before the doorbell just acquired.

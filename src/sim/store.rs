@@ -274,6 +274,12 @@ impl ChunkIndex {
         &leaf[chunk as usize & (LEAF_CHUNKS - 1)]
     }
 
+    /// Where a chunk's entry is, if its leaf exists (for a prefetch).
+    #[inline]
+    pub(crate) fn entry_ptr(&self, chunk: u64) -> Option<*const u8> {
+        self.leaf(chunk).map(|l| Self::entry(l, chunk).as_ptr().cast_const().cast::<u8>())
+    }
+
     /// The slot of a chunk, if it was written.
     #[inline]
     pub(crate) fn get(&self, chunk: u64) -> Option<Slot> {
