@@ -15,7 +15,8 @@ use nvplan::transport::sim::SimTransport;
 /// [`fits`] the simulator configuration (else the first whose namespace 1 has its LBA
 /// size): the rest of the configuration is not used, and a test that reaches into the
 /// simulator fails (tests/qemu/sim-only.txt lists those the QEMU harness leaves out, with
-/// why).
+/// why). `NVPLAN_TEST_POWER` gives the real controller a power switch (the text of
+/// `--power`), for the tests that cut power.
 pub struct Rig {
     sim: Option<Arc<Simulator>>,
     pub ctrl: Controller,
@@ -66,7 +67,23 @@ fn fits(ctrl: &Controller, cfg: &SimConfig) -> bool {
     have.starts_with(&want) && (cfg.mdts != 0 || ctrl.identify().mdts == 0)
 }
 
+/// The switch `NVPLAN_TEST_POWER` declares for the real controller `t`, if any.
+fn declared_switch(t: &SharedTransport) -> Option<nvplan::power::SharedSwitch> {
+    let text = std::env::var("NVPLAN_TEST_POWER").ok().filter(|p| !p.is_empty())?;
+    let spec = nvplan::power::SwitchSpec::parse(&text).expect("NVPLAN_TEST_POWER is a power switch, as --power takes it");
+    let ctx = nvplan::power::SwitchContext { root: nvplan::target::sysfs_root(), address: t.pci_address() };
+    Some(spec.open(&ctx).expect("the power switch of NVPLAN_TEST_POWER opens"))
+}
+
 pub fn rig_with(cfg: SimConfig, opts: ControllerOptions) -> Rig {
+    let rig = rig_inner(cfg, opts);
+    if !rig.is_sim() {
+        rig.ctrl.set_power_switch(declared_switch(rig.ctrl.transport()));
+    }
+    rig
+}
+
+fn rig_inner(cfg: SimConfig, opts: ControllerOptions) -> Rig {
     if let Some(list) = hardware_target() {
         let want = cfg.namespaces.first().map_or(512, |n| n.lba_size as usize);
         let mut fallback = None;

@@ -4,10 +4,9 @@
 Reads requests from the guest on a serial line (a QEMU chardev socket) and answers them
 through QEMU's monitor (QMP):
 
-    NVPLAN-POWER off ID     -> OK off ID      once QEMU no longer has device ID nor lends
-                                              its drive to it (the guest cut its slot's
-                                              power; QEMU drops a device whose slot is
-                                              powered off), else device_del
+    NVPLAN-POWER off ID     -> OK off ID      once QEMU no longer has device ID (the guest
+                                              cut its slot's power; QEMU drops a device
+                                              whose slot is powered off), else device_del
     NVPLAN-POWER on ID      -> OK on ID       device_add of ID as it was at boot: the guest's
                                               hot-plug driver sees a card present, powers
                                               the slot and enumerates it
@@ -57,16 +56,18 @@ class Qmp:
         return "error" not in self.cmd("qom-get", path="/machine/peripheral/" + dev, property="type")
 
 
-def attached(q, drive):
-    """Whether a device still holds the drive (QEMU lets go of it when the removed device is
-    finalized, which can lag its removal)."""
+def holders(q, node):
+    """The devices whose backends hold block node `node`. A removed controller's backend
+    goes when QEMU finalizes the device, which lags its removal (by many seconds after a
+    controller reset under I/O); the node is shared (share-rw), so a controller added
+    meanwhile gets a backend of its own on it."""
     blocks = q.cmd("query-block").get("return", [])
-    return any(b.get("device") == drive and b.get("qdev") for b in blocks)
+    return [b.get("qdev", "?") for b in blocks if (b.get("inserted") or {}).get("node-name") == node]
 
 
-def gone(q, dev, drive):
+def gone(q, dev):
     deadline = time.monotonic() + WAIT
-    while q.present(dev) or (drive and attached(q, drive)):
+    while q.present(dev):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -83,12 +84,12 @@ def handle(q, devs, op, dev):
             # Not cut by the guest: ask for it (the guest's hot-plug driver powers the slot
             # off after its attention-button delay).
             q.cmd("device_del", id=dev)
-        drive = devs[dev].get("drive")
-        if gone(q, dev, drive):
-            return "OK"
-        if q.present(dev):
+        if not gone(q, dev):
             return f"FAIL {dev} still present {WAIT:.0f} s after off"
-        return f"FAIL {dev} is gone, but drive {drive} is still attached {WAIT:.0f} s after off"
+        held = holders(q, devs[dev].get("drive"))
+        if held:
+            print(f"power-relay: {dev} is gone; the removed controller still holds its block node ({len(held)} backend(s))", file=sys.stderr, flush=True)
+        return "OK"
     if op == "on":
         if q.present(dev):
             return "OK"
