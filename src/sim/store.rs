@@ -151,7 +151,7 @@ type Node = [AtomicPtr<Leaf>; NODE_LEAVES];
 const LEAF_BYTES: usize = std::mem::size_of::<Leaf>();
 const NODE_BYTES: usize = std::mem::size_of::<Node>();
 // Both tile a slot exactly, so a piece never straddles two slots and stays aligned.
-const _: () = assert!(CHUNK % LEAF_BYTES == 0 && CHUNK % NODE_BYTES == 0 && NODE_BYTES != LEAF_BYTES);
+const _: () = assert!(CHUNK.is_multiple_of(LEAF_BYTES) && CHUNK.is_multiple_of(NODE_BYTES) && NODE_BYTES != LEAF_BYTES);
 
 /// The index has no memory left: this machine's is full.
 #[derive(Debug)]
