@@ -145,3 +145,18 @@ fn a_worker_started_during_a_power_cycle_waits_for_the_controller_when_it_resume
     });
     assert_eq!((res.error, res.io_count()), (0, 2000), "{:?}", res.error_message);
 }
+
+#[test]
+fn a_resuming_worker_waits_for_a_controller_left_down_no_longer_than_its_run_time() {
+    let r = rig(cfg(true));
+    let ns = r.ctrl.namespace(1).unwrap();
+    // Power stays off, as after a power cycle whose power-on failed.
+    r.ctrl.power_off(true).unwrap();
+    let c = IoWorkerConfig { time: Some(Duration::from_millis(300)), region_end: vec![REGION], on_reset: OnReset::Resume, ..Default::default() };
+    let started = std::time::Instant::now();
+    let res = ns.ioworker(c).unwrap().run();
+    assert_eq!(res.error, code::CREATE_QPAIR, "{:?}", res.error_message);
+    // Bounded by the run time, not by the two minutes a reset under way may take.
+    assert!(started.elapsed() < Duration::from_secs(30), "waited {:?}", started.elapsed());
+    r.ctrl.power_on().unwrap();
+}

@@ -334,7 +334,10 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
     }
     let leave = |t: &VerifyTable| t.leave(verifying, blind_writer);
     let qdepth = resolved.qdepth as usize;
-    let q = match create_first_qpair(&ctrl, QpairOptions { entries: qdepth as u32 + 1, prio: cfg.qprio, ..Default::default() }, cfg.on_reset) {
+    // Waiting for a controller that is down ends with the worker's stop or its run time.
+    let wait_until = cfg.time.map(|t| Instant::now() + t);
+    let q = match create_first_qpair(&ctrl, QpairOptions { entries: qdepth as u32 + 1, prio: cfg.qprio, ..Default::default() }, cfg.on_reset, &stop, wait_until)
+    {
         Ok(q) => q,
         Err(e) => {
             leave(&table);
@@ -1019,9 +1022,11 @@ fn describe(m: &Miscompare) -> String {
 
 /// The worker's first queue pair. A worker that resumes after resets also waits out one
 /// that is under way as it starts (an event of its phase may cut the power while the
-/// workers set up): it retries once the controller is back, within [`RESUME_WAIT`].
-fn create_first_qpair(ctrl: &Controller, opts: QpairOptions, on_reset: OnReset) -> Result<QPair, DriverError> {
-    let give_up = Instant::now() + RESUME_WAIT;
+/// workers set up): it retries once the controller is back, within [`RESUME_WAIT`], and
+/// not past `stop` or `wait_until` (the worker's run time: a power cycle that failed
+/// leaves the controller down, and waiting for it must not outlast the phase).
+fn create_first_qpair(ctrl: &Controller, opts: QpairOptions, on_reset: OnReset, stop: &AtomicBool, wait_until: Option<Instant>) -> Result<QPair, DriverError> {
+    let give_up = wait_until.map_or(Instant::now() + RESUME_WAIT, |t| t.min(Instant::now() + RESUME_WAIT));
     loop {
         let generation = ctrl.generation();
         let e = match ctrl.create_qpair(opts) {
@@ -1033,7 +1038,7 @@ fn create_first_qpair(ctrl: &Controller, opts: QpairOptions, on_reset: OnReset) 
             return Err(e);
         }
         while !ctrl.is_ready() {
-            if Instant::now() >= give_up {
+            if Instant::now() >= give_up || stop.load(Ordering::Acquire) {
                 return Err(e);
             }
             std::thread::sleep(Duration::from_millis(1));
