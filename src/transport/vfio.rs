@@ -541,6 +541,7 @@ impl Transport for VfioTransport {
         // mappings went with its group anyway. The group's device node may lag the bind by
         // a moment.
         let mut made = Instant::now();
+        let mut bound = Instant::now();
         let (device, container) = loop {
             let group = group_of(&self.sysfs);
             let node = group.map(|g| Path::new("/dev/vfio").join(g.to_string()));
@@ -565,6 +566,16 @@ impl Transport for VfioTransport {
                             make_group_node(&self.root, g, n);
                         }
                         made = Instant::now();
+                    }
+                    // A hot-plug driver may enumerate the function once more after the
+                    // bind (the link went down and up again): the new device has no
+                    // driver, or the kernel's nvme driver, and is given to vfio-pci again.
+                    if bound.elapsed() > Duration::from_millis(200) {
+                        let driver = std::fs::read_link(self.sysfs.join("driver")).ok();
+                        if driver.as_ref().and_then(|p| p.file_name()).is_none_or(|n| n != "vfio-pci") {
+                            let _ = crate::devices::bind(&self.root, std::slice::from_ref(&self.address), false);
+                        }
+                        bound = Instant::now();
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
