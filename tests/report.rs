@@ -323,6 +323,21 @@ fn a_directory_another_live_run_writes_to_is_refused() {
     assert!(Report::create(&dir, vec![], None).is_ok());
 }
 
+#[test]
+fn a_lock_written_on_another_boot_is_taken_over_though_its_process_number_lives() {
+    let dir = out_dir("locked-other-boot");
+    std::fs::create_dir_all(&dir).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    // Process 1 lives on every boot: only the boot ID tells the lock is stale.
+    std::fs::write(dir.join(".nvplan.lock"), format!("1 {}\n", boot.trim())).unwrap();
+    assert!(Report::create(&dir, vec![], None).is_err(), "same boot, live process: refused");
+    std::fs::write(dir.join(".nvplan.lock"), "1 00000000-0000-0000-0000-000000000000\n").unwrap();
+    let r = Report::create(&dir, vec![], None).expect("a lock of another boot is stale");
+    let mine = std::fs::read_to_string(dir.join(".nvplan.lock")).unwrap();
+    assert_eq!(mine.trim(), format!("{} {}", std::process::id(), boot.trim()));
+    drop(r);
+}
+
 fn nvplan(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_nvplan")).args(args).output().expect("nvplan runs")
 }

@@ -126,16 +126,29 @@ fn clear_previous(dir: &Path) -> std::io::Result<Option<String>> {
     }))
 }
 
-/// Takes `dir` for one run: fails when another live nvplan process writes there.
+/// This boot of the machine (Linux's boot ID), if the kernel says.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Takes `dir` for one run: fails when another live nvplan process writes there. The lock
+/// holds the process ID and the boot ID: a lock left by a run that was killed, read on a
+/// later boot (a directory shared with a virtual machine, a disk moved), names a process
+/// that is gone, whatever runs under its number now.
 fn lock(dir: &Path) -> Result<PathBuf, String> {
     let path = dir.join(LOCK);
-    if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u32>().ok())
-        && pid != std::process::id()
-        && Path::new(&format!("/proc/{pid}")).exists()
-    {
-        return Err(format!("{}: another nvplan run (process {pid}) is writing this report; give this run another --out", dir.display()));
+    let boot = boot_id();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut words = text.split_whitespace();
+        if let Some(pid) = words.next().and_then(|p| p.parse::<u32>().ok())
+            && pid != std::process::id()
+            && Path::new(&format!("/proc/{pid}")).exists()
+            && words.next().is_none_or(|b| boot.as_deref().is_none_or(|now| now == b))
+        {
+            return Err(format!("{}: another nvplan run (process {pid}) is writing this report; give this run another --out", dir.display()));
+        }
     }
-    std::fs::write(&path, format!("{}\n", std::process::id())).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, format!("{} {}\n", std::process::id(), boot.unwrap_or_default())).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
 
