@@ -477,7 +477,7 @@ fn read_class(dev: &Path) -> Option<u32> {
 }
 
 /// The basename of a symlink's target (`driver`, `iommu_group`).
-fn link_name(path: &Path) -> Option<String> {
+pub(crate) fn link_name(path: &Path) -> Option<String> {
     fs::read_link(path).ok()?.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 

@@ -517,7 +517,7 @@ impl Transport for VfioTransport {
         // The kernel probes a new function as it appears; a driver that binds between
         // nvplan's look and its bind is unbound on the next round.
         for round in 0..3 {
-            let driver = std::fs::read_link(self.sysfs.join("driver")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let driver = crate::devices::link_name(&self.sysfs.join("driver"));
             if driver.as_deref() == Some("vfio-pci") {
                 break;
             }
@@ -571,8 +571,7 @@ impl Transport for VfioTransport {
                     // bind (the link went down and up again): the new device has no
                     // driver, or the kernel's nvme driver, and is given to vfio-pci again.
                     if bound.elapsed() > Duration::from_millis(200) {
-                        let driver = std::fs::read_link(self.sysfs.join("driver")).ok();
-                        if driver.as_ref().and_then(|p| p.file_name()).is_none_or(|n| n != "vfio-pci") {
+                        if crate::devices::link_name(&self.sysfs.join("driver")).as_deref() != Some("vfio-pci") {
                             let _ = crate::devices::bind(&self.root, std::slice::from_ref(&self.address), false);
                         }
                         bound = Instant::now();
@@ -581,7 +580,7 @@ impl Transport for VfioTransport {
                 }
                 Err(e) => {
                     // What the kernel shows now, for whoever reads the report.
-                    let driver = std::fs::read_link(self.sysfs.join("driver")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+                    let driver = crate::devices::link_name(&self.sysfs.join("driver"));
                     let nodes: Vec<String> =
                         std::fs::read_dir("/dev/vfio").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
                     return Err(TransportError::InvalidState(format!(
