@@ -4,6 +4,7 @@
 pub mod config;
 pub mod direct;
 pub(crate) mod generator;
+pub(crate) mod lba_map;
 pub mod result;
 pub mod stats;
 pub mod verify;

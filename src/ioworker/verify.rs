@@ -8,7 +8,7 @@
 //! deallocation when DLFEAT says deallocated blocks read zeroes), 2 uncorrectable
 //! (after Write Uncorrectable: a read must fail), 127 reserved, and 3..=126 the
 //! *generation* of the last write, which advances by one with every write of the LBA.
-//! The table is sparse memory: pages exist only where LBAs were touched.
+//! The table is a tree (`lba_map`) that holds bytes only where LBAs were touched.
 //!
 //! **Each written LBA carries its own proof.** The first 8 bytes of every LBA are its
 //! number (PyNVMe's place for it) and the last 32 bytes are a
@@ -34,14 +34,15 @@
 //! *ambiguous*: a read may find any state from the lower bound to the expected one, in
 //! write order; it settles the LBA to what it found. Anything else is a miscompare, so
 //! data lost although it was flushed is caught. The second byte lives in sparse memory
-//! that is touched only where LBAs are written while a write cache is on or a command is
-//! interrupted; a bitmap with one bit per 512 LBAs finds them again.
+//! next to the state, zero except where LBAs are written while a write cache is on or a
+//! command is interrupted; a flag per 4096 LBAs finds them again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use memmap2::{MmapRaw, UncheckedAdvice};
 use serde::Serialize;
+
+use super::lba_map::{CHUNK_SHIFT, LbaMap};
 
 use crate::util::rng::Rng;
 
@@ -68,8 +69,8 @@ const MAGIC: u8 = 0xA5;
 const POOL_BYTES: usize = 4 << 20;
 /// Pattern pools a read's check finds without a lock (plans use a handful).
 const RECENT_POOLS: usize = 16;
-/// LBAs per bit of the map of LBAs with a durable lower bound.
-const CHUNK: u64 = 512;
+/// LBAs per flag of the chunks with a durable lower bound.
+const CHUNK: u64 = 1 << CHUNK_SHIFT;
 /// Most chunks remembered in a list; beyond it, the map is scanned instead.
 const LOG_CAP: usize = 1 << 20;
 /// Lower-bound byte: none recorded (the expected state is durable).
@@ -266,11 +267,34 @@ pub struct Miscompare {
     pub first_diff: Option<usize>,
 }
 
+/// What the table says of one LBA, read by [`VerifyTable::states`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbaState {
+    /// The expected state.
+    pub state: u8,
+    lo: u8,
+}
+
+impl LbaState {
+    /// Whether the LBA may hold one of several states (see [`VerifyTable::ambiguous`]).
+    #[inline]
+    pub fn ambiguous(&self) -> bool {
+        self.lo & LO_AMBIG != 0
+    }
+    /// Whether a read of it may show `found` (see [`VerifyTable::may_show`]).
+    #[inline]
+    pub fn may_show(&self, found: u8) -> bool {
+        self.ambiguous() && possible(lo_state(self.lo), self.state, found)
+    }
+}
+
 /// The per-namespace verification state, shared by every worker on the namespace.
 pub struct VerifyTable {
     nlba: u64,
     lba_size: usize,
-    map: MmapRaw,
+    /// State and durable lower bound per LBA (see the module docs), and the chunks that
+    /// have bounds.
+    lbas: LbaMap,
     /// Deallocated blocks read as zeroes (Identify Namespace DLFEAT).
     pub dealloc_zeroes: bool,
     patterns: Mutex<Vec<Arc<PatternPool>>>,
@@ -279,9 +303,7 @@ pub struct VerifyTable {
     /// Workers verifying / writing without verification, now.
     verifiers: AtomicUsize,
     blind_writers: AtomicUsize,
-    /// Durable lower bound per LBA (see the module docs), and the chunks that have any.
-    lo: MmapRaw,
-    dirty: MmapRaw,
+    /// The chunks with bounds, while they are few.
     log: Mutex<DirtyLog>,
     /// Writes land in a volatile write cache.
     volatile: AtomicBool,
@@ -319,22 +341,15 @@ pub enum TableBusy {
 impl VerifyTable {
     /// A table for `nlba` LBAs of `lba_size` bytes, all unknown.
     pub fn new(nlba: u64, lba_size: usize, dealloc_zeroes: bool) -> std::io::Result<Self> {
-        let sparse = |len: usize| -> std::io::Result<MmapRaw> { Ok(MmapRaw::from(memmap2::MmapOptions::new().len(len).no_reserve_swap().map_anon()?)) };
-        let bytes = nlba.max(1).next_multiple_of(8) as usize;
-        let map = sparse(bytes)?;
-        let lo = sparse(bytes)?;
-        let dirty = sparse((nlba.div_ceil(CHUNK).div_ceil(64) * 8).max(8) as usize)?;
         Ok(VerifyTable {
             nlba,
             lba_size,
-            map,
+            lbas: LbaMap::new(nlba)?,
             dealloc_zeroes,
             patterns: Mutex::new(Vec::new()),
             recent: Default::default(),
             verifiers: AtomicUsize::new(0),
             blind_writers: AtomicUsize::new(0),
-            lo,
-            dirty,
             log: Mutex::new(DirtyLog::default()),
             volatile: AtomicBool::new(false),
             lo_active: AtomicBool::new(false),
@@ -353,21 +368,46 @@ impl VerifyTable {
         self.lba_size
     }
 
-    /// The 64-bit word holding the states of LBAs `8k..8k+8` (all accesses to the table
-    /// are 64-bit atomics, so they never mix sizes).
+    /// The 64-bit word holding the states of LBAs `8k..8k+8`, made on first use (all
+    /// accesses to the table are 64-bit atomics, so they never mix sizes).
     #[inline]
     fn word(&self, lba: u64) -> &AtomicU64 {
         assert!(lba < self.nlba, "LBA {lba:#x} beyond the table");
-        // SAFETY: the mapping is page aligned and rounded up to whole words, so the word
-        // of any LBA below `nlba` is inside it and 8-byte aligned; it lives as long as
-        // `self` and is only ever accessed atomically.
-        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add((lba & !7) as usize).cast::<u64>()) }
+        self.lbas.state_word(lba)
     }
 
     /// The state of an LBA (value bits only).
     #[inline]
     pub fn state(&self, lba: u64) -> u8 {
-        (self.word(lba).load(Ordering::Acquire) >> ((lba & 7) * 8)) as u8 & !LOCK
+        assert!(lba < self.nlba, "LBA {lba:#x} beyond the table");
+        self.lbas.state_word_if(lba).map_or(0, |w| (w.load(Ordering::Acquire) >> ((lba & 7) * 8)) as u8 & !LOCK)
+    }
+
+    /// The states of `lba..lba+n` into `out`, each with its lower bound: a walk of the
+    /// table per 8 LBAs, where [`VerifyTable::state`] walks it per LBA.
+    #[inline]
+    pub fn states(&self, lba: u64, n: u64, out: &mut Vec<LbaState>) {
+        assert!(lba + n <= self.nlba, "LBAs {lba:#x}+{n} beyond the table");
+        out.clear();
+        let bounds = self.lo_active.load(Ordering::Relaxed);
+        Self::for_words(lba, n, |w, mask| {
+            let (s, lo) = match self.lbas.state_word_if(w) {
+                Some(sw) => (sw.load(Ordering::Acquire), if bounds { self.lbas.lo_beside(sw).load(Ordering::SeqCst) } else { 0 }),
+                None => (0, 0),
+            };
+            for i in 0..8 {
+                if mask >> (i * 8) & 0xff != 0 {
+                    out.push(LbaState { state: (s >> (i * 8)) as u8 & !LOCK, lo: (lo >> (i * 8)) as u8 });
+                }
+            }
+            true
+        });
+    }
+
+    /// Bytes of table made so far (the states and bounds of touched LBAs, and their
+    /// nodes).
+    pub fn table_bytes(&self) -> usize {
+        self.lbas.bytes()
     }
 
     /// Calls `f(first_lba, byte_mask)` for each word `lba..lba+n` touches.
@@ -411,13 +451,14 @@ impl VerifyTable {
         let mut taken: u64 = 0;
         let ok = Self::for_words(lba, n, |w, mask| {
             let bits = LOCKS & mask;
-            if look_first && self.word(w).load(Ordering::Relaxed) & bits != 0 {
+            let word = self.word(w);
+            if look_first && word.load(Ordering::Relaxed) & bits != 0 {
                 return false;
             }
-            let old = self.word(w).fetch_or(bits, Ordering::Acquire);
+            let old = word.fetch_or(bits, Ordering::Acquire);
             if old & bits != 0 {
                 // Give back the bits this call set in this word.
-                self.word(w).fetch_and(!(bits & !old), Ordering::Release);
+                word.fetch_and(!(bits & !old), Ordering::Release);
                 return false;
             }
             taken = w + 8;
@@ -467,27 +508,16 @@ impl VerifyTable {
         self.unlock_range(lba, 1, |_, _| value);
     }
 
-    /// The 64-bit word of lower-bound bytes of LBAs `8k..8k+8`.
+    /// The 64-bit word of lower-bound bytes of LBAs `8k..8k+8`, made on first use.
     #[inline]
     fn lo_word(&self, lba: u64) -> &AtomicU64 {
         assert!(lba < self.nlba, "LBA {lba:#x} beyond the table");
-        // SAFETY: same layout as the state map (see `word`); only accessed atomically.
-        unsafe { AtomicU64::from_ptr(self.lo.as_mut_ptr().add((lba & !7) as usize).cast::<u64>()) }
-    }
-
-    /// The word of the chunk map holding the bit of `chunk`.
-    #[inline]
-    fn dirty_word(&self, chunk: u64) -> &AtomicU64 {
-        let i = (chunk / 64) as usize;
-        assert!(i * 8 < self.dirty.len(), "chunk {chunk} beyond the map");
-        // SAFETY: the map holds one bit per chunk rounded up to whole, aligned words; only
-        // accessed atomically.
-        unsafe { AtomicU64::from_ptr(self.dirty.as_mut_ptr().add(i * 8).cast::<u64>()) }
+        self.lbas.lo_word(lba)
     }
 
     #[inline]
     fn chunk_dirty(&self, chunk: u64) -> bool {
-        self.dirty_word(chunk).load(Ordering::SeqCst) & 1 << (chunk % 64) != 0
+        self.lbas.flagged(chunk)
     }
 
     /// Records that chunks of `lba..lba+n` hold lower bounds.
@@ -496,7 +526,7 @@ impl VerifyTable {
             if self.chunk_dirty(c) {
                 continue;
             }
-            if self.dirty_word(c).fetch_or(1 << (c % 64), Ordering::SeqCst) & 1 << (c % 64) == 0 {
+            if self.lbas.flag(c) {
                 let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
                 if log.chunks.len() < LOG_CAP {
                     log.chunks.push(c);
@@ -517,68 +547,61 @@ impl VerifyTable {
             return v;
         }
         drop(log);
-        let chunks = self.nlba.div_ceil(CHUNK);
-        let mut v = Vec::new();
-        for w in 0..chunks.div_ceil(64) {
-            let mut bits = self.dirty_word(w * 64).load(Ordering::SeqCst);
-            while bits != 0 {
-                v.push(w * 64 + bits.trailing_zeros() as u64);
-                bits &= bits - 1;
-            }
-        }
-        v
+        self.lbas.flagged_chunks()
     }
 
-    /// Calls `f(lba, lo byte)` for every LBA of `chunk` with a lower bound.
-    fn each_lo(&self, chunk: u64, mut f: impl FnMut(u64, u8)) {
-        let end = ((chunk + 1) * CHUNK).min(self.nlba);
-        let mut w = chunk * CHUNK;
-        while w < end {
-            let v = self.lo_word(w).load(Ordering::SeqCst);
+    /// Calls `f(lba, lo byte, state)` for every LBA of `chunk` with a lower bound.
+    fn each_lo(&self, chunk: u64, mut f: impl FnMut(u64, u8, u8)) {
+        self.lbas.each_word(chunk, |w, states, word| {
+            let v = word.load(Ordering::SeqCst);
             if v != 0 {
+                let st = states.load(Ordering::Acquire);
                 for i in 0..8u64 {
                     let b = (v >> (i * 8)) as u8;
-                    if b != LO_NONE && w + i < end {
-                        f(w + i, b);
+                    if b != LO_NONE && w + i < self.nlba {
+                        f(w + i, b, (st >> (i * 8)) as u8 & !LOCK);
                     }
                 }
             }
-            w += 8;
-        }
+        });
     }
 
     /// Sets the lower-bound bytes of `lba..lba+n` to `f(lba, byte)`.
     fn update_lo(&self, lba: u64, n: u64, mut f: impl FnMut(u64, u8) -> u8) {
         Self::for_words(lba, n, |w, mask| {
-            let mut new_word = |cur: u64| {
-                let mut v = cur;
-                for i in 0..8u64 {
-                    let sh = i * 8;
-                    if mask >> sh & 0xff != 0 {
-                        v = (v & !(0xff << sh)) | (f(w + i, (cur >> sh) as u8) as u64) << sh;
-                    }
-                }
-                v
-            };
-            // Most words hold no bound yet: a compare-and-swap from none first, so an
-            // untouched page takes one write fault, not the zero page and a copy (see
-            // `try_lock_first`).
-            let word = self.lo_word(w);
-            let mut cur = u64::from(LO_NONE) * 0x0101_0101_0101_0101;
-            loop {
-                match word.compare_exchange_weak(cur, new_word(cur), Ordering::SeqCst, Ordering::SeqCst) {
-                    Ok(_) => break,
-                    Err(actual) => cur = actual,
-                }
-            }
+            Self::update_lo_word(self.lo_word(w), w, mask, &mut f);
             true
         });
+    }
+
+    /// Sets the bytes of `mask` in the lower-bound word of LBAs `w..w+8` to `f(lba, byte)`.
+    #[inline]
+    fn update_lo_word(word: &AtomicU64, w: u64, mask: u64, mut f: impl FnMut(u64, u8) -> u8) {
+        let mut new_word = |cur: u64| {
+            let mut v = cur;
+            for i in 0..8u64 {
+                let sh = i * 8;
+                if mask >> sh & 0xff != 0 {
+                    v = (v & !(0xff << sh)) | (f(w + i, (cur >> sh) as u8) as u64) << sh;
+                }
+            }
+            v
+        };
+        // Most words hold no bound yet: a compare-and-swap from none first saves a read.
+        let mut cur = u64::from(LO_NONE) * 0x0101_0101_0101_0101;
+        loop {
+            match word.compare_exchange_weak(cur, new_word(cur), Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
     }
 
     /// The lower-bound byte of one LBA.
     #[inline]
     fn lo_byte(&self, lba: u64) -> u8 {
-        (self.lo_word(lba).load(Ordering::SeqCst) >> ((lba & 7) * 8)) as u8
+        assert!(lba < self.nlba, "LBA {lba:#x} beyond the table");
+        self.lbas.lo_word_if(lba).map_or(LO_NONE, |w| (w.load(Ordering::SeqCst) >> ((lba & 7) * 8)) as u8)
     }
 
     /// Whether writes land in a volatile write cache (set by workers from the controller's
@@ -602,10 +625,17 @@ impl VerifyTable {
             return self.unlock_range(lba, n, |l, old| Some(value(l, old)));
         }
         let mut any = false;
-        self.update_lo(lba, n, |l, lo| {
-            let b = next_lo(lo, self.state(l), value(l, self.state(l)), landing);
-            any |= b != LO_NONE;
-            b
+        Self::for_words(lba, n, |w, mask| {
+            // The LBAs of `mask` are locked by the caller: their states hold still.
+            let sw = self.word(w);
+            let states = sw.load(Ordering::Acquire);
+            Self::update_lo_word(self.lbas.lo_beside(sw), w, mask, |l, lo| {
+                let old = (states >> ((l - w) * 8)) as u8 & !LOCK;
+                let b = next_lo(lo, old, value(l, old), landing);
+                any |= b != LO_NONE;
+                b
+            });
+            true
         });
         if any {
             self.lo_active.store(true, Ordering::SeqCst);
@@ -651,9 +681,9 @@ impl VerifyTable {
         let chunks = self.dirty_chunks();
         let mut entries = Vec::new();
         for &c in &chunks {
-            self.each_lo(c, |l, b| {
+            self.each_lo(c, |l, b, state| {
                 if b & LO_AMBIG == 0 {
-                    entries.push((l, self.state(l), b));
+                    entries.push((l, state, b));
                 }
             });
         }
@@ -666,24 +696,35 @@ impl VerifyTable {
     /// its bound, so that bounds of LBAs that are always being written keep moving up.
     /// A bound that changed meanwhile (a durable write, a lost order) is left as it is.
     pub fn flush_done(&self, t: FlushTicket) {
-        for (l, v, b0) in t.entries {
-            let unused = self.try_lock(l, 1);
-            let same = unused && self.state(l) == v;
-            self.update_lo(l, 1, |_, b| {
-                if b & !LO_AMBIG != b0 {
-                    b
-                } else if same && b == b0 {
-                    LO_NONE
-                } else if lo_state(b0) == UNKNOWN {
-                    // Writes that lose the order leave this bound as it was: no telling
-                    // whether one ran since the flush was submitted.
-                    b
-                } else {
-                    lo_enc(v) | (b & LO_AMBIG)
+        // Entries come in LBA order: a walk of the table per word.
+        let mut i = 0;
+        while i < t.entries.len() {
+            let w = t.entries[i].0 & !7;
+            let sw = self.word(w);
+            let lw = self.lbas.lo_beside(sw);
+            while let Some(&(l, v, b0)) = t.entries.get(i).filter(|e| e.0 & !7 == w) {
+                i += 1;
+                let sh = (l & 7) * 8;
+                let lock = u64::from(LOCK) << sh;
+                // Locked as `try_lock` does, and unlocked keeping the state.
+                let unused = sw.load(Ordering::Relaxed) & lock == 0 && sw.fetch_or(lock, Ordering::Acquire) & lock == 0;
+                let same = unused && (sw.load(Ordering::Acquire) >> sh) as u8 & !LOCK == v;
+                Self::update_lo_word(lw, w, 0xff << sh, |_, b| {
+                    if b & !LO_AMBIG != b0 {
+                        b
+                    } else if same && b == b0 {
+                        LO_NONE
+                    } else if lo_state(b0) == UNKNOWN {
+                        // Writes that lose the order leave this bound as it was: no
+                        // telling whether one ran since the flush was submitted.
+                        b
+                    } else {
+                        lo_enc(v) | (b & LO_AMBIG)
+                    }
+                });
+                if unused {
+                    sw.fetch_and(!lock, Ordering::Release);
                 }
-            });
-            if unused {
-                self.unlock(l, None);
             }
         }
         // A power loss recorded now must find every chunk that holds bounds (see
@@ -694,15 +735,15 @@ impl VerifyTable {
             // the clear is found by the second look, which sets the bit again.
             let holds = |c| {
                 let mut left = false;
-                self.each_lo(c, |_, _| left = true);
+                self.each_lo(c, |_, _, _| left = true);
                 left
             };
             if holds(c) {
                 continue;
             }
-            self.dirty_word(c).fetch_and(!(1 << (c % 64)), Ordering::SeqCst);
+            self.lbas.unflag(c);
             if holds(c) {
-                self.dirty_word(c).fetch_or(1 << (c % 64), Ordering::SeqCst);
+                self.lbas.flag(c);
             }
         }
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
@@ -725,7 +766,7 @@ impl VerifyTable {
         let _gate = self.chunk_gate.lock().unwrap_or_else(|e| e.into_inner());
         for c in self.dirty_chunks() {
             let mut lbas = Vec::new();
-            self.each_lo(c, |l, b| {
+            self.each_lo(c, |l, b, _| {
                 if b & LO_AMBIG == 0 {
                     lbas.push(l);
                 }
@@ -740,7 +781,7 @@ impl VerifyTable {
     pub fn undurable_lbas(&self) -> u64 {
         let mut n = 0;
         for c in self.dirty_chunks() {
-            self.each_lo(c, |_, _| n += 1);
+            self.each_lo(c, |_, _, _| n += 1);
         }
         n
     }
@@ -748,13 +789,9 @@ impl VerifyTable {
     /// Forgets everything: every LBA becomes unknown (after Format, Sanitize, or writes
     /// without verification).
     pub fn invalidate(&self) {
-        // SAFETY: the whole mapping; DONTNEED on a private anonymous mapping makes it read
-        // as zero (= unknown, unlocked). Callers only invalidate when no worker holds locks.
-        let _ = unsafe { self.map.unchecked_advise(UncheckedAdvice::DontNeed) };
-        // SAFETY: as above, for the lower bounds (none) and the chunk map (empty).
-        let _ = unsafe { self.lo.unchecked_advise(UncheckedAdvice::DontNeed) };
-        // SAFETY: as above.
-        let _ = unsafe { self.dirty.unchecked_advise(UncheckedAdvice::DontNeed) };
+        // Zero is unknown, unlocked, no bound. Callers only invalidate when no worker holds
+        // locks.
+        self.lbas.clear();
         *self.log.lock().unwrap_or_else(|e| e.into_inner()) = DirtyLog::default();
         self.lo_active.store(false, Ordering::SeqCst);
     }
@@ -1049,6 +1086,44 @@ mod tests {
         assert_eq!((t.state(10), t.ambiguous(10)), (g2, false), "settled to what was found");
         assert!(!read(&t, 10, g3), "settled: the newer write is gone");
         assert!(read(&t, 11, 77), "LBA 11 held unverified data before its only write: anything goes");
+    }
+
+    #[test]
+    fn writes_scattered_over_64_tib_take_two_nodes_and_a_leaf_of_table_each() {
+        // 64 TiB of 512-byte LBAs; 4 KiB writes 2 GiB apart, into a write cache (so each
+        // has lower bounds too). A flat table took a page of states and one of bounds.
+        let t = VerifyTable::new(1 << 37, 512, true).unwrap();
+        t.set_volatile(true);
+        for i in 0..2000u64 {
+            let l = i << 22;
+            assert!(t.try_lock_first(l, 8));
+            t.unlock_write(l, 8, |_, old| next_gen(old), Landing::Volatile, || false);
+        }
+        assert_eq!(t.undurable_lbas(), 2000 * 8);
+        assert_eq!(t.table_bytes(), 2000 * 640, "640 bytes per scattered write, 0.16 per byte written");
+        // Reads of untouched LBAs take nothing.
+        for l in [(5 << 22) + 1000, 1 << 36] {
+            assert_eq!((t.state(l), t.ambiguous(l)), (UNKNOWN, false));
+        }
+        assert_eq!(t.table_bytes(), 2000 * 640);
+        t.flush_done(t.flush_begin());
+        assert_eq!(t.undurable_lbas(), 0);
+    }
+
+    #[test]
+    fn bounds_are_found_by_scanning_the_chunk_flags_once_the_list_is_full() {
+        let t = VerifyTable::new(1 << 30, 512, true).unwrap();
+        t.set_volatile(true);
+        t.log.lock().unwrap().overflow = true;
+        let g = write(&t, 3 << 20, Landing::Volatile);
+        let _ = write(&t, 7 << 25, Landing::Volatile);
+        assert_eq!(t.undurable_lbas(), 2);
+        t.power_lost(1);
+        assert!(t.ambiguous(3 << 20) && t.ambiguous(7 << 25));
+        assert!(read(&t, 3 << 20, g));
+        t.flush_done(t.flush_begin());
+        assert_eq!(t.undurable_lbas(), 1, "the settled LBA keeps its bound until a flush; the other is still ambiguous");
+        assert!(t.lbas.flagged_chunks().contains(&(7 << 25 >> CHUNK_SHIFT)));
     }
 
     #[test]

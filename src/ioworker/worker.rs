@@ -273,6 +273,8 @@ struct Worker {
     pair_losses: u64,
     /// Ambiguous LBAs the read being completed settled, and what they showed.
     settles: Vec<(u64, u8)>,
+    /// The table's states of the LBAs of the I/O at hand.
+    lba_states: Vec<verify::LbaState>,
     /// Per slot: what an outstanding Flush makes durable.
     tickets: Vec<Option<FlushTicket>>,
 }
@@ -400,6 +402,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         power_losses: ctrl.power_losses(),
         pair_losses: losses,
         settles: Vec::new(),
+        lba_states: Vec::with_capacity(max_lbas),
         tickets: (0..qdepth).map(|_| None).collect(),
         r: resolved,
         cfg,
@@ -695,13 +698,14 @@ impl Worker {
         }
         let (Some(t), Some(pool)) = (&self.table, &self.pool) else { return };
         let base = self.wbuf[s].as_ptr();
-        for i in 0..io.nlb as usize {
+        t.states(io.slba, io.nlb as u64, &mut self.lba_states);
+        for (i, st) in self.lba_states.iter().enumerate() {
             let l = io.slba + i as u64;
             let k = (s * self.max_lbas + i) % pool.slots();
             self.serial += 1;
             // SAFETY: the slot's write buffer is free (no command uses it) and holds
             // `max_lbas` LBAs; `i < nlb <= max_lbas`.
-            unsafe { verify::stamp(base.add(i * self.lba), l, self.serial, pool, k, next_gen(t.state(l))) };
+            unsafe { verify::stamp(base.add(i * self.lba), l, self.serial, pool, k, next_gen(st.state)) };
         }
     }
 
@@ -761,9 +765,10 @@ impl Worker {
         let t = self.table.as_ref()?;
         let io = self.slots[s].io;
         let mut first = None;
-        for i in 0..io.nlb as usize {
+        t.states(io.slba, io.nlb as u64, &mut self.lba_states);
+        for (i, st) in self.lba_states.iter().enumerate() {
             let l = io.slba + i as u64;
-            let expected = t.state(l);
+            let expected = st.state;
             if expected == verify::UNKNOWN {
                 continue;
             }
@@ -772,10 +777,10 @@ impl Worker {
             // slice covers LBA `i` of at most `max_lbas`.
             let block = unsafe { std::slice::from_raw_parts(self.rbuf[s].as_ptr().add(i * self.lba), self.lba) };
             let r = verify::check(t, block, l, expected);
-            if t.ambiguous(l) {
+            if st.ambiguous() {
                 // After a power loss or an interrupted write: one of several states.
                 let found = if r.is_ok() { Some(expected) } else { verify::observed(block, l) };
-                if let Some(f) = found.filter(|&f| t.may_show(l, expected, f)) {
+                if let Some(f) = found.filter(|&f| st.may_show(f)) {
                     // A read that may have run before the latest power loss shows a state
                     // that loss may have undone: accepted, but it settles nothing.
                     if self.q.controller().power_losses() == self.pair_losses {

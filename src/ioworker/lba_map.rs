@@ -1,0 +1,389 @@
+//! Two bytes per LBA (a state and a durable lower bound), held only where LBAs were
+//! touched.
+//!
+//! A flat table of one byte per LBA costs a 4 KiB page for every write scattered over
+//! a large namespace: 1 byte of table per byte written. This is a tree instead, four
+//! loads deep: a root entry per 2^18 LBAs (2 MiB for 64 TiB of 512-byte LBAs, touched a
+//! page at a time), nodes of 64 entries, and leaves of 64 LBAs (64 state bytes, then 64
+//! lower-bound bytes: 128 bytes, two cache lines). A write scattered into an untouched
+//! part of a namespace takes 640 bytes (two nodes and a leaf); a dense region takes
+//! 2 bytes per LBA and 1/16 of that in nodes.
+//!
+//! Nodes and leaves are cut from two arenas reserved for the whole namespace and never
+//! given back while the table lives, so a reference into them stays valid; forgetting
+//! everything zeroes the leaves in place and keeps the tree. Entries are claimed with a
+//! compare-and-swap to [`BUSY`] before their node is cut, so no node is cut twice.
+//!
+//! The lowest level's span (4096 LBAs) is the *chunk* of the lower-bound bookkeeping:
+//! the node entry that points to it has a flag bit saying the chunk holds bounds.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use memmap2::{MmapRaw, UncheckedAdvice};
+
+/// LBAs per leaf.
+const LEAF_SHIFT: u32 = 6;
+/// Entries per node.
+const FAN_SHIFT: u32 = 6;
+/// LBAs under one entry of the upper nodes (and one chunk).
+pub const CHUNK_SHIFT: u32 = LEAF_SHIFT + FAN_SHIFT;
+/// LBAs under one root entry.
+const ROOT_SHIFT: u32 = CHUNK_SHIFT + FAN_SHIFT;
+/// Bytes of a leaf: the states, then the lower bounds.
+const LEAF_BYTES: usize = 2 << LEAF_SHIFT;
+/// Bytes of a node.
+const NODE_BYTES: usize = 4 << FAN_SHIFT;
+const MASK: u64 = (1 << FAN_SHIFT) - 1;
+/// An entry whose piece is being cut (masked like the entry).
+const BUSY: u32 = u32::MAX;
+/// Flag of a chunk's entry: the chunk holds lower bounds. Node numbers stay below it.
+const FLAG: u32 = 0x8000_0000;
+/// Entry masks: a chunk's entry holds its flag, the others only a number.
+const NUMBER: u32 = u32::MAX;
+const CHUNK_NUMBER: u32 = !FLAG;
+/// The most LBAs a table covers: leaf numbers are 32 bits, below [`BUSY`].
+pub const MAX_LBAS: u64 = (u32::MAX as u64 - 1) << LEAF_SHIFT;
+
+/// One arena of equal pieces, numbered from 1 (0 is "none").
+struct Arena {
+    map: MmapRaw,
+    piece: usize,
+    next: AtomicU32,
+    cap: u32,
+}
+
+impl Arena {
+    fn new(pieces: u64, piece: usize) -> std::io::Result<Self> {
+        let map = sparse((pieces + 1) as usize * piece)?;
+        Ok(Arena { map, piece, next: AtomicU32::new(1), cap: (pieces + 1) as u32 })
+    }
+
+    /// A fresh, zeroed piece.
+    fn cut(&self) -> u32 {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // Every entry is claimed before its piece is cut, so the arenas hold one piece per
+        // entry the namespace can have.
+        assert!(n < self.cap, "verification table arena overrun");
+        n
+    }
+
+    #[inline]
+    fn at(&self, n: u32) -> *mut u8 {
+        debug_assert!(n != 0 && n < self.cap);
+        // SAFETY: pieces below `cap` are inside the mapping (sized in `new`); callers only
+        // pass numbers read from entries, which hold only numbers `cut` returned.
+        unsafe { self.map.as_mut_ptr().add(n as usize * self.piece) }
+    }
+
+    /// Bytes of pieces cut so far.
+    fn used(&self) -> usize {
+        (self.next.load(Ordering::Relaxed) as usize - 1) * self.piece
+    }
+}
+
+fn sparse(len: usize) -> std::io::Result<MmapRaw> {
+    Ok(MmapRaw::from(memmap2::MmapOptions::new().len(len.max(8)).no_reserve_swap().map_anon()?))
+}
+
+/// The per-LBA bytes of one namespace.
+pub struct LbaMap {
+    root: MmapRaw,
+    roots: u64,
+    nodes: Arena,
+    leaves: Arena,
+}
+
+impl LbaMap {
+    /// A map for `nlba` LBAs, all bytes zero. Refuses more than [`MAX_LBAS`].
+    pub fn new(nlba: u64) -> std::io::Result<Self> {
+        if nlba > MAX_LBAS {
+            return Err(std::io::Error::other(format!(
+                "{nlba} LBAs are more than the verification table holds ({MAX_LBAS}); format the namespace with larger LBAs or set verify_disable"
+            )));
+        }
+        let roots = nlba.max(1).div_ceil(1 << ROOT_SHIFT);
+        let chunks = nlba.max(1).div_ceil(1 << CHUNK_SHIFT);
+        Ok(LbaMap {
+            root: sparse(roots as usize * 4)?,
+            roots,
+            nodes: Arena::new(roots + chunks, NODE_BYTES)?,
+            leaves: Arena::new(nlba.max(1).div_ceil(1 << LEAF_SHIFT), LEAF_BYTES)?,
+        })
+    }
+
+    #[inline]
+    fn root_entry(&self, lba: u64) -> &AtomicU32 {
+        let i = lba >> ROOT_SHIFT;
+        assert!(i < self.roots, "LBA {lba:#x} beyond the table");
+        // SAFETY: `roots` aligned u32 entries are inside the mapping; only accessed
+        // atomically; it lives as long as `self`.
+        unsafe { AtomicU32::from_ptr(self.root.as_mut_ptr().cast::<u32>().add(i as usize)) }
+    }
+
+    #[inline]
+    fn node_entry(&self, node: u32, i: u64) -> &AtomicU32 {
+        // SAFETY: a node is NODE_BYTES of u32 entries and `i` < 64; pieces are only
+        // accessed atomically and live as long as `self`.
+        unsafe { AtomicU32::from_ptr(self.nodes.at(node).cast::<u32>().add(i as usize)) }
+    }
+
+    /// The piece an entry (holding `mask`'s bits) points to; `None` where there is none
+    /// yet (or it is being cut: it is zero then).
+    #[inline]
+    fn look(e: &AtomicU32, mask: u32) -> Option<u32> {
+        let v = e.load(Ordering::Acquire) & mask;
+        (v != 0 && v != BUSY & mask).then_some(v)
+    }
+
+    /// The piece an entry points to, cut from `arena` on first use.
+    #[inline]
+    fn get(e: &AtomicU32, mask: u32, arena: &Arena) -> u32 {
+        loop {
+            let v = e.load(Ordering::Acquire) & mask;
+            if v != 0 && v != BUSY & mask {
+                return v;
+            }
+            // The flag is never set on an entry without a piece, so a free entry is 0.
+            if v == 0 && e.compare_exchange(0, BUSY & mask, Ordering::Acquire, Ordering::Acquire).is_ok() {
+                let n = arena.cut();
+                e.store(n, Ordering::Release);
+                return n;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The entry of the chunk holding `lba`, if its path exists.
+    #[inline]
+    fn chunk_entry(&self, lba: u64) -> Option<&AtomicU32> {
+        let mid = Self::look(self.root_entry(lba), NUMBER)?;
+        Some(self.node_entry(mid, lba >> CHUNK_SHIFT & MASK))
+    }
+
+    #[inline]
+    fn leaf(&self, lba: u64) -> Option<*mut u8> {
+        let low = Self::look(self.chunk_entry(lba)?, CHUNK_NUMBER)?;
+        let leaf = Self::look(self.node_entry(low, lba >> LEAF_SHIFT & MASK), NUMBER)?;
+        Some(self.leaves.at(leaf))
+    }
+
+    #[inline]
+    fn leaf_or_cut(&self, lba: u64) -> *mut u8 {
+        let mid = Self::get(self.root_entry(lba), NUMBER, &self.nodes);
+        let low = Self::get(self.node_entry(mid, lba >> CHUNK_SHIFT & MASK), CHUNK_NUMBER, &self.nodes);
+        let leaf = Self::get(self.node_entry(low, lba >> LEAF_SHIFT & MASK), NUMBER, &self.leaves);
+        self.leaves.at(leaf)
+    }
+
+    #[inline]
+    fn word_in(&self, leaf: *mut u8, lba: u64, plane: usize) -> &AtomicU64 {
+        let off = plane + ((lba & ((1 << LEAF_SHIFT) - 1)) & !7) as usize;
+        // SAFETY: `leaf` is a LEAF_BYTES piece, 8-byte aligned; `off` + 8 ≤ LEAF_BYTES.
+        // Pieces are never unmapped while the map lives, and the map outlives every
+        // reference its callers hold (they borrow it); only accessed atomically.
+        unsafe { AtomicU64::from_ptr(leaf.add(off).cast::<u64>()) }
+    }
+
+    /// The state word of LBAs `8k..8k+8` holding `lba`, made on first use.
+    #[inline]
+    pub fn state_word(&self, lba: u64) -> &AtomicU64 {
+        self.word_in(self.leaf_or_cut(lba), lba, 0)
+    }
+
+    /// The state word holding `lba`, if it was ever made (else every byte is zero).
+    #[inline]
+    pub fn state_word_if(&self, lba: u64) -> Option<&AtomicU64> {
+        self.leaf(lba).map(|l| self.word_in(l, lba, 0))
+    }
+
+    /// The lower-bound word of the LBAs whose state word is `state`.
+    #[inline]
+    pub fn lo_beside<'a>(&'a self, state: &'a AtomicU64) -> &'a AtomicU64 {
+        // SAFETY: every state word is the first half of a leaf (`word_in` with plane 0),
+        // so the word 64 bytes on is its lower-bound word, in the same piece; only
+        // accessed atomically.
+        unsafe { AtomicU64::from_ptr(state.as_ptr().byte_add(1 << LEAF_SHIFT)) }
+    }
+
+    /// The lower-bound word holding `lba`, made on first use.
+    #[inline]
+    pub fn lo_word(&self, lba: u64) -> &AtomicU64 {
+        self.word_in(self.leaf_or_cut(lba), lba, 1 << LEAF_SHIFT)
+    }
+
+    /// The lower-bound word holding `lba`, if it was ever made.
+    #[inline]
+    pub fn lo_word_if(&self, lba: u64) -> Option<&AtomicU64> {
+        self.leaf(lba).map(|l| self.word_in(l, lba, 1 << LEAF_SHIFT))
+    }
+
+    /// Calls `f(first_lba, state word, lower-bound word)` for every word of chunk `chunk`
+    /// that was made.
+    pub fn each_word(&self, chunk: u64, mut f: impl FnMut(u64, &AtomicU64, &AtomicU64)) {
+        let base = chunk << CHUNK_SHIFT;
+        let Some(low) = self.chunk_entry(base).and_then(|e| Self::look(e, CHUNK_NUMBER)) else { return };
+        for i in 0..1u64 << FAN_SHIFT {
+            if let Some(leaf) = Self::look(self.node_entry(low, i), NUMBER) {
+                let first = base + (i << LEAF_SHIFT);
+                for w in (0..1u64 << LEAF_SHIFT).step_by(8) {
+                    let at = self.leaves.at(leaf);
+                    f(first + w, self.word_in(at, w, 0), self.word_in(at, w, 1 << LEAF_SHIFT));
+                }
+            }
+        }
+    }
+
+    /// Whether chunk `chunk` is flagged as holding lower bounds.
+    #[inline]
+    pub fn flagged(&self, chunk: u64) -> bool {
+        self.chunk_entry(chunk << CHUNK_SHIFT).is_some_and(|e| e.load(Ordering::SeqCst) & FLAG != 0)
+    }
+
+    /// Flags chunk `chunk`; true if this call set the flag.
+    pub fn flag(&self, chunk: u64) -> bool {
+        let mid = Self::get(self.root_entry(chunk << CHUNK_SHIFT), NUMBER, &self.nodes);
+        let e = self.node_entry(mid, chunk & MASK);
+        // A chunk holding bounds has its node already; this makes sure of it, as a flag
+        // on an entry without a node would read as a node being cut.
+        Self::get(e, CHUNK_NUMBER, &self.nodes);
+        e.fetch_or(FLAG, Ordering::SeqCst) & FLAG == 0
+    }
+
+    /// Clears the flag of chunk `chunk`.
+    pub fn unflag(&self, chunk: u64) {
+        if let Some(e) = self.chunk_entry(chunk << CHUNK_SHIFT) {
+            e.fetch_and(!FLAG, Ordering::SeqCst);
+        }
+    }
+
+    /// Every flagged chunk, in order.
+    pub fn flagged_chunks(&self) -> Vec<u64> {
+        let mut v = Vec::new();
+        self.each_chunk_entry(|c, e| {
+            if e.load(Ordering::SeqCst) & FLAG != 0 {
+                v.push(c);
+            }
+        });
+        v
+    }
+
+    fn each_chunk_entry(&self, mut f: impl FnMut(u64, &AtomicU32)) {
+        for r in 0..self.roots {
+            if let Some(mid) = Self::look(self.root_entry(r << ROOT_SHIFT), NUMBER) {
+                for i in 0..1u64 << FAN_SHIFT {
+                    f(r << FAN_SHIFT | i, self.node_entry(mid, i));
+                }
+            }
+        }
+    }
+
+    /// Every byte zero again; the tree stays. The caller makes sure nobody holds a lock.
+    pub fn clear(&self) {
+        // SAFETY: DONTNEED on a private anonymous mapping makes it read as zero; the
+        // mapping stays, so references into it stay valid.
+        let _ = unsafe { self.leaves.map.unchecked_advise(UncheckedAdvice::DontNeed) };
+        self.each_chunk_entry(|_, e| {
+            e.fetch_and(!FLAG, Ordering::SeqCst);
+        });
+    }
+
+    /// Bytes of nodes and leaves made so far (the root is at most 1/2^16 of `nlba`).
+    pub fn bytes(&self) -> usize {
+        self.nodes.used() + self.leaves.used()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untouched_lbas_read_zero_and_take_no_memory() {
+        let m = LbaMap::new(1 << 30).unwrap();
+        assert!(m.state_word_if(12345).is_none());
+        assert!(m.lo_word_if(1 << 29).is_none());
+        assert_eq!(m.bytes(), 0);
+        assert!(m.flagged_chunks().is_empty());
+    }
+
+    #[test]
+    fn state_and_bound_of_an_lba_are_separate_bytes_of_one_leaf() {
+        let m = LbaMap::new(1000).unwrap();
+        m.state_word(77).store(0x11, Ordering::SeqCst);
+        m.lo_word(77).store(0x22, Ordering::SeqCst);
+        assert_eq!(m.state_word_if(72).unwrap().load(Ordering::SeqCst), 0x11);
+        assert_eq!(m.lo_word_if(79).unwrap().load(Ordering::SeqCst), 0x22);
+        assert!(m.state_word_if(80).is_none() || m.state_word_if(80).unwrap().load(Ordering::SeqCst) == 0);
+        assert_eq!(m.bytes(), 2 * NODE_BYTES + LEAF_BYTES);
+    }
+
+    #[test]
+    fn a_scattered_touch_takes_two_nodes_and_a_leaf() {
+        // 64 TiB of 512-byte LBAs; 1000 touches 2^27 LBAs apart.
+        let m = LbaMap::new(1 << 37).unwrap();
+        for i in 0..1000u64 {
+            m.state_word(i << 27).fetch_or(1, Ordering::SeqCst);
+        }
+        assert_eq!(m.bytes(), 1000 * (2 * NODE_BYTES + LEAF_BYTES));
+        assert!((0..1000u64).all(|i| m.state_word_if(i << 27).unwrap().load(Ordering::SeqCst) == 1));
+    }
+
+    #[test]
+    fn a_dense_region_takes_two_bytes_per_lba_and_a_sixteenth_more_in_nodes() {
+        let m = LbaMap::new(1 << 22).unwrap();
+        for l in (0..1u64 << 22).step_by(8) {
+            m.state_word(l).store(u64::MAX, Ordering::Relaxed);
+        }
+        let nodes = ((1 << 22 >> ROOT_SHIFT) + (1 << 22 >> CHUNK_SHIFT)) * NODE_BYTES;
+        assert_eq!(m.bytes(), 2 * (1 << 22) + nodes);
+        assert!(nodes * 16 <= 2 * (1 << 22) + 2 * NODE_BYTES * 16);
+    }
+
+    #[test]
+    fn racing_threads_cut_each_node_once() {
+        let m = LbaMap::new(1 << 24).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let m = &m;
+                s.spawn(move || {
+                    for l in (0..1u64 << 20).step_by(64) {
+                        m.state_word(l).fetch_or(1 << (t * 8), Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        let leaves = (1 << 20) / 64;
+        assert_eq!(m.leaves.used(), leaves * LEAF_BYTES);
+        assert!((0..1u64 << 20).step_by(64).all(|l| m.state_word_if(l).unwrap().load(Ordering::SeqCst) == 0x0101_0101));
+    }
+
+    #[test]
+    fn flags_mark_chunks_and_clearing_zeroes_leaves_but_keeps_the_tree() {
+        let m = LbaMap::new(1 << 30).unwrap();
+        m.lo_word(5 << CHUNK_SHIFT).store(3, Ordering::SeqCst);
+        m.lo_word(900 << CHUNK_SHIFT).store(3, Ordering::SeqCst);
+        assert!(m.flag(5) && !m.flag(5) && m.flag(900));
+        assert_eq!(m.flagged_chunks(), vec![5, 900]);
+        let mut seen = 0;
+        m.each_word(900, |l, _, w| {
+            if w.load(Ordering::SeqCst) != 0 {
+                assert_eq!(l, 900 << CHUNK_SHIFT);
+                seen += 1;
+            }
+        });
+        assert_eq!(seen, 1);
+        m.unflag(5);
+        assert_eq!(m.flagged_chunks(), vec![900]);
+        let before = m.bytes();
+        m.clear();
+        assert!(m.flagged_chunks().is_empty());
+        assert_eq!(m.lo_word_if(900 << CHUNK_SHIFT).unwrap().load(Ordering::SeqCst), 0);
+        assert_eq!(m.bytes(), before);
+    }
+
+    #[test]
+    fn more_lbas_than_leaf_numbers_are_refused_with_the_fix() {
+        let e = LbaMap::new(MAX_LBAS + 1).err().unwrap().to_string();
+        assert!(e.contains("verify_disable"), "{e}");
+    }
+}
