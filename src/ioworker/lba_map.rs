@@ -4,10 +4,12 @@
 //! A flat table of one byte per LBA costs a 4 KiB page for every write scattered over
 //! a large namespace: 1 byte of table per byte written. This is a tree instead, four
 //! loads deep: a root entry per 2^18 LBAs (2 MiB for 64 TiB of 512-byte LBAs, touched a
-//! page at a time), nodes of 64 entries, and leaves of 64 LBAs (64 state bytes, then 64
-//! lower-bound bytes: 128 bytes, two cache lines). A write scattered into an untouched
-//! part of a namespace takes 640 bytes (two nodes and a leaf); a dense region takes
-//! 2 bytes per LBA and 1/16 of that in nodes.
+//! page at a time), nodes of 64 entries, and leaves of 64 LBAs: 64 state bytes, a cache
+//! line. Lower bounds live in a second arena at the same offsets as their states, touched
+//! only where bounds are written, so the states of a dense region stay as compact as a flat
+//! table's. A write scattered into an untouched part of a namespace takes 640 bytes (two
+//! nodes, its states and bounds); a dense region takes 2 bytes per LBA and 1/16 of that in
+//! nodes.
 //!
 //! Nodes and leaves are cut from two arenas reserved for the whole namespace and never
 //! given back while the table lives, so a reference into them stays valid; forgetting
@@ -29,8 +31,8 @@ const FAN_SHIFT: u32 = 6;
 pub const CHUNK_SHIFT: u32 = LEAF_SHIFT + FAN_SHIFT;
 /// LBAs under one root entry.
 const ROOT_SHIFT: u32 = CHUNK_SHIFT + FAN_SHIFT;
-/// Bytes of a leaf: the states, then the lower bounds.
-const LEAF_BYTES: usize = 2 << LEAF_SHIFT;
+/// Bytes of a leaf (the states; the bounds take as many in their own arena).
+const LEAF_BYTES: usize = 1 << LEAF_SHIFT;
 /// Bytes of a node.
 const NODE_BYTES: usize = 4 << FAN_SHIFT;
 const MASK: u64 = (1 << FAN_SHIFT) - 1;
@@ -91,6 +93,8 @@ pub struct LbaMap {
     roots: u64,
     nodes: Arena,
     leaves: Arena,
+    /// The lower bounds of leaf `n` at the offset of its states in `leaves`.
+    bounds: MmapRaw,
 }
 
 impl LbaMap {
@@ -103,12 +107,8 @@ impl LbaMap {
         }
         let roots = nlba.max(1).div_ceil(1 << ROOT_SHIFT);
         let chunks = nlba.max(1).div_ceil(1 << CHUNK_SHIFT);
-        Ok(LbaMap {
-            root: sparse(roots as usize * 4)?,
-            roots,
-            nodes: Arena::new(roots + chunks, NODE_BYTES)?,
-            leaves: Arena::new(nlba.max(1).div_ceil(1 << LEAF_SHIFT), LEAF_BYTES)?,
-        })
+        let leaves = Arena::new(nlba.max(1).div_ceil(1 << LEAF_SHIFT), LEAF_BYTES)?;
+        Ok(LbaMap { root: sparse(roots as usize * 4)?, roots, nodes: Arena::new(roots + chunks, NODE_BYTES)?, bounds: sparse(leaves.map.len())?, leaves })
     }
 
     #[inline]
@@ -175,46 +175,56 @@ impl LbaMap {
         self.leaves.at(leaf)
     }
 
+    /// The state word of `lba` in `leaf`, or with `bounds` its lower-bound word.
     #[inline]
-    fn word_in(&self, leaf: *mut u8, lba: u64, plane: usize) -> &AtomicU64 {
-        let off = plane + ((lba & ((1 << LEAF_SHIFT) - 1)) & !7) as usize;
-        // SAFETY: `leaf` is a LEAF_BYTES piece, 8-byte aligned; `off` + 8 ≤ LEAF_BYTES.
-        // Pieces are never unmapped while the map lives, and the map outlives every
-        // reference its callers hold (they borrow it); only accessed atomically.
-        unsafe { AtomicU64::from_ptr(leaf.add(off).cast::<u64>()) }
+    fn word_in(&self, leaf: *mut u8, lba: u64, bounds: bool) -> &AtomicU64 {
+        let mut p = leaf.wrapping_add(((lba & ((1 << LEAF_SHIFT) - 1)) & !7) as usize);
+        if bounds {
+            p = self.beside(p);
+        }
+        // SAFETY: `leaf` is a LEAF_BYTES piece, 8-byte aligned, and the word is inside it
+        // (or at its offset in `bounds`, a mapping as long). Neither is unmapped while the
+        // map lives, and the map outlives every reference its callers hold (they borrow
+        // it); only accessed atomically.
+        unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }
+    }
+
+    /// The bounds' address of the states at `p`.
+    #[inline]
+    fn beside(&self, p: *mut u8) -> *mut u8 {
+        self.bounds.as_mut_ptr().wrapping_add(p as usize - self.leaves.map.as_mut_ptr() as usize)
     }
 
     /// The state word of LBAs `8k..8k+8` holding `lba`, made on first use.
     #[inline]
     pub fn state_word(&self, lba: u64) -> &AtomicU64 {
-        self.word_in(self.leaf_or_cut(lba), lba, 0)
+        self.word_in(self.leaf_or_cut(lba), lba, false)
     }
 
     /// The state word holding `lba`, if it was ever made (else every byte is zero).
     #[inline]
     pub fn state_word_if(&self, lba: u64) -> Option<&AtomicU64> {
-        self.leaf(lba).map(|l| self.word_in(l, lba, 0))
+        self.leaf(lba).map(|l| self.word_in(l, lba, false))
     }
 
     /// The lower-bound word of the LBAs whose state word is `state`.
     #[inline]
     pub fn lo_beside<'a>(&'a self, state: &'a AtomicU64) -> &'a AtomicU64 {
-        // SAFETY: every state word is the first half of a leaf (`word_in` with plane 0),
-        // so the word 64 bytes on is its lower-bound word, in the same piece; only
-        // accessed atomically.
-        unsafe { AtomicU64::from_ptr(state.as_ptr().byte_add(1 << LEAF_SHIFT)) }
+        // SAFETY: every state word is in the `leaves` arena, so its offset there is a word
+        // of `bounds`, a mapping as long; only accessed atomically.
+        unsafe { AtomicU64::from_ptr(self.beside(state.as_ptr().cast::<u8>()).cast::<u64>()) }
     }
 
     /// The lower-bound word holding `lba`, made on first use.
     #[inline]
     pub fn lo_word(&self, lba: u64) -> &AtomicU64 {
-        self.word_in(self.leaf_or_cut(lba), lba, 1 << LEAF_SHIFT)
+        self.word_in(self.leaf_or_cut(lba), lba, true)
     }
 
     /// The lower-bound word holding `lba`, if it was ever made.
     #[inline]
     pub fn lo_word_if(&self, lba: u64) -> Option<&AtomicU64> {
-        self.leaf(lba).map(|l| self.word_in(l, lba, 1 << LEAF_SHIFT))
+        self.leaf(lba).map(|l| self.word_in(l, lba, true))
     }
 
     /// Calls `f(first_lba, state word, lower-bound word)` for every word of chunk `chunk`
@@ -227,7 +237,7 @@ impl LbaMap {
                 let first = base + (i << LEAF_SHIFT);
                 for w in (0..1u64 << LEAF_SHIFT).step_by(8) {
                     let at = self.leaves.at(leaf);
-                    f(first + w, self.word_in(at, w, 0), self.word_in(at, w, 1 << LEAF_SHIFT));
+                    f(first + w, self.word_in(at, w, false), self.word_in(at, w, true));
                 }
             }
         }
@@ -282,14 +292,17 @@ impl LbaMap {
         // SAFETY: DONTNEED on a private anonymous mapping makes it read as zero; the
         // mapping stays, so references into it stay valid.
         let _ = unsafe { self.leaves.map.unchecked_advise(UncheckedAdvice::DontNeed) };
+        // SAFETY: as above.
+        let _ = unsafe { self.bounds.unchecked_advise(UncheckedAdvice::DontNeed) };
         self.each_chunk_entry(|_, e| {
             e.fetch_and(!FLAG, Ordering::SeqCst);
         });
     }
 
-    /// Bytes of nodes and leaves made so far (the root is at most 1/2^16 of `nlba`).
+    /// Bytes of nodes, states and bounds made so far, counting the bounds of every leaf
+    /// (the root is at most 1/2^16 of `nlba`).
     pub fn bytes(&self) -> usize {
-        self.nodes.used() + self.leaves.used()
+        self.nodes.used() + 2 * self.leaves.used()
     }
 }
 
@@ -307,14 +320,14 @@ mod tests {
     }
 
     #[test]
-    fn state_and_bound_of_an_lba_are_separate_bytes_of_one_leaf() {
+    fn state_and_bound_of_an_lba_are_separate_bytes_at_one_offset() {
         let m = LbaMap::new(1000).unwrap();
         m.state_word(77).store(0x11, Ordering::SeqCst);
         m.lo_word(77).store(0x22, Ordering::SeqCst);
         assert_eq!(m.state_word_if(72).unwrap().load(Ordering::SeqCst), 0x11);
         assert_eq!(m.lo_word_if(79).unwrap().load(Ordering::SeqCst), 0x22);
         assert!(m.state_word_if(80).is_none() || m.state_word_if(80).unwrap().load(Ordering::SeqCst) == 0);
-        assert_eq!(m.bytes(), 2 * NODE_BYTES + LEAF_BYTES);
+        assert_eq!(m.bytes(), 2 * NODE_BYTES + 2 * LEAF_BYTES);
     }
 
     #[test]
@@ -324,7 +337,7 @@ mod tests {
         for i in 0..1000u64 {
             m.state_word(i << 27).fetch_or(1, Ordering::SeqCst);
         }
-        assert_eq!(m.bytes(), 1000 * (2 * NODE_BYTES + LEAF_BYTES));
+        assert_eq!(m.bytes(), 1000 * (2 * NODE_BYTES + 2 * LEAF_BYTES));
         assert!((0..1000u64).all(|i| m.state_word_if(i << 27).unwrap().load(Ordering::SeqCst) == 1));
     }
 
