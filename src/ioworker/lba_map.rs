@@ -136,8 +136,19 @@ impl LbaMap {
     }
 
     /// The piece an entry points to, cut from `arena` on first use.
-    #[inline]
+    #[inline(always)]
     fn get(e: &AtomicU32, mask: u32, arena: &Arena) -> u32 {
+        let v = e.load(Ordering::Acquire) & mask;
+        if v != 0 && v != BUSY & mask {
+            return v;
+        }
+        Self::get_cold(e, mask, arena)
+    }
+
+    /// [`LbaMap::get`] where the piece is missing or being cut.
+    #[cold]
+    #[inline(never)]
+    fn get_cold(e: &AtomicU32, mask: u32, arena: &Arena) -> u32 {
         loop {
             let v = e.load(Ordering::Acquire) & mask;
             if v != 0 && v != BUSY & mask {
@@ -167,7 +178,7 @@ impl LbaMap {
         Some(self.leaves.at(leaf))
     }
 
-    #[inline]
+    #[inline(always)]
     fn leaf_or_cut(&self, lba: u64) -> *mut u8 {
         let mid = Self::get(self.root_entry(lba), NUMBER, &self.nodes);
         let low = Self::get(self.node_entry(mid, lba >> CHUNK_SHIFT & MASK), CHUNK_NUMBER, &self.nodes);

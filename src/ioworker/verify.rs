@@ -432,7 +432,7 @@ impl VerifyTable {
     /// failed read-modify-write would still take the cache line from the lock's holder.
     #[inline]
     pub fn try_lock(&self, lba: u64, n: u64) -> bool {
-        self.lock_words(lba, n, true)
+        self.lock_words(lba, n, true, None)
     }
 
     /// [`VerifyTable::try_lock`] for an I/O's first try: each word is taken at once. One
@@ -442,11 +442,20 @@ impl VerifyTable {
     /// the TLB of every CPU the process runs on.
     #[inline]
     pub fn try_lock_first(&self, lba: u64, n: u64) -> bool {
-        self.lock_words(lba, n, false)
+        self.lock_words(lba, n, false, None)
+    }
+
+    /// [`VerifyTable::try_lock_first`] (`first`) or [`VerifyTable::try_lock`] that also
+    /// gives the states the LBAs hold (their bounds are not read), from the words the lock
+    /// took: a writer needs them and they hold still while it holds the lock.
+    #[inline]
+    pub fn try_lock_states(&self, lba: u64, n: u64, first: bool, out: &mut Vec<LbaState>) -> bool {
+        out.clear();
+        self.lock_words(lba, n, !first, Some(out))
     }
 
     #[inline]
-    fn lock_words(&self, lba: u64, n: u64, look_first: bool) -> bool {
+    fn lock_words(&self, lba: u64, n: u64, look_first: bool, mut out: Option<&mut Vec<LbaState>>) -> bool {
         const LOCKS: u64 = 0x8080_8080_8080_8080;
         let mut taken: u64 = 0;
         let ok = Self::for_words(lba, n, |w, mask| {
@@ -462,6 +471,13 @@ impl VerifyTable {
                 return false;
             }
             taken = w + 8;
+            if let Some(out) = out.as_deref_mut() {
+                for i in 0..8 {
+                    if mask >> (i * 8) & 0xff != 0 {
+                        out.push(LbaState { state: (old >> (i * 8)) as u8 & !LOCK, lo: 0 });
+                    }
+                }
+            }
             true
         });
         if !ok && taken > lba {

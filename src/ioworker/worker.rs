@@ -641,9 +641,9 @@ impl Worker {
     }
 
     /// Locks the I/O's LBAs; `first` for an I/O not tried before (see
-    /// [`VerifyTable::try_lock`]).
-    fn lock(&self, io: &Io, first: bool) -> bool {
-        self.table.as_ref().is_none_or(|t| if first { t.try_lock_first(io.slba, io.nlb as u64) } else { t.try_lock(io.slba, io.nlb as u64) })
+    /// [`VerifyTable::try_lock`]). Their states are left in `lba_states` for `prepare`.
+    fn lock(&mut self, io: &Io, first: bool) -> bool {
+        self.table.as_ref().is_none_or(|t| t.try_lock_states(io.slba, io.nlb as u64, first, &mut self.lba_states))
     }
 
     /// Puts one I/O (with its LBAs locked, if `locked`) into a free slot and the SQ.
@@ -700,9 +700,10 @@ impl Worker {
         if io.opcode != 0x01 || !locked {
             return;
         }
-        let (Some(t), Some(pool)) = (&self.table, &self.pool) else { return };
+        let (Some(_), Some(pool)) = (&self.table, &self.pool) else { return };
         let base = self.wbuf[s].as_ptr();
-        t.states(io.slba, io.nlb as u64, &mut self.lba_states);
+        // `lock` just left the states of this I/O's LBAs.
+        debug_assert_eq!(self.lba_states.len(), io.nlb as usize);
         for (i, st) in self.lba_states.iter().enumerate() {
             let l = io.slba + i as u64;
             let k = (s * self.max_lbas + i) % pool.slots();
