@@ -138,11 +138,7 @@ impl LbaMap {
     /// The piece an entry points to, cut from `arena` on first use.
     #[inline(always)]
     fn get(e: &AtomicU32, mask: u32, arena: &Arena) -> u32 {
-        let v = e.load(Ordering::Acquire) & mask;
-        if v != 0 && v != BUSY & mask {
-            return v;
-        }
-        Self::get_cold(e, mask, arena)
+        Self::look(e, mask).unwrap_or_else(|| Self::get_cold(e, mask, arena))
     }
 
     /// [`LbaMap::get`] where the piece is missing or being cut.
@@ -178,64 +174,60 @@ impl LbaMap {
         Some(self.leaves.at(leaf))
     }
 
+    /// The entry of the chunk holding `lba`, its root's node made on first use.
+    #[inline(always)]
+    fn chunk_entry_or_cut(&self, lba: u64) -> &AtomicU32 {
+        let mid = Self::get(self.root_entry(lba), NUMBER, &self.nodes);
+        self.node_entry(mid, lba >> CHUNK_SHIFT & MASK)
+    }
+
     #[inline(always)]
     fn leaf_or_cut(&self, lba: u64) -> *mut u8 {
-        let mid = Self::get(self.root_entry(lba), NUMBER, &self.nodes);
-        let low = Self::get(self.node_entry(mid, lba >> CHUNK_SHIFT & MASK), CHUNK_NUMBER, &self.nodes);
+        let low = Self::get(self.chunk_entry_or_cut(lba), CHUNK_NUMBER, &self.nodes);
         let leaf = Self::get(self.node_entry(low, lba >> LEAF_SHIFT & MASK), NUMBER, &self.leaves);
         self.leaves.at(leaf)
     }
 
-    /// The state word of `lba` in `leaf`, or with `bounds` its lower-bound word.
+    /// The state word of `lba` in `leaf`.
     #[inline]
-    fn word_in(&self, leaf: *mut u8, lba: u64, bounds: bool) -> &AtomicU64 {
-        let mut p = leaf.wrapping_add(((lba & ((1 << LEAF_SHIFT) - 1)) & !7) as usize);
-        if bounds {
-            p = self.beside(p);
-        }
-        // SAFETY: `leaf` is a LEAF_BYTES piece, 8-byte aligned, and the word is inside it
-        // (or at its offset in `bounds`, a mapping as long). Neither is unmapped while the
-        // map lives, and the map outlives every reference its callers hold (they borrow
-        // it); only accessed atomically.
-        unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }
-    }
-
-    /// The bounds' address of the states at `p`.
-    #[inline]
-    fn beside(&self, p: *mut u8) -> *mut u8 {
-        self.bounds.as_mut_ptr().wrapping_add(p as usize - self.leaves.map.as_mut_ptr() as usize)
+    fn word_in(&self, leaf: *mut u8, lba: u64) -> &AtomicU64 {
+        // SAFETY: `leaf` is a LEAF_BYTES piece, 8-byte aligned, and the word is inside it.
+        // Pieces are not unmapped while the map lives, and the map outlives every reference
+        // its callers hold (they borrow it); only accessed atomically.
+        unsafe { AtomicU64::from_ptr(leaf.add(((lba & ((1 << LEAF_SHIFT) - 1)) & !7) as usize).cast::<u64>()) }
     }
 
     /// The state word of LBAs `8k..8k+8` holding `lba`, made on first use.
     #[inline]
     pub fn state_word(&self, lba: u64) -> &AtomicU64 {
-        self.word_in(self.leaf_or_cut(lba), lba, false)
+        self.word_in(self.leaf_or_cut(lba), lba)
     }
 
     /// The state word holding `lba`, if it was ever made (else every byte is zero).
     #[inline]
     pub fn state_word_if(&self, lba: u64) -> Option<&AtomicU64> {
-        self.leaf(lba).map(|l| self.word_in(l, lba, false))
+        self.leaf(lba).map(|l| self.word_in(l, lba))
     }
 
     /// The lower-bound word of the LBAs whose state word is `state`.
     #[inline]
     pub fn lo_beside<'a>(&'a self, state: &'a AtomicU64) -> &'a AtomicU64 {
+        let off = state.as_ptr() as usize - self.leaves.map.as_mut_ptr() as usize;
         // SAFETY: every state word is in the `leaves` arena, so its offset there is a word
         // of `bounds`, a mapping as long; only accessed atomically.
-        unsafe { AtomicU64::from_ptr(self.beside(state.as_ptr().cast::<u8>()).cast::<u64>()) }
+        unsafe { AtomicU64::from_ptr(self.bounds.as_mut_ptr().add(off).cast::<u64>()) }
     }
 
     /// The lower-bound word holding `lba`, made on first use.
     #[inline]
     pub fn lo_word(&self, lba: u64) -> &AtomicU64 {
-        self.word_in(self.leaf_or_cut(lba), lba, true)
+        self.lo_beside(self.state_word(lba))
     }
 
     /// The lower-bound word holding `lba`, if it was ever made.
     #[inline]
     pub fn lo_word_if(&self, lba: u64) -> Option<&AtomicU64> {
-        self.leaf(lba).map(|l| self.word_in(l, lba, true))
+        self.state_word_if(lba).map(|w| self.lo_beside(w))
     }
 
     /// Calls `f(first_lba, state word, lower-bound word)` for every word of chunk `chunk`
@@ -245,10 +237,10 @@ impl LbaMap {
         let Some(low) = self.chunk_entry(base).and_then(|e| Self::look(e, CHUNK_NUMBER)) else { return };
         for i in 0..1u64 << FAN_SHIFT {
             if let Some(leaf) = Self::look(self.node_entry(low, i), NUMBER) {
-                let first = base + (i << LEAF_SHIFT);
+                let (first, at) = (base + (i << LEAF_SHIFT), self.leaves.at(leaf));
                 for w in (0..1u64 << LEAF_SHIFT).step_by(8) {
-                    let at = self.leaves.at(leaf);
-                    f(first + w, self.word_in(at, w, false), self.word_in(at, w, true));
+                    let states = self.word_in(at, w);
+                    f(first + w, states, self.lo_beside(states));
                 }
             }
         }
@@ -262,8 +254,7 @@ impl LbaMap {
 
     /// Flags chunk `chunk`; true if this call set the flag.
     pub fn flag(&self, chunk: u64) -> bool {
-        let mid = Self::get(self.root_entry(chunk << CHUNK_SHIFT), NUMBER, &self.nodes);
-        let e = self.node_entry(mid, chunk & MASK);
+        let e = self.chunk_entry_or_cut(chunk << CHUNK_SHIFT);
         // A chunk holding bounds has its node already; this makes sure of it, as a flag
         // on an entry without a node would read as a node being cut.
         Self::get(e, CHUNK_NUMBER, &self.nodes);

@@ -276,6 +276,16 @@ pub struct LbaState {
 }
 
 impl LbaState {
+    /// Appends the LBAs of `mask` (a byte each) in a word of states and one of bounds.
+    #[inline]
+    fn push_word(out: &mut Vec<LbaState>, mask: u64, states: u64, lo: u64) {
+        for i in 0..8 {
+            if mask >> (i * 8) & 0xff != 0 {
+                out.push(LbaState { state: (states >> (i * 8)) as u8 & !LOCK, lo: (lo >> (i * 8)) as u8 });
+            }
+        }
+    }
+
     /// Whether the LBA may hold one of several states (see [`VerifyTable::ambiguous`]).
     #[inline]
     pub fn ambiguous(&self) -> bool {
@@ -395,11 +405,7 @@ impl VerifyTable {
                 Some(sw) => (sw.load(Ordering::Acquire), if bounds { self.lbas.lo_beside(sw).load(Ordering::SeqCst) } else { 0 }),
                 None => (0, 0),
             };
-            for i in 0..8 {
-                if mask >> (i * 8) & 0xff != 0 {
-                    out.push(LbaState { state: (s >> (i * 8)) as u8 & !LOCK, lo: (lo >> (i * 8)) as u8 });
-                }
-            }
+            LbaState::push_word(out, mask, s, lo);
             true
         });
     }
@@ -472,11 +478,7 @@ impl VerifyTable {
             }
             taken = w + 8;
             if let Some(out) = out.as_deref_mut() {
-                for i in 0..8 {
-                    if mask >> (i * 8) & 0xff != 0 {
-                        out.push(LbaState { state: (old >> (i * 8)) as u8 & !LOCK, lo: 0 });
-                    }
-                }
+                LbaState::push_word(out, mask, old, 0);
             }
             true
         });

@@ -668,9 +668,8 @@ impl Worker {
                 if sgl { DataPtr::SglAt { iova, len } } else { DataPtr::PrpAt { iova, len } }
             }
         };
-        // Field by field: the struct copy read the I/O back with 16-byte loads across the
-        // generator's narrower stores, and `send` held 20 % of the samples of a
-        // never-written read run (6 % after; 14.2–14.5 M IOPS against 13.5–14.1 M).
+        // Field by field: with the struct copy, `send` held 20 % of the samples of a
+        // never-written read run, 6 % after (14.2–14.5 M IOPS against 13.5–14.1 M).
         let sl = &mut self.slots[s];
         (sl.io.slba, sl.io.nlb, sl.io.opcode, sl.io.at_us, sl.locked) = (io.slba, io.nlb, io.opcode, io.at_us, locked);
         // One clock read stamps the whole batch (latency is measured from here).

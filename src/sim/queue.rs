@@ -126,8 +126,8 @@ impl SqState {
     pub(crate) fn peek(&mut self, view: &DmaView, ahead: u32) -> Option<Sqe> {
         let p = self.host.slot(view, (self.head + ahead) % self.size, SQE_BYTES, self.size as usize * SQE_BYTES as usize)?;
         let mut sqe = Sqe::default();
-        // SAFETY: as in `fetch`: entry `head` of translated queue memory, written by the
-        // host before the doorbell just acquired.
+        // SAFETY: as in `fetch`: entry `head + ahead` of translated queue memory, written
+        // by the host before the doorbell just acquired.
         unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), (&mut sqe as *mut Sqe).cast::<u8>(), SQE_BYTES as usize) };
         Some(sqe)
     }
