@@ -197,6 +197,11 @@ impl IoThread {
     }
 
     fn handle_msgs(&mut self) -> usize {
+        // The count goes up before a message is sent: a load is cheaper than the channel's
+        // try_recv, which this loop would otherwise run between every run of commands.
+        if self.shared().msg_counts[self.idx].load(Ordering::Acquire) == 0 {
+            return 0;
+        }
         let mut n = 0;
         while let Ok(msg) = self.rx.try_recv() {
             self.shared().msg_counts[self.idx].fetch_sub(1, Ordering::SeqCst);

@@ -139,6 +139,11 @@ pub(crate) struct CqState {
     pub(crate) size: u32,
     pub(crate) tail: u32,
     pub(crate) phase: bool,
+    /// The head the host last wrote, as last read from its doorbell: read again only when
+    /// the queue looks full by it (the host's head only moves towards the tail, so a stale
+    /// head never makes a full queue look free). Every read of the doorbell takes its cache
+    /// line from the host, which writes it with every poll.
+    head_seen: u32,
     /// Completions waiting for the host to free CQ entries.
     pub(crate) overflow: VecDeque<Cqe>,
     /// Interrupt vector, when interrupts are enabled (IEN; the admin CQ always, vector 0).
@@ -158,7 +163,7 @@ pub(crate) enum PostError {
 impl CqState {
     pub(crate) fn new(qid: u16, mem: QueueMem, size: u32) -> Self {
         // The first pass through a zeroed queue uses phase 1 (§4.6).
-        CqState { qid, size, tail: 0, phase: true, overflow: VecDeque::new(), irq: None, host: Ring::new(mem) }
+        CqState { qid, size, tail: 0, phase: true, head_seen: 0, overflow: VecDeque::new(), irq: None, host: Ring::new(mem) }
     }
 
     /// The same queue, signalling vector `irq` (None: IEN = 0).
@@ -177,8 +182,11 @@ impl CqState {
     /// as a release store, so the host never sees the tag before the entry.
     #[inline]
     pub(crate) fn post(&mut self, view: &DmaView, regs: &Registers, cqe: &Cqe) -> Result<(), PostError> {
-        if self.is_full(regs) {
-            return Err(PostError::Full);
+        if (self.tail + 1) % self.size == self.head_seen {
+            self.head_seen = regs.doorbell_value(self.qid, true).load(Ordering::Acquire);
+            if (self.tail + 1) % self.size == self.head_seen {
+                return Err(PostError::Full);
+            }
         }
         let p = self.host.slot(view, self.tail, CQE_BYTES, self.size as usize * CQE_BYTES as usize).ok_or(PostError::Unmapped)?;
         let dw3 = cqe.with_phase(self.phase).dw[3];

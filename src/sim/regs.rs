@@ -84,10 +84,13 @@ pub(crate) struct Doorbell {
     pub(crate) owner: AtomicU32,
 }
 
-/// Sixteen doorbell values, a cache line that holds nothing else.
+/// One doorbell value in a cache line of its own: the host writes a queue's tail and
+/// head doorbells at different times from the controller's reads of them (it reads the
+/// head only when the CQ looks full), and workers write doorbells of different queues.
+/// Sharing a line made each write take it from a reader that did not need it.
 #[derive(Default)]
 #[repr(align(64))]
-struct DoorbellLine([AtomicU32; 16]);
+struct DoorbellLine(AtomicU32);
 
 /// Register file of BAR0.
 pub(crate) struct Registers {
@@ -133,7 +136,7 @@ impl Registers {
             acq: Default::default(),
             intms: AtomicU32::new(0),
             doorbells: (0..2 * (max_qid as usize + 1)).map(|_| Doorbell::default()).collect(),
-            doorbell_values: (0..(2 * (max_qid as usize + 1)).div_ceil(16)).map(|_| DoorbellLine::default()).collect(),
+            doorbell_values: (0..2 * (max_qid as usize + 1)).map(|_| DoorbellLine::default()).collect(),
             powered: AtomicBool::new(true),
             bar_blocked: AtomicBool::new(false),
             bar_size,
@@ -158,8 +161,8 @@ impl Registers {
         for d in self.doorbells.iter() {
             d.size.store(0, Ordering::SeqCst);
         }
-        for v in self.doorbell_values.iter().flat_map(|l| l.0.iter()) {
-            v.store(0, Ordering::SeqCst);
+        for v in self.doorbell_values.iter() {
+            v.0.store(0, Ordering::SeqCst);
         }
     }
 
@@ -214,7 +217,7 @@ impl Registers {
     #[inline]
     pub(crate) fn doorbell_value(&self, qid: u16, cq: bool) -> &AtomicU32 {
         let i = 2 * qid as usize + cq as usize;
-        &self.doorbell_values[i / 16].0[i % 16]
+        &self.doorbell_values[i].0
     }
     /// Publishes a queue in the doorbell table (value reset to 0).
     pub(crate) fn open_doorbell(&self, qid: u16, cq: bool, size: u32, owner: u32) {
