@@ -339,6 +339,43 @@ pub(crate) struct SegCursor<'a> {
     off: usize,
 }
 
+/// Writes `n` zero bytes at `h`.
+///
+/// # Safety
+/// `h` is valid for writes of `n` bytes.
+#[inline]
+unsafe fn zero(h: *mut u8, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if n >= 256 && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked); the caller's contract is passed on.
+        unsafe { zero_avx2(h, n) };
+        return;
+    }
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::write_bytes(h, 0, n) }
+}
+
+/// [`zero`] with 32-byte stores. glibc sets a block of 4 KiB with `rep stosb`, which on
+/// the AMD EPYC machines measured left never-written reads 9 % slower than its vector
+/// loop (14.6–15.5 M against 15.7–16.7 M IOPS, alternating runs).
+///
+/// # Safety
+/// As [`zero`]; the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn zero_avx2(h: *mut u8, n: usize) {
+    use std::arch::x86_64::{__m256i, _mm256_setzero_si256, _mm256_storeu_si256};
+    // Opaque, so that the optimizer does not turn the loop back into a call of memset.
+    let z = std::hint::black_box(_mm256_setzero_si256());
+    let whole = n / 32 * 32;
+    for i in (0..whole).step_by(32) {
+        // SAFETY: `h + i .. + 32` is inside the caller's `n` bytes; unaligned stores.
+        unsafe { _mm256_storeu_si256(h.add(i).cast::<__m256i>(), z) };
+    }
+    // SAFETY: the rest of the caller's `n` bytes.
+    unsafe { std::ptr::write_bytes(h.add(whole), 0, n - whole) }
+}
+
 impl<'a> SegCursor<'a> {
     pub(crate) fn new(segs: &'a [Seg]) -> Self {
         SegCursor { segs, i: 0, off: 0 }
@@ -365,7 +402,7 @@ impl<'a> SegCursor<'a> {
                     match mem {
                         Some(m) if to_host => std::ptr::copy_nonoverlapping(m.add(done), h, k),
                         Some(m) => std::ptr::copy_nonoverlapping(h, m.add(done), k),
-                        None => std::ptr::write_bytes(h, 0, k),
+                        None => zero(h, k),
                     }
                 }
             }
