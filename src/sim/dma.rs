@@ -372,8 +372,10 @@ unsafe fn zero_avx2(h: *mut u8, n: usize) {
         // SAFETY: `h + i .. + 32` is inside the caller's `n` bytes; unaligned stores.
         unsafe { _mm256_storeu_si256(h.add(i).cast::<__m256i>(), z) };
     }
-    // SAFETY: the rest of the caller's `n` bytes.
-    unsafe { std::ptr::write_bytes(h.add(whole), 0, n - whole) }
+    if whole < n {
+        // SAFETY: the rest of the caller's `n` bytes.
+        unsafe { std::ptr::write_bytes(h.add(whole), 0, n - whole) }
+    }
 }
 
 impl<'a> SegCursor<'a> {
