@@ -358,7 +358,9 @@ impl IoThread {
             return 0;
         }
         let mut done = 0;
-        let sh = self.exec.shared.clone();
+        // `self.exec.shared` is borrowed where it is used, not cloned: the clone and drop
+        // of the Arc were two locked instructions per round, each waiting for the stores of
+        // the data just sent to the host.
         // Round robin starts one queue later each round; with WRR the queues are sorted
         // by class, so urgent queues are always served first.
         let start = if self.ams == 1 { 0 } else { self.rr_next % n };
@@ -378,21 +380,21 @@ impl IoThread {
                 }
                 let sq = &mut self.sqs[i];
                 if sq.head == tail {
-                    tail = sq.tail(&sh.regs);
+                    tail = sq.tail(&self.exec.shared.regs);
                     if sq.head == tail {
                         break;
                     }
                 }
                 // A fatal error raised before the host rang is visible after the doorbell's
                 // acquire load: from then on nothing more is executed.
-                if sh.fatal.load(Ordering::Acquire) {
+                if self.exec.shared.fatal.load(Ordering::Acquire) {
                     return done;
                 }
                 // After the doorbell's acquire load: mappings the host made before ringing
                 // are visible now, not necessarily at the top of the loop.
                 self.exec.view.refresh();
                 let Some(sqe) = sq.fetch(&self.exec.view) else {
-                    sh.set_fatal();
+                    self.exec.shared.set_fatal();
                     return done;
                 };
                 let (sqid, sqhd) = (sq.qid, sq.head as u16);
