@@ -402,13 +402,13 @@ impl IoThread {
                 // index entry of the one after it (so the next data prefetch does not wait
                 // for it), as a drive's controller pipelines its fetches.
                 if sq.head != tail
-                    && let Some(next) = sq.peek(&self.exec.view, 0)
+                    && let Some(next) = sq.peek_target(&self.exec.view, 0)
                 {
-                    self.exec.prefetch(&next, false);
+                    self.exec.prefetch(next, false);
                     if (sq.head + 1) % sq.size != tail
-                        && let Some(after) = sq.peek(&self.exec.view, 1)
+                        && let Some(after) = sq.peek_target(&self.exec.view, 1)
                     {
-                        self.exec.prefetch(&after, true);
+                        self.exec.prefetch(after, true);
                     }
                 }
                 Counters::add(&self.exec.counters.commands, 1);
@@ -437,11 +437,11 @@ impl Exec {
     /// Warms the caches for a read that is about to run: its data, or only where the
     /// index keeps its place (`index_only`, for one further off).
     #[inline]
-    fn prefetch(&self, sqe: &Sqe, index_only: bool) {
-        if sqe.opcode() == NvmOpcode::Read.code()
-            && let Some(ns) = self.shared.namespaces.get((sqe.nsid() as usize).wrapping_sub(1))
+    fn prefetch(&self, (opcode, nsid, slba): (u8, u32, u64), index_only: bool) {
+        if opcode == NvmOpcode::Read.code()
+            && let Some(ns) = self.shared.namespaces.get((nsid as usize).wrapping_sub(1))
         {
-            if index_only { ns.prefetch_index(sqe.slba()) } else { ns.prefetch(sqe.slba()) }
+            if index_only { ns.prefetch_index(slba) } else { ns.prefetch(slba) }
         }
     }
 

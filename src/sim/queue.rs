@@ -120,16 +120,18 @@ impl SqState {
         Some(sqe)
     }
 
-    /// The entry `ahead` places past the head without consuming it; the caller knows the
-    /// host rang for it.
+    /// Opcode, NSID and starting LBA (CDW0 bits 7:0, NSID, CDW10-11) of the entry `ahead`
+    /// places past the head, without consuming it: what a prefetch for it needs, read
+    /// without copying the rest. The caller knows the host rang for it.
     #[inline]
-    pub(crate) fn peek(&mut self, view: &DmaView, ahead: u32) -> Option<Sqe> {
+    pub(crate) fn peek_target(&mut self, view: &DmaView, ahead: u32) -> Option<(u8, u32, u64)> {
         let p = self.host.slot(view, (self.head + ahead) % self.size, SQE_BYTES, self.size as usize * SQE_BYTES as usize)?;
-        let mut sqe = Sqe::default();
-        // SAFETY: as in `fetch`: entry `head + ahead` of translated queue memory, written
-        // by the host before the doorbell just acquired.
-        unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), (&mut sqe as *mut Sqe).cast::<u8>(), SQE_BYTES as usize) };
-        Some(sqe)
+        let dw = p.as_ptr().cast::<u32>();
+        // SAFETY: as in `fetch`: entry `head + ahead` of translated queue memory (64 bytes,
+        // dword aligned as queue memory is), written by the host before the doorbell just
+        // acquired.
+        let (dw0, nsid, lo, hi) = unsafe { (dw.read(), dw.add(1).read(), dw.add(10).read(), dw.add(11).read()) };
+        Some((dw0 as u8, nsid, (hi as u64) << 32 | lo as u64))
     }
 }
 
