@@ -7,6 +7,11 @@
 //! zero page: the worker's own cost shows); the region is then written once, so the other
 //! reads return verified blocks from memory, as a drive would. The last run mixes reads
 //! and writes over 64 blocks, so most I/Os wait for the LBA locks of others.
+//!
+//! The never-written read is measured in rounds (`NVPLAN_BENCH_ROUNDS`, 3 by default), each
+//! next to a fio run of its own, and reported as the median of the rounds' ratios: on a
+//! machine whose speed changes from one minute to the next, a ratio of two runs far apart
+//! says more about the machine than about the two programs.
 
 mod common;
 
@@ -52,9 +57,19 @@ fn main() {
     let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
     let ctrl = Controller::new(t, ControllerOptions::default()).expect("bring-up");
     let ns = ctrl.namespace(1).expect("namespace 1");
-    // First over never-written blocks: the simulator's data copies come from the zero
-    // page, so this measures the worker (host side); then over written blocks.
-    let unwritten_plain = run(&ns, secs, 100, false);
+    // First over never-written blocks: the simulator sends zeroes, so this measures the
+    // worker and the simulator's command handling; then over written blocks.
+    let rounds: usize = std::env::var("NVPLAN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let mut pairs = Vec::new();
+    let mut unwritten_plain = run(&ns, secs, 100, false);
+    for i in 0..rounds {
+        if i > 0 {
+            unwritten_plain = run(&ns, secs, 100, false);
+        }
+        if let Ok(f) = common::fio_null_qd63(secs, &["--rw=randread"]) {
+            pairs.push((unwritten_plain.iops(), f, unwritten_plain.cpu_usage));
+        }
+    }
     // Write the region once (verified generations for every LBA).
     let fill = IoWorkerConfig { lba_random: 0, read_percentage: 0, io_size: IoSize::Fixed(256), region_end: vec![REGION_LBAS], ..Default::default() };
     assert_eq!(ns.ioworker(fill).unwrap().run().error, 0);
@@ -74,7 +89,18 @@ fn main() {
     if let Some((_, f)) = fw {
         common::report("fio --ioengine=null --rw=randwrite --verify=crc32c", f, None);
     }
-    common::report("ioworker randread, verify off, unwritten", unwritten_plain.iops(), fr);
+    if pairs.is_empty() {
+        common::report("ioworker randread, verify off, unwritten", unwritten_plain.iops(), fr);
+    } else {
+        // The round whose ratio is the median, next to its own fio run; then every round.
+        let mut by_ratio = pairs.clone();
+        by_ratio.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+        let (n, f, _) = by_ratio[by_ratio.len() / 2];
+        common::report("ioworker randread, verify off, unwritten", n, Some(("fio null randread, median round", f)));
+        let each: Vec<String> =
+            pairs.iter().map(|(n, f, cpu)| format!("{:.1} M / {:.2} M = {:.2} ({:.0} ns per I/O)", n / 1e6, f / 1e6, n / f, cpu / n * 1e9)).collect();
+        println!("  rounds, ioworker / fio: {}", each.join("; "));
+    }
     common::report("ioworker randread, verify off", read_plain.iops(), fr);
     common::report("ioworker randread, verify on", read_verified.iops(), fr);
     common::report("ioworker randwrite, verify on", write_verified.iops(), fw);
