@@ -113,6 +113,10 @@ struct Exec {
     gc_delay: u64,
 }
 
+/// How long an I/O thread with completions waiting for CQ room sleeps before it reads the
+/// head doorbells again (the host's writes of them wake no one).
+const OVERFLOW_RECHECK: Duration = Duration::from_micros(50);
+
 pub(crate) struct IoThread {
     idx: usize,
     rx: Receiver<IoMsg>,
@@ -175,10 +179,14 @@ impl IoThread {
                 continue;
             }
             let due = self.pending.peek().map(|Reverse(p)| p.due).into_iter().chain(self.shared().msix.next_due()).min();
-            let timeout = match due {
+            let mut timeout = match due {
                 Some(due) => Duration::from_nanos(due.saturating_sub(self.shared().now_ns())).min(Duration::from_millis(10)),
                 None => Duration::from_millis(100),
             };
+            if self.cqs.iter().flatten().any(|c| !c.overflow.is_empty()) {
+                // Completions wait for the host to move a CQ's head, which wakes no one.
+                timeout = timeout.min(OVERFLOW_RECHECK);
+            }
             let shared = self.exec.shared.clone();
             shared.wakers[self.idx].sleep(timeout, || self.has_work());
         }
