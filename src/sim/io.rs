@@ -123,6 +123,8 @@ pub(crate) struct IoThread {
     exec: Exec,
     sqs: Vec<SqState>,
     cqs: Vec<Option<CqState>>,
+    /// The ids of the CQs in `cqs`: the loop looks at these, not at every id there may be.
+    cq_ids: Vec<u16>,
     pending: BinaryHeap<Reverse<Pending>>,
     seq: u64,
     rr_next: usize,
@@ -151,6 +153,7 @@ impl IoThread {
             exec,
             sqs: Vec::new(),
             cqs: (0..=cfg.max_io_queues).map(|_| None).collect(),
+            cq_ids: Vec::new(),
             pending: BinaryHeap::new(),
             seq: 0,
             rr_next: 0,
@@ -183,13 +186,17 @@ impl IoThread {
                 Some(due) => Duration::from_nanos(due.saturating_sub(self.shared().now_ns())).min(Duration::from_millis(10)),
                 None => Duration::from_millis(100),
             };
-            if self.cqs.iter().flatten().any(|c| !c.overflow.is_empty()) {
+            if self.owned_cqs().any(|c| !c.overflow.is_empty()) {
                 // Completions wait for the host to move a CQ's head, which wakes no one.
                 timeout = timeout.min(OVERFLOW_RECHECK);
             }
             let shared = self.exec.shared.clone();
             shared.wakers[self.idx].sleep(timeout, || self.has_work());
         }
+    }
+
+    fn owned_cqs(&self) -> impl Iterator<Item = &CqState> {
+        self.cq_ids.iter().filter_map(|&q| self.cqs[q as usize].as_ref())
     }
 
     /// Whether anything would be done if the loop ran now (checked before sleeping).
@@ -201,7 +208,7 @@ impl IoThread {
         if sh.fatal.load(Ordering::SeqCst) {
             return false;
         }
-        self.sqs.iter().any(|s| s.has_work(&sh.regs)) || self.cqs.iter().flatten().any(|c| !c.overflow.is_empty() && !c.is_full(&sh.regs))
+        self.sqs.iter().any(|s| s.has_work(&sh.regs)) || self.owned_cqs().any(|c| !c.overflow.is_empty() && !c.is_full(&sh.regs))
     }
 
     fn handle_msgs(&mut self) -> usize {
@@ -216,8 +223,11 @@ impl IoThread {
             n += 1;
             match msg {
                 IoMsg::AddCq(cq) => {
-                    let q = cq.qid as usize;
-                    self.cqs[q] = Some(cq);
+                    let q = cq.qid;
+                    self.cqs[q as usize] = Some(cq);
+                    if !self.cq_ids.contains(&q) {
+                        self.cq_ids.push(q);
+                    }
                 }
                 IoMsg::AddSq(sq) => {
                     self.sqs.push(sq);
@@ -231,11 +241,13 @@ impl IoThread {
                 }
                 IoMsg::DeleteCq { qid, ack } => {
                     self.cqs[qid as usize] = None;
+                    self.cq_ids.retain(|&q| q != qid);
                     let _ = ack.send(());
                 }
                 IoMsg::Reset { ack } => {
                     self.sqs.clear();
                     self.cqs.iter_mut().for_each(|c| *c = None);
+                    self.cq_ids.clear();
                     self.pending.clear();
                     let _ = ack.send(());
                 }
@@ -311,7 +323,8 @@ impl IoThread {
         if shared.msix.next_due().is_some() {
             shared.msix.fire_due(shared.now_ns(), view);
         }
-        for cq in self.cqs.iter_mut().flatten() {
+        for &q in &self.cq_ids {
+            let Some(cq) = self.cqs[q as usize].as_mut() else { continue };
             if !cq.overflow.is_empty() {
                 match cq.drain_overflow(view, &shared.regs) {
                     Ok(k) => {
