@@ -437,6 +437,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn zeroes_sent_to_the_host_cover_exactly_the_bytes_asked_for() {
+        // Lengths below, at and around the vector path's 32-byte stores, at odd offsets.
+        for (off, n) in [(0, 4096), (3, 4096), (1, 300), (5, 33), (0, 255), (7, 4097), (0, 1)] {
+            let mut buf = vec![0xa5u8; 4200];
+            // SAFETY: `off + n` is inside `buf`.
+            unsafe { zero(buf.as_mut_ptr().add(off), n) };
+            assert!(buf[..off].iter().all(|&b| b == 0xa5), "before {off}+{n}");
+            assert!(buf[off..off + n].iter().all(|&b| b == 0), "inside {off}+{n}");
+            assert!(buf[off + n..].iter().all(|&b| b == 0xa5), "after {off}+{n}");
+        }
+    }
+
     fn space_with(len: usize) -> (S, crate::transport::DmaBuffer) {
         let s = crate::transport::space::AddressSpace::new();
         let b = s.alloc(len).unwrap();

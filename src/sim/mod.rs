@@ -372,16 +372,17 @@ impl Simulator {
             } else if v >= size {
                 sh.raise_event(async_event::TYPE_ERROR, async_event::ERROR_INVALID_DOORBELL_VALUE, lid::ERROR_INFORMATION);
             } else {
-                if is_cq && qid != 0 {
-                    // An I/O thread needs a CQ's head only while completions wait for room,
-                    // and then it never sleeps long (`IoThread::run`): no wake, so no
-                    // full barrier on every poll of the host.
+                let owner = d.owner.load(Ordering::Relaxed) as usize;
+                if is_cq && owner != 0 {
+                    // An I/O thread (every owner but the controller thread, 0) needs a CQ's
+                    // head only while completions wait for room, and then it never sleeps
+                    // long (`IoThread::run`): no wake, so no full barrier on every poll.
                     r.doorbell_value(qid, is_cq).store(v, Ordering::Release);
                 } else {
                     // SeqCst, not Release: the store must not pass the load of the owner's
                     // sleeping flag in `wake`, or a thread going to sleep could miss it.
                     r.doorbell_value(qid, is_cq).store(v, Ordering::SeqCst);
-                    sh.wakers[d.owner.load(Ordering::Relaxed) as usize].wake();
+                    sh.wakers[owner].wake();
                 }
             }
             return;

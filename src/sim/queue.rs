@@ -177,16 +177,22 @@ impl CqState {
     /// Whether the next entry would overwrite one the host has not consumed.
     #[inline]
     pub(crate) fn is_full(&self, regs: &Registers) -> bool {
-        (self.tail + 1) % self.size == regs.doorbell_value(self.qid, true).load(Ordering::Acquire)
+        self.full_at(regs.doorbell_value(self.qid, true).load(Ordering::Acquire))
+    }
+
+    /// Whether the queue is full with the host's head at `head` (NVMe 1.4 §4.1.2).
+    #[inline]
+    fn full_at(&self, head: u32) -> bool {
+        (self.tail + 1) % self.size == head
     }
 
     /// Writes a completion at the tail: dwords 0-2 first, then dword 3 with the phase tag
     /// as a release store, so the host never sees the tag before the entry.
     #[inline]
     pub(crate) fn post(&mut self, view: &DmaView, regs: &Registers, cqe: &Cqe) -> Result<(), PostError> {
-        if (self.tail + 1) % self.size == self.head_seen {
+        if self.full_at(self.head_seen) {
             self.head_seen = regs.doorbell_value(self.qid, true).load(Ordering::Acquire);
-            if (self.tail + 1) % self.size == self.head_seen {
+            if self.full_at(self.head_seen) {
                 return Err(PostError::Full);
             }
         }
