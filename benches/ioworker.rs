@@ -61,11 +61,9 @@ fn main() {
     // worker and the simulator's command handling; then over written blocks.
     let rounds: usize = std::env::var("NVPLAN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let mut pairs = Vec::new();
-    let mut unwritten_plain = run(&ns, secs, 100, false);
-    for i in 0..rounds {
-        if i > 0 {
-            unwritten_plain = run(&ns, secs, 100, false);
-        }
+    let mut unwritten_plain = IoWorkerResult::default();
+    for _ in 0..rounds {
+        unwritten_plain = run(&ns, secs, 100, false);
         if let Ok(f) = common::fio_null_qd63(secs, &["--rw=randread"]) {
             pairs.push((unwritten_plain.iops(), f, unwritten_plain.cpu_usage));
         }
@@ -93,9 +91,9 @@ fn main() {
         common::report("ioworker randread, verify off, unwritten", unwritten_plain.iops(), fr);
     } else {
         // The round whose ratio is the median, next to its own fio run; then every round.
-        let mut by_ratio = pairs.clone();
-        by_ratio.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
-        let (n, f, _) = by_ratio[by_ratio.len() / 2];
+        let mut ratios: Vec<(f64, f64)> = pairs.iter().map(|&(n, f, _)| (n, f)).collect();
+        ratios.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+        let (n, f) = ratios[ratios.len() / 2];
         common::report("ioworker randread, verify off, unwritten", n, Some(("fio null randread, median round", f)));
         let each: Vec<String> =
             pairs.iter().map(|(n, f, cpu)| format!("{:.1} M / {:.2} M = {:.2} ({:.0} ns per I/O)", n / 1e6, f / 1e6, n / f, cpu / n * 1e9)).collect();
