@@ -10,7 +10,8 @@
 //! - first writes, in random order, into never-written space;
 //! - random reads of written blocks, verification on and off;
 //! - 50 % random read/write over a 1 GiB region of a 1 GiB and of a 64 TiB namespace;
-//! - resident memory per byte the host wrote.
+//! - resident memory per byte the host wrote, and the verification table's bytes per LBA
+//!   touched.
 
 mod common;
 
@@ -18,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nvplan::driver::{Controller, ControllerOptions, Namespace};
-use nvplan::ioworker::{IoSize, IoWorkerConfig, IoWorkerResult};
+use nvplan::ioworker::verify::VerifyTable;
+use nvplan::ioworker::{IoSize, IoWorkerConfig, IoWorkerResult, SeqIo};
 use nvplan::sim::{NamespaceConfig, SimConfig, Simulator};
 use nvplan::transport::SharedTransport;
 use nvplan::transport::sim::SimTransport;
@@ -31,7 +33,7 @@ type Line<'a> = (String, f64, Option<(&'a str, f64)>);
 
 struct Drive {
     sim: Arc<Simulator>,
-    _ctrl: Controller,
+    ctrl: Controller,
     ns: Namespace,
 }
 
@@ -42,7 +44,19 @@ fn drive(capacity: u64) -> Drive {
     let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
     let ctrl = Controller::new(t, ControllerOptions::default()).expect("bring-up");
     let ns = ctrl.namespace(1).expect("namespace 1");
-    Drive { sim, _ctrl: ctrl, ns }
+    Drive { sim, ctrl, ns }
+}
+
+/// Bytes of the namespace's verification table.
+fn table_bytes(d: &Drive) -> usize {
+    d.ctrl.attachments::<VerifyTable>().first().map_or(0, |(_, t)| t.table_bytes())
+}
+
+/// One Flush through an ioworker (it makes the table's unflushed LBAs durable).
+fn flush(ns: &Namespace) {
+    let seq = vec![SeqIo { slba: 0, nlb: 1, opcode: 0x00, time_sent_us: 0 }];
+    let r = ns.ioworker(IoWorkerConfig { io_sequence: Some(seq), qdepth: 1, ..Default::default() }).unwrap().run();
+    assert_eq!(r.error, 0, "{:?}", r.error_message);
 }
 
 /// 4 KiB random I/O over `[start, start + bytes)` for `secs` (or `count` I/Os).
@@ -118,6 +132,8 @@ fn main() {
         let media_filled = d.sim.stats().media_bytes;
         memory.push(format!("resident memory (process): {:.2} bytes per byte written by the fill of {}", filled as f64 / max_region as f64, size(max_region)));
         memory.push(format!("simulator media memory: {:.3} bytes per byte written by the fill", media_filled as f64 / max_region as f64));
+        let lbas = (max_region / 512) as f64;
+        memory.push(format!("verification table after the fill (unflushed): {:.3} bytes per LBA written", table_bytes(&d) as f64 / lbas));
         let mut region = 64 << 20;
         while part("overwrite") && region <= max_region {
             let r = random(&d.ns, Some(secs), 0, 0, true, 0, region);
@@ -138,6 +154,20 @@ fn main() {
             let r = random(&d.ns, Some(secs), 0, 100, true, 0, max_region);
             lines.push((format!("random read of written blocks, {}, verify on", size(max_region)), r.iops(), fr));
         }
+        let lbas = (max_region / 512) as f64;
+        memory.push(format!("verification table after the overwrites (unflushed): {:.3} bytes per LBA written", table_bytes(&d) as f64 / lbas));
+        flush(&d.ns);
+        let flushed = table_bytes(&d);
+        memory.push(format!("verification table after a flush: {:.3} bytes per LBA written", flushed as f64 / lbas));
+        // Overwrites of flushed data into the cache: each LBA may show its durable state or
+        // a newer one until the next flush, so both are kept.
+        let region = GIB.min(max_region);
+        random(&d.ns, Some(secs), 0, 0, true, 0, region);
+        memory.push(format!(
+            "verification table after overwrites of flushed data over {} (unflushed): {:.3} bytes more per LBA of that region",
+            size(region),
+            table_bytes(&d).saturating_sub(flushed) as f64 / (region / 512) as f64
+        ));
         assert!(d.sim.panics().is_empty());
         drop(d);
     }
@@ -149,20 +179,33 @@ fn main() {
         let count = (max_region / 4096 / 4).min(2_000_000);
         let rss1 = rss();
         let r = random(&d.ns, None, count, 0, true, 0, max_region);
+        let (table1, lbas1) = (table_bytes(&d), r.io_count_write * 8);
         lines.push((format!("first writes, random over {}", size(max_region)), r.iops(), fw));
         memory.push(format!("resident memory (process): {:.2} bytes per byte of first writes", rss().saturating_sub(rss1) as f64 / (count * 4096) as f64));
         memory.push(format!(
             "simulator media memory: {:.3} bytes per byte of first writes (data and cache images)",
             d.sim.stats().media_bytes as f64 / (count * 4096) as f64
         ));
+        memory.push(format!(
+            "verification table after first writes over {}: {:.2} bytes per LBA written ({:.3} per LBA of the region)",
+            size(max_region),
+            table1 as f64 / lbas1 as f64,
+            table1 as f64 / (max_region / 512) as f64
+        ));
         let (rss2, media2) = (rss(), d.sim.stats().media_bytes);
         let r = random(&d.ns, None, count / 4, 0, true, 0, 64 * TIB);
+        let table2 = table_bytes(&d) - table1;
         lines.push(("first writes, random over 64 TiB".into(), r.iops(), fw));
         let bytes = (count / 4 * 4096) as f64;
         memory.push(format!(
             "first writes scattered over 64 TiB: resident memory {:.2} bytes per byte written, simulator media {:.3}",
             rss().saturating_sub(rss2) as f64 / bytes,
             d.sim.stats().media_bytes.saturating_sub(media2) as f64 / bytes
+        ));
+        memory.push(format!(
+            "verification table after first writes scattered over 64 TiB: {:.0} bytes per 4 KiB write ({:.1} per LBA written)",
+            table2 as f64 / r.io_count_write as f64,
+            table2 as f64 / (r.io_count_write * 8) as f64
         ));
         assert!(d.sim.panics().is_empty());
         drop(d);

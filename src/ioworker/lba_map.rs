@@ -1,5 +1,5 @@
-//! Two bytes per LBA (a state and a durable lower bound), held only where LBAs were
-//! touched.
+//! One byte per LBA (its state), and a second (its durable lower bound) only where one is
+//! needed, held only where LBAs were touched.
 //!
 //! A flat table of one byte per LBA costs a 4 KiB page for every write scattered over
 //! a large namespace: 1 byte of table per byte written. This is a tree instead, four
@@ -7,9 +7,17 @@
 //! page at a time), nodes of 64 entries, and leaves of 64 LBAs: 64 state bytes, a cache
 //! line. Lower bounds live in a second arena at the same offsets as their states, touched
 //! only where bounds are written, so the states of a dense region stay as compact as a flat
-//! table's. A write scattered into an untouched part of a namespace takes 640 bytes (two
-//! nodes, its states and bounds); a dense region takes 2 bytes per LBA and 1/16 of that in
-//! nodes.
+//! table's. A write scattered into an untouched part of a namespace takes 576 bytes (two
+//! nodes and its states); a dense region takes 1 byte per LBA and 1/16 of that in nodes,
+//! and 1 byte more per LBA where bounds are written.
+//!
+//! **Fresh leaves.** A leaf is *fresh* until something other than a write into a volatile
+//! write cache changes it: every LBA of a fresh leaf with a known state got it from such a
+//! write and was never made durable, so its bound is "unknown" (it may show anything after
+//! a power loss) and needs no byte. Filling a namespace with the cache on thus takes no
+//! bounds at all. Whoever first needs a leaf's bounds written out *spoils* it: it marks the
+//! leaf spoiling, writes the implied bounds out, then marks it spoiled; a writer that finds
+//! a leaf spoiling waits for the mark. Two bits per leaf, in words of 32 leaves.
 //!
 //! Nodes and leaves are cut from two arenas reserved for the whole namespace and never
 //! given back while the table lives, so a reference into them stays valid; forgetting
@@ -25,6 +33,7 @@ use memmap2::{MmapRaw, UncheckedAdvice};
 
 /// LBAs per leaf.
 const LEAF_SHIFT: u32 = 6;
+pub const LEAF_LBAS: u64 = 1 << LEAF_SHIFT;
 /// Entries per node.
 const FAN_SHIFT: u32 = 6;
 /// LBAs under one entry of the upper nodes (and one chunk).
@@ -45,6 +54,13 @@ const NUMBER: u32 = u32::MAX;
 const CHUNK_NUMBER: u32 = !FLAG;
 /// The most LBAs a table covers: leaf numbers are 32 bits, below [`BUSY`].
 pub const MAX_LBAS: u64 = (u32::MAX as u64 - 1) << LEAF_SHIFT;
+/// Leaf marks: a spoil has begun / has ended (two bits per leaf).
+const SPOILING: u64 = 1;
+const SPOILED: u64 = 2;
+/// Leaves per word of marks.
+const MARKS_PER_WORD: u32 = 32;
+/// Bytes of a page of bounds, as counted.
+const PAGE: usize = 4096;
 
 /// One arena of equal pieces, numbered from 1 (0 is "none").
 struct Arena {
@@ -103,6 +119,11 @@ pub struct LbaMap {
     leaves: Arena,
     /// The lower bounds of leaf `n` at the offset of its states in `leaves`.
     bounds: MmapRaw,
+    /// Two bits per leaf number ([`SPOILING`], [`SPOILED`]).
+    marks: MmapRaw,
+    /// A bit per page of `bounds` ever written (for [`LbaMap::bytes`]: a read maps the
+    /// shared zero page, which takes no memory but counts as resident to `mincore`).
+    bound_pages: MmapRaw,
 }
 
 impl LbaMap {
@@ -116,7 +137,17 @@ impl LbaMap {
         let roots = nlba.max(1).div_ceil(1 << ROOT_SHIFT);
         let chunks = nlba.max(1).div_ceil(1 << CHUNK_SHIFT);
         let leaves = Arena::new(nlba.max(1).div_ceil(1 << LEAF_SHIFT), LEAF_BYTES)?;
-        Ok(LbaMap { root: sparse(roots as usize * 4)?, roots, nodes: Arena::new(roots + chunks, NODE_BYTES)?, bounds: sparse(leaves.map.len())?, leaves })
+        let marks = sparse((leaves.cap / MARKS_PER_WORD + 1) as usize * 8)?;
+        let bound_pages = sparse((leaves.map.len() / PAGE / 64 + 1) * 8)?;
+        Ok(LbaMap {
+            root: sparse(roots as usize * 4)?,
+            roots,
+            nodes: Arena::new(roots + chunks, NODE_BYTES)?,
+            bounds: sparse(leaves.map.len())?,
+            leaves,
+            marks,
+            bound_pages,
+        })
     }
 
     #[inline]
@@ -226,6 +257,19 @@ impl LbaMap {
         unsafe { AtomicU64::from_ptr(self.bounds.as_mut_ptr().add(off).cast::<u64>()) }
     }
 
+    /// Records that lower-bound word `lo` was written (for [`LbaMap::bytes`]).
+    #[inline]
+    pub fn wrote_bound(&self, lo: &AtomicU64) {
+        let page = (lo.as_ptr() as usize - self.bounds.as_mut_ptr() as usize) / PAGE;
+        // SAFETY: a bit per page of `bounds`, sized in `new`; only accessed atomically; it
+        // lives as long as `self`.
+        let w = unsafe { AtomicU64::from_ptr(self.bound_pages.as_mut_ptr().cast::<u64>().add(page / 64)) };
+        let bit = 1u64 << (page % 64);
+        if w.load(Ordering::Relaxed) & bit == 0 {
+            w.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+
     /// The lower-bound word holding `lba`, made on first use.
     #[inline]
     pub fn lo_word(&self, lba: u64) -> &AtomicU64 {
@@ -238,19 +282,88 @@ impl LbaMap {
         self.state_word_if(lba).map(|w| self.lo_beside(w))
     }
 
-    /// Calls `f(first_lba, state word, lower-bound word)` for every word of chunk `chunk`
-    /// that was made.
-    pub fn each_word(&self, chunk: u64, mut f: impl FnMut(u64, &AtomicU64, &AtomicU64)) {
+    /// Calls `f(first_lba, state word, lower-bound word, fresh)` for every word of chunk
+    /// `chunk` that was made; `fresh`: its leaf is (see [`LbaMap::fresh`]).
+    pub fn each_word(&self, chunk: u64, mut f: impl FnMut(u64, &AtomicU64, &AtomicU64, bool)) {
         let base = chunk << CHUNK_SHIFT;
         let Some(low) = self.chunk_entry(base).and_then(|e| Self::look(e, CHUNK_NUMBER)) else { return };
         for i in 0..1u64 << FAN_SHIFT {
             if let Some(leaf) = Self::look(self.node_entry(low, i), NUMBER) {
                 let (first, at) = (base + (i << LEAF_SHIFT), self.leaves.at(leaf));
+                let fresh = self.fresh_leaf(leaf);
                 for w in (0..1u64 << LEAF_SHIFT).step_by(8) {
                     let states = self.word_in(at, w);
-                    f(first + w, states, self.lo_beside(states));
+                    f(first + w, states, self.lo_beside(states), fresh);
                 }
             }
+        }
+    }
+
+    /// The words of the leaf holding `lba`, whose state word is `state`: (the word's first
+    /// LBA, state word, lower-bound word).
+    pub fn leaf_words<'a>(&'a self, lba: u64, state: &'a AtomicU64) -> impl Iterator<Item = (u64, &'a AtomicU64, &'a AtomicU64)> + 'a {
+        let (at, first) = (self.leaves.at(self.leaf_of(state)), lba & !(LEAF_LBAS - 1));
+        (0..LEAF_LBAS).step_by(8).map(move |w| {
+            let states = self.word_in(at, w);
+            (first + w, states, self.lo_beside(states))
+        })
+    }
+
+    /// The number of the leaf holding state word `state`.
+    #[inline]
+    fn leaf_of(&self, state: &AtomicU64) -> u32 {
+        ((state.as_ptr() as usize - self.leaves.map.as_mut_ptr() as usize) / LEAF_BYTES) as u32
+    }
+
+    /// The word of marks of leaf `leaf`, and the shift of its two bits there.
+    #[inline]
+    fn marks_of(&self, leaf: u32) -> (&AtomicU64, u32) {
+        debug_assert!(leaf < self.leaves.cap);
+        // SAFETY: the mapping holds a word per MARKS_PER_WORD leaf numbers below `cap`
+        // (sized in `new`); only accessed atomically; it lives as long as `self`.
+        let w = unsafe { AtomicU64::from_ptr(self.marks.as_mut_ptr().cast::<u64>().add((leaf / MARKS_PER_WORD) as usize)) };
+        (w, leaf % MARKS_PER_WORD * 2)
+    }
+
+    /// Whether leaf `leaf` is fresh; waits out a spoil under way.
+    #[inline]
+    fn fresh_leaf(&self, leaf: u32) -> bool {
+        let (w, sh) = self.marks_of(leaf);
+        loop {
+            // SeqCst: a writer's look here is ordered after its store of the table's
+            // "bounds in use" flag, which a spoiler reads after marking (see `spoil`).
+            match w.load(Ordering::SeqCst) >> sh & 3 {
+                0 => return true,
+                SPOILING => std::hint::spin_loop(),
+                _ => return false,
+            }
+        }
+    }
+
+    /// Whether the leaf holding state word `state` is fresh (see the module docs); waits
+    /// out a spoil under way.
+    #[inline]
+    pub fn fresh(&self, state: &AtomicU64) -> bool {
+        self.fresh_leaf(self.leaf_of(state))
+    }
+
+    /// Spoils the leaf holding state word `state`: the first caller runs `write_out` (which
+    /// writes the bounds the leaf's freshness implied) between its two marks; any other
+    /// waits until that is done. Nothing if the leaf was spoiled before. True if this call
+    /// ran `write_out`.
+    pub fn spoil(&self, state: &AtomicU64, write_out: impl FnOnce()) -> bool {
+        let (w, sh) = self.marks_of(self.leaf_of(state));
+        if w.load(Ordering::SeqCst) >> sh & SPOILED != 0 {
+            return false;
+        }
+        if w.fetch_or(SPOILING << sh, Ordering::SeqCst) >> sh & SPOILING == 0 {
+            write_out();
+            w.fetch_or(SPOILED << sh, Ordering::SeqCst);
+            true
+        } else {
+            // It returns once the mark says spoiled.
+            self.fresh_leaf(self.leaf_of(state));
+            false
         }
     }
 
@@ -304,15 +417,26 @@ impl LbaMap {
         let _ = unsafe { self.leaves.map.unchecked_advise(UncheckedAdvice::DontNeed) };
         // SAFETY: as above.
         let _ = unsafe { self.bounds.unchecked_advise(UncheckedAdvice::DontNeed) };
+        // SAFETY: as above; every leaf is fresh again.
+        let _ = unsafe { self.marks.unchecked_advise(UncheckedAdvice::DontNeed) };
+        // SAFETY: as above; the pages of bounds are gone.
+        let _ = unsafe { self.bound_pages.unchecked_advise(UncheckedAdvice::DontNeed) };
         self.each_chunk_entry(|_, e| {
             e.fetch_and(!FLAG, Ordering::SeqCst);
         });
     }
 
-    /// Bytes of nodes, states and bounds made so far, counting the bounds of every leaf
-    /// (the root is at most 1/2^16 of `nlba`).
+    /// Bytes of table in memory: nodes, states and leaf marks made so far, and the pages
+    /// of bounds written (the root is at most 1/2^16 of `nlba`).
     pub fn bytes(&self) -> usize {
-        self.nodes.used() + 2 * self.leaves.used()
+        let leaves = self.leaves.next.load(Ordering::Relaxed) as usize;
+        let marks = (leaves / MARKS_PER_WORD as usize + 1) * 8;
+        let words = leaves * LEAF_BYTES / PAGE / 64 + 1;
+        // SAFETY: `words` words are inside the mapping (sized in `new` for every leaf);
+        // only read atomically.
+        let word = |i: usize| unsafe { AtomicU64::from_ptr(self.bound_pages.as_mut_ptr().cast::<u64>().add(i)) };
+        let written: usize = (0..words).map(|i| word(i).load(Ordering::Relaxed).count_ones() as usize).sum();
+        self.nodes.used() + self.leaves.used() + marks + words * 8 + written * PAGE
     }
 }
 
@@ -320,12 +444,18 @@ impl LbaMap {
 mod tests {
     use super::*;
 
+    /// Bytes of leaf marks and of the bitmap of bound pages.
+    fn fixed(m: &LbaMap) -> usize {
+        let leaves = m.leaves.next.load(Ordering::Relaxed) as usize;
+        (leaves / MARKS_PER_WORD as usize + 1) * 8 + (leaves * LEAF_BYTES / PAGE / 64 + 1) * 8
+    }
+
     #[test]
     fn untouched_lbas_read_zero_and_take_no_memory() {
         let m = LbaMap::new(1 << 30).unwrap();
         assert!(m.state_word_if(12345).is_none());
         assert!(m.lo_word_if(1 << 29).is_none());
-        assert_eq!(m.bytes(), 0);
+        assert_eq!(m.bytes(), fixed(&m), "a word of leaf marks and one of bound pages");
         assert!(m.flagged_chunks().is_empty());
     }
 
@@ -334,10 +464,12 @@ mod tests {
         let m = LbaMap::new(1000).unwrap();
         m.state_word(77).store(0x11, Ordering::SeqCst);
         m.lo_word(77).store(0x22, Ordering::SeqCst);
+        m.wrote_bound(m.lo_word(77));
         assert_eq!(m.state_word_if(72).unwrap().load(Ordering::SeqCst), 0x11);
         assert_eq!(m.lo_word_if(79).unwrap().load(Ordering::SeqCst), 0x22);
         assert!(m.state_word_if(80).is_none() || m.state_word_if(80).unwrap().load(Ordering::SeqCst) == 0);
-        assert_eq!(m.bytes(), 2 * NODE_BYTES + 2 * LEAF_BYTES);
+        // Bounds are counted by the page.
+        assert_eq!(m.bytes(), 2 * NODE_BYTES + LEAF_BYTES + PAGE + fixed(&m));
     }
 
     #[test]
@@ -347,19 +479,26 @@ mod tests {
         for i in 0..1000u64 {
             m.state_word(i << 27).fetch_or(1, Ordering::SeqCst);
         }
-        assert_eq!(m.bytes(), 1000 * (2 * NODE_BYTES + 2 * LEAF_BYTES));
+        assert_eq!(m.bytes(), 1000 * (2 * NODE_BYTES + LEAF_BYTES) + fixed(&m));
+        assert!(fixed(&m) <= 1000 / 4 + 16, "two bits per leaf and a bit per page of bounds");
         assert!((0..1000u64).all(|i| m.state_word_if(i << 27).unwrap().load(Ordering::SeqCst) == 1));
     }
 
     #[test]
-    fn a_dense_region_takes_two_bytes_per_lba_and_a_sixteenth_more_in_nodes() {
+    fn a_dense_region_takes_a_byte_per_lba_a_sixteenth_more_in_nodes_and_a_byte_per_bound() {
         let m = LbaMap::new(1 << 22).unwrap();
         for l in (0..1u64 << 22).step_by(8) {
             m.state_word(l).store(u64::MAX, Ordering::Relaxed);
         }
         let nodes = ((1 << 22 >> ROOT_SHIFT) + (1 << 22 >> CHUNK_SHIFT)) * NODE_BYTES;
-        assert_eq!(m.bytes(), 2 * (1 << 22) + nodes);
-        assert!(nodes * 16 <= 2 * (1 << 22) + 2 * NODE_BYTES * 16);
+        assert_eq!(m.bytes(), (1 << 22) + nodes + fixed(&m));
+        assert!(nodes <= (1 << 22) / 16 + 16 * NODE_BYTES);
+        for l in (0..1u64 << 21).step_by(8) {
+            m.lo_word(l).store(1, Ordering::Relaxed);
+            m.wrote_bound(m.lo_word(l));
+        }
+        // Leaf numbers start at 1: half the leaves' bounds straddle one more page.
+        assert_eq!(m.bytes(), (1 << 22) + (1 << 21) + PAGE + nodes + fixed(&m));
     }
 
     #[test]
@@ -388,7 +527,7 @@ mod tests {
         assert!(m.flag(5) && !m.flag(5) && m.flag(900));
         assert_eq!(m.flagged_chunks(), vec![5, 900]);
         let mut seen = 0;
-        m.each_word(900, |l, _, w| {
+        m.each_word(900, |l, _, w, _| {
             if w.load(Ordering::SeqCst) != 0 {
                 assert_eq!(l, 900 << CHUNK_SHIFT);
                 seen += 1;
