@@ -945,20 +945,13 @@ impl Worker {
         }
         let ctrl = self.q.controller().clone();
         let old = self.q.generation();
-        let give_up = Instant::now() + RESUME_WAIT;
-        loop {
-            let t = Instant::now();
-            if stop.load(Ordering::Acquire) || time_limit.is_some_and(|l| t >= l) {
-                return false;
-            }
-            if t >= give_up {
+        match wait_for(|| ctrl.is_ready() && ctrl.generation() != old, stop, time_limit, Instant::now() + RESUME_WAIT) {
+            Waited::Ready => {}
+            Waited::Stopped => return false,
+            Waited::GaveUp => {
                 self.set_error(code::TERMINATED, format!("the controller did not come back within {} s of the reset", RESUME_WAIT.as_secs()));
                 return false;
             }
-            if ctrl.is_ready() && ctrl.generation() != old {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
         }
         let losses = ctrl.power_losses();
         if let Some(t) = &self.table {
@@ -1057,11 +1050,36 @@ fn create_first_qpair(ctrl: &Controller, opts: QpairOptions, on_reset: OnReset, 
         if on_reset != OnReset::Resume || (ctrl.is_ready() && ctrl.generation() == generation) {
             return Err(e);
         }
-        while !ctrl.is_ready() {
-            if Instant::now() >= give_up || stop.load(Ordering::Acquire) {
-                return Err(e);
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        if wait_for(|| ctrl.is_ready(), stop, None, give_up) != Waited::Ready {
+            return Err(e);
         }
+    }
+}
+
+/// How a wait for the controller ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Waited {
+    Ready,
+    /// `stop` was set or the run's time ran out.
+    Stopped,
+    /// It took longer than the wait allows.
+    GaveUp,
+}
+
+/// Waits, a millisecond at a time, until `ready()`; not past `stop`, `time_limit` (the
+/// run's end) or `give_up`.
+fn wait_for(ready: impl Fn() -> bool, stop: &AtomicBool, time_limit: Option<Instant>, give_up: Instant) -> Waited {
+    loop {
+        let t = Instant::now();
+        if stop.load(Ordering::Acquire) || time_limit.is_some_and(|l| t >= l) {
+            return Waited::Stopped;
+        }
+        if t >= give_up {
+            return Waited::GaveUp;
+        }
+        if ready() {
+            return Waited::Ready;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
