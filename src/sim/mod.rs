@@ -8,6 +8,7 @@
 //! that completes into them. Host mistakes get NVMe status codes, an asynchronous event or
 //! CSTS.CFS — never a panic of the host.
 
+mod admin;
 pub mod config;
 mod controller;
 pub(crate) mod dma;
