@@ -50,11 +50,17 @@ impl Waker {
 pub(crate) struct Idle {
     since: Option<std::time::Instant>,
     spin: std::time::Duration,
+    /// Empty passes since the clock was last read.
+    passes: u32,
 }
+
+/// Empty passes between two reads of the clock while spinning: a read costs about as much
+/// as a pass, and each delays the look at the doorbells after it.
+const PASSES_PER_CLOCK: u32 = 32;
 
 impl Idle {
     pub(crate) fn new(spin: std::time::Duration) -> Self {
-        Idle { since: None, spin }
+        Idle { since: None, spin, passes: 0 }
     }
     /// Records one pass of the loop that did `work` things; true once the thread has been
     /// idle longer than the spin time and should sleep.
@@ -62,8 +68,15 @@ impl Idle {
     pub(crate) fn should_sleep(&mut self, work: usize) -> bool {
         if work > 0 {
             self.since = None;
+            self.passes = 0;
             return false;
         }
+        self.passes += 1;
+        if self.since.is_some() && self.passes < PASSES_PER_CLOCK {
+            std::hint::spin_loop();
+            return false;
+        }
+        self.passes = 0;
         let now = std::time::Instant::now();
         if now - *self.since.get_or_insert(now) < self.spin {
             std::hint::spin_loop();
