@@ -352,7 +352,8 @@ impl LbaMap {
     /// waits until that is done. Nothing if the leaf was spoiled before. True if this call
     /// ran `write_out`.
     pub fn spoil(&self, state: &AtomicU64, write_out: impl FnOnce()) -> bool {
-        let (w, sh) = self.marks_of(self.leaf_of(state));
+        let leaf = self.leaf_of(state);
+        let (w, sh) = self.marks_of(leaf);
         if w.load(Ordering::SeqCst) >> sh & SPOILED != 0 {
             return false;
         }
@@ -362,7 +363,7 @@ impl LbaMap {
             true
         } else {
             // It returns once the mark says spoiled.
-            self.fresh_leaf(self.leaf_of(state));
+            self.fresh_leaf(leaf);
             false
         }
     }

@@ -314,6 +314,13 @@ impl VerifyTable {
     /// it).
     #[inline]
     pub fn unlock_range(&self, lba: u64, n: u64, value: impl Fn(u64, u8) -> Option<u8>) {
+        self.unlock_words(lba, n, value, |_, _| {});
+    }
+
+    /// [`VerifyTable::unlock_range`] that first calls `before(first_lba, state word)` for
+    /// each word, from the walk that unlocks it.
+    #[inline]
+    fn unlock_words(&self, lba: u64, n: u64, value: impl Fn(u64, u8) -> Option<u8>, mut before: impl FnMut(u64, &AtomicU64)) {
         Self::for_words(lba, n, |w, mask| {
             let new_word = |cur: u64| {
                 let mut v = cur;
@@ -329,6 +336,7 @@ impl VerifyTable {
                 v
             };
             let word = self.word(w);
+            before(w, word);
             if mask == u64::MAX {
                 // Every byte is ours (locked): nobody else changes them.
                 word.store(new_word(word.load(Ordering::Acquire)), Ordering::Release);

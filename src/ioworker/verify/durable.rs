@@ -23,6 +23,12 @@ fn lo_enc(state: u8) -> u8 {
 pub(super) fn lo_state(b: u8) -> u8 {
     (b & !LO_AMBIG).wrapping_sub(1)
 }
+/// The bound byte a fresh leaf implies for an LBA in state `state`: "unknown" where the
+/// state is known (it came from a write into the cache), none where it is not.
+#[inline]
+fn implied_lo(state: u8) -> u8 {
+    if state == UNKNOWN { LO_NONE } else { lo_enc(UNKNOWN) }
+}
 
 /// Whether an LBA whose durable lower bound is `lo` and whose expected state is `cur` may
 /// show `x`: the states written between them are generations in write order (anything
@@ -156,7 +162,7 @@ impl VerifyTable {
                 let st = states.load(Ordering::Acquire);
                 for i in 0..8u64 {
                     let state = (st >> (i * 8)) as u8 & !LOCK;
-                    let b = if fresh && state != UNKNOWN { lo_enc(UNKNOWN) } else { (v >> (i * 8)) as u8 };
+                    let b = if fresh { implied_lo(state) } else { (v >> (i * 8)) as u8 };
                     if b != LO_NONE && w + i < self.nlba {
                         f(w + i, b, state, fresh);
                     }
@@ -274,8 +280,13 @@ impl VerifyTable {
         let durable_spoil = |l: u64, b: u8| b != 0 && !own(l);
         // Callers pass Volatile only when the cache is volatile.
         if landing == Landing::Durable && !self.lo_active.load(Ordering::Relaxed) {
-            self.spoil_range(lba, n, durable_spoil);
-            return self.unlock_range(lba, n, |l, old| Some(value(l, old)));
+            // The leaf is spoiled from the walk that unlocks it, not from a second one.
+            let spoil = |w, sw: &AtomicU64| {
+                if self.lbas.fresh(sw) {
+                    self.spoil(w, sw, durable_spoil);
+                }
+            };
+            return self.unlock_words(lba, n, |l, old| Some(value(l, old)), spoil);
         }
         let volatile = landing == Landing::Volatile;
         if volatile && !self.lo_active.load(Ordering::SeqCst) {
@@ -305,7 +316,11 @@ impl VerifyTable {
             true
         });
         if any {
-            self.lo_active.store(true, Ordering::SeqCst);
+            // Once set it stays set (until the table is cleared): a load spares every write
+            // into the cache a store to a line all workers read.
+            if !self.lo_active.load(Ordering::Relaxed) {
+                self.lo_active.store(true, Ordering::SeqCst);
+            }
             self.mark_dirty(lba, n);
             if lost() {
                 self.spoil_range(lba, n, |_, b| b != 0);
@@ -388,7 +403,7 @@ impl VerifyTable {
             if self.lbas.fresh(sw) && self.spoil(*first, sw, |l, b| b != 0 && (b & LOCK != 0 || then(l) != b)) {
                 continue;
             }
-            let lo = states.map(|s| if s == UNKNOWN { LO_NONE } else { lo_enc(UNKNOWN) });
+            let lo = states.map(implied_lo);
             self.flushed_leaf(*first, states, &lo);
         }
         for (first, states, lo) in &t.written {
