@@ -4,12 +4,15 @@
 //!
 //! `cargo bench --bench sim_storage` (`NVPLAN_BENCH_SECS` sets each run, 5 s by default;
 //! `NVPLAN_BENCH_MAX_REGION` caps the largest region, 8 GiB by default;
-//! `NVPLAN_BENCH_ONLY=overwrite,read,first,mixed` runs only those parts). Measured:
+//! `NVPLAN_BENCH_ONLY=overwrite,read,first,mixed,flushes` runs only those parts). Measured:
 //!
 //! - random overwrites of a written region, 64 MiB to 8 GiB;
 //! - first writes, in random order, into never-written space;
 //! - random reads of written blocks, verification on and off;
 //! - 50 % random read/write over a 1 GiB region of a 1 GiB and of a 64 TiB namespace;
+//! - random writes with a Flush among every 100 commands (fio's `fsync=99`) over the
+//!   largest region, verification on and off: a Flush must cost the same however much
+//!   written data is not yet durable;
 //! - resident memory per byte the host wrote, and the verification table's bytes per LBA
 //!   touched.
 
@@ -61,7 +64,23 @@ fn flush(ns: &Namespace) {
 
 /// 4 KiB random I/O over `[start, start + bytes)` for `secs` (or `count` I/Os).
 fn random(ns: &Namespace, secs: Option<Duration>, count: u64, read: u8, verify: bool, start: u64, bytes: u64) -> IoWorkerResult {
+    random_with(ns, secs, count, read, verify, start, bytes, None)
+}
+
+/// [`random`] with an opcode mix instead of a read percentage.
+#[allow(clippy::too_many_arguments)]
+fn random_with(
+    ns: &Namespace,
+    secs: Option<Duration>,
+    count: u64,
+    read: u8,
+    verify: bool,
+    start: u64,
+    bytes: u64,
+    ops: Option<Vec<(u8, f64)>>,
+) -> IoWorkerResult {
     let c = IoWorkerConfig {
+        op_percentage: ops,
         time: secs,
         io_count: count,
         io_size: IoSize::Fixed(8),
@@ -207,6 +226,25 @@ fn main() {
             table2 as f64 / r.io_count_write as f64,
             table2 as f64 / (r.io_count_write * 8) as f64
         ));
+        assert!(d.sim.panics().is_empty());
+        drop(d);
+    }
+
+    // Writes with flushes among them, after a fill that left the whole region undurable: the
+    // first Flush makes it durable; each later one covers what was written since the last.
+    if part("flushes") {
+        let d = drive(max_region);
+        fill(&d.ns, max_region);
+        let ops = || Some(vec![(0x01, 99.0), (0x00, 1.0)]);
+        let on = random_with(&d.ns, Some(secs), 0, 0, true, 0, max_region, ops());
+        let off = random_with(&d.ns, Some(secs), 0, 0, false, 0, max_region, ops());
+        let plain = random(&d.ns, Some(secs), 0, 0, true, 0, max_region);
+        let plain_off = random(&d.ns, Some(secs), 0, 0, false, 0, max_region);
+        lines.push((format!("random write + 1 % flush over {}, verify on", size(max_region)), on.iops(), fw));
+        lines.push((format!("random write + 1 % flush over {}, verify off", size(max_region)), off.iops(), fw));
+        lines.push((format!("random write, no flush, over {}, verify on", size(max_region)), plain.iops(), fw));
+        lines.push((format!("random write, no flush, over {}, verify off", size(max_region)), plain_off.iops(), fw));
+        memory.push(format!("writes with 1 % flushes, verify on / verify off: {:.2}", on.iops() / off.iops()));
         assert!(d.sim.panics().is_empty());
         drop(d);
     }

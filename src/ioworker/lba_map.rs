@@ -7,9 +7,10 @@
 //! page at a time), nodes of 64 entries, and leaves of 64 LBAs: 64 state bytes, a cache
 //! line. Lower bounds live in a second arena at the same offsets as their states, touched
 //! only where bounds are written, so the states of a dense region stay as compact as a flat
-//! table's. A write scattered into an untouched part of a namespace takes 576 bytes (two
-//! nodes and its states); a dense region takes 1 byte per LBA and 1/16 of that in nodes,
-//! and 1 byte more per LBA where bounds are written.
+//! table's. A write scattered into an untouched part of a namespace takes 592 bytes (two
+//! nodes, a held-leaf word each, and its states); a dense region takes 1 byte per LBA and
+//! 1/16 of that in nodes (1/512 in held-leaf words), and 1 byte more per LBA where bounds
+//! are written.
 //!
 //! **Fresh leaves.** A leaf is *fresh* until something other than a write into a volatile
 //! write cache changes it: every LBA of a fresh leaf with a known state got it from such a
@@ -25,7 +26,10 @@
 //! compare-and-swap to [`BUSY`] before their node is cut, so no node is cut twice.
 //!
 //! The lowest level's span (4096 LBAs) is the *chunk* of the lower-bound bookkeeping:
-//! the node entry that points to it has a flag bit saying the chunk holds bounds.
+//! the node entry that points to it has a flag bit saying the chunk holds bounds, and a
+//! word beside its node has a bit per leaf saying which of its leaves are *held* (may hold
+//! bounds), so a Flush visits the leaves written since the last one, not every chunk's
+//! 4096 LBAs.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -124,6 +128,8 @@ pub struct LbaMap {
     /// A bit per page of `bounds` ever written (for [`LbaMap::bytes`]: a read maps the
     /// shared zero page, which takes no memory but counts as resident to `mincore`).
     bound_pages: MmapRaw,
+    /// A word per node number: for a chunk's node, a bit per leaf that is held.
+    held: MmapRaw,
 }
 
 impl LbaMap {
@@ -139,10 +145,12 @@ impl LbaMap {
         let leaves = Arena::new(nlba.max(1).div_ceil(1 << LEAF_SHIFT), LEAF_BYTES)?;
         let marks = sparse((leaves.cap / MARKS_PER_WORD + 1) as usize * 8)?;
         let bound_pages = sparse((leaves.map.len() / PAGE / 64 + 1) * 8)?;
+        let nodes = Arena::new(roots + chunks, NODE_BYTES)?;
         Ok(LbaMap {
             root: sparse(roots as usize * 4)?,
             roots,
-            nodes: Arena::new(roots + chunks, NODE_BYTES)?,
+            held: sparse(nodes.cap as usize * 8)?,
+            nodes,
             bounds: sparse(leaves.map.len())?,
             leaves,
             marks,
@@ -282,12 +290,66 @@ impl LbaMap {
         self.state_word_if(lba).map(|w| self.lo_beside(w))
     }
 
-    /// Calls `f(first_lba, state word, lower-bound word, fresh)` for every word of chunk
-    /// `chunk` that was made; `fresh`: its leaf is (see [`LbaMap::fresh`]).
+    /// The word of held-leaf bits of the chunk whose node is `low`.
+    #[inline]
+    fn held_word(&self, low: u32) -> &AtomicU64 {
+        debug_assert!(low != 0 && low < self.nodes.cap);
+        // SAFETY: a word per node number below `cap` (sized in `new`); only accessed
+        // atomically; it lives as long as `self`.
+        unsafe { AtomicU64::from_ptr(self.held.as_mut_ptr().cast::<u64>().add(low as usize)) }
+    }
+
+    /// The held-leaf word of the chunk holding `lba` and the bit of its leaf, if the
+    /// chunk's node exists.
+    #[inline]
+    fn held_bit(&self, lba: u64) -> Option<(&AtomicU64, u64)> {
+        let low = Self::look(self.chunk_entry(lba)?, CHUNK_NUMBER)?;
+        Some((self.held_word(low), 1 << (lba >> LEAF_SHIFT & MASK)))
+    }
+
+    /// Marks the leaf holding `lba` as held (it may hold bounds). Its state word must have
+    /// been made. SeqCst, after the bound it records: see [`LbaMap::release`].
+    #[inline]
+    pub fn hold(&self, lba: u64) {
+        let (w, bit) = self.held_bit(lba).expect("a held leaf's path exists");
+        if w.load(Ordering::SeqCst) & bit == 0 {
+            w.fetch_or(bit, Ordering::SeqCst);
+        }
+    }
+
+    /// Unmarks the leaf holding `lba` when `empty()` says, after the unmarking, that it
+    /// holds no bounds; marks it again if not. A writer records its bound before it looks
+    /// at the mark ([`LbaMap::hold`]), so either `empty()` sees the bound or the writer sees
+    /// the leaf unmarked and marks it. True if the leaf stays unmarked.
+    pub fn release(&self, lba: u64, empty: impl Fn() -> bool) -> bool {
+        let Some((w, bit)) = self.held_bit(lba) else { return true };
+        if w.load(Ordering::SeqCst) & bit == 0 {
+            return true;
+        }
+        w.fetch_and(!bit, Ordering::SeqCst);
+        if empty() {
+            return true;
+        }
+        w.fetch_or(bit, Ordering::SeqCst);
+        false
+    }
+
+    /// Whether any leaf of chunk `chunk` is held.
+    #[inline]
+    pub fn chunk_held(&self, chunk: u64) -> bool {
+        self.held_bit(chunk << CHUNK_SHIFT).is_some_and(|(w, _)| w.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Calls `f(first_lba, state word, lower-bound word, fresh)` for every word of the held
+    /// leaves of chunk `chunk` (see [`LbaMap::hold`]); `fresh`: its leaf is (see
+    /// [`LbaMap::fresh`]).
     pub fn each_word(&self, chunk: u64, mut f: impl FnMut(u64, &AtomicU64, &AtomicU64, bool)) {
         let base = chunk << CHUNK_SHIFT;
         let Some(low) = self.chunk_entry(base).and_then(|e| Self::look(e, CHUNK_NUMBER)) else { return };
-        for i in 0..1u64 << FAN_SHIFT {
+        let mut held = self.held_word(low).load(Ordering::SeqCst);
+        while held != 0 {
+            let i = u64::from(held.trailing_zeros());
+            held &= held - 1;
             if let Some(leaf) = Self::look(self.node_entry(low, i), NUMBER) {
                 let (first, at) = (base + (i << LEAF_SHIFT), self.leaves.at(leaf));
                 let fresh = self.fresh_leaf(leaf);
@@ -422,6 +484,8 @@ impl LbaMap {
         let _ = unsafe { self.marks.unchecked_advise(UncheckedAdvice::DontNeed) };
         // SAFETY: as above; the pages of bounds are gone.
         let _ = unsafe { self.bound_pages.unchecked_advise(UncheckedAdvice::DontNeed) };
+        // SAFETY: as above; no leaf holds bounds.
+        let _ = unsafe { self.held.unchecked_advise(UncheckedAdvice::DontNeed) };
         self.each_chunk_entry(|_, e| {
             e.fetch_and(!FLAG, Ordering::SeqCst);
         });
@@ -437,7 +501,9 @@ impl LbaMap {
         // only read atomically.
         let word = |i: usize| unsafe { AtomicU64::from_ptr(self.bound_pages.as_mut_ptr().cast::<u64>().add(i)) };
         let written: usize = (0..words).map(|i| word(i).load(Ordering::Relaxed).count_ones() as usize).sum();
-        self.nodes.used() + self.leaves.used() + marks + words * 8 + written * PAGE
+        // A held-leaf word per node cut, counted whether or not its page was touched.
+        let held = self.nodes.used() / NODE_BYTES * 8;
+        self.nodes.used() + held + self.leaves.used() + marks + words * 8 + written * PAGE
     }
 }
 
@@ -445,10 +511,10 @@ impl LbaMap {
 mod tests {
     use super::*;
 
-    /// Bytes of leaf marks and of the bitmap of bound pages.
+    /// Bytes of leaf marks, of the bitmap of bound pages and of held-leaf words.
     fn fixed(m: &LbaMap) -> usize {
         let leaves = m.leaves.next.load(Ordering::Relaxed) as usize;
-        (leaves / MARKS_PER_WORD as usize + 1) * 8 + (leaves * LEAF_BYTES / PAGE / 64 + 1) * 8
+        (leaves / MARKS_PER_WORD as usize + 1) * 8 + (leaves * LEAF_BYTES / PAGE / 64 + 1) * 8 + m.nodes.used() / NODE_BYTES * 8
     }
 
     #[test]
@@ -481,7 +547,7 @@ mod tests {
             m.state_word(i << 27).fetch_or(1, Ordering::SeqCst);
         }
         assert_eq!(m.bytes(), 1000 * (2 * NODE_BYTES + LEAF_BYTES) + fixed(&m));
-        assert!(fixed(&m) <= 1000 / 4 + 16, "two bits per leaf and a bit per page of bounds");
+        assert!(fixed(&m) <= 1000 / 4 + 16 + 2000 * 8, "two bits per leaf, a bit per page of bounds, a word per node");
         assert!((0..1000u64).all(|i| m.state_word_if(i << 27).unwrap().load(Ordering::SeqCst) == 1));
     }
 
@@ -534,7 +600,20 @@ mod tests {
                 seen += 1;
             }
         });
+        assert_eq!(seen, 0, "no leaf of chunk 900 is held");
+        m.hold(900 << CHUNK_SHIFT);
+        assert!(m.chunk_held(900) && !m.chunk_held(5));
+        m.each_word(900, |l, _, w, _| {
+            if w.load(Ordering::SeqCst) != 0 {
+                assert_eq!(l, 900 << CHUNK_SHIFT);
+                seen += 1;
+            }
+        });
         assert_eq!(seen, 1);
+        assert!(!m.release(900 << CHUNK_SHIFT, || false), "a leaf with bounds stays held");
+        assert!(m.chunk_held(900));
+        assert!(m.release(900 << CHUNK_SHIFT, || true));
+        assert!(!m.chunk_held(900));
         m.unflag(5);
         assert_eq!(m.flagged_chunks(), vec![900]);
         let before = m.bytes();
