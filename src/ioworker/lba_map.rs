@@ -326,6 +326,10 @@ impl LbaMap {
         if w.load(Ordering::SeqCst) & bit == 0 {
             return true;
         }
+        // A first look spares a leaf that still holds bounds two atomic writes.
+        if !empty() {
+            return false;
+        }
         w.fetch_and(!bit, Ordering::SeqCst);
         if empty() {
             return true;

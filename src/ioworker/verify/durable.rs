@@ -415,31 +415,27 @@ impl VerifyTable {
     /// its bound, so that bounds of LBAs that are always being written keep moving up.
     /// A bound that changed meanwhile (a durable write, a lost order) is left as it is.
     pub fn flush_done(&self, t: FlushTicket) {
+        // A power loss recorded now must find every leaf and chunk that holds bounds (see
+        // `power_lost`), so the marks change under the gate.
+        let _gate = self.chunk_gate.lock().unwrap_or_else(|e| e.into_inner());
         for (first, states) in &t.fresh {
             let sw = self.word(*first);
             // Still fresh: an LBA this flush made durable (unlocked, as it was at
             // submission) needs no bound; the others keep the "unknown" one implied, and
             // that is all. Not read again, so no page of bounds is touched for them.
             let then = |l: u64| states[(l - first) as usize];
-            if self.lbas.fresh(sw) && self.spoil(*first, sw, |l, b| b != 0 && (b & LOCK != 0 || then(l) != b)) {
-                continue;
+            if !(self.lbas.fresh(sw) && self.spoil(*first, sw, |l, b| b != 0 && (b & LOCK != 0 || then(l) != b))) {
+                self.flushed_leaf(*first, sw, states, &states.map(implied_lo));
             }
-            let lo = states.map(implied_lo);
-            self.flushed_leaf(*first, states, &lo);
+            self.release_leaf(*first, sw);
         }
         for (first, states, lo) in &t.written {
-            self.flushed_leaf(*first, states, lo);
+            let sw = self.word(*first);
+            self.flushed_leaf(*first, sw, states, lo);
+            self.release_leaf(*first, sw);
         }
-        // A power loss recorded now must find every leaf and chunk that holds bounds (see
-        // `power_lost`), so the marks change under the gate.
-        let _gate = self.chunk_gate.lock().unwrap_or_else(|e| e.into_inner());
-        let leaves = t.fresh.iter().map(|x| x.0).chain(t.written.iter().map(|x| x.0)).chain(t.empty.iter().copied());
-        for first in leaves {
-            // A leaf still fresh implies its bounds: it stays held.
-            let sw = self.word(first);
-            if !self.lbas.fresh(sw) {
-                self.lbas.release(first, || self.lbas.leaf_words(first, sw).all(|(_, _, lo)| lo.load(Ordering::SeqCst) == 0));
-            }
+        for &first in &t.empty {
+            self.release_leaf(first, self.word(first));
         }
         for &c in &t.chunks {
             // Only a chunk without held leaves is cleared; a leaf held between the look and
@@ -461,16 +457,22 @@ impl VerifyTable {
         }
     }
 
-    /// [`VerifyTable::flush_done`] for the LBAs of the leaf from `first` that had bound byte
-    /// `lo` and state `states` when the flush was submitted.
-    fn flushed_leaf(&self, first: u64, states: &[u8; LEAF_LBAS as usize], lo: &[u8; LEAF_LBAS as usize]) {
-        for w in (first..first + LEAF_LBAS).step_by(8) {
+    /// Unmarks the leaf from `first` (state word `sw`) as held if it holds no bounds now; a
+    /// leaf still fresh implies its bounds and stays held. Under the gate.
+    fn release_leaf(&self, first: u64, sw: &AtomicU64) {
+        if !self.lbas.fresh(sw) {
+            self.lbas.release(first, || self.lbas.leaf_words(first, sw).all(|(_, _, lo)| lo.load(Ordering::SeqCst) == 0));
+        }
+    }
+
+    /// [`VerifyTable::flush_done`] for the LBAs of the leaf from `first` (its first state
+    /// word `leaf`) that had bound byte `lo` and state `states` when the flush was submitted.
+    fn flushed_leaf(&self, first: u64, leaf: &AtomicU64, states: &[u8; LEAF_LBAS as usize], lo: &[u8; LEAF_LBAS as usize]) {
+        for (w, sw, lw) in self.lbas.leaf_words(first, leaf) {
             let offs = (w - first) as usize..(w - first) as usize + 8;
             if lo[offs.clone()].iter().all(|&b| b == LO_NONE) {
                 continue;
             }
-            let sw = self.word(w);
-            let lw = self.lbas.lo_beside(sw);
             let mask = offs.clone().filter(|&o| lo[o] != LO_NONE).fold(0u64, |m, o| m | 0xff << ((o as u64 & 7) * 8));
             let locks = mask & 0x8080_8080_8080_8080;
             // The LBAs not in use are locked as `try_lock` does, all in one compare-and-swap,
