@@ -163,6 +163,40 @@ fn write_through_and_cached_writers_sharing_leaves_survive_a_dirty_power_loss() 
     assert!(reverted > 0, "the cache lost writes, and reading them old was accepted");
 }
 
+/// Flushes among cached writes: each Flush makes durable, and releases, the leaves written
+/// before it was submitted while writes go on into others; after the power is cut, data
+/// flushed must read back as flushed and only newer data may revert.
+#[test]
+fn workers_mixing_flushes_into_cached_writes_survive_a_dirty_power_loss() {
+    const LBAS: u64 = 1 << 16;
+    let mut reverted = 0;
+    for round in 0..3u64 {
+        let r = rig(cfg(true));
+        let ns = r.ctrl.namespace(1).unwrap();
+        let worker = |seed| IoWorkerConfig {
+            time: Some(Duration::from_millis(700)),
+            io_size: IoSize::List(vec![1, 8]),
+            region_end: vec![LBAS],
+            op_percentage: Some(vec![(1, 57.0), (2, 40.0), (0, 3.0)]),
+            on_reset: OnReset::Resume,
+            seed,
+            ..Default::default()
+        };
+        let workers = [ns.ioworker(worker(2 * round + 1)).unwrap().start(), ns.ioworker(worker(2 * round + 2)).unwrap().start()];
+        std::thread::sleep(Duration::from_millis(200 + 61 * round));
+        power_cycle(&r);
+        for res in workers.map(|w| w.close()) {
+            assert_eq!((res.error, res.miscompare_count, res.resumes), (0, 0, 1), "round {round}: {:?} {:?}", res.error_message, res.miscompares.first());
+            reverted += res.lbas_reverted;
+        }
+        let c = IoWorkerConfig { lba_random: 0, read_percentage: 100, io_size: IoSize::Fixed(64), region_end: vec![LBAS], ..Default::default() };
+        let res = ns.ioworker(c).unwrap().run();
+        assert_eq!((res.error, res.miscompare_count), (0, 0), "round {round}: {:?} {:?}", res.error_message, res.miscompares.first());
+        reverted += res.lbas_reverted;
+    }
+    assert!(reverted > 0, "the cache lost writes, and reading them old was accepted");
+}
+
 /// Workers that start while the power is off wait for the controller when they resume
 /// after resets (a phase's event may cut the power while its workers set up), and fail
 /// at once when they do not.
