@@ -142,6 +142,12 @@ fn chunk_count(off: u64, len: usize) -> u64 {
     if len == 0 { 0 } else { (off + len as u64 - 1) / CHUNK as u64 - off / CHUNK as u64 + 1 }
 }
 
+/// Lines of a chunk prefetched ahead of its read: the first ones start the hardware's
+/// streaming prefetch for the rest. All 64 at once filled the core's line-fill buffers,
+/// and the prefetches then stalled the thread (on an Intel Xeon VM, reads of written
+/// blocks with verification off went from 1.6 M to 2.0 M IOPS with 8).
+const PREFETCH_LINES: usize = 8;
+
 #[inline]
 fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
@@ -318,7 +324,7 @@ impl Namespace {
         {
             let from = (off % CHUNK as u64) as usize;
             let p = self.arena.ptr(s);
-            for line in (from & !63..CHUNK).step_by(64) {
+            for line in (from & !63..CHUNK).step_by(64).take(PREFETCH_LINES) {
                 prefetch_line(p.wrapping_add(line));
             }
         }
