@@ -307,14 +307,19 @@ impl LbaMap {
         Some((self.held_word(low), 1 << (lba >> LEAF_SHIFT & MASK)))
     }
 
-    /// Marks the leaf holding `lba` as held (it may hold bounds). Its state word must have
-    /// been made. SeqCst, after the bound it records: see [`LbaMap::release`].
+    /// Marks the leaf holding `lba` as held (it may hold bounds), and says whether its chunk
+    /// is flagged, looked at after the mark (see [`LbaMap::flag`]) from the entry the mark
+    /// was found by. Its state word must have been made. SeqCst, after the bound it
+    /// records: see [`LbaMap::release`].
     #[inline]
-    pub fn hold(&self, lba: u64) {
-        let (w, bit) = self.held_bit(lba).expect("a held leaf's path exists");
+    pub fn hold(&self, lba: u64) -> bool {
+        let e = self.chunk_entry(lba).expect("a held leaf's path exists");
+        let low = Self::look(e, CHUNK_NUMBER).expect("a held leaf's path exists");
+        let (w, bit) = (self.held_word(low), 1 << (lba >> LEAF_SHIFT & MASK));
         if w.load(Ordering::SeqCst) & bit == 0 {
             w.fetch_or(bit, Ordering::SeqCst);
         }
+        e.load(Ordering::SeqCst) & FLAG != 0
     }
 
     /// Unmarks the leaf holding `lba` when `empty()` says, after the unmarking, that it

@@ -127,16 +127,12 @@ impl VerifyTable {
     /// Records that the leaves and chunks of `lba..lba+n` hold lower bounds (after the
     /// bounds themselves: see [`LbaMap::release`](super::super::lba_map::LbaMap::release)).
     fn mark_dirty(&self, lba: u64, n: u64) {
+        // Every chunk of the range has a leaf in it: one walk per leaf marks both.
         let mut l = lba & !(LEAF_LBAS - 1);
         while l < lba + n {
-            self.lbas.hold(l);
+            let (flagged, c) = (self.lbas.hold(l), l / CHUNK);
             l += LEAF_LBAS;
-        }
-        for c in lba / CHUNK..=(lba + n - 1) / CHUNK {
-            if self.chunk_dirty(c) {
-                continue;
-            }
-            if self.lbas.flag(c) {
+            if !flagged && self.lbas.flag(c) {
                 let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
                 if log.chunks.len() < LOG_CAP {
                     log.chunks.push(c);
@@ -379,13 +375,13 @@ impl VerifyTable {
             return FlushTicket::default();
         }
         let mut t = FlushTicket { chunks: self.dirty_chunks(), ..Default::default() };
-        // The leaf being gathered: first LBA, fresh, states, bounds, whether it has a bound.
-        let mut leaf = None::<(u64, bool, [u8; LEAF_LBAS as usize], [u8; LEAF_LBAS as usize], bool)>;
+        // The leaf being gathered: first LBA, fresh, states, bounds.
+        let mut leaf = None::<(u64, bool, [u8; LEAF_LBAS as usize], [u8; LEAF_LBAS as usize])>;
         let (fresh_leaves, written, empty) = (&mut t.fresh, &mut t.written, &mut t.empty);
         let mut done = |leaf| match leaf {
-            Some((first, _, _, _, false)) => empty.push(first),
-            Some((first, true, states, _, true)) => fresh_leaves.push((first, states)),
-            Some((first, false, states, lo, true)) => written.push((first, states, lo)),
+            Some((first, _, _, lo)) if lo == [LO_NONE; LEAF_LBAS as usize] => empty.push(first),
+            Some((first, true, states, _)) => fresh_leaves.push((first, states)),
+            Some((first, false, states, lo)) => written.push((first, states, lo)),
             None => {}
         };
         for &c in &t.chunks {
@@ -394,13 +390,12 @@ impl VerifyTable {
                 if leaf.is_some_and(|x| x.0 != first) {
                     done(leaf.take());
                 }
-                let x = leaf.get_or_insert((first, fresh, [UNKNOWN; LEAF_LBAS as usize], [LO_NONE; LEAF_LBAS as usize], false));
+                let x = leaf.get_or_insert((first, fresh, [UNKNOWN; LEAF_LBAS as usize], [LO_NONE; LEAF_LBAS as usize]));
                 for i in 0..8u64 {
                     let (state, b) = ((st >> (i * 8)) as u8 & !LOCK, (v >> (i * 8)) as u8);
                     if b != LO_NONE && b & LO_AMBIG == 0 && w + i < self.nlba {
                         x.2[(w + i - first) as usize] = state;
                         x.3[(w + i - first) as usize] = b;
-                        x.4 = true;
                     }
                 }
             });
