@@ -85,7 +85,9 @@ if has_stage python; then
     # on PYTHONPATH. The guest runs the host's Python, named in $OUT/python.
     PY=$(python3 -c 'import sys; print(sys.executable)')
     pip_need=()
-    command -v maturin >/dev/null || pip_need+=(maturin)
+    # maturin as a module of that Python: pip may put its script where PATH does not look
+    # (a pyenv version's bin behind its shims).
+    "$PY" -c 'import maturin' 2>/dev/null || pip_need+=(maturin)
     "$PY" -c 'import pytest' 2>/dev/null || pip_need+=(pytest)
     "$PY" -c 'import pytest_timeout' 2>/dev/null || pip_need+=(pytest-timeout)
     if [ ${#pip_need[@]} -gt 0 ]; then
@@ -99,7 +101,7 @@ if has_stage python; then
     fi
     say "building the Python package"
     rm -rf "$WORK/wheels" "$WORK/py"
-    (cd python && maturin build --release -o "$WORK/wheels" > "$WORK/wheel.log" 2>&1) || { cat "$WORK/wheel.log" >&2; exit 1; }
+    (cd python && "$PY" -m maturin build --release -o "$WORK/wheels" > "$WORK/wheel.log" 2>&1) || { cat "$WORK/wheel.log" >&2; exit 1; }
     "$PY" -m pip install --quiet --root-user-action=ignore --no-deps --no-compile --target "$WORK/py" "$WORK"/wheels/nvplan-*.whl
     printf '%s' "$PY" > "$OUT/python"
     # The guest has no network: PyNVMe's suite is fetched and unpacked here, into the
