@@ -265,17 +265,45 @@ impl LbaMap {
         unsafe { AtomicU64::from_ptr(self.bounds.as_mut_ptr().add(off).cast::<u64>()) }
     }
 
-    /// Records that lower-bound word `lo` was written (for [`LbaMap::bytes`]).
+    /// Starts loading, owned, the lower-bound word beside state word `state` if its leaf
+    /// is spoiled (its writes will update bounds there); a fresh leaf's bounds are implied
+    /// and not touched. A hint only: the mark is read without waiting for a spoil.
     #[inline]
-    pub fn wrote_bound(&self, lo: &AtomicU64) {
+    pub fn prefetch_bound(&self, state: &AtomicU64) {
+        let (w, sh) = self.marks_of(self.leaf_of(state));
+        if w.load(Ordering::Relaxed) >> sh & 3 != 0 {
+            crate::util::prefetch(self.lo_beside(state).as_ptr().cast::<u8>(), true);
+        }
+    }
+
+    /// The word and bit of the page bitmap for lower-bound word `lo`.
+    #[inline]
+    fn page_bit(&self, lo: &AtomicU64) -> (&AtomicU64, u64) {
         let page = (lo.as_ptr() as usize - self.bounds.as_mut_ptr() as usize) / PAGE;
         // SAFETY: a bit per page of `bounds`, sized in `new`; only accessed atomically; it
         // lives as long as `self`.
         let w = unsafe { AtomicU64::from_ptr(self.bound_pages.as_mut_ptr().cast::<u64>().add(page / 64)) };
-        let bit = 1u64 << (page % 64);
+        (w, 1u64 << (page % 64))
+    }
+
+    /// Records that lower-bound word `lo` was written (for [`LbaMap::bytes`]).
+    #[inline]
+    pub fn wrote_bound(&self, lo: &AtomicU64) {
+        let (w, bit) = self.page_bit(lo);
         if w.load(Ordering::Relaxed) & bit == 0 {
             w.fetch_or(bit, Ordering::Relaxed);
         }
+    }
+
+    /// Lower-bound word `lo`, read only where its page was ever written: a read of a page
+    /// never written maps the zero page, and the first bound written there would then
+    /// copy it and flush the TLB of every CPU. A bound written by a writer that has not
+    /// yet set the page's bit may read as none: a flush that misses it keeps the LBA
+    /// undurable, and a leaf held for it is held again by that writer after the bit.
+    #[inline]
+    pub fn read_bound(&self, lo: &AtomicU64) -> u64 {
+        let (w, bit) = self.page_bit(lo);
+        if w.load(Ordering::Acquire) & bit == 0 { 0 } else { lo.load(Ordering::SeqCst) }
     }
 
     /// The lower-bound word holding `lba`, made on first use.
@@ -546,6 +574,29 @@ mod tests {
         assert!(m.state_word_if(80).is_none() || m.state_word_if(80).unwrap().load(Ordering::SeqCst) == 0);
         // Bounds are counted by the page.
         assert_eq!(m.bytes(), 2 * NODE_BYTES + LEAF_BYTES + PAGE + fixed(&m));
+    }
+
+    /// Whether the page of `p` is mapped (the zero page included).
+    fn mapped(p: *const u8) -> bool {
+        let page = (p as usize) & !(PAGE - 1);
+        let mut v = 0u8;
+        // SAFETY: `page` is page-aligned and inside a live mapping; `v` holds the one byte
+        // mincore writes for one page.
+        let r = unsafe { libc::mincore(page as *mut libc::c_void, PAGE, &mut v) };
+        assert_eq!(r, 0, "mincore");
+        v & 1 != 0
+    }
+
+    #[test]
+    fn reading_a_bound_of_a_page_never_written_maps_nothing() {
+        let m = LbaMap::new(1 << 20).unwrap();
+        m.state_word(4096).store(0x11, Ordering::SeqCst);
+        let lo = m.lo_word(4096);
+        assert_eq!(m.read_bound(lo), 0);
+        assert!(!mapped(lo.as_ptr().cast()), "a plain load would map the zero page, and the first bound written there would copy it");
+        lo.store(0x22, Ordering::SeqCst);
+        m.wrote_bound(lo);
+        assert_eq!(m.read_bound(lo), 0x22);
     }
 
     #[test]

@@ -257,7 +257,7 @@ impl VerifyTable {
     /// failed read-modify-write would still take the cache line from the lock's holder.
     #[inline]
     pub fn try_lock(&self, lba: u64, n: u64) -> bool {
-        self.lock_words(lba, n, true, None)
+        self.lock_words(lba, n, true, false, None)
     }
 
     /// [`VerifyTable::try_lock`] for an I/O's first try: each word is taken at once. One
@@ -267,20 +267,24 @@ impl VerifyTable {
     /// the TLB of every CPU the process runs on.
     #[inline]
     pub fn try_lock_first(&self, lba: u64, n: u64) -> bool {
-        self.lock_words(lba, n, false, None)
+        self.lock_words(lba, n, false, false, None)
     }
 
     /// [`VerifyTable::try_lock_first`] (`first`) or [`VerifyTable::try_lock`] that also
     /// gives the states the LBAs hold (their bounds are not read), from the words the lock
-    /// took: a writer needs them and they hold still while it holds the lock.
+    /// took: a writer needs them and they hold still while it holds the lock. `write`: the
+    /// command changes the data, so its completion will update bounds where its leaves
+    /// hold them; their lines are asked for now, while the command is in flight (a miss at
+    /// completion held back every write over flushed data).
     #[inline]
-    pub fn try_lock_states(&self, lba: u64, n: u64, first: bool, out: &mut Vec<LbaState>) -> bool {
+    pub fn try_lock_states(&self, lba: u64, n: u64, first: bool, write: bool, out: &mut Vec<LbaState>) -> bool {
         out.clear();
-        self.lock_words(lba, n, !first, Some(out))
+        self.lock_words(lba, n, !first, write, Some(out))
     }
 
     #[inline]
-    fn lock_words(&self, lba: u64, n: u64, look_first: bool, mut out: Option<&mut Vec<LbaState>>) -> bool {
+    fn lock_words(&self, lba: u64, n: u64, look_first: bool, write: bool, mut out: Option<&mut Vec<LbaState>>) -> bool {
+        let bounds = write && self.lo_active.load(Ordering::Relaxed);
         const LOCKS: u64 = 0x8080_8080_8080_8080;
         let mut taken: u64 = 0;
         let ok = Self::for_words(lba, n, |w, mask| {
@@ -296,6 +300,9 @@ impl VerifyTable {
                 return false;
             }
             taken = w + 8;
+            if bounds {
+                self.lbas.prefetch_bound(word);
+            }
             if let Some(out) = out.as_deref_mut() {
                 LbaState::push_word(out, mask, old, 0);
             }

@@ -647,7 +647,7 @@ impl Worker {
     /// Locks the I/O's LBAs; `first` for an I/O not tried before (see
     /// [`VerifyTable::try_lock`]). Their states are left in `lba_states` for `prepare`.
     fn lock(&mut self, io: &Io, first: bool) -> bool {
-        self.table.as_ref().is_none_or(|t| t.try_lock_states(io.slba, io.nlb as u64, first, &mut self.lba_states))
+        self.table.as_ref().is_none_or(|t| t.try_lock_states(io.slba, io.nlb as u64, first, changes_data(io.opcode), &mut self.lba_states))
     }
 
     /// Puts one I/O (with its LBAs locked, if `locked`) into a free slot and the SQ.

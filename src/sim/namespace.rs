@@ -148,17 +148,6 @@ fn chunk_count(off: u64, len: usize) -> u64 {
 /// blocks with verification off went from 1.6 M to 2.0 M IOPS with 8).
 const PREFETCH_LINES: usize = 8;
 
-#[inline]
-fn prefetch_line(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// When the arena cannot take another chunk: this machine's memory is full.
 const FULL: Status = Status::CAPACITY_EXCEEDED;
 
@@ -325,7 +314,7 @@ impl Namespace {
             let from = (off % CHUNK as u64) as usize;
             let p = self.arena.ptr(s);
             for line in (from & !63..CHUNK).step_by(64).take(PREFETCH_LINES) {
-                prefetch_line(p.wrapping_add(line));
+                crate::util::prefetch(p.wrapping_add(line), false);
             }
         }
     }
@@ -339,7 +328,7 @@ impl Namespace {
             && let Media::Memory(ix) = &self.media
             && let Some(e) = ix.entry_ptr(off / CHUNK as u64)
         {
-            prefetch_line(e);
+            crate::util::prefetch(e, false);
         }
     }
 

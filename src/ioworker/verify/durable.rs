@@ -163,7 +163,7 @@ impl VerifyTable {
             let st = states.load(Ordering::Acquire);
             // A fresh leaf has no bytes written (they are written out when it is spoiled).
             let v =
-                if fresh { (0..8u64).fold(0, |v, i| v | u64::from(implied_lo((st >> (i * 8)) as u8 & !LOCK)) << (i * 8)) } else { word.load(Ordering::SeqCst) };
+                if fresh { (0..8u64).fold(0, |v, i| v | u64::from(implied_lo((st >> (i * 8)) as u8 & !LOCK)) << (i * 8)) } else { self.lbas.read_bound(word) };
             f(w, st, v, fresh);
         });
     }
@@ -456,7 +456,7 @@ impl VerifyTable {
     /// leaf still fresh implies its bounds and stays held. Under the gate.
     fn release_leaf(&self, first: u64, sw: &AtomicU64) {
         if !self.lbas.fresh(sw) {
-            self.lbas.release(first, || self.lbas.leaf_words(first, sw).all(|(_, _, lo)| lo.load(Ordering::SeqCst) == 0));
+            self.lbas.release(first, || self.lbas.leaf_words(first, sw).all(|(_, _, lo)| self.lbas.read_bound(lo) == 0));
         }
     }
 
