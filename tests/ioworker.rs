@@ -1255,6 +1255,31 @@ fn error_minus_7_when_the_controller_is_reset_during_io() {
 }
 
 #[test]
+fn a_worker_sends_nothing_it_held_back_once_a_reset_took_its_commands() {
+    // Writes over 8 positions at qdepth 63: most I/Os wait for the LBA locks of others.
+    // The reset aborts what is in flight; the ones waiting must not go to a queue that
+    // is gone (each would come back aborted too, and the count would pass qdepth).
+    let r = rig(small());
+    let ns = r.ctrl.namespace(1).unwrap();
+    let cfg = IoWorkerConfig {
+        io_size: IoSize::Fixed(8),
+        read_percentage: 0,
+        region_end: vec![64],
+        qdepth: 63,
+        time: Some(Duration::from_secs(10)),
+        output_cmdlog_list: 1000,
+        ..Default::default()
+    };
+    let w = ns.ioworker(cfg).unwrap().start();
+    std::thread::sleep(Duration::from_millis(300));
+    r.ctrl.reset().unwrap();
+    let res = w.close();
+    assert_eq!(res.error, code::TERMINATED, "{:?}", res.error_message);
+    assert!(res.aborted_by_reset >= 1 && res.aborted_by_reset <= 63, "{} aborted", res.aborted_by_reset);
+    assert_eq!(cmdlog(&res).iter().filter(|e| e.status == 0x7fff).count() as u64, res.aborted_by_reset);
+}
+
+#[test]
 fn error_minus_3_when_a_command_never_completes() {
     let r = rig_with(small(), short_timeout());
     let ns = r.ctrl.namespace(1).unwrap();

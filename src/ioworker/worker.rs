@@ -937,7 +937,11 @@ impl Worker {
                 self.res.error_cpl = cqe.dw;
             }
             if self.cfg.exit_on_error || c.kind == CplKind::Aborted {
+                // Nothing more goes out, the I/Os held back for locks or pacing included:
+                // after an abort they would go to a queue that is gone.
                 self.finishing = true;
+                self.held = None;
+                self.deferred.clear();
             }
         }
     }
