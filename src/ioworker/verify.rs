@@ -46,7 +46,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::lba_map::LbaMap;
+use super::lba_map::{LEAF_LBAS, LbaMap};
 
 mod block;
 mod durable;
@@ -300,7 +300,8 @@ impl VerifyTable {
                 return false;
             }
             taken = w + 8;
-            if bounds {
+            // A leaf's bounds are one line: asked for once, from its first word in range.
+            if bounds && (w <= lba || w % LEAF_LBAS == 0) {
                 self.lbas.prefetch_bound(word);
             }
             if let Some(out) = out.as_deref_mut() {

@@ -26,10 +26,10 @@ const STOP_GRACE: Duration = Duration::from_millis(250);
 const OVERRUN: Duration = Duration::from_secs(30);
 /// How long a worker with `on_reset: resume` waits for the controller to come back.
 const RESUME_WAIT: Duration = Duration::from_secs(120);
-/// Empty polls after which the worker looks at its deferred I/Os, and after twice as many
-/// and every as many again yields its core: with more
-/// threads than cores (the simulator's among them), a worker that only spins holds the
-/// core its completions wait for.
+/// Empty polls after which the worker looks at its deferred I/Os again, and from twice as
+/// many on, every as many, yields its core: with more threads than cores (the
+/// simulator's among them), a worker that only spins holds the core its completions wait
+/// for.
 const IDLE_AFTER: u32 = 64;
 /// The empty poll from which the worker counts itself idle (for `cpu_usage`): one clock
 /// read per wait, spent while there is nothing to do, and a short wait is still a wait.
@@ -494,10 +494,8 @@ impl Worker {
             } else {
                 empty += 1;
                 if empty == IDLE_FROM {
-                    // Idle from here to the next completion (PyNVMe counts busy only the
-                    // submissions and the polls that reaped something, §6.4 of its
-                    // semantics): counted from the 64th empty poll instead, a worker that
-                    // waits a few microseconds for each large I/O read as busy.
+                    // Idle from here to the next completion: PyNVMe counts as busy only
+                    // submissions and polls that reaped something.
                     now = Instant::now();
                     idle_since = Some(now);
                 }
@@ -521,8 +519,7 @@ impl Worker {
             }
             if time_limit.is_some_and(|t| now >= t) || stop_deadline.is_some() {
                 // Out of time (or stopped): what was generated but not sent is dropped.
-                self.held = None;
-                self.deferred.clear();
+                self.drop_unsent();
             }
             if self.finishing && self.free.len() == self.slots.len() && self.nothing_pending() {
                 break;
@@ -940,8 +937,7 @@ impl Worker {
                 // Nothing more goes out, the I/Os held back for locks or pacing included:
                 // after an abort they would go to a queue that is gone.
                 self.finishing = true;
-                self.held = None;
-                self.deferred.clear();
+                self.drop_unsent();
             }
         }
     }
@@ -995,6 +991,12 @@ impl Worker {
             self.tickets[s] = None;
             self.free.push(s as u32);
         }
+        self.drop_unsent();
+    }
+
+    /// Drops the I/Os generated but not sent (held back for pacing or LBA locks; none of
+    /// them holds a lock).
+    fn drop_unsent(&mut self) {
         self.deferred.clear();
         self.held = None;
     }
