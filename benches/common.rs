@@ -10,6 +10,83 @@ pub fn duration() -> Duration {
     Duration::from_secs_f64(std::env::var("NVPLAN_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5.0))
 }
 
+/// CPUs for the simulator's threads: `NVPLAN_BENCH_SIM_CPUS` (a CPU list, or `any` to
+/// leave them unpinned), by default every CPU this process may use but 0, where the
+/// worker and fio's job run. A simulator thread the kernel wakes on the worker's CPU
+/// halves both for as long as it stays there. None (unpinned) on a machine of one CPU.
+pub fn sim_cpus() -> Vec<usize> {
+    match std::env::var("NVPLAN_BENCH_SIM_CPUS") {
+        Ok(v) if v == "any" => Vec::new(),
+        Ok(v) => nvplan::util::cpus::parse_cpus(&v).expect("NVPLAN_BENCH_SIM_CPUS: a CPU list (0,2,4-7) or `any`"),
+        Err(_) => nvplan::util::cpus::host_cpus().into_iter().filter(|&c| c != 0).collect(),
+    }
+}
+
+/// The CPUs of [`sim_cpus`] as a report says them.
+pub fn sim_cpus_text() -> String {
+    let c = sim_cpus();
+    if c.is_empty() { "simulator unpinned".into() } else { format!("simulator on CPU {}", c.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")) }
+}
+
+/// Round trip of one cache line between CPU `a` and CPU `b`, in nanoseconds: two threads
+/// pinned there pass a counter back and forth for `dur`. The worker and the simulator
+/// talk through such lines (queue entries, doorbells), fio's null engine does not; on a
+/// virtual machine the figure changes with where the host runs its virtual CPUs (here
+/// 90-130 ns in one placement, 380-480 ns in another, which halves the simulator's
+/// never-written reads). None when either CPU cannot be used.
+pub fn core_round_trip_ns(a: usize, b: usize, dur: Duration) -> Option<f64> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let line = Arc::new((AtomicU64::new(0), AtomicBool::new(false)));
+    let other = line.clone();
+    let echo = std::thread::spawn(move || {
+        nvplan::util::cpus::pin_current(&[b]).ok()?;
+        // Answers every odd value with the next even one until told to stop.
+        while !other.1.load(Ordering::Relaxed) {
+            let v = other.0.load(Ordering::Acquire);
+            if v % 2 == 1 {
+                other.0.store(v + 1, Ordering::Release);
+            }
+            std::hint::spin_loop();
+        }
+        Some(())
+    });
+    let mine = std::thread::spawn(move || {
+        let trips = || {
+            nvplan::util::cpus::pin_current(&[a]).ok()?;
+            let t0 = std::time::Instant::now();
+            let mut trips = 0u64;
+            while t0.elapsed() < dur {
+                for _ in 0..256 {
+                    let v = line.0.load(Ordering::Acquire);
+                    line.0.store(v + 1, Ordering::Release);
+                    let t1 = std::time::Instant::now();
+                    while line.0.load(Ordering::Acquire) != v + 2 {
+                        if t1.elapsed() > Duration::from_secs(1) {
+                            return None;
+                        }
+                        std::hint::spin_loop();
+                    }
+                }
+                trips += 256;
+            }
+            Some(t0.elapsed().as_secs_f64() * 1e9 / trips as f64)
+        };
+        let ns = trips();
+        line.1.store(true, Ordering::Relaxed);
+        ns
+    });
+    let ns = mine.join().ok().flatten();
+    echo.join().ok().flatten().and(ns)
+}
+
+/// [`core_round_trip_ns`] between CPU 0 (the worker's) and the simulator's first CPU, for
+/// 0.3 s; None on a machine of one CPU.
+pub fn worker_sim_round_trip_ns() -> Option<f64> {
+    let sim = sim_cpus().first().copied().or_else(|| nvplan::util::cpus::host_cpus().into_iter().find(|&c| c != 0))?;
+    core_round_trip_ns(0, sim, Duration::from_millis(300))
+}
+
 /// Runs fio with `args` (plus JSON output) and returns the summed read+write IOPS, or why
 /// it could not.
 pub fn fio_iops(args: &[&str]) -> Result<f64, String> {

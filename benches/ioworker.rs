@@ -52,7 +52,8 @@ fn main() {
     let fio_read = common::fio_null_qd63(secs, &["--rw=randread"]);
     let fio_write_verify = common::fio_null_qd63(secs, &common::FIO_VERIFIED_WRITES);
 
-    let cfg = SimConfig { namespaces: vec![NamespaceConfig::memory(REGION_LBAS * 512, 512)], write_cache: false, ..Default::default() };
+    let cfg =
+        SimConfig { namespaces: vec![NamespaceConfig::memory(REGION_LBAS * 512, 512)], write_cache: false, cpus: common::sim_cpus(), ..Default::default() };
     let sim = Simulator::new(cfg).expect("simulator");
     let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
     let ctrl = Controller::new(t, ControllerOptions::default()).expect("bring-up");
@@ -63,9 +64,10 @@ fn main() {
     let mut pairs = Vec::new();
     let mut unwritten_plain = IoWorkerResult::default();
     for _ in 0..rounds {
+        let trip = common::worker_sim_round_trip_ns();
         unwritten_plain = run(&ns, secs, 100, false);
         if let Ok(f) = common::fio_null_qd63(secs, &["--rw=randread"]) {
-            pairs.push((unwritten_plain.iops(), f, unwritten_plain.cpu_usage));
+            pairs.push((unwritten_plain.iops(), f, unwritten_plain.cpu_usage, trip));
         }
     }
     // Write the region once (verified generations for every LBA).
@@ -78,7 +80,12 @@ fn main() {
     // 64 blocks for 63 slots: nearly every I/O runs into the LBA lock of another one.
     let contended = run_over(&ns, secs, 50, true, 64 * 8);
 
-    println!("one worker, 4 KiB random, qdepth 63, worker pinned to CPU 0 ({:.1} s each; {})", secs.as_secs_f64(), common::fio_version());
+    println!(
+        "one worker, 4 KiB random, qdepth 63, worker pinned to CPU 0, {} ({:.1} s each; {})",
+        common::sim_cpus_text(),
+        secs.as_secs_f64(),
+        common::fio_version()
+    );
     let fr = fio_read.as_ref().ok().map(|f| ("fio null randread", *f));
     let fw = fio_write_verify.as_ref().ok().map(|f| ("fio null randwrite crc32c", *f));
     if let Some((_, f)) = fr {
@@ -91,12 +98,17 @@ fn main() {
         common::report("ioworker randread, verify off, unwritten", unwritten_plain.iops(), fr);
     } else {
         // The round whose ratio is the median, next to its own fio run; then every round.
-        let mut ratios: Vec<(f64, f64)> = pairs.iter().map(|&(n, f, _)| (n, f)).collect();
+        let mut ratios: Vec<(f64, f64)> = pairs.iter().map(|&(n, f, _, _)| (n, f)).collect();
         ratios.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
         let (n, f) = ratios[ratios.len() / 2];
         common::report("ioworker randread, verify off, unwritten", n, Some(("fio null randread, median round", f)));
-        let each: Vec<String> =
-            pairs.iter().map(|(n, f, cpu)| format!("{:.1} M / {:.2} M = {:.2} ({:.0} ns per I/O)", n / 1e6, f / 1e6, n / f, cpu / n * 1e9)).collect();
+        let each: Vec<String> = pairs
+            .iter()
+            .map(|(n, f, cpu, trip)| {
+                let trip = trip.map_or(String::new(), |t| format!(", line round trip {t:.0} ns"));
+                format!("{:.1} M / {:.2} M = {:.2} ({:.0} ns per I/O{trip})", n / 1e6, f / 1e6, n / f, cpu / n * 1e9)
+            })
+            .collect();
         println!("  rounds, ioworker / fio: {}", each.join("; "));
     }
     common::report("ioworker randread, verify off", read_plain.iops(), fr);

@@ -41,7 +41,7 @@ struct Drive {
 }
 
 fn drive(capacity: u64) -> Drive {
-    let cfg = SimConfig { namespaces: vec![NamespaceConfig::memory(capacity, 512)], ..Default::default() };
+    let cfg = SimConfig { namespaces: vec![NamespaceConfig::memory(capacity, 512)], cpus: common::sim_cpus(), ..Default::default() };
     assert!(cfg.write_cache, "the default simulator has a write cache");
     let sim = Simulator::new(cfg).expect("simulator");
     let t: SharedTransport = Arc::new(SimTransport::attach(sim.clone()));
@@ -132,6 +132,7 @@ fn size(b: u64) -> String {
 fn main() {
     let secs = common::duration();
     let max_region: u64 = std::env::var("NVPLAN_BENCH_MAX_REGION").ok().and_then(|v| v.parse().ok()).unwrap_or(8 * GIB);
+    let trip_start = common::worker_sim_round_trip_ns();
     let fio_w = common::fio_null_qd63(secs, &common::FIO_VERIFIED_WRITES);
     let fio_r = common::fio_null_qd63(secs, &["--rw=randread"]);
     let fw = fio_w.as_ref().ok().map(|f| ("fio null randwrite crc32c", *f));
@@ -276,10 +277,14 @@ fn main() {
     }
 
     println!(
-        "simulator storage: one worker, 4 KiB random, qdepth 63, write cache on, worker on CPU 0 ({:.1} s runs; {})",
+        "simulator storage: one worker, 4 KiB random, qdepth 63, write cache on, worker on CPU 0, {} ({:.1} s runs; {})",
+        common::sim_cpus_text(),
         secs.as_secs_f64(),
         common::fio_version()
     );
+    if let (Some(a), Some(b)) = (trip_start, common::worker_sim_round_trip_ns()) {
+        println!("cache line round trip between the worker's CPU and the simulator's: {a:.0} ns at the start, {b:.0} ns at the end");
+    }
     if let Some((n, f)) = fw {
         common::report(n, f, None);
     }

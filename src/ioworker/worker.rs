@@ -209,21 +209,7 @@ fn changes_data(op: u8) -> bool {
 
 /// Pins the calling thread to one CPU.
 fn pin(cpu: usize) -> Result<(), String> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(format!("cpu_id {cpu} is beyond the {} CPUs this host can address", libc::CPU_SETSIZE));
-    }
-    // SAFETY: `cpu_set_t` is plain data; CPU_ZERO/CPU_SET only write inside it, and
-    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it for thread 0 (the caller).
-    let r = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if r != 0 {
-        return Err(format!("cpu_id {cpu}: cannot pin the worker there ({}); this host has {} CPUs", std::io::Error::last_os_error(), available_cpus()));
-    }
-    Ok(())
+    crate::util::cpus::pin_current(&[cpu]).map_err(|e| format!("cpu_id {cpu}: cannot pin the worker there ({e}); this host has {} CPUs", available_cpus()))
 }
 
 /// CPUs this process may run on.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::error::PlanError;
 use super::load::LoadedPlan;
-use super::model::{PowerKind, PowerSpec, PowerValue, PurgeMethod, SimSpec, TargetSpec};
+use super::model::{CpusValue, PowerKind, PowerSpec, PowerValue, PurgeMethod, SimSpec, TargetSpec};
 use super::units::{duration, opcode};
 use super::yaml::Seg;
 use crate::driver::{Controller, ControllerOptions};
@@ -318,6 +318,21 @@ fn from_spec(plan: &LoadedPlan, sim: &SimSpec) -> Result<SimConfig, PlanError> {
         }
         cfg.io_threads = t;
     }
+    if let Some(c) = &sim.cpus {
+        let list = match c {
+            CpusValue::One(c) => Ok(vec![*c]),
+            CpusValue::Many(l) if l.is_empty() => Err("an empty list; name at least one CPU, e.g. [1]".to_string()),
+            CpusValue::Many(l) => Ok(l.clone()),
+            CpusValue::Text(t) => crate::util::cpus::parse_cpus(t),
+        }
+        .map_err(|m| at(&[key("cpus")], "cpus", m))?;
+        let host = crate::util::cpus::host_cpus();
+        if let Some(c) = list.iter().find(|c| !host.contains(c)) {
+            let host: Vec<String> = host.iter().map(|c| c.to_string()).collect();
+            return Err(at(&[key("cpus")], "cpus", format!("CPU {c} is not one this process may run on; use some of {}", host.join(","))));
+        }
+        cfg.cpus = list;
+    }
     if let Some(s) = sim.sgl {
         cfg.sgl = s;
     }
@@ -399,5 +414,22 @@ mod tests {
         assert_eq!(c.latency.io[2], Latency { fixed: Duration::from_micros(80), jitter: Duration::from_micros(5) });
         assert_eq!(c.latency.io[1].fixed, Duration::from_micros(20));
         assert_eq!(c.latency.io[0].jitter, Duration::from_micros(5), "jitter applies to every I/O opcode");
+    }
+
+    #[test]
+    fn sim_cpus_in_a_plan_are_numbers_lists_or_kernel_notation_of_usable_cpus() {
+        let with = |v: &str| {
+            let doc = format!("name: t\ntarget:\n  sim:\n    cpus: {v}\nphases: [{{name: a, events: [{{at: 0, reset: controller}}]}}]\n");
+            super::super::load_str("p.yaml", &doc).map_err(|e| e[0].clone()).and_then(|p| sim_config(&p, None))
+        };
+        let c0 = crate::util::cpus::host_cpus()[0];
+        assert_eq!(with(&c0.to_string()).unwrap().cpus, vec![c0]);
+        assert_eq!(with(&format!("[{c0}]")).unwrap().cpus, vec![c0]);
+        assert_eq!(with(&format!("\"{c0}-{c0}\"")).unwrap().cpus, vec![c0]);
+        let e = with("100000").unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("cpus", 4));
+        assert!(e.message.contains("CPU 100000 is not one this process may run on"), "{}", e.message);
+        assert!(with("[]").unwrap_err().message.contains("name at least one CPU"));
+        assert!(with("\"3-1\"").unwrap_err().message.contains("backwards"));
     }
 }

@@ -60,6 +60,18 @@ impl JsonSchema for LbaValue {
     }
 }
 
+/// CPUs: one number (`1`), a list (`[1, 3]`) or the kernel's notation (`"2,4-7"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CpusValue {
+    /// One CPU.
+    One(usize),
+    /// A list of CPUs.
+    Many(Vec<usize>),
+    /// A CPU list in the kernel's notation.
+    Text(String),
+}
+
 /// One value or a list of them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -640,6 +652,10 @@ pub struct SimSpec {
     /// I/O processing threads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// CPUs the processing threads run on (one each for the I/O threads, in turn): keep
+    /// them off the CPUs of pinned workers (`cpu_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<CpusValue>,
     /// Fixed latency per command kind: `{read: 80us, write: 20us}` (also flush, dsm,
     /// write_zeroes, ... or opcodes as numbers).
     #[serde(default, skip_serializing_if = "Option::is_none")]

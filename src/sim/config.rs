@@ -133,6 +133,9 @@ pub struct SimConfig {
     pub interrupt_vectors: u16,
     /// Threads that process I/O queues (the admin queue has its own).
     pub io_threads: usize,
+    /// CPUs the processing threads run on (empty: wherever the kernel puts them). The
+    /// I/O threads take one each, in turn; the controller thread may use all of them.
+    pub cpus: Vec<usize>,
     /// How long an idle processing thread polls before it sleeps.
     pub idle_spin: Duration,
     /// Completion latency model.
@@ -173,6 +176,7 @@ impl Default for SimConfig {
             ready_delay: Duration::ZERO,
             interrupt_vectors: 65,
             io_threads: 1,
+            cpus: Vec::new(),
             idle_spin: Duration::from_micros(50),
             latency: LatencyModel::default(),
             gc: None,
@@ -194,7 +198,8 @@ impl SimConfig {
     /// (LBA size of the namespaces given so far without one: 512 or 4096), `file` (back
     /// the last namespace by a file), `mdts`, `queues`, `mqes` (queue entries),
     /// `sgl=on|off`, `bitbucket=on|off`, `vwc=on|off`, `cache` (write cache capacity),
-    /// `dstrd`, `threads`, `ready` (ready delay), `latency` (fixed latency of every I/O
+    /// `dstrd`, `threads`, `cpus` (the CPUs of its threads: `cpus=2`, `cpus=2-5`,
+    /// `cpus=1+3`), `ready` (ready delay), `latency` (fixed latency of every I/O
     /// opcode, e.g. `80us`), `jitter`, `gc` (garbage collection's extra write latency,
     /// e.g. `400us`), `gc_after` and `gc_span` (% of the namespace written since a purge
     /// before writes slow down, and until they reach the steady level), `serial`, `seed`.
@@ -247,6 +252,8 @@ impl SimConfig {
                 "cache" => cfg.write_cache_capacity = parse_size(v).map_err(|e| format!("sim option cache: {e}"))?,
                 "dstrd" => cfg.doorbell_stride = num(v)? as u8,
                 "threads" => cfg.io_threads = num(v)? as usize,
+                // Commas separate the options, so `+` joins the CPUs of a list.
+                "cpus" => cfg.cpus = crate::util::cpus::parse_cpus(&v.replace('+', ",")).map_err(|e| format!("sim option `cpus={v}`: {e}"))?,
                 "ready" => cfg.ready_delay = parse_duration(v).map_err(|e| format!("sim option ready: {e}"))?,
                 "latency" => latency.fixed = parse_duration(v).map_err(|e| format!("sim option latency: {e}"))?,
                 "jitter" => latency.jitter = parse_duration(v).map_err(|e| format!("sim option jitter: {e}"))?,
@@ -257,7 +264,7 @@ impl SimConfig {
                 "seed" => cfg.seed = num(v)?,
                 _ => {
                     return Err(format!(
-                        "unknown sim option `{k}` (known: ns, lba, file, mdts, queues, mqes, sgl, bitbucket, vwc, cache, dstrd, threads, ready, latency, jitter, gc, gc_after, gc_span, serial, seed)"
+                        "unknown sim option `{k}` (known: ns, lba, file, mdts, queues, mqes, sgl, bitbucket, vwc, cache, dstrd, threads, cpus, ready, latency, jitter, gc, gc_after, gc_span, serial, seed)"
                     ));
                 }
             }
@@ -305,6 +312,10 @@ impl SimConfig {
         if self.mdts > 16 {
             return Err(format!("MDTS {} is above 16", self.mdts));
         }
+        let limit = libc::CPU_SETSIZE as usize;
+        if let Some(c) = self.cpus.iter().find(|&&c| c >= limit) {
+            return Err(format!("CPU {c} for the simulator's threads is beyond the {limit} CPUs this host can address"));
+        }
         Ok(())
     }
 }
@@ -339,6 +350,15 @@ mod tests {
         let step = GcModel { span_pct: 0, ..gc };
         assert_eq!((step.extra(999, cap), step.extra(1000, cap)), (Duration::ZERO, Duration::from_micros(400)));
         assert_eq!(SimConfig::parse_options("").unwrap().gc, None, "no garbage collection unless asked");
+    }
+
+    #[test]
+    fn sim_option_cpus_takes_a_list_joined_by_plus() {
+        assert_eq!(SimConfig::parse_options("cpus=1+3,threads=2").unwrap().cpus, vec![1, 3]);
+        assert_eq!(SimConfig::parse_options("cpus=2-4").unwrap().cpus, vec![2, 3, 4]);
+        assert!(SimConfig::parse_options("").unwrap().cpus.is_empty(), "unpinned unless asked");
+        let e = SimConfig::parse_options("cpus=x").unwrap_err();
+        assert!(e.starts_with("sim option `cpus=x`: `x` is not a CPU number"), "{e}");
     }
 
     #[test]

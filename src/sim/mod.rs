@@ -301,7 +301,31 @@ impl Simulator {
         }
         let sh = shared.clone();
         handles.push(spawn("nvplan-sim-ctrl".into(), shared.clone(), move || controller::ControllerThread::new(sh, ctrl_rx, io_tx).run())?);
-        Ok(Arc::new(Simulator { shared, threads: Mutex::new(handles) }))
+        let sim = Arc::new(Simulator { shared, threads: Mutex::new(handles) });
+        // On an error the simulator drops here, which stops and joins its threads.
+        sim.pin_threads()?;
+        Ok(sim)
+    }
+
+    /// Pins the I/O threads to one CPU of `cpus` each, in turn, and the controller thread
+    /// to all of them: a device's own cores, which the host's pinned workers do not share.
+    fn pin_threads(&self) -> Result<(), SimError> {
+        let cpus = &self.shared.cfg.cpus;
+        if cpus.is_empty() {
+            return Ok(());
+        }
+        let threads = lock(&self.threads);
+        let io = self.shared.cfg.io_threads;
+        for (i, h) in threads.iter().enumerate() {
+            let mine = if i < io { std::slice::from_ref(&cpus[i % cpus.len()]) } else { &cpus[..] };
+            crate::util::cpus::pin_thread(h, mine).map_err(|e| {
+                let name = h.thread().name().unwrap_or("a simulator thread");
+                let list: Vec<String> = mine.iter().map(|c| c.to_string()).collect();
+                let host: Vec<String> = crate::util::cpus::host_cpus().iter().map(|c| c.to_string()).collect();
+                SimError::Config(format!("cpus: cannot run {name} on CPU {} ({e}); this process may run on CPUs {}", list.join("+"), host.join(",")))
+            })?;
+        }
+        Ok(())
     }
 
     /// The configuration it was built with.
@@ -585,4 +609,55 @@ fn spawn(name: String, shared: Arc<Shared>, body: impl FnOnce() + Send + 'static
             }
         })
         .map_err(SimError::Thread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::cpus::{host_cpus, parse_cpus};
+
+    /// The CPU sets of this process's threads named `name` (other tests' simulators run
+    /// threads of the same names).
+    fn cpu_sets_of(name: &str) -> Vec<Vec<usize>> {
+        let tasks = std::fs::read_dir("/proc/self/task").unwrap().flatten();
+        tasks
+            .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .filter_map(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:").and_then(|v| parse_cpus(v).ok())))
+            .collect()
+    }
+
+    #[test]
+    fn cpus_pin_each_io_thread_to_one_cpu_in_turn() {
+        let host = host_cpus();
+        let (first, last) = (host[0], *host.last().unwrap());
+        let sim = Simulator::new(SimConfig { cpus: vec![first, last], io_threads: 3, ..SimConfig::default() }).unwrap();
+        let mut both = vec![first, last];
+        both.dedup();
+        // A thread names itself when it starts, which may be after `new` returns.
+        let pinned = |name: &str, want: &[usize]| {
+            let t0 = Instant::now();
+            while t0.elapsed() < std::time::Duration::from_secs(5) {
+                if cpu_sets_of(name).iter().any(|s| s == want) {
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            false
+        };
+        assert!(pinned("nvplan-sim-io1", &[first]));
+        assert!(pinned("nvplan-sim-io2", &[last]));
+        assert!(pinned("nvplan-sim-io3", &[first]), "round robin");
+        assert!(pinned("nvplan-sim-ctrl", &both), "{:?}", cpu_sets_of("nvplan-sim-ctrl"));
+        drop(sim);
+    }
+
+    #[test]
+    fn cpus_the_process_may_not_use_are_refused_by_name() {
+        let outside = (0..1024).find(|c| !host_cpus().contains(c)).unwrap();
+        let e = Simulator::new(SimConfig { cpus: vec![outside], ..SimConfig::default() }).unwrap_err().to_string();
+        assert!(e.contains(&format!("cannot run nvplan-sim-io1 on CPU {outside}")) && e.contains("this process may run on CPUs"), "{e}");
+        let e = Simulator::new(SimConfig { cpus: vec![4096], ..SimConfig::default() }).unwrap_err().to_string();
+        assert!(e.contains("CPU 4096 for the simulator's threads is beyond"), "{e}");
+    }
 }

@@ -1,4 +1,5 @@
-//! CPU lists: the kernel's notation (`0,2,4-7`) and the CPUs this process may run on.
+//! CPU lists: the kernel's notation (`0,2,4-7`), the CPUs this process may run on, and
+//! pinning threads to them.
 
 /// Highest CPU number a list may name (bounds what a list can make us allocate).
 const MAX_CPU: usize = 65535;
@@ -42,6 +43,40 @@ pub fn host_cpus() -> Vec<usize> {
         .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_string())))
         .and_then(|v| parse_cpus(&v).ok());
     allowed.unwrap_or_else(|| (0..crate::ioworker::available_cpus()).collect())
+}
+
+/// The affinity mask of `cpus`.
+fn cpu_set(cpus: &[usize]) -> std::io::Result<libc::cpu_set_t> {
+    let limit = libc::CPU_SETSIZE as usize;
+    if let Some(c) = cpus.iter().find(|&&c| c >= limit) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("CPU {c} is beyond the {limit} CPUs this host can address")));
+    }
+    // SAFETY: `cpu_set_t` is plain data (a bit array) for which all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: CPU_SET writes bit `c` of `set`, below CPU_SETSIZE (checked above).
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    Ok(set)
+}
+
+/// Pins the calling thread to `cpus`.
+pub fn pin_current(cpus: &[usize]) -> std::io::Result<()> {
+    let set = cpu_set(cpus)?;
+    // SAFETY: sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of `set`, which lives
+    // across the call; thread 0 is the caller.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Pins the thread behind `handle`, still running, to `cpus`.
+pub fn pin_thread<T>(handle: &std::thread::JoinHandle<T>, cpus: &[usize]) -> std::io::Result<()> {
+    use std::os::unix::thread::JoinHandleExt;
+    let set = cpu_set(cpus)?;
+    // SAFETY: the handle is not joined, so its pthread_t names a live (or zombie, not yet
+    // reclaimed) thread; the call reads `size_of::<cpu_set_t>()` bytes of `set`.
+    let r = unsafe { libc::pthread_setaffinity_np(handle.as_pthread_t(), std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r != 0 { Err(std::io::Error::from_raw_os_error(r)) } else { Ok(()) }
 }
 
 #[cfg(test)]
