@@ -81,10 +81,10 @@ pub fn core_round_trip_ns(a: usize, b: usize, dur: Duration) -> Option<f64> {
 }
 
 /// [`core_round_trip_ns`] between CPU 0 (the worker's) and the simulator's first CPU, for
-/// 0.3 s; None on a machine of one CPU.
-pub fn worker_sim_round_trip_ns() -> Option<f64> {
+/// `dur`; None on a machine of one CPU.
+pub fn worker_sim_round_trip_ns(dur: Duration) -> Option<f64> {
     let sim = sim_cpus().first().copied().or_else(|| nvplan::util::cpus::host_cpus().into_iter().find(|&c| c != 0))?;
-    core_round_trip_ns(0, sim, Duration::from_millis(300))
+    core_round_trip_ns(0, sim, dur)
 }
 
 /// Runs fio with `args` (plus JSON output) and returns the summed read+write IOPS, or why

@@ -64,7 +64,7 @@ fn main() {
     let mut pairs = Vec::new();
     let mut unwritten_plain = IoWorkerResult::default();
     for _ in 0..rounds {
-        let trip = common::worker_sim_round_trip_ns();
+        let trip = common::worker_sim_round_trip_ns(Duration::from_millis(300));
         unwritten_plain = run(&ns, secs, 100, false);
         if let Ok(f) = common::fio_null_qd63(secs, &["--rw=randread"]) {
             pairs.push((unwritten_plain.iops(), f, unwritten_plain.cpu_usage, trip));

@@ -93,9 +93,28 @@ fn random_with(
         cpu_id: Some(0),
         ..Default::default()
     };
+    let before = common::worker_sim_round_trip_ns(TRIP_PROBE);
     let r = ns.ioworker(c).expect("valid configuration").run();
     assert_eq!((r.error, r.miscompare_count), (0, 0), "{:?}", r.error_message);
+    LAST_TRIP.set(before.zip(common::worker_sim_round_trip_ns(TRIP_PROBE)));
     r
+}
+
+const TRIP_PROBE: Duration = Duration::from_millis(100);
+
+thread_local! {
+    /// Cache-line round trips (ns) between the worker's CPU and the simulator's just
+    /// before and just after the last measured run.
+    static LAST_TRIP: std::cell::Cell<Option<(f64, f64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// `name` with the round trips around the run just measured: the simulator's speed
+/// follows them on a machine whose virtual CPUs move (see `common::core_round_trip_ns`).
+fn tagged(name: String) -> String {
+    match LAST_TRIP.get() {
+        Some((a, b)) => format!("{name} [{a:.0}/{b:.0} ns]"),
+        None => name,
+    }
 }
 
 /// Writes `[0, bytes)` once, sequentially, with verification (every LBA gets a generation).
@@ -132,7 +151,7 @@ fn size(b: u64) -> String {
 fn main() {
     let secs = common::duration();
     let max_region: u64 = std::env::var("NVPLAN_BENCH_MAX_REGION").ok().and_then(|v| v.parse().ok()).unwrap_or(8 * GIB);
-    let trip_start = common::worker_sim_round_trip_ns();
+    let trip_start = common::worker_sim_round_trip_ns(TRIP_PROBE);
     let fio_w = common::fio_null_qd63(secs, &common::FIO_VERIFIED_WRITES);
     let fio_r = common::fio_null_qd63(secs, &["--rw=randread"]);
     let fw = fio_w.as_ref().ok().map(|f| ("fio null randwrite crc32c", *f));
@@ -157,7 +176,7 @@ fn main() {
         let mut region = 64 << 20;
         while part("overwrite") && region <= max_region {
             let r = random(&d.ns, Some(secs), 0, 0, true, 0, region);
-            lines.push((format!("random overwrite, {} written region", size(region)), r.iops(), fw));
+            lines.push((tagged(format!("random overwrite, {} written region", size(region))), r.iops(), fw));
             region *= 4;
             if region > max_region && region / 4 != max_region {
                 region = max_region;
@@ -166,13 +185,13 @@ fn main() {
         if part("read") {
             let r = random(&d.ns, Some(secs), 0, 100, true, 0, GIB.min(max_region));
             let read_on = r.iops();
-            lines.push(("random read of written blocks, verify on".into(), read_on, fr));
+            lines.push((tagged("random read of written blocks, verify on".into()), read_on, fr));
             let r = random(&d.ns, Some(secs), 0, 100, false, 0, GIB.min(max_region));
             let read_off = r.iops();
             read_ratio = Some(read_on / read_off);
-            lines.push(("random read of written blocks, verify off".into(), read_off, fr));
+            lines.push((tagged("random read of written blocks, verify off".into()), read_off, fr));
             let r = random(&d.ns, Some(secs), 0, 100, true, 0, max_region);
-            lines.push((format!("random read of written blocks, {}, verify on", size(max_region)), r.iops(), fr));
+            lines.push((tagged(format!("random read of written blocks, {}, verify on", size(max_region))), r.iops(), fr));
         }
         let lbas = (max_region / 512) as f64;
         memory.push(format!("verification table after the overwrites (unflushed): {:.3} bytes per LBA written", table_bytes(&d) as f64 / lbas));
@@ -200,7 +219,7 @@ fn main() {
         let rss1 = rss();
         let r = random(&d.ns, None, count, 0, true, 0, max_region);
         let (table1, lbas1) = (table_bytes(&d), r.io_count_write * 8);
-        lines.push((format!("first writes, random over {}", size(max_region)), r.iops(), fw));
+        lines.push((tagged(format!("first writes, random over {}", size(max_region))), r.iops(), fw));
         memory.push(format!("resident memory (process): {:.2} bytes per byte of first writes", rss().saturating_sub(rss1) as f64 / (count * 4096) as f64));
         memory.push(format!(
             "simulator media memory: {:.3} bytes per byte of first writes (data and cache images)",
@@ -215,7 +234,7 @@ fn main() {
         let (rss2, media2) = (rss(), d.sim.stats().media_bytes);
         let r = random(&d.ns, None, count / 4, 0, true, 0, 64 * TIB);
         let table2 = table_bytes(&d) - table1;
-        lines.push(("first writes, random over 64 TiB".into(), r.iops(), fw));
+        lines.push((tagged("first writes, random over 64 TiB".into()), r.iops(), fw));
         let bytes = (count / 4 * 4096) as f64;
         memory.push(format!(
             "first writes scattered over 64 TiB: resident memory {:.2} bytes per byte written, simulator media {:.3}",
@@ -241,13 +260,15 @@ fn main() {
         random(&d.ns, None, 300_000, 0, false, 0, max_region);
         let ops = || Some(vec![(0x01, 99.0), (0x00, 1.0)]);
         let off = random_with(&d.ns, Some(secs), 0, 0, false, 0, max_region, ops());
+        let off_name = tagged(format!("random write + 1 % flush over {}, verify off", size(max_region)));
         let on = random_with(&d.ns, Some(secs), 0, 0, true, 0, max_region, ops());
+        lines.push((tagged(format!("random write + 1 % flush over {}, verify on", size(max_region))), on.iops(), fw));
+        lines.push((off_name, off.iops(), fw));
         let plain_off = random(&d.ns, Some(secs), 0, 0, false, 0, max_region);
+        let plain_off_name = tagged(format!("random write, no flush, over {}, verify off", size(max_region)));
         let plain = random(&d.ns, Some(secs), 0, 0, true, 0, max_region);
-        lines.push((format!("random write + 1 % flush over {}, verify on", size(max_region)), on.iops(), fw));
-        lines.push((format!("random write + 1 % flush over {}, verify off", size(max_region)), off.iops(), fw));
-        lines.push((format!("random write, no flush, over {}, verify on", size(max_region)), plain.iops(), fw));
-        lines.push((format!("random write, no flush, over {}, verify off", size(max_region)), plain_off.iops(), fw));
+        lines.push((tagged(format!("random write, no flush, over {}, verify on", size(max_region))), plain.iops(), fw));
+        lines.push((plain_off_name, plain_off.iops(), fw));
         memory.push(format!("writes with 1 % flushes, verify on / verify off: {:.2}", on.iops() / off.iops()));
         assert!(d.sim.panics().is_empty());
         drop(d);
@@ -260,11 +281,16 @@ fn main() {
     if part("mixed") {
         let rounds: usize = std::env::var("NVPLAN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
         let mut runs = [Vec::new(), Vec::new()];
+        let mut trips = Vec::new();
         for i in 0..2 * rounds {
             let which = (i + i / 2) % 2;
             let d = drive([GIB, 64 * TIB][which]);
             runs[which].push(random(&d.ns, Some(secs), 0, 50, true, 0, GIB).iops());
+            trips.extend(LAST_TRIP.get().map(|(a, b)| a.max(b)));
             assert!(d.sim.panics().is_empty());
+        }
+        if let Some(worst) = trips.iter().copied().reduce(f64::max) {
+            memory.push(format!("50% read/write runs: cache-line round trip at most {worst:.0} ns around each"));
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
@@ -282,7 +308,7 @@ fn main() {
         secs.as_secs_f64(),
         common::fio_version()
     );
-    if let (Some(a), Some(b)) = (trip_start, common::worker_sim_round_trip_ns()) {
+    if let (Some(a), Some(b)) = (trip_start, common::worker_sim_round_trip_ns(TRIP_PROBE)) {
         println!("cache line round trip between the worker's CPU and the simulator's: {a:.0} ns at the start, {b:.0} ns at the end");
     }
     if let Some((n, f)) = fw {
