@@ -13,6 +13,8 @@ use crate::transport::{DmaBuffer, SharedTransport, TransportError};
 
 const SQE_BYTES: usize = 64;
 const CQE_BYTES: usize = 16;
+/// How many entries past the tail the submission path asks for an SQ line ahead of use.
+const SQ_AHEAD: u32 = 8;
 
 /// One descriptor of a scatter-gather list given to [`DataPtr::SglList`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,6 +344,13 @@ impl QueueCore {
         self.slots[cid as usize] = Slot { busy: true, given_up: false, timed, opcode: cmd.opcode(), ctx, submitted: now, dptr };
         self.sq.write_obj(self.sq_tail as usize * SQE_BYTES, &cmd);
         self.sq_tail = (self.sq_tail + 1) % self.entries;
+        // The entry SQ_AHEAD places on was last read by the controller, which keeps a copy
+        // of its line: ask for the line owned now, so that the store into it does not hold
+        // up every store after it (stores leave the core in order).
+        if self.entries > SQ_AHEAD {
+            let ahead = (self.sq_tail + SQ_AHEAD) % self.entries;
+            crate::util::prefetch(self.sq.as_ptr().wrapping_add(ahead as usize * SQE_BYTES), true);
+        }
         self.outstanding += 1;
         Ok(cid)
     }
