@@ -64,8 +64,11 @@ fn main() {
     let mut pairs = Vec::new();
     let mut unwritten_plain = IoWorkerResult::default();
     for _ in 0..rounds {
-        let trip = common::worker_sim_round_trip_ns(Duration::from_millis(300));
+        let probe = || common::worker_sim_round_trip_ns(Duration::from_millis(200));
+        let before = probe();
         unwritten_plain = run(&ns, secs, 100, false);
+        // Before and after: the placement can change during the run.
+        let trip = before.zip(probe());
         if let Ok(f) = common::fio_null_qd63(secs, &["--rw=randread"]) {
             pairs.push((unwritten_plain.iops(), f, unwritten_plain.cpu_usage, trip));
         }
@@ -105,7 +108,7 @@ fn main() {
         let each: Vec<String> = pairs
             .iter()
             .map(|(n, f, cpu, trip)| {
-                let trip = trip.map_or(String::new(), |t| format!(", line round trip {t:.0} ns"));
+                let trip = trip.map_or(String::new(), |(a, b)| format!(", line round trip {a:.0}/{b:.0} ns"));
                 format!("{:.1} M / {:.2} M = {:.2} ({:.0} ns per I/O{trip})", n / 1e6, f / 1e6, n / f, cpu / n * 1e9)
             })
             .collect();
