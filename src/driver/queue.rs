@@ -348,7 +348,11 @@ impl QueueCore {
         // of its line: ask for the line owned now, so that the store into it does not hold
         // up every store after it (stores leave the core in order).
         if self.entries > SQ_AHEAD {
-            let ahead = (self.sq_tail + SQ_AHEAD) % self.entries;
+            // sq_tail < entries and SQ_AHEAD < entries: one subtraction wraps, no division.
+            let mut ahead = self.sq_tail + SQ_AHEAD;
+            if ahead >= self.entries {
+                ahead -= self.entries;
+            }
             crate::util::prefetch(self.sq.as_ptr().wrapping_add(ahead as usize * SQE_BYTES), true);
         }
         self.outstanding += 1;
