@@ -25,7 +25,7 @@ pub fn sim_cpus() -> Vec<usize> {
 /// The CPUs of [`sim_cpus`] as a report says them.
 pub fn sim_cpus_text() -> String {
     let c = sim_cpus();
-    if c.is_empty() { "simulator unpinned".into() } else { format!("simulator on CPU {}", c.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")) }
+    if c.is_empty() { "simulator unpinned".into() } else { format!("simulator on CPU {}", nvplan::util::cpus::cpu_list_text(&c)) }
 }
 
 /// Round trip of one cache line between CPU `a` and CPU `b`, in nanoseconds: two threads

@@ -328,8 +328,8 @@ fn from_spec(plan: &LoadedPlan, sim: &SimSpec) -> Result<SimConfig, PlanError> {
         .map_err(|m| at(&[key("cpus")], "cpus", m))?;
         let host = crate::util::cpus::host_cpus();
         if let Some(c) = list.iter().find(|c| !host.contains(c)) {
-            let host: Vec<String> = host.iter().map(|c| c.to_string()).collect();
-            return Err(at(&[key("cpus")], "cpus", format!("CPU {c} is not one this process may run on; use some of {}", host.join(","))));
+            let host = crate::util::cpus::cpu_list_text(&host);
+            return Err(at(&[key("cpus")], "cpus", format!("CPU {c} is not one this process may run on; use some of {host}")));
         }
         cfg.cpus = list;
     }

@@ -310,6 +310,7 @@ impl Simulator {
     /// Pins the I/O threads to one CPU of `cpus` each, in turn, and the controller thread
     /// to all of them: a device's own cores, which the host's pinned workers do not share.
     fn pin_threads(&self) -> Result<(), SimError> {
+        use crate::util::cpus::cpu_list_text;
         let cpus = &self.shared.cfg.cpus;
         if cpus.is_empty() {
             return Ok(());
@@ -320,9 +321,8 @@ impl Simulator {
             let mine = if i < io { std::slice::from_ref(&cpus[i % cpus.len()]) } else { &cpus[..] };
             crate::util::cpus::pin_thread(h, mine).map_err(|e| {
                 let name = h.thread().name().unwrap_or("a simulator thread");
-                let list: Vec<String> = mine.iter().map(|c| c.to_string()).collect();
-                let host: Vec<String> = crate::util::cpus::host_cpus().iter().map(|c| c.to_string()).collect();
-                SimError::Config(format!("cpus: cannot run {name} on CPU {} ({e}); this process may run on CPUs {}", list.join("+"), host.join(",")))
+                let (list, host) = (cpu_list_text(mine), cpu_list_text(&crate::util::cpus::host_cpus()));
+                SimError::Config(format!("cpus: cannot run {name} on CPU {list} ({e}); this process may run on CPUs {host}"))
             })?;
         }
         Ok(())

@@ -35,6 +35,22 @@ pub fn parse_cpus(text: &str) -> Result<Vec<usize>, String> {
     Ok(out)
 }
 
+/// `cpus` in the kernel's notation (`0,2,4-7`), as [`parse_cpus`] reads it back: runs of
+/// consecutive CPUs become ranges.
+pub fn cpu_list_text(cpus: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i { format!("{}-{}", cpus[i], cpus[j]) } else { cpus[i].to_string() });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
 /// The CPUs this process may run on, in order.
 pub fn host_cpus() -> Vec<usize> {
     // The affinity list in /proc names the CPUs a job scheduler left us.
@@ -92,5 +108,15 @@ mod tests {
         // A range is bounded: a hostile list cannot make a huge allocation.
         assert!(parse_cpus("0-18446744073709551615").unwrap_err().contains("from 0 to 65535"));
         assert!(!host_cpus().is_empty());
+    }
+
+    #[test]
+    fn cpu_lists_print_in_the_kernels_notation_and_read_back() {
+        assert_eq!(cpu_list_text(&[0, 2, 4, 5, 6, 7]), "0,2,4-7");
+        assert_eq!(cpu_list_text(&[3]), "3");
+        assert_eq!(cpu_list_text(&[]), "");
+        for l in [vec![0, 1], vec![1, 3, 4, 9], vec![5, 6, 7, 8]] {
+            assert_eq!(parse_cpus(&cpu_list_text(&l)).unwrap(), l);
+        }
     }
 }
