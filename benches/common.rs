@@ -12,8 +12,8 @@ pub fn duration() -> Duration {
 
 /// CPUs for the simulator's threads: `NVPLAN_BENCH_SIM_CPUS` (a CPU list, or `any` to
 /// leave them unpinned), by default every CPU this process may use but 0, where the
-/// worker and fio's job run. A simulator thread the kernel wakes on the worker's CPU
-/// halves both for as long as it stays there. None (unpinned) on a machine of one CPU.
+/// worker and fio's job run, so the kernel cannot wake a simulator thread there (seen in
+/// `ps` during this bench). None (unpinned) on a machine of one CPU.
 pub fn sim_cpus() -> Vec<usize> {
     match std::env::var("NVPLAN_BENCH_SIM_CPUS") {
         Ok(v) if v == "any" => Vec::new(),
@@ -31,9 +31,9 @@ pub fn sim_cpus_text() -> String {
 /// Round trip of one cache line between CPU `a` and CPU `b`, in nanoseconds: two threads
 /// pinned there pass a counter back and forth for `dur`. The worker and the simulator
 /// talk through such lines (queue entries, doorbells), fio's null engine does not; on a
-/// virtual machine the figure changes with where the host runs its virtual CPUs (here
-/// 90-130 ns in one placement, 380-480 ns in another, which halves the simulator's
-/// never-written reads). None when either CPU cannot be used.
+/// virtual machine the figure changes with where the host runs its virtual CPUs (on a
+/// 2-core AMD EPYC VM, 60-130 ns in one placement and 320-550 ns in another, where the
+/// simulator's never-written reads ran at half speed). None when either CPU cannot be used.
 pub fn core_round_trip_ns(a: usize, b: usize, dur: Duration) -> Option<f64> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -37,7 +37,7 @@ pub fn hostname() -> String {
 mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn prefetchw_is_used_where_the_kernel_sees_it() {
+    fn prfchw_detection_agrees_with_the_kernel() {
         // The kernel names PRFCHW `3dnowprefetch` in /proc/cpuinfo.
         let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return };
         let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or_default();
