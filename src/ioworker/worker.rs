@@ -348,7 +348,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
     };
     let pool = table.pattern(cfg.ptype, cfg.pvalue);
     let wbuf: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice(s * io_bytes, io_bytes)).collect();
-    let rbuf: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice((qdepth + s) * io_bytes, io_bytes)).collect();
+    let rbuf = read_buffers(&pool_mem, qdepth * io_bytes, qdepth, io_bytes, verifying);
     let dsm: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice(2 * qdepth * io_bytes + s * 16, 16)).collect();
     for (s, b) in wbuf.iter().enumerate() {
         for i in 0..max_lbas {
@@ -1040,6 +1040,15 @@ fn describe(m: &Miscompare) -> String {
 /// workers set up): it retries once the controller is back, within [`RESUME_WAIT`], and
 /// not past `stop` or `wait_until` (the worker's run time: a power cycle that failed
 /// leaves the controller down, and waiting for it must not outlast the phase).
+/// The slots' read buffers, from `base` in `mem`: one each when reads are verified.
+/// Without verification nothing reads what reads bring, so every slot's reads land in the
+/// same buffer: a buffer per slot would only have the device's writes pass through more
+/// of the host's cache, and, on the simulator, through its I/O thread's cache too (never-
+/// written reads on the simulator: 17.3–19.8 M IOPS against 16.4–17.8 M).
+fn read_buffers(mem: &DmaBuffer, base: usize, qdepth: usize, io_bytes: usize, verifying: bool) -> Vec<DmaBuffer> {
+    (0..qdepth).map(|s| mem.slice(base + if verifying { s * io_bytes } else { 0 }, io_bytes)).collect()
+}
+
 fn create_first_qpair(ctrl: &Controller, opts: QpairOptions, on_reset: OnReset, stop: &AtomicBool, wait_until: Option<Instant>) -> Result<QPair, DriverError> {
     let give_up = wait_until.map_or(Instant::now() + RESUME_WAIT, |t| t.min(Instant::now() + RESUME_WAIT));
     loop {
@@ -1083,5 +1092,21 @@ fn wait_for(ready: impl Fn() -> bool, stop: &AtomicBool, time_limit: Option<Inst
             return Waited::Ready;
         }
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::AddressSpace;
+
+    #[test]
+    fn unverified_reads_share_one_buffer_and_verified_reads_have_one_per_slot() {
+        let space = AddressSpace::new();
+        let mem = space.alloc(16 * 4096).unwrap();
+        let iovas = |verifying| read_buffers(&mem, 8 * 4096, 8, 4096, verifying).iter().map(DmaBuffer::iova).collect::<Vec<_>>();
+        let own = iovas(true);
+        assert_eq!(own, (0..8).map(|s| mem.iova() + (8 + s) * 4096).collect::<Vec<_>>());
+        assert_eq!(iovas(false), vec![mem.iova() + 8 * 4096; 8]);
     }
 }
