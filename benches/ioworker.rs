@@ -13,7 +13,8 @@
 //! machine whose speed changes from one minute to the next, a ratio of two runs far apart
 //! says more about the machine than about the two programs. Each round also reports the
 //! round trip of a cache line between the worker's CPU and the simulator's, just before and
-//! after it: the two hand every command across, fio's null engine does not.
+//! after it: the two hand every command across, fio's null engine does not. The other runs
+//! carry the same two round trips in their line, as `[before/after ns]`.
 
 mod common;
 
@@ -79,11 +80,19 @@ fn main() {
     let fill = IoWorkerConfig { lba_random: 0, read_percentage: 0, io_size: IoSize::Fixed(256), region_end: vec![REGION_LBAS], ..Default::default() };
     assert_eq!(ns.ioworker(fill).unwrap().run().error, 0);
 
-    let read_plain = run(&ns, secs, 100, false);
-    let read_verified = run(&ns, secs, 100, true);
-    let write_verified = run(&ns, secs, 0, true);
+    // Each run is tagged with the round trip just before and after it, as in `sim_storage`.
+    let probed = |f: &dyn Fn() -> IoWorkerResult| {
+        let probe = || common::worker_sim_round_trip_ns(Duration::from_millis(200));
+        let before = probe();
+        let r = f();
+        let tag = before.zip(probe()).map_or(String::new(), |(a, b)| format!(" [{a:.0}/{b:.0} ns]"));
+        (r, tag)
+    };
+    let (read_plain, t_plain) = probed(&|| run(&ns, secs, 100, false));
+    let (read_verified, t_verified) = probed(&|| run(&ns, secs, 100, true));
+    let (write_verified, t_write) = probed(&|| run(&ns, secs, 0, true));
     // 64 blocks for 63 slots: nearly every I/O runs into the LBA lock of another one.
-    let contended = run_over(&ns, secs, 50, true, 64 * 8);
+    let (contended, t_contended) = probed(&|| run_over(&ns, secs, 50, true, 64 * 8));
 
     println!(
         "one worker, 4 KiB random, qdepth 63, worker pinned to CPU 0, {} ({:.1} s each; {})",
@@ -116,10 +125,10 @@ fn main() {
             .collect();
         println!("  rounds, ioworker / fio: {}", each.join("; "));
     }
-    common::report("ioworker randread, verify off", read_plain.iops(), fr);
-    common::report("ioworker randread, verify on", read_verified.iops(), fr);
-    common::report("ioworker randwrite, verify on", write_verified.iops(), fw);
-    common::report("ioworker 50% read, verify on, 64 blocks", contended.iops(), fw);
+    common::report(&format!("ioworker randread, verify off{t_plain}"), read_plain.iops(), fr);
+    common::report(&format!("ioworker randread, verify on{t_verified}"), read_verified.iops(), fr);
+    common::report(&format!("ioworker randwrite, verify on{t_write}"), write_verified.iops(), fw);
+    common::report(&format!("ioworker 50% read, verify on, 64 blocks{t_contended}"), contended.iops(), fw);
     println!(
         "verified read / unverified read (written blocks): {:.2}; cpu_usage {:.2} / {:.2} / {:.2} / {:.2}",
         read_verified.iops() / read_plain.iops(),
