@@ -87,6 +87,19 @@ pub fn worker_sim_round_trip_ns(dur: Duration) -> Option<f64> {
     core_round_trip_ns(0, sim, dur)
 }
 
+/// Runs `f` between two probes of the worker-simulator round trip (each `probe` long) and
+/// returns its result with the round trips just before and after, in nanoseconds.
+pub fn around<T>(probe: Duration, f: impl FnOnce() -> T) -> (T, Option<(f64, f64)>) {
+    let before = worker_sim_round_trip_ns(probe);
+    let r = f();
+    (r, before.zip(worker_sim_round_trip_ns(probe)))
+}
+
+/// The round trips of [`around`] as a report line carries them: ` [before/after ns]`.
+pub fn trip_tag(trip: Option<(f64, f64)>) -> String {
+    trip.map_or(String::new(), |(a, b)| format!(" [{a:.0}/{b:.0} ns]"))
+}
+
 /// Runs fio with `args` (plus JSON output) and returns the summed read+write IOPS, or why
 /// it could not.
 pub fn fio_iops(args: &[&str]) -> Result<f64, String> {

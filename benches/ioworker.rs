@@ -50,6 +50,9 @@ fn run_over(ns: &nvplan::driver::Namespace, secs: Duration, read: u8, verify: bo
     r
 }
 
+/// How long each probe of the worker-simulator round trip runs.
+const TRIP_PROBE: Duration = Duration::from_millis(200);
+
 fn main() {
     let secs = common::duration();
     let fio_read = common::fio_null_qd63(secs, &["--rw=randread"]);
@@ -67,11 +70,9 @@ fn main() {
     let mut pairs = Vec::new();
     let mut unwritten_plain = IoWorkerResult::default();
     for _ in 0..rounds {
-        let probe = || common::worker_sim_round_trip_ns(Duration::from_millis(200));
-        let before = probe();
-        unwritten_plain = run(&ns, secs, 100, false);
         // Before and after: the placement can change during the run.
-        let trip = before.zip(probe());
+        let trip;
+        (unwritten_plain, trip) = common::around(TRIP_PROBE, || run(&ns, secs, 100, false));
         if let Ok(f) = common::fio_null_qd63(secs, &["--rw=randread"]) {
             pairs.push((unwritten_plain.iops(), f, unwritten_plain.cpu_usage, trip));
         }
@@ -81,18 +82,11 @@ fn main() {
     assert_eq!(ns.ioworker(fill).unwrap().run().error, 0);
 
     // Each run is tagged with the round trip just before and after it, as in `sim_storage`.
-    let probed = |f: &dyn Fn() -> IoWorkerResult| {
-        let probe = || common::worker_sim_round_trip_ns(Duration::from_millis(200));
-        let before = probe();
-        let r = f();
-        let tag = before.zip(probe()).map_or(String::new(), |(a, b)| format!(" [{a:.0}/{b:.0} ns]"));
-        (r, tag)
-    };
-    let (read_plain, t_plain) = probed(&|| run(&ns, secs, 100, false));
-    let (read_verified, t_verified) = probed(&|| run(&ns, secs, 100, true));
-    let (write_verified, t_write) = probed(&|| run(&ns, secs, 0, true));
+    let (read_plain, t_plain) = common::around(TRIP_PROBE, || run(&ns, secs, 100, false));
+    let (read_verified, t_verified) = common::around(TRIP_PROBE, || run(&ns, secs, 100, true));
+    let (write_verified, t_write) = common::around(TRIP_PROBE, || run(&ns, secs, 0, true));
     // 64 blocks for 63 slots: nearly every I/O runs into the LBA lock of another one.
-    let (contended, t_contended) = probed(&|| run_over(&ns, secs, 50, true, 64 * 8));
+    let (contended, t_contended) = common::around(TRIP_PROBE, || run_over(&ns, secs, 50, true, 64 * 8));
 
     println!(
         "one worker, 4 KiB random, qdepth 63, worker pinned to CPU 0, {} ({:.1} s each; {})",
@@ -125,10 +119,10 @@ fn main() {
             .collect();
         println!("  rounds, ioworker / fio: {}", each.join("; "));
     }
-    common::report(&format!("ioworker randread, verify off{t_plain}"), read_plain.iops(), fr);
-    common::report(&format!("ioworker randread, verify on{t_verified}"), read_verified.iops(), fr);
-    common::report(&format!("ioworker randwrite, verify on{t_write}"), write_verified.iops(), fw);
-    common::report(&format!("ioworker 50% read, verify on, 64 blocks{t_contended}"), contended.iops(), fw);
+    common::report(&format!("ioworker randread, verify off{}", common::trip_tag(t_plain)), read_plain.iops(), fr);
+    common::report(&format!("ioworker randread, verify on{}", common::trip_tag(t_verified)), read_verified.iops(), fr);
+    common::report(&format!("ioworker randwrite, verify on{}", common::trip_tag(t_write)), write_verified.iops(), fw);
+    common::report(&format!("ioworker 50% read, verify on, 64 blocks{}", common::trip_tag(t_contended)), contended.iops(), fw);
     println!(
         "verified read / unverified read (written blocks): {:.2}; cpu_usage {:.2} / {:.2} / {:.2} / {:.2}",
         read_verified.iops() / read_plain.iops(),

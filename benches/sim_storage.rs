@@ -97,10 +97,9 @@ fn random_with(
         cpu_id: Some(0),
         ..Default::default()
     };
-    let before = common::worker_sim_round_trip_ns(TRIP_PROBE);
-    let r = ns.ioworker(c).expect("valid configuration").run();
+    let (r, trip) = common::around(TRIP_PROBE, || ns.ioworker(c).expect("valid configuration").run());
     assert_eq!((r.error, r.miscompare_count), (0, 0), "{:?}", r.error_message);
-    LAST_TRIP.set(before.zip(common::worker_sim_round_trip_ns(TRIP_PROBE)));
+    LAST_TRIP.set(trip);
     r
 }
 
@@ -115,10 +114,7 @@ thread_local! {
 /// `name` with the round trips around the run just measured: the simulator's speed
 /// follows them on a machine whose virtual CPUs move (see `common::core_round_trip_ns`).
 fn tagged(name: String) -> String {
-    match LAST_TRIP.get() {
-        Some((a, b)) => format!("{name} [{a:.0}/{b:.0} ns]"),
-        None => name,
-    }
+    name + &common::trip_tag(LAST_TRIP.get())
 }
 
 /// Writes `[0, bytes)` once, sequentially, with verification (every LBA gets a generation).
