@@ -339,17 +339,20 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
         }
     };
     let io_bytes = max_lbas * lba;
-    let pool_mem = match ctrl.dma(qdepth * (2 * io_bytes + 16)) {
+    // Write buffers, read buffers, then the DSM ranges.
+    let rslots = read_slots(qdepth, verifying);
+    let pool_bytes = (qdepth + rslots) * io_bytes + qdepth * 16;
+    let pool_mem = match ctrl.dma(pool_bytes) {
         Ok(b) => b,
         Err(e) => {
             leave(&table);
-            return fail(&res_tx, &ready, code::BUFFER_ALLOC, format!("cannot allocate {} bytes of DMA buffers: {e}", qdepth * (2 * io_bytes + 16)));
+            return fail(&res_tx, &ready, code::BUFFER_ALLOC, format!("cannot allocate {pool_bytes} bytes of DMA buffers: {e}"));
         }
     };
     let pool = table.pattern(cfg.ptype, cfg.pvalue);
     let wbuf: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice(s * io_bytes, io_bytes)).collect();
     let rbuf = read_buffers(&pool_mem, qdepth * io_bytes, qdepth, io_bytes, verifying);
-    let dsm: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice(2 * qdepth * io_bytes + s * 16, 16)).collect();
+    let dsm: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice((qdepth + rslots) * io_bytes + s * 16, 16)).collect();
     for (s, b) in wbuf.iter().enumerate() {
         for i in 0..max_lbas {
             b.write(i * lba, pool.slice((s * max_lbas + i) % pool.slots()));
@@ -1053,20 +1056,26 @@ fn describe(m: &Miscompare) -> String {
     s
 }
 
+/// Read buffers a worker of `qdepth` slots needs: one each when reads are verified.
+/// Without verification nothing reads what reads bring, so every slot's reads land in the
+/// same buffer: a buffer per slot would only have the device's writes pass through more
+/// of the host's cache, and, on the simulator, through its I/O thread's cache too (never-
+/// written reads on the simulator: 17.3–19.8 M IOPS against 16.4–17.8 M).
+fn read_slots(qdepth: usize, verifying: bool) -> usize {
+    if verifying { qdepth } else { 1 }
+}
+
+/// The slots' read buffers, [`read_slots`] of them from `base` in `mem`, shared in turn.
+fn read_buffers(mem: &DmaBuffer, base: usize, qdepth: usize, io_bytes: usize, verifying: bool) -> Vec<DmaBuffer> {
+    let n = read_slots(qdepth, verifying);
+    (0..qdepth).map(|s| mem.slice(base + s % n * io_bytes, io_bytes)).collect()
+}
+
 /// The worker's first queue pair. A worker that resumes after resets also waits out one
 /// that is under way as it starts (an event of its phase may cut the power while the
 /// workers set up): it retries once the controller is back, within [`RESUME_WAIT`], and
 /// not past `stop` or `wait_until` (the worker's run time: a power cycle that failed
 /// leaves the controller down, and waiting for it must not outlast the phase).
-/// The slots' read buffers, from `base` in `mem`: one each when reads are verified.
-/// Without verification nothing reads what reads bring, so every slot's reads land in the
-/// same buffer: a buffer per slot would only have the device's writes pass through more
-/// of the host's cache, and, on the simulator, through its I/O thread's cache too (never-
-/// written reads on the simulator: 17.3–19.8 M IOPS against 16.4–17.8 M).
-fn read_buffers(mem: &DmaBuffer, base: usize, qdepth: usize, io_bytes: usize, verifying: bool) -> Vec<DmaBuffer> {
-    (0..qdepth).map(|s| mem.slice(base + if verifying { s * io_bytes } else { 0 }, io_bytes)).collect()
-}
-
 fn create_first_qpair(ctrl: &Controller, opts: QpairOptions, on_reset: OnReset, stop: &AtomicBool, wait_until: Option<Instant>) -> Result<QPair, DriverError> {
     let give_up = wait_until.map_or(Instant::now() + RESUME_WAIT, |t| t.min(Instant::now() + RESUME_WAIT));
     loop {
