@@ -1255,6 +1255,23 @@ fn error_minus_7_when_the_controller_is_reset_during_io() {
 }
 
 #[test]
+fn error_minus_7_when_a_reset_finds_nothing_in_flight() {
+    // At 5 IOPS the worker has nothing outstanding almost all the time, so the reset
+    // aborts none of its commands; it ends at the reset all the same.
+    let r = rig(small());
+    let ns = r.ctrl.namespace(1).unwrap();
+    let w = ns.ioworker(IoWorkerConfig { iops: 5, qdepth: 1, time: Some(Duration::from_secs(10)), ..Default::default() }).unwrap().start();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    r.ctrl.reset().unwrap();
+    let res = w.close();
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(res.error, code::TERMINATED, "{:?}", res.error_message);
+    let m = res.error_message.unwrap();
+    assert!(m.contains("with no command in flight by a reset or power loss") || res.aborted_by_reset == 1, "{m}");
+}
+
+#[test]
 fn a_worker_sends_nothing_it_held_back_once_a_reset_took_its_commands() {
     // Writes over 8 positions at qdepth 63: most I/Os wait for the LBA locks of others.
     // The reset aborts what is in flight; the ones waiting must not go to a queue that

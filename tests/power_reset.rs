@@ -167,6 +167,32 @@ fn driver_reset_reports_outstanding_commands_aborted_at_once() {
 }
 
 #[test]
+fn commands_are_reported_aborted_only_once_the_controller_has_stopped() {
+    let r = rig(slow_reads_cfg());
+    let mut q = r.ctrl.create_qpair(QpairOptions::default()).unwrap();
+    let _buf = submit_slow_reads(&mut q, 8);
+    // A reset has begun, but CC.EN is still set: the reads may still write their buffers,
+    // so none is given back, though each completes on the controller meanwhile.
+    r.ctrl.begin_reset();
+    let mut kinds = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(300) {
+        q.poll(usize::MAX, |c| kinds.push(c.kind));
+    }
+    assert_eq!((kinds.len(), q.outstanding()), (0, 8), "{kinds:?}");
+    // Disabled by whoever began the reset: CSTS.RDY = 0 says the controller has stopped.
+    let t = r.ctrl.transport();
+    t.write32(offset::CC, Cc(t.read32(offset::CC)).with_en(false).0);
+    let start = Instant::now();
+    while r.ctrl.csts().rdy() && start.elapsed() < Duration::from_secs(2) {}
+    q.poll(usize::MAX, |c| kinds.push(c.kind));
+    assert_eq!(kinds, vec![CplKind::Aborted; 8]);
+    r.ctrl.reset().unwrap();
+    let mut q = r.ctrl.create_qpair(QpairOptions::default()).unwrap();
+    assert!(read(&mut q, 0, 1).len() == 512);
+}
+
+#[test]
 fn timed_out_command_is_reported_while_controller_keeps_running() {
     let mut c = cfg();
     c.latency.set_io(2, Duration::from_secs(2), Duration::ZERO);

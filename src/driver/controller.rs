@@ -166,6 +166,10 @@ pub(crate) struct Inner {
     /// Incremented by every reset and power cycle; queue pairs of an older generation no
     /// longer exist on the controller.
     pub(crate) generation: AtomicU64,
+    /// The generation current when the controller was last seen stopped (CSTS.RDY = 0
+    /// after CC.EN was cleared, or its power cut): commands of older generations no longer
+    /// touch host memory, so their senders may have it back.
+    stopped: AtomicU64,
     /// The controller was brought up and no reset or power loss has begun since.
     ready: std::sync::atomic::AtomicBool,
     /// Incremented whenever the driver erases user data (Format NVM, Sanitize).
@@ -259,6 +263,7 @@ impl Controller {
             }),
             qids: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
+            stopped: AtomicU64::new(0),
             ready: std::sync::atomic::AtomicBool::new(false),
             data_epoch: AtomicU64::new(0),
             power_losses: AtomicU64::new(0),
@@ -408,10 +413,25 @@ impl Controller {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Records that the controller has stopped processing the commands of every
+    /// generation before the current one: it was disabled (CSTS.RDY = 0), lost power, or
+    /// the attempt to stop it ended without success (waiting longer would not help).
+    fn mark_stopped(&self) {
+        self.inner.stopped.fetch_max(self.inner.generation.load(Ordering::Acquire), Ordering::AcqRel);
+    }
+
+    /// Whether the controller has stopped since queue pairs of `generation` were current,
+    /// so that their outstanding commands can be reported aborted and their memory reused.
+    pub(crate) fn stopped_since(&self, generation: u64) -> bool {
+        self.inner.stopped.load(Ordering::Acquire) > generation
+    }
+
     fn bring_up_inner(&self) -> Result<(), DriverError> {
         let inner = &self.inner;
         let t = &inner.transport;
-        self.disable()?;
+        let disabled = self.disable();
+        self.mark_stopped();
+        disabled?;
         self.init_admin_queue();
         let mps = (inner.page.trailing_zeros() - 12) as u8;
         let ams = match inner.opts.arbitration {
@@ -506,7 +526,9 @@ impl Controller {
     }
 
     /// Declares a controller brought up by the caller ready for queue pairs and workers.
+    /// Its bring-up went through a reset, so commands of earlier generations are over.
     pub fn mark_ready(&self) {
+        self.mark_stopped();
         self.inner.ready.store(true, Ordering::Release);
     }
 
@@ -848,8 +870,9 @@ impl Controller {
             self.shutdown()?;
         }
         self.lose_power();
-        self.inner.transport.detach_for_power_off()?;
-        switch.off().map_err(power_err)
+        let off = self.inner.transport.detach_for_power_off().map_err(DriverError::from).and_then(|()| switch.off().map_err(power_err));
+        self.mark_stopped();
+        off
     }
 
     /// Restores power with `switch` and waits (up to the switch's ready time) for the
@@ -877,10 +900,15 @@ impl Controller {
             self.shutdown()?;
         }
         self.lose_power();
-        self.inner.transport.detach_for_power_off()?;
-        let t = Instant::now();
-        switch.cycle(off).map_err(power_err)?;
-        let switched = t.elapsed();
+        let mut switched = Duration::ZERO;
+        let cycled = self.inner.transport.detach_for_power_off().map_err(DriverError::from).and_then(|()| {
+            let t = Instant::now();
+            let r = switch.cycle(off).map_err(power_err);
+            switched = t.elapsed();
+            r
+        });
+        self.mark_stopped();
+        cycled?;
         let function_back = self.inner.transport.attach_after_power_on(switch.ready_timeout())?;
         Ok(PowerCycleTimes { switched, function_back, controller_ready: Duration::ZERO })
     }

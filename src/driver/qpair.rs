@@ -149,13 +149,28 @@ impl QPair {
     }
 
     /// Reaps up to `max` completions; commands outstanding past the timeout are reported
-    /// as timed out, and after a reset every outstanding command is reported aborted.
+    /// as timed out. Once a reset or power loss has begun, every outstanding command is
+    /// reported aborted as soon as the controller has stopped, and not before: until then
+    /// it may still move their data, so their buffers are not the host's again yet (a
+    /// controller with CC.EN = 0 processes no command once CSTS.RDY = 0, §7.3.2). Nothing
+    /// is reaped meanwhile: the pair's doorbells are not written during a reset.
     #[inline]
     pub fn poll(&mut self, max: usize, f: impl FnMut(&Completion)) -> usize {
         if !self.is_valid() {
-            return self.core.abort_all(f);
+            return if self.controller_stopped() { self.core.abort_all(f) } else { 0 };
         }
         self.core.poll(max, f)
+    }
+
+    /// Whether the controller no longer processes this pair's commands: stopped by the
+    /// driver since the pair's generation, or, reset by someone else, not ready (CSTS.RDY
+    /// = 0), fatal, or gone (registers read all ones).
+    fn controller_stopped(&self) -> bool {
+        if self.ctrl.stopped_since(self.generation) {
+            return true;
+        }
+        let csts = self.ctrl.csts();
+        csts.is_all_ones() || csts.cfs() || !csts.rdy()
     }
 
     /// Submits one command, rings, and waits for its completion.

@@ -24,6 +24,9 @@ use crate::util::rng::Rng;
 const STOP_GRACE: Duration = Duration::from_millis(250);
 /// How far past `time` a worker may run before it gives up draining (PyNVMe: 30 s).
 const OVERRUN: Duration = Duration::from_secs(30);
+/// The end of the message of a command a reset or power loss took away.
+const BY_RESET: &str = " by a reset or power loss";
+
 /// How long a worker with `on_reset: resume` waits for the controller to come back.
 const RESUME_WAIT: Duration = Duration::from_secs(120);
 /// Empty polls after which the worker looks at its deferred I/Os again, and from twice as
@@ -460,7 +463,8 @@ impl Worker {
                 stop_deadline = Some(Instant::now() + STOP_GRACE);
             }
             let mut pace_wait = None;
-            if stop_deadline.is_none() {
+            // Nothing goes to a pair a reset has begun to take away.
+            if stop_deadline.is_none() && self.q.is_valid() {
                 let mut stamp = None;
                 pace_wait = self.submit_some(&mut stamp, &mut now, time_limit);
             }
@@ -503,11 +507,19 @@ impl Worker {
             if time_limit.is_some_and(|t| now >= t) {
                 self.finishing = true;
             }
-            if !self.q.is_valid() && !self.finishing && stop_deadline.is_none() && self.cfg.on_reset == OnReset::Resume {
-                if !self.resume(stop, time_limit) {
+            if !self.q.is_valid() && !self.finishing && stop_deadline.is_none() {
+                if self.cfg.on_reset == OnReset::Resume {
+                    if !self.resume(stop, time_limit) {
+                        self.finishing = true;
+                    }
+                    now = Instant::now();
+                } else if self.free.len() == self.slots.len() {
+                    // The reset found nothing in flight to abort, so nothing will end the
+                    // run as an aborted command does: end it here.
+                    self.set_error(code::TERMINATED, format!("the queue pair was taken away with no command in flight{}", self.why_aborted()));
                     self.finishing = true;
+                    self.drop_unsent();
                 }
-                now = Instant::now();
             }
             if time_limit.is_some_and(|t| now >= t) || stop_deadline.is_some() {
                 // Out of time (or stopped): what was generated but not sent is dropped.
@@ -912,13 +924,8 @@ impl Worker {
             let (code_, msg) = match (c.kind, &miscompare) {
                 (CplKind::TimedOut, _) => (code::IO_TIMEOUT, format!("{} LBA {:#x}+{} did not complete in time", opname(io.opcode), io.slba, io.nlb)),
                 (CplKind::Aborted, _) => {
-                    // A function that was removed (or lost power) reads all ones (PCIe);
-                    // asked only for the message that is kept (the first error).
-                    let why = if first && self.q.controller().csts().is_all_ones() {
-                        ": the controller no longer answers (its registers read FFFFFFFFh: removed or powered off)"
-                    } else {
-                        " by a reset or power loss"
-                    };
+                    // Asked only for the message that is kept (the first error).
+                    let why = if first { self.why_aborted() } else { BY_RESET };
                     (code::TERMINATED, format!("{} LBA {:#x}+{} was aborted{why}", opname(io.opcode), io.slba, io.nlb))
                 }
                 (_, Some(m)) => (code::IO_CMD_ERROR, describe(m)),
@@ -949,17 +956,19 @@ impl Worker {
         }
     }
 
+    /// Why the controller took the worker's commands away: a function that was removed (or
+    /// lost power) reads all ones (PCIe).
+    fn why_aborted(&self) -> &'static str {
+        if self.q.controller().csts().is_all_ones() {
+            ": the controller no longer answers (its registers read FFFFFFFFh: removed or powered off)"
+        } else {
+            BY_RESET
+        }
+    }
+
     /// Waits for the controller to come back from a reset or power loss and creates a new
     /// queue pair. False when the run ends first (stop, time) or the pair cannot be made.
     fn resume(&mut self, stop: &AtomicBool, time_limit: Option<Instant>) -> bool {
-        // Commands still on the old pair are reported aborted by this poll; account for
-        // them before the pair goes (the reset may have come after this loop's last poll).
-        let mut batch = Vec::new();
-        self.q.poll(usize::MAX, |c| batch.push(*c));
-        let now_ns = self.ns_since_start(Instant::now());
-        for c in &batch {
-            self.complete(c, now_ns);
-        }
         let ctrl = self.q.controller().clone();
         let old = self.q.generation();
         match wait_for(|| ctrl.is_ready() && ctrl.generation() != old, stop, time_limit, Instant::now() + RESUME_WAIT) {
@@ -969,6 +978,15 @@ impl Worker {
                 self.set_error(code::TERMINATED, format!("the controller did not come back within {} s of the reset", RESUME_WAIT.as_secs()));
                 return false;
             }
+        }
+        // The controller went through the reset, so this poll reports the old pair's
+        // commands aborted; account for them before the pair goes (the reset may have
+        // come after this loop's last poll).
+        let mut batch = Vec::new();
+        self.q.poll(usize::MAX, |c| batch.push(*c));
+        let now_ns = self.ns_since_start(Instant::now());
+        for c in &batch {
+            self.complete(c, now_ns);
         }
         let losses = ctrl.power_losses();
         if let Some(t) = &self.table {
