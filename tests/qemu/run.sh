@@ -240,14 +240,15 @@ boot() {
     local rc
     rc=$(sed -n 's/.*NVPLAN-QEMU-DONE rc=\([0-9]*\).*/\1/p' "$log" | tail -1)
     # QEMU 7.2 itself dies at times (SIGSEGV) while the guest resets a controller under
-    # I/O (docs/qemu.md). That says nothing of nvplan, so such a stage runs once more, on
-    # fresh images where it started on them; a second crash fails it.
-    if [ -z "$rc" ] && [ "$qrc" -ge 128 ] && [ -z "${KILL_ON:-}" ] && [ -z "${QEMU_RETRIED:-}" ]; then
-        say "stage $stage: QEMU itself died (exit status $qrc, signal $((qrc - 128))); the guest's last lines:"
+    # I/O (docs/qemu.md). That says nothing of nvplan, so such a stage runs again, on fresh
+    # images where it started on them, up to twice; a third crash fails it.
+    local tries=${QEMU_TRIES:-1}
+    if [ -z "$rc" ] && [ "$qrc" -ge 128 ] && [ -z "${KILL_ON:-}" ] && [ "$tries" -lt 3 ]; then
+        say "stage $stage: QEMU itself died (exit status $qrc, signal $((qrc - 128))) in try $tries; the guest's last lines:"
         tail -15 "$log" >&2
-        cp "$log" "$log.crashed"
+        cp "$log" "$log.crashed-$tries"
         [ "$stage" = power-check ] || fresh_images
-        QEMU_RETRIED=1 boot "$stage" "$log"
+        QEMU_TRIES=$((tries + 1)) boot "$stage" "$log"
         return
     fi
     if [ "${rc:-x}" != 0 ]; then
