@@ -3,9 +3,10 @@
 //! next to fio's null engine (plain, and with `--verify=crc32c`) measured in the same run.
 //!
 //! `cargo bench --bench ioworker` (`NVPLAN_BENCH_SECS` sets the length of each run, 5 s by
-//! default). The first read run covers never-written blocks (the simulator copies from the
-//! zero page: the worker's own cost shows); the region is then written once, so the other
-//! reads return verified blocks from memory, as a drive would. The last run mixes reads
+//! default). The first read runs cover never-written blocks (the simulator copies from the
+//! zero page: the worker's own cost shows), with verification off, then on (the default:
+//! the worker knows nothing of these blocks, so it compares nothing); the region is then
+//! written once, so the other reads return verified blocks from memory, as a drive would. The last run mixes reads
 //! and writes over 64 blocks, so most I/Os wait for the LBA locks of others.
 //!
 //! The never-written read is measured in rounds (`NVPLAN_BENCH_ROUNDS`, 3 by default), each
@@ -77,6 +78,9 @@ fn main() {
             pairs.push((unwritten_plain.iops(), f, unwritten_plain.cpu_usage, trip));
         }
     }
+    // Verification on, and nothing to compare: costs no more than off when the worker
+    // leaves the data alone.
+    let (unwritten_verified, t_unwritten_verified) = common::around(TRIP_PROBE, || run(&ns, secs, 100, true));
     // Write the region once (verified generations for every LBA).
     let fill = IoWorkerConfig { lba_random: 0, read_percentage: 0, io_size: IoSize::Fixed(256), region_end: vec![REGION_LBAS], ..Default::default() };
     assert_eq!(ns.ioworker(fill).unwrap().run().error, 0);
@@ -119,6 +123,7 @@ fn main() {
             .collect();
         println!("  rounds, ioworker / fio: {}", each.join("; "));
     }
+    common::report(&format!("ioworker randread, verify on, unwritten{}", common::trip_tag(t_unwritten_verified)), unwritten_verified.iops(), fr);
     common::report(&format!("ioworker randread, verify off{}", common::trip_tag(t_plain)), read_plain.iops(), fr);
     common::report(&format!("ioworker randread, verify on{}", common::trip_tag(t_verified)), read_verified.iops(), fr);
     common::report(&format!("ioworker randwrite, verify on{}", common::trip_tag(t_write)), write_verified.iops(), fw);
