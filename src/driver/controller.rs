@@ -866,13 +866,20 @@ impl Controller {
     /// one is complete already, which writes the volatile write cache back (NVMe 2.0
     /// §3.6.3). Then the transport lets go of the function and the switch cuts power.
     pub fn power_off_with(&self, switch: &dyn PowerSwitch, dirty: bool) -> Result<(), DriverError> {
+        self.without_power(dirty, || switch.off().map_err(power_err))
+    }
+
+    /// What removing power takes: a normal shutdown unless `dirty` or one is complete, the
+    /// power loss counted, the function let go, then `cut` (the switch's action). The
+    /// controller counts as stopped after it, whether the cut succeeded or not.
+    fn without_power(&self, dirty: bool, cut: impl FnOnce() -> Result<(), DriverError>) -> Result<(), DriverError> {
         if !dirty && self.csts().shst() != ShutdownStatus::Complete {
             self.shutdown()?;
         }
         self.lose_power();
-        let off = self.inner.transport.detach_for_power_off().map_err(DriverError::from).and_then(|()| switch.off().map_err(power_err));
+        let r = self.inner.transport.detach_for_power_off().map_err(DriverError::from).and_then(|()| cut());
         self.mark_stopped();
-        off
+        r
     }
 
     /// Restores power with `switch` and waits (up to the switch's ready time) for the
@@ -896,19 +903,13 @@ impl Controller {
     /// [`Controller::power_cycle_with`] but for the bring-up: the controller stays disabled
     /// (PyNVMe's `Subsystem.power_cycle`, after which the script resets the controller).
     pub fn cycle_power_with(&self, switch: &dyn PowerSwitch, dirty: bool, off: Duration) -> Result<PowerCycleTimes, DriverError> {
-        if !dirty && self.csts().shst() != ShutdownStatus::Complete {
-            self.shutdown()?;
-        }
-        self.lose_power();
         let mut switched = Duration::ZERO;
-        let cycled = self.inner.transport.detach_for_power_off().map_err(DriverError::from).and_then(|()| {
+        self.without_power(dirty, || {
             let t = Instant::now();
             let r = switch.cycle(off).map_err(power_err);
             switched = t.elapsed();
             r
-        });
-        self.mark_stopped();
-        cycled?;
+        })?;
         let function_back = self.inner.transport.attach_after_power_on(switch.ready_timeout())?;
         Ok(PowerCycleTimes { switched, function_back, controller_ready: Duration::ZERO })
     }

@@ -163,14 +163,9 @@ impl QPair {
     }
 
     /// Whether the controller no longer processes this pair's commands: stopped by the
-    /// driver since the pair's generation, or, reset by someone else, not ready (CSTS.RDY
-    /// = 0), fatal, or gone (registers read all ones).
+    /// driver since the pair's generation, or, reset by someone else, halted.
     fn controller_stopped(&self) -> bool {
-        if self.ctrl.stopped_since(self.generation) {
-            return true;
-        }
-        let csts = self.ctrl.csts();
-        csts.is_all_ones() || csts.cfs() || !csts.rdy()
+        self.ctrl.stopped_since(self.generation) || self.ctrl.csts().halted()
     }
 
     /// Submits one command, rings, and waits for its completion.

@@ -555,7 +555,7 @@ impl QueueCore {
             if s.busy && !s.given_up && s.timed && now.duration_since(s.submitted) >= self.timeout {
                 let kind = *kind.get_or_insert_with(|| {
                     let csts = Csts(self.transport.read32(regs::offset::CSTS));
-                    if csts.is_all_ones() || csts.cfs() || !csts.rdy() { CplKind::Aborted } else { CplKind::TimedOut }
+                    if csts.halted() { CplKind::Aborted } else { CplKind::TimedOut }
                 });
                 s.given_up = true;
                 self.outstanding -= 1;

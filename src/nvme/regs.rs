@@ -214,6 +214,12 @@ impl Csts {
     pub const fn is_all_ones(self) -> bool {
         self.0 == u32::MAX
     }
+
+    /// The controller processes no command: not ready (disabled, or its reset under way),
+    /// failed (CFS), or gone.
+    pub const fn halted(self) -> bool {
+        self.is_all_ones() || self.cfs() || !self.rdy()
+    }
 }
 
 /// Admin Queue Attributes (AQA, §3.1.8).
