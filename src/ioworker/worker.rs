@@ -26,7 +26,6 @@ const STOP_GRACE: Duration = Duration::from_millis(250);
 const OVERRUN: Duration = Duration::from_secs(30);
 /// The end of the message of a command a reset or power loss took away.
 const BY_RESET: &str = " by a reset or power loss";
-
 /// How long a worker with `on_reset: resume` waits for the controller to come back.
 const RESUME_WAIT: Duration = Duration::from_secs(120);
 /// Empty polls after which the worker looks at its deferred I/Os again, and from twice as
@@ -356,7 +355,7 @@ fn run(w: IoWorker, stop: Arc<AtomicBool>, live: Arc<Live>, ready: SyncSender<()
     };
     let pool = table.pattern(cfg.ptype, cfg.pvalue);
     let wbuf: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice(s * io_bytes, io_bytes)).collect();
-    let rbuf = read_buffers(&pool_mem, qdepth * io_bytes, qdepth, io_bytes, verifying);
+    let rbuf = read_buffers(&pool_mem, qdepth * io_bytes, qdepth, io_bytes, rslots);
     let dsm: Vec<DmaBuffer> = (0..qdepth).map(|s| pool_mem.slice((qdepth + rslots) * io_bytes + s * 16, 16)).collect();
     for (s, b) in wbuf.iter().enumerate() {
         for i in 0..max_lbas {
@@ -466,7 +465,8 @@ impl Worker {
             }
             let mut pace_wait = None;
             // Nothing goes to a pair a reset has begun to take away.
-            if stop_deadline.is_none() && self.q.is_valid() {
+            let valid = self.q.is_valid();
+            if stop_deadline.is_none() && valid {
                 let mut stamp = None;
                 pace_wait = self.submit_some(&mut stamp, &mut now, time_limit);
             }
@@ -509,7 +509,7 @@ impl Worker {
             if time_limit.is_some_and(|t| now >= t) {
                 self.finishing = true;
             }
-            if !self.q.is_valid() && !self.finishing && stop_deadline.is_none() {
+            if !valid && !self.finishing && stop_deadline.is_none() {
                 if self.cfg.on_reset == OnReset::Resume {
                     if !self.resume(stop, time_limit) {
                         self.finishing = true;
@@ -985,9 +985,8 @@ impl Worker {
                 return false;
             }
         }
-        // The controller went through the reset, so this poll reports the old pair's
-        // commands aborted; account for them before the pair goes (the reset may have
-        // come after this loop's last poll).
+        // The controller has stopped since the reset began, so this poll reports the old
+        // pair's commands aborted (none before that); account for them before it goes.
         let mut batch = Vec::new();
         self.q.poll(usize::MAX, |c| batch.push(*c));
         let now_ns = self.ns_since_start(Instant::now());
@@ -1089,9 +1088,8 @@ fn read_slots(qdepth: usize, verifying: bool) -> usize {
     if verifying { qdepth } else { 1 }
 }
 
-/// The slots' read buffers, [`read_slots`] of them from `base` in `mem`, shared in turn.
-fn read_buffers(mem: &DmaBuffer, base: usize, qdepth: usize, io_bytes: usize, verifying: bool) -> Vec<DmaBuffer> {
-    let n = read_slots(qdepth, verifying);
+/// The slots' read buffers: `n` of them ([`read_slots`]) from `base` in `mem`, shared in turn.
+fn read_buffers(mem: &DmaBuffer, base: usize, qdepth: usize, io_bytes: usize, n: usize) -> Vec<DmaBuffer> {
     (0..qdepth).map(|s| mem.slice(base + s % n * io_bytes, io_bytes)).collect()
 }
 
@@ -1155,7 +1153,7 @@ mod tests {
     fn unverified_reads_share_one_buffer_and_verified_reads_have_one_per_slot() {
         let space = AddressSpace::new();
         let mem = space.alloc(16 * 4096).unwrap();
-        let iovas = |verifying| read_buffers(&mem, 8 * 4096, 8, 4096, verifying).iter().map(DmaBuffer::iova).collect::<Vec<_>>();
+        let iovas = |verifying| read_buffers(&mem, 8 * 4096, 8, 4096, read_slots(8, verifying)).iter().map(DmaBuffer::iova).collect::<Vec<_>>();
         let own = iovas(true);
         assert_eq!(own, (0..8).map(|s| mem.iova() + (8 + s) * 4096).collect::<Vec<_>>());
         assert_eq!(iovas(false), vec![mem.iova() + 8 * 4096; 8]);
