@@ -1238,16 +1238,24 @@ fn error_minus_7_when_stopped_mid_run_with_partial_counts() {
     assert_eq!(res.miscompare_count, 0);
 }
 
+/// Starts a worker on `r`'s namespace 1, resets the controller `after` into its run, and
+/// returns its result and how long it took to end from the reset.
+fn reset_during(r: &common::Rig, cfg: IoWorkerConfig, after: Duration) -> (IoWorkerResult, Duration) {
+    let w = r.ctrl.namespace(1).unwrap().ioworker(cfg).unwrap().start();
+    std::thread::sleep(after);
+    let t = Instant::now();
+    r.ctrl.reset().unwrap();
+    let res = w.close();
+    (res, t.elapsed())
+}
+
 #[test]
 fn error_minus_7_when_the_controller_is_reset_during_io() {
     let r = rig(small());
     let ns = r.ctrl.namespace(1).unwrap();
-    let w = ns.ioworker(IoWorkerConfig { io_size: IoSize::Fixed(8), time: Some(Duration::from_secs(10)), ..Default::default() }).unwrap().start();
-    std::thread::sleep(Duration::from_millis(300));
-    let t = Instant::now();
-    r.ctrl.reset().unwrap();
-    let res = w.close();
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let cfg = IoWorkerConfig { io_size: IoSize::Fixed(8), time: Some(Duration::from_secs(10)), ..Default::default() };
+    let (res, took) = reset_during(&r, cfg, Duration::from_millis(300));
+    assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(res.error, code::TERMINATED, "{:?}", res.error_message);
     assert!(res.io_count() > 100);
     // After the reset, a new worker runs normally.
@@ -1259,13 +1267,9 @@ fn error_minus_7_when_a_reset_finds_nothing_in_flight() {
     // At 5 IOPS the worker has nothing outstanding almost all the time, so the reset
     // aborts none of its commands; it ends at the reset all the same.
     let r = rig(small());
-    let ns = r.ctrl.namespace(1).unwrap();
-    let w = ns.ioworker(IoWorkerConfig { iops: 5, qdepth: 1, time: Some(Duration::from_secs(10)), ..Default::default() }).unwrap().start();
-    std::thread::sleep(Duration::from_millis(500));
-    let t = Instant::now();
-    r.ctrl.reset().unwrap();
-    let res = w.close();
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let cfg = IoWorkerConfig { iops: 5, qdepth: 1, time: Some(Duration::from_secs(10)), ..Default::default() };
+    let (res, took) = reset_during(&r, cfg, Duration::from_millis(500));
+    assert!(took < Duration::from_secs(1), "{took:?}");
     assert_eq!(res.error, code::TERMINATED, "{:?}", res.error_message);
     let m = res.error_message.unwrap();
     assert!(m.contains("with no command in flight by a reset or power loss") || res.aborted_by_reset == 1, "{m}");
@@ -1277,7 +1281,6 @@ fn a_worker_sends_nothing_it_held_back_once_a_reset_took_its_commands() {
     // The reset aborts what is in flight; the ones waiting must not go to a queue that
     // is gone (each would come back aborted too, and the count would pass qdepth).
     let r = rig(small());
-    let ns = r.ctrl.namespace(1).unwrap();
     let cfg = IoWorkerConfig {
         io_size: IoSize::Fixed(8),
         read_percentage: 0,
@@ -1287,10 +1290,7 @@ fn a_worker_sends_nothing_it_held_back_once_a_reset_took_its_commands() {
         output_cmdlog_list: 1000,
         ..Default::default()
     };
-    let w = ns.ioworker(cfg).unwrap().start();
-    std::thread::sleep(Duration::from_millis(300));
-    r.ctrl.reset().unwrap();
-    let res = w.close();
+    let (res, _) = reset_during(&r, cfg, Duration::from_millis(300));
     assert_eq!(res.error, code::TERMINATED, "{:?}", res.error_message);
     // At most the commands in flight; none when the reset came as all had completed (the
     // worker sends nothing from the reset's start), which its message then says.
