@@ -6,8 +6,9 @@
 //! default). The first read runs cover never-written blocks (the simulator copies from the
 //! zero page: the worker's own cost shows), with verification off, then on (the default:
 //! the worker knows nothing of these blocks, so it compares nothing); the region is then
-//! written once, so the other reads return verified blocks from memory, as a drive would. The last run mixes reads
-//! and writes over 64 blocks, so most I/Os wait for the LBA locks of others.
+//! written once, so the other reads return verified blocks from memory, as a drive would.
+//! The last run mixes reads and writes over 64 blocks, so most I/Os wait for the LBA locks
+//! of others.
 //!
 //! The never-written read is measured in rounds (`NVPLAN_BENCH_ROUNDS`, 3 by default), each
 //! next to a fio run of its own, and reported as the median of the rounds' ratios: on a
@@ -78,8 +79,8 @@ fn main() {
             pairs.push((unwritten_plain.iops(), f, unwritten_plain.cpu_usage, trip));
         }
     }
-    // Verification on, and nothing to compare: costs no more than off when the worker
-    // leaves the data alone.
+    // Verification on, and nothing to compare: what is left is the LBA locks and a read
+    // buffer per slot (the Python front's default, and PyNVMe's tests').
     let (unwritten_verified, t_unwritten_verified) = common::around(TRIP_PROBE, || run(&ns, secs, 100, true));
     // Write the region once (verified generations for every LBA).
     let fill = IoWorkerConfig { lba_random: 0, read_percentage: 0, io_size: IoSize::Fixed(256), region_end: vec![REGION_LBAS], ..Default::default() };
