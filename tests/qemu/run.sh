@@ -239,7 +239,7 @@ boot() {
     if [ -n "$relay" ]; then kill "$relay" 2>/dev/null; wait "$relay" 2>/dev/null || true; fi
     local rc
     rc=$(sed -n 's/.*NVPLAN-QEMU-DONE rc=\([0-9]*\).*/\1/p' "$log" | tail -1)
-    # QEMU 7.2 itself dies at times (SIGSEGV) while the guest resets a controller under
+    # QEMU 7.2 itself dies at times (SIGSEGV, SIGABRT) while the guest resets a controller under
     # I/O (docs/qemu.md). That says nothing of nvplan, so such a stage runs again, on fresh
     # images where it started on them, up to twice; a third crash fails it.
     local tries=${QEMU_TRIES:-1}
